@@ -1,0 +1,48 @@
+"""Where things live: data directory, config directory, flow folders.
+
+Precedence, highest first: command-line option, environment variable, platformdirs default.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+APP = "signoff"
+
+
+def config_dir() -> Path:
+    env = os.environ.get("SIGNOFF_CONFIG_DIR")
+    return Path(env) if env else Path(platformdirs.user_config_dir(APP))
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("SIGNOFF_DATA_DIR")
+    return Path(env) if env else Path(platformdirs.user_data_dir(APP))
+
+
+def sample_flows_dir() -> Path:
+    """The bundled sample flows; a package so they are found after a plain `pip install .`."""
+    import sample_flows
+
+    return Path(sample_flows.__file__).parent
+
+
+@dataclass
+class Settings:
+    data_dir: Path | None = None
+    flow_dirs: list[Path] = field(default_factory=list)
+    policy: Path | None = None
+    server: str | None = None
+    demo: bool = False
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir or default_data_dir()
+
+    def resolved_flow_dirs(self) -> list[Path]:
+        dirs = list(self.flow_dirs) or [config_dir() / "flows"]
+        if self.demo:
+            dirs.append(sample_flows_dir())
+        return dirs

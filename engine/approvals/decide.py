@@ -1,0 +1,170 @@
+"""Deciding one approval request inside the caller's write transaction.
+
+Single decisions, bulk decisions, the Resume task and automatic approvals all come through
+:func:`decide_in_tx`, so the rules (eligibility, four-eyes, quorum, veto, form validation,
+idempotency) live in one place. The caller owns the transaction (a SAVEPOINT per item in
+bulk), so an item is either fully recorded - decision row, request state, queued
+continuation, audit event - or not at all.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from engine import jsonutil
+from engine.approvals import outcome as oc
+from engine.approvals.outcome import Outcome
+from engine.audit import append_event
+from engine.identity import Identity
+from engine.inputs.spec import InputSpec
+
+APPROVE = "approve"
+DENY = "deny"
+
+
+@dataclass
+class DecisionRequest:
+    verdict: str  # approve | deny
+    inputs: Mapping[str, Any]
+    reason: str | None
+    origin: str  # "cli", "console", "http 10.0.0.5", "auto", "resume-task" ...
+    automatic: bool = False
+    auto_expression: Any = None
+
+
+def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
+                 policy, enqueue) -> Outcome:
+    row = tx.execute("SELECT * FROM requests WHERE id=?", (request_id,)).fetchone()
+    if row is None:
+        return Outcome(request_id, oc.NOT_FOUND, f"no approval request `{request_id}`")
+    rules = jsonutil.loads(row["rules"], {})
+    execution_id = row["execution_id"]
+    base = dict(id=request_id, execution_id=execution_id)
+    if row["state"] != "PENDING":
+        by = [r[0] for r in tx.execute("SELECT actor FROM decisions WHERE request_id=? ORDER BY id", (request_id,))]
+        who = ", ".join(by) if by else ("the engine" if row["state"] == "EXPIRED" else "nobody")
+        return Outcome(**base, outcome=oc.ALREADY_DECIDED, state=row["state"], by=by,
+                       message=f"request {request_id} is already {row['state'].lower()} (by {who})")
+    if not decision.automatic:
+        refusal = eligibility_refusal(actor, row, rules, policy)
+        if refusal:
+            append_event(tx, at=now, actor=actor.name, action="policy.denied", namespace=row["namespace"],
+                         flow_id=row["flow_id"], execution_id=execution_id, request_id=request_id,
+                         data={"operation": decision.verdict, "reason": refusal})
+            return Outcome(**base, outcome=oc.NOT_ELIGIBLE, state="PENDING", message=refusal)
+        if decision.verdict == APPROVE and not self_approval_allowed(rules, policy):
+            started_by = tx.execute("SELECT started_by FROM executions WHERE id=?", (execution_id,)).fetchone()[0]
+            if started_by == actor.name:
+                append_event(tx, at=now, actor=actor.name, action="policy.denied", namespace=row["namespace"],
+                             flow_id=row["flow_id"], execution_id=execution_id, request_id=request_id,
+                             data={"operation": "approve", "reason": "four-eyes"})
+                return Outcome(**base, outcome=oc.SELF_APPROVAL, state="PENDING",
+                               message=f"{actor.name} started execution {execution_id} and may not approve it "
+                                       "(four-eyes rule)")
+    mine = tx.execute("SELECT verdict FROM decisions WHERE request_id=? AND actor=?",
+                      (request_id, actor.name)).fetchone()
+    if mine is not None:
+        return Outcome(**base, outcome=oc.ALREADY_DECIDED, state="PENDING", by=[actor.name],
+                       message=f"{actor.name} already {mine[0]}d request {request_id}; waiting for other approvers")
+
+    values: dict[str, Any] = {}
+    errors = comment_errors(rules, decision)
+    if decision.verdict == APPROVE:
+        result = validate_form(row, decision.inputs)
+        values = result.values
+        errors.update(result.errors)
+    if errors:
+        return Outcome(**base, outcome=oc.INVALID_INPUTS, state="PENDING", errors=errors,
+                       message="; ".join(errors.values()))
+
+    tx.execute("INSERT INTO decisions(request_id, actor, verdict, inputs, reason, at, origin, automatic)"
+               " VALUES (?,?,?,?,?,?,?,?)",
+               (request_id, actor.name, decision.verdict, jsonutil.dumps(values), decision.reason, now,
+                decision.origin, int(decision.automatic)))
+    required = int(rules.get("required") or 1)
+    if decision.verdict == DENY:
+        state = "DENIED"
+    elif decision.automatic:
+        state = "APPROVED"
+    else:
+        approvals = tx.execute("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",
+                               (request_id,)).fetchone()[0]
+        state = "APPROVED" if approvals >= required else "PENDING"
+    context = jsonutil.loads(row["context"], {})
+    event = {"verdict": decision.verdict, "inputs": mask_secrets(row, values), "reason": decision.reason,
+             "origin": decision.origin, "state": state, "context": context}
+    if decision.automatic:
+        event["automatic"] = True
+        event["expression"] = row_rules_expression(rules)
+        event["value"] = decision.auto_expression
+    append_event(tx, at=now, actor=actor.name, action="request.auto_approved" if decision.automatic
+                 else f"request.{'approved' if decision.verdict == APPROVE else 'denied'}",
+                 namespace=row["namespace"], flow_id=row["flow_id"], execution_id=execution_id,
+                 request_id=request_id, data=event)
+    if state != "PENDING":
+        result_doc = {"state": state, "by": actor.name, "on": now, "inputs": values, "reason": decision.reason,
+                      "automatic": decision.automatic}
+        tx.execute("UPDATE requests SET state=?, decided_at=?, result=? WHERE id=?",
+                   (state, now, jsonutil.dumps(result_doc), request_id))
+        tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
+        enqueue(tx, execution_id)
+        message = f"request {request_id} {state.lower()}"
+    else:
+        have = tx.execute("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",
+                          (request_id,)).fetchone()[0]
+        message = f"approval recorded for request {request_id} ({have} of {required})"
+    return Outcome(**base, outcome=oc.DECIDED, state=state, message=message)
+
+
+def row_rules_expression(rules: Mapping[str, Any]) -> Any:
+    return rules.get("autoApprove") or rules.get("when")
+
+
+def eligibility_refusal(actor: Identity, row: sqlite3.Row, rules: Mapping[str, Any], policy) -> str | None:
+    """Why ``actor`` may not decide this request, or None when they may."""
+    namespace = row["namespace"]
+    if not policy.allows(actor, "decide", namespace):
+        return f"{actor.name} may not decide requests in namespace {namespace} (no approver or admin role)"
+    assignment = rules.get("escalatedTo") or rules.get("assignment") or {}
+    users = assignment.get("users") or []
+    groups = assignment.get("groups") or []
+    if users or groups:
+        if actor.name in users or any(policy.in_group(actor, g) for g in groups):
+            return None
+        named = ", ".join([*users, *(f"group {g}" for g in groups)])
+        return f"{actor.name} is not assigned to this request (assigned to {named})"
+    return None
+
+
+def self_approval_allowed(rules: Mapping[str, Any], policy) -> bool:
+    allowed = rules.get("allowSelfApproval")
+    if allowed is None:
+        return not policy.four_eyes
+    return bool(allowed)
+
+
+def comment_errors(rules: Mapping[str, Any], decision: DecisionRequest) -> dict[str, str]:
+    mode = (rules.get("commentRequired") or "NEVER").upper()
+    needed = mode == "ALWAYS" or (mode == "ON_DENY" and decision.verdict == DENY) or (
+        mode == "ON_APPROVE" and decision.verdict == APPROVE)
+    if needed and not (decision.reason or "").strip() and not decision.automatic:
+        return {"reason": f"A comment is required to {decision.verdict} this request (commentRequired: {mode})"}
+    return {}
+
+
+def form_specs(row: sqlite3.Row) -> list[InputSpec]:
+    return [InputSpec.from_dict(d) for d in jsonutil.loads(row["form"], [])]
+
+
+def validate_form(row: sqlite3.Row, inputs: Mapping[str, Any]):
+    from engine.inputs import validate_inputs
+
+    context = jsonutil.loads(row["context"], {})
+    variables = {"inputs": context.get("inputs", {}), "outputs": context.get("outputs", {})}
+    return validate_inputs(form_specs(row), dict(inputs or {}), variables=variables)
+
+
+def mask_secrets(row: sqlite3.Row, values: Mapping[str, Any]) -> dict[str, Any]:
+    secret_ids = {d["id"] for d in jsonutil.loads(row["form"], []) if d.get("type") == "SECRET"}
+    return {k: ("***" if k in secret_ids else v) for k, v in values.items()}

@@ -1,0 +1,41 @@
+"""The per-item result of a decision call (single and bulk use the same shape)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DECIDED = "decided"
+ALREADY_DECIDED = "already_decided"
+NOT_ELIGIBLE = "not_eligible"
+SELF_APPROVAL = "self_approval"
+INVALID_INPUTS = "invalid_inputs"
+NOT_FOUND = "not_found"
+CANCELLED = "cancelled"
+
+#: outcomes that mean the call did what was asked
+SUCCESSFUL = {DECIDED, CANCELLED}
+
+
+@dataclass
+class Outcome:
+    id: str
+    outcome: str
+    message: str
+    #: request state after the call (PENDING while a quorum is incomplete)
+    state: str | None = None
+    #: for already_decided: who decided it
+    by: list[str] = field(default_factory=list)
+    #: for invalid_inputs: input id -> message
+    errors: dict[str, str] = field(default_factory=dict)
+    execution_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in SUCCESSFUL
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Outcome":
+        return cls(**{k: d[k] for k in ("id", "outcome", "message", "state", "by", "errors", "execution_id") if k in d})

@@ -1,0 +1,88 @@
+"""Creating an approval request when an execution reaches a Pause or Approval task.
+
+The request freezes what the approver will see - rendered summary/details/impact, the
+execution's inputs and the outputs of earlier tasks - and the rules that govern it, so the
+audit can later show exactly what was decided on, whatever happens to the flow file.
+"""
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+from engine import ids, jsonutil
+from engine.audit import append_event
+from engine.clock import format_time
+from engine.durations import parse_duration
+from engine.expressions import is_template
+from engine.flows.model import Task
+from engine.tasks.base import TaskFailed
+
+PAUSE = "io.kestra.plugin.core.flow.Pause"
+
+RULE_KEYS = ("required", "assignment", "allowSelfApproval", "commentRequired", "decisions", "autoApprove", "when",
+             "escalation", "maxReissues", "reminders", "denyBehavior", "approveBehavior")
+
+
+def due_and_behavior(task: Task) -> tuple[timedelta | None, str | None, str | None]:
+    """(wait, behaviour on expiry, the property it came from) for a Pause or Approval."""
+    props = task.props
+    if task.type == PAUSE:
+        for name in ("pauseDuration", "delay"):
+            if props.get(name):
+                return parse_duration(str(props[name])), (props.get("behavior") or "RESUME").upper(), name
+        if props.get("timeout"):
+            return parse_duration(str(props["timeout"])), (props.get("behavior") or "FAIL").upper(), "timeout"
+        return None, None, None
+    if props.get("timeout"):
+        return parse_duration(str(props["timeout"])), (props.get("expireBehavior") or "FAIL").upper(), "timeout"
+    return None, None, None
+
+
+def create_request(run, task: Task, path: str, scope) -> str:
+    tx = run.tx
+    now_dt = run.engine.clock.now()
+    now = format_time(now_dt)
+    request_id = ids.request_id()
+    spec_context = task.props.get("context") or {}
+    rendered = run.render(task, path, scope, spec_context) if spec_context else {}
+    if not isinstance(rendered, dict):
+        raise TaskFailed(f"task `{task.id}`: context must be a map with summary, details, impact")
+    summary = rendered.get("summary") or run.render(task, path, scope, task.props.get("message")
+                                                     or task.props.get("description") or "") \
+        or f"{run.flow.id} · {task.id}"
+    secret_inputs = {spec.id for spec in run.flow.inputs if spec.type == "SECRET"}
+    context = {
+        "summary": str(summary),
+        "details": rendered.get("details"),
+        "impact": rendered.get("impact"),
+        "inputs": {k: ("***" if k in secret_inputs else v) for k, v in run.inputs.items()},
+        "outputs": copy.deepcopy(run.outputs),
+        "task": {"id": task.id, "type": task.type, "description": task.props.get("description")},
+        "flow": {"namespace": run.flow.namespace, "id": run.flow.id, "revision": run.flow.revision},
+        "labels": run.labels,
+    }
+    form = []
+    for spec in task.form:
+        entry = spec.to_dict()
+        if isinstance(entry.get("defaults"), str) and is_template(entry["defaults"]):
+            entry["defaults"] = run.render(task, path, scope, entry["defaults"])
+        form.append(entry)
+    wait, behavior, source = due_and_behavior(task)
+    rules: dict[str, Any] = {k: task.props[k] for k in RULE_KEYS if k in task.props}
+    rules["kind"] = "pause" if task.type == PAUSE else "approval"
+    rules["expireBehavior"] = behavior
+    rules["timeoutFrom"] = source
+    due_at = format_time(now_dt + wait) if wait is not None else None
+    tx.execute("INSERT INTO requests(id, execution_id, task_path, task_id, kind, namespace, flow_id, state, summary,"
+               " context, form, rules, requested_by, created_at, due_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+               (request_id, run.execution_id, path, task.id, rules["kind"], run.flow.namespace, run.flow.id,
+                "PENDING", str(summary), jsonutil.dumps(context), jsonutil.dumps(form), jsonutil.dumps(rules),
+                run.row["started_by"], now, due_at))
+    if due_at is not None:
+        tx.execute("INSERT INTO timers(kind, request_id, due_at) VALUES ('expire', ?, ?)", (request_id, due_at))
+    append_event(tx, at=now, actor=run.row["started_by"], action="request.created", namespace=run.flow.namespace,
+                 flow_id=run.flow.id, execution_id=run.execution_id, request_id=request_id,
+                 data={"task": task.id, "summary": str(summary), "due": due_at, "context": context,
+                       "required": rules.get("required", 1)})
+    return request_id

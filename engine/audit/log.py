@@ -1,0 +1,40 @@
+"""Appending audit events.
+
+Each event's hash is SHA-256 over the previous event's hash and the event's own canonical
+content, so changing, removing or reordering any stored row breaks every hash after it.
+Appends happen inside the caller's write transaction: the event commits with the change it
+describes, or not at all.
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from typing import Any
+
+from engine import jsonutil
+
+GENESIS = "0" * 64
+
+
+def event_content(seq: int, at: str, actor: str, action: str, namespace: str | None, flow_id: str | None,
+                  execution_id: str | None, request_id: str | None, data_json: str) -> str:
+    return jsonutil.dumps([seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json])
+
+
+def event_hash(prev_hash: str, content: str) -> str:
+    return hashlib.sha256((prev_hash + content).encode("utf-8")).hexdigest()
+
+
+def append_event(tx: sqlite3.Connection, *, at: str, actor: str, action: str, namespace: str | None = None,
+                 flow_id: str | None = None, execution_id: str | None = None, request_id: str | None = None,
+                 data: dict[str, Any] | None = None) -> int:
+    last = tx.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    data_json = jsonutil.dumps(data or {})
+    digest = event_hash(prev, event_content(seq, at, actor, action, namespace, flow_id, execution_id,
+                                            request_id, data_json))
+    tx.execute(
+        "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest))
+    return seq

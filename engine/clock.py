@@ -1,0 +1,42 @@
+"""Time as the engine sees it: always UTC, always injectable so tests and snapshots are fixed."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class FakeClock:
+    """A clock that only moves when told to; used by tests of timers and by snapshots."""
+
+    def __init__(self, start: datetime | str = "2026-01-05T09:00:00Z") -> None:
+        self._now = parse_time(start) if isinstance(start, str) else start
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, delta: timedelta) -> None:
+        self._now += delta
+
+    def set(self, when: datetime | str) -> None:
+        self._now = parse_time(when) if isinstance(when, str) else when
+
+
+def format_time(when: datetime) -> str:
+    """Fixed-width UTC ISO text, so stored times sort as strings."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)

@@ -1,0 +1,1 @@
+"""Kestra-compatible flow files: loading, validation, and the task tree."""

@@ -1,0 +1,69 @@
+"""The in-memory form of a loaded flow: what the loader produces and the runner walks.
+
+Tasks keep their validated properties as plain data (``props``); properties that are
+themselves task lists (``then``, ``else``, ``tasks``, ``errors``, Switch ``cases`` ...) are
+moved into ``blocks`` so the runner can walk the tree without knowing each task type.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import Location
+from engine.inputs.spec import InputSpec
+
+
+@dataclass
+class Task:
+    id: str
+    type: str  # canonical Kestra full name, e.g. io.kestra.plugin.core.flow.Pause
+    props: dict[str, Any]
+    # Child task lists by block name: "tasks", "then", "else", "errors", "defaults",
+    # "onPause", "onWait", "onApprove", "onDeny", and "cases.<value>" for Switch.
+    blocks: dict[str, list["Task"]] = field(default_factory=dict)
+    # Form of a Pause (onResume) or Approval (inputs) task.
+    form: list[InputSpec] = field(default_factory=list)
+    location: Location | None = None
+    # Where each property was written, for run-time messages ("file:line:col").
+    prop_locations: dict[str, Location] = field(default_factory=dict)
+
+    @property
+    def short_type(self) -> str:
+        return self.type.rsplit(".", 1)[-1]
+
+    def walk(self):
+        """Yield this task and every task below it, depth first."""
+        yield self
+        for children in self.blocks.values():
+            for child in children:
+                yield from child.walk()
+
+
+@dataclass
+class Flow:
+    id: str
+    namespace: str
+    description: str | None
+    labels: dict[str, Any]
+    variables: dict[str, Any]
+    inputs: list[InputSpec]
+    tasks: list[Task]
+    errors: list[Task]
+    source: str  # the file's exact text; its sha256 identifies the revision
+    path: str
+    sha256: str
+    revision: int = 0  # assigned by the store when the source is first seen
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.id)
+
+    def all_tasks(self):
+        for t in [*self.tasks, *self.errors]:
+            yield from t.walk()
+
+    def find_task(self, task_id: str) -> Task | None:
+        for t in self.all_tasks():
+            if t.id == task_id:
+                return t
+        return None

@@ -1,0 +1,86 @@
+"""The flows an engine knows: the current files, and every revision executions started from.
+
+Each distinct file content of a flow is a revision (numbered 1, 2, ... per namespace+id) kept
+in the database, so an execution always continues with the exact flow it started with, even
+after the file was edited or removed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.clock import Clock, format_time
+from engine.errors import NotFound, Problem, UsageError
+from engine.flows.model import Flow
+from engine.store import Database
+
+
+class FlowRegistry:
+    def __init__(self, db: Database, dirs: list[Path], clock: Clock) -> None:
+        self.db = db
+        self.dirs = [Path(d) for d in dirs]
+        self.clock = clock
+        self._current: dict[tuple[str, str], Flow] | None = None
+        self.problems: list[Problem] = []
+        self._by_revision: dict[tuple[str, str, int], Flow] = {}
+
+    def reload(self) -> None:
+        from engine.flows.loader import load_flow_dirs
+
+        flow_set = load_flow_dirs([d for d in self.dirs if d.is_dir()])
+        self._current = dict(flow_set.flows)
+        self.problems = list(flow_set.problems)
+
+    @property
+    def current(self) -> dict[tuple[str, str], Flow]:
+        if self._current is None:
+            self.reload()
+        assert self._current is not None
+        return self._current
+
+    def list(self) -> list[Flow]:
+        return sorted(self.current.values(), key=lambda f: (f.namespace, f.id))
+
+    def get(self, namespace: str, flow_id: str) -> Flow:
+        flow = self.current.get((namespace, flow_id))
+        if flow is None:
+            for problem in self.problems:
+                # A broken file for this very flow deserves its own message, not "not found".
+                if _mentions(problem, namespace, flow_id):
+                    raise UsageError(f"flow {namespace}.{flow_id} cannot be loaded:\n{problem}")
+            known = ", ".join(f"{ns}.{fid}" for ns, fid in sorted(self.current)) or "none"
+            raise NotFound(f"no flow `{flow_id}` in namespace `{namespace}` (known flows: {known})")
+        return flow
+
+    def ensure_revision(self, tx, flow: Flow) -> int:
+        """The revision number of this exact flow text, recording it if it is new."""
+        row = tx.execute("SELECT revision FROM flow_revisions WHERE namespace=? AND flow_id=? AND sha256=?",
+                         (flow.namespace, flow.id, flow.sha256)).fetchone()
+        if row:
+            return row[0]
+        last = tx.execute("SELECT max(revision) FROM flow_revisions WHERE namespace=? AND flow_id=?",
+                          (flow.namespace, flow.id)).fetchone()[0] or 0
+        tx.execute("INSERT INTO flow_revisions(namespace, flow_id, revision, sha256, source, path, created_at)"
+                   " VALUES (?,?,?,?,?,?,?)",
+                   (flow.namespace, flow.id, last + 1, flow.sha256, flow.source, flow.path,
+                    format_time(self.clock.now())))
+        return last + 1
+
+    def at_revision(self, namespace: str, flow_id: str, revision: int) -> Flow:
+        key = (namespace, flow_id, revision)
+        flow = self._by_revision.get(key)
+        if flow is None:
+            from engine.flows.loader import load_flow_text
+
+            row = self.db.query_one("SELECT source, path FROM flow_revisions WHERE namespace=? AND flow_id=?"
+                                    " AND revision=?", key)
+            if row is None:
+                raise NotFound(f"flow {namespace}.{flow_id} revision {revision} is not in the database")
+            flow = load_flow_text(row["source"], row["path"])
+            flow.revision = revision
+            self._by_revision[key] = flow
+        return flow
+
+
+def _mentions(problem: Problem, namespace: str, flow_id: str) -> bool:
+    stem = Path(problem.location.file).stem
+    return stem == flow_id or f"{namespace}.{flow_id}" in problem.message

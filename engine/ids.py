@@ -1,0 +1,20 @@
+"""Identifiers people read and type: random, URL-safe, no ambiguous characters."""
+from __future__ import annotations
+
+import secrets
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def _token(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def execution_id() -> str:
+    """22 characters, like Kestra's short UUIDs (110 random bits)."""
+    return _token(22)
+
+
+def request_id() -> str:
+    """12 characters (60 random bits): short enough to type, collision-free in practice."""
+    return "r" + _token(12)

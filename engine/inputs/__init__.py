@@ -1,0 +1,12 @@
+"""Flow input declarations (Kestra's input types) and validation of their values."""
+from engine.inputs.parse import ID_PATTERN, parse_input_specs
+from engine.inputs.spec import INPUT_TYPES, ITEM_TYPES, DependsOn, InputSpec
+from engine.inputs.validate import (
+    InputError, ValidationResult, coerce_value, nest_values, show_value, validate_inputs,
+)
+
+__all__ = [
+    "ID_PATTERN", "INPUT_TYPES", "ITEM_TYPES", "DependsOn", "InputError", "InputSpec",
+    "ValidationResult", "coerce_value", "nest_values", "parse_input_specs", "show_value",
+    "validate_inputs",
+]

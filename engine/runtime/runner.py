@@ -1,0 +1,580 @@
+"""Advancing one execution: walk the flow's task tree, replaying what is recorded.
+
+Design (the reason it is crash-safe): every task run is a row keyed by its path in the tree
+("approve", "branches/left", "loop/2/notify"). Advancing an execution walks the tree from the
+top; a task with a finished row is skipped (its stored outputs are put back in scope), a
+waiting Pause/Approval looks at its request's state, and anything else runs now. Control
+tasks store the choice they made (If branch, Switch case, ForEach values) so a replay takes
+the same path. Progress is committed:
+- in one transaction for everything that has no effect outside the database (Log, If,
+  OutputValues, creating a request...), and
+- around each task with an outside effect (HTTP, mail, shell): the state before it is committed
+  first, the effect runs outside any transaction, and its result is committed after.
+Every transaction first re-checks this runner's lease on the execution, so two runners never
+both record progress. A process killed between an outside effect and its commit re-runs that
+one task, which is why HTTP tasks carry an Idempotency-Key made from execution, task and attempt.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import ids, jsonutil
+from engine.approvals.decide import DecisionRequest, decide_in_tx
+from engine.audit import append_event
+from engine.clock import format_time
+from engine.durations import parse_duration
+from engine.errors import ExpressionError
+from engine.expressions import evaluate, render_data, truthy
+from engine.flows.model import Flow, Task
+from engine.identity import SYSTEM
+from engine.runtime import work
+from engine.runtime.functions import kv_lookup_from, make_functions
+from engine.tasks.base import TaskFailed
+
+DONE, WAITING, FAILED = "DONE", "WAITING", "FAILED"
+FINISHED_RUN_STATES = {"SUCCESS", "WARNING", "SKIPPED"}
+TERMINAL_EXECUTION_STATES = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"}
+
+#: leaf tasks with an effect outside the database: committed around, run outside a transaction
+EXTERNAL_TYPES = {
+    "io.kestra.plugin.core.http.Request",
+    "io.kestra.plugin.notifications.slack.SlackIncomingWebhook",
+    "io.kestra.plugin.notifications.teams.TeamsIncomingWebhook",
+    "io.kestra.plugin.notifications.mail.MailSend",
+    "io.kestra.plugin.scripts.shell.Commands",
+}
+PAUSE = "io.kestra.plugin.core.flow.Pause"
+APPROVAL = "io.kestra.plugin.core.flow.Approval"
+
+
+class Stop(Exception):
+    """Ends the execution now with a final state (deny, cancel), skipping error handlers."""
+
+    def __init__(self, state: str, message: str) -> None:
+        super().__init__(message)
+        self.state = state
+        self.message = message
+
+
+@dataclass
+class Scope:
+    loop_values: tuple[Any, ...] = ()
+    iteration: int | None = None
+    parents: list[dict[str, Any]] = field(default_factory=list)
+
+
+class LiveContext:
+    """The RunContext a leaf handler gets while an execution advances."""
+
+    def __init__(self, run: "ExecutionRun", task: Task, path: str, scope: Scope, attempt: int) -> None:
+        self.task = task
+        self.execution_id = run.execution_id
+        self.namespace = run.flow.namespace
+        self.flow_id = run.flow.id
+        self.attempt = attempt
+        self.data_dir = run.engine.data_dir
+        self.idempotency_key = f"{run.execution_id}:{path}:{attempt}"
+        self.logs: list[tuple[str, str]] = []
+        self._variables = run.variables(task, path, scope, attempt)
+        self._functions = run.functions
+
+    def render(self, value: Any) -> Any:
+        return render_data(value, self._variables, self._functions)
+
+    def prop(self, name: str, default: Any = None) -> Any:
+        if name not in self.task.props:
+            return default
+        return self.render(self.task.props[name])
+
+    def log(self, level: str, message: str) -> None:
+        self.logs.append((level, message))
+
+
+class ExecutionRun:
+    """One advance of one execution by the runner holding its lease."""
+
+    def __init__(self, engine, execution_id: str, owner: str, gen: int) -> None:
+        self.engine = engine
+        self.db = engine.db
+        self.execution_id = execution_id
+        self.owner = owner
+        self.gen = gen
+        row = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
+        assert row is not None
+        self.row = dict(row)
+        self.flow: Flow = engine.flows.at_revision(row["namespace"], row["flow_id"], row["revision"])
+        self.inputs = jsonutil.loads(row["inputs"], {})
+        self.labels = jsonutil.loads(row["labels"], {})
+        self.runs: dict[str, dict[str, Any]] = {
+            r["path"]: dict(r) for r in self.db.query("SELECT * FROM task_runs WHERE execution_id=?", (execution_id,))}
+        self.seq = max((r["seq"] for r in self.runs.values()), default=0)
+        self.outputs: dict[str, Any] = {}
+        self.functions = make_functions(
+            clock=engine.clock, namespace=self.flow.namespace, kv_lookup=kv_lookup_from(self.db),
+            app_link=lambda app_id: engine.app_link(self.flow.namespace, self.flow.id, execution_id, app_id))
+        self.tx: sqlite3.Connection | None = None
+
+    # -- transactions -------------------------------------------------------------------
+    def begin(self) -> None:
+        self.tx = self.db.begin()
+        try:
+            work.renew(self.tx, self.execution_id, self.owner, self.engine.clock)
+        except BaseException:
+            self.db.rollback()
+            self.tx = None
+            raise
+
+    def commit(self) -> None:
+        self.db.commit()
+        self.tx = None
+
+    def now(self) -> str:
+        return format_time(self.engine.clock.now())
+
+    # -- entry point --------------------------------------------------------------------
+    def advance(self) -> bool:
+        """Walk as far as possible. Returns True when more work was queued meanwhile."""
+        self.begin()
+        try:
+            if self.row["state"] in TERMINAL_EXECUTION_STATES:
+                return work.release(self.tx, self.execution_id, self.owner, self.gen)
+            self.set_state("RUNNING")
+            try:
+                status = self.walk_list(self.flow.tasks, "", Scope())
+                if status == FAILED and self.flow.errors:
+                    error_status = self.walk_list(self.flow.errors, "", Scope())
+                    status = WAITING if error_status == WAITING else FAILED
+            except Stop as stop:
+                return self.finish(stop.state, stop.message)
+            if status == WAITING:
+                self.set_state("PAUSED")
+                more = work.release(self.tx, self.execution_id, self.owner, self.gen)
+                self.commit()
+                return more
+            if status == FAILED:
+                return self.finish("FAILED", self.first_error())
+            warned = any(r["state"] == "WARNING" for r in self.runs.values())
+            return self.finish("WARNING" if warned else "SUCCESS", None)
+        except work.LeaseLost:
+            self.db.rollback()
+            self.tx = None
+            return False
+        except BaseException:
+            self.db.rollback()
+            self.tx = None
+            raise
+
+    def finish(self, state: str, error: str | None) -> bool:
+        now = self.now()
+        pending = self.tx.execute("SELECT id FROM requests WHERE execution_id=? AND state='PENDING'",
+                                  (self.execution_id,)).fetchall()
+        for (request_id,) in pending:
+            self.tx.execute("UPDATE requests SET state='CANCELLED', decided_at=?, result=? WHERE id=?",
+                            (now, jsonutil.dumps({"state": "CANCELLED", "by": SYSTEM.name, "on": now,
+                                                  "reason": f"execution ended {state}"}), request_id))
+            self.tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
+        self.tx.execute("UPDATE executions SET state=?, updated_at=?, ended_at=?, error=? WHERE id=?",
+                        (state, now, now, error, self.execution_id))
+        append_event(self.tx, at=now, actor=SYSTEM.name, action="execution.ended", namespace=self.flow.namespace,
+                     flow_id=self.flow.id, execution_id=self.execution_id, data={"state": state, "error": error})
+        work.release(self.tx, self.execution_id, self.owner, self.gen)
+        self.commit()
+        return False
+
+    def set_state(self, state: str) -> None:
+        if self.row["state"] != state:
+            self.tx.execute("UPDATE executions SET state=?, updated_at=? WHERE id=?",
+                            (state, self.now(), self.execution_id))
+            self.row["state"] = state
+
+    def first_error(self) -> str | None:
+        failed = [r for r in self.runs.values() if r["state"] == "FAILED" and r["error"]]
+        failed.sort(key=lambda r: r["seq"])
+        return failed[0]["error"] if failed else None
+
+    # -- variables ----------------------------------------------------------------------
+    def variables(self, task: Task, path: str, scope: Scope, attempt: int = 1) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "flow": {"id": self.flow.id, "namespace": self.flow.namespace, "revision": self.flow.revision,
+                     "description": self.flow.description},
+            "execution": {"id": self.execution_id, "startDate": self.row["created_at"],
+                          "originalId": self.execution_id, "state": self.row["state"]},
+            "labels": self.labels,
+            "vars": self.flow.variables,
+            "task": {"id": task.id, "type": task.type},
+            "taskrun": {"id": path, "startDate": self.now(), "attemptsCount": attempt,
+                        "value": scope.loop_values[-1] if scope.loop_values else None,
+                        "iteration": scope.iteration},
+            "parents": scope.parents,
+            "parent": scope.parents[-1] if scope.parents else None,
+        }
+
+    def evaluate(self, task: Task, path: str, scope: Scope, expr: Any) -> Any:
+        if not isinstance(expr, str):
+            return expr
+        try:
+            return evaluate(expr, self.variables(task, path, scope), self.functions)
+        except ExpressionError as exc:
+            raise TaskFailed(f"task `{task.id}`: {exc}") from None
+
+    def render(self, task: Task, path: str, scope: Scope, value: Any) -> Any:
+        try:
+            return render_data(value, self.variables(task, path, scope), self.functions)
+        except ExpressionError as exc:
+            raise TaskFailed(f"task `{task.id}`: {exc}") from None
+
+    def record_outputs(self, task: Task, scope: Scope, outputs: dict[str, Any]) -> None:
+        if not scope.loop_values:
+            self.outputs[task.id] = outputs
+            return
+        node = self.outputs.setdefault(task.id, {})
+        for value in scope.loop_values[:-1]:
+            node = node.setdefault(str(value), {})
+        node[str(scope.loop_values[-1])] = outputs
+
+    # -- task runs ----------------------------------------------------------------------
+    def save_run(self, path: str, task: Task, state: str, *, outputs: dict[str, Any] | None = None,
+                 value: Any = None, error: str | None = None, attempt: int = 1,
+                 logs: list[tuple[str, str]] | None = None) -> None:
+        now = self.now()
+        existing = self.runs.get(path)
+        if existing is None:
+            self.seq += 1
+            seq = self.seq
+            started = now
+        else:
+            seq, started = existing["seq"], existing["started_at"]
+            if value is None:
+                value = existing["value"]
+        ended = now if state in FINISHED_RUN_STATES | {"FAILED", "KILLED"} else None
+        record = {"execution_id": self.execution_id, "path": path, "task_id": task.id, "type": task.type,
+                  "state": state, "attempt": attempt, "outputs": jsonutil.dumps(outputs or {}), "value": value,
+                  "started_at": started, "ended_at": ended, "error": error, "seq": seq}
+        self.tx.execute("INSERT OR REPLACE INTO task_runs(execution_id, path, task_id, type, state, attempt, outputs,"
+                        " value, started_at, ended_at, error, seq) VALUES (:execution_id, :path, :task_id, :type,"
+                        " :state, :attempt, :outputs, :value, :started_at, :ended_at, :error, :seq)", record)
+        for level, message in logs or ():
+            self.tx.execute("INSERT INTO logs(execution_id, path, level, message, at) VALUES (?,?,?,?,?)",
+                            (self.execution_id, path, level, message, now))
+        self.runs[path] = record
+
+    # -- walking ------------------------------------------------------------------------
+    def walk_list(self, tasks: list[Task], prefix: str, scope: Scope) -> str:
+        for task in tasks:
+            status = self.walk_task(task, prefix, scope)
+            if status != DONE:
+                return status
+        return DONE
+
+    def walk_task(self, task: Task, prefix: str, scope: Scope) -> str:
+        path = prefix + task.id
+        run = self.runs.get(path)
+        if run is not None and run["state"] in FINISHED_RUN_STATES:
+            self.record_outputs(task, scope, jsonutil.loads(run["outputs"], {}))
+            return DONE
+        if run is not None and run["state"] in ("FAILED", "KILLED"):
+            return FAILED
+        try:
+            if run is None and self.skipped(task, path, scope):
+                self.save_run(path, task, "SKIPPED")
+                return DONE
+            short = task.short_type
+            if task.type in (PAUSE, APPROVAL):
+                return self.pause_task(task, path, scope, run)
+            if short == "If":
+                return self.branch_task(task, path, scope, run, self.choose_if)
+            if short == "Switch":
+                return self.branch_task(task, path, scope, run, self.choose_case)
+            if short == "Sequential":
+                return self.container(task, path, scope, self.walk_list(task.blocks.get("tasks", []), path + "/", scope))
+            if short == "Parallel":
+                return self.parallel_task(task, path, scope)
+            if short == "ForEach":
+                return self.foreach_task(task, path, scope, run)
+            if short == "Resume":
+                return self.resume_task(task, path, scope)
+            return self.leaf_task(task, path, scope)
+        except TaskFailed as failure:
+            return self.fail(task, path, failure)
+
+    def fail(self, task: Task, path: str, failure: TaskFailed) -> str:
+        allowed = bool(task.props.get("allowFailure"))
+        state = "WARNING" if failure.warning or allowed else "FAILED"
+        existing = self.runs.get(path)
+        self.save_run(path, task, state, error=failure.message,
+                      attempt=existing["attempt"] if existing else 1,
+                      logs=[("ERROR" if state == "FAILED" else "WARN", failure.message)])
+        return DONE if state == "WARNING" else FAILED
+
+    def skipped(self, task: Task, path: str, scope: Scope) -> bool:
+        if task.props.get("disabled") is True:
+            return True
+        if "runIf" in task.props:
+            return not truthy(self.evaluate(task, path, scope, task.props["runIf"]))
+        return False
+
+    def container(self, task: Task, path: str, scope: Scope, status: str) -> str:
+        if status == DONE:
+            self.save_run(path, task, "SUCCESS")
+        elif status == FAILED:
+            self.save_run(path, task, "FAILED", error=f"a task inside `{task.id}` failed")
+        elif path not in self.runs:
+            self.save_run(path, task, "RUNNING")
+        return status
+
+    def choose_if(self, task: Task, path: str, scope: Scope) -> str:
+        return "then" if truthy(self.evaluate(task, path, scope, task.props.get("condition"))) else "else"
+
+    def choose_case(self, task: Task, path: str, scope: Scope) -> str:
+        value = self.evaluate(task, path, scope, task.props.get("value"))
+        key = json.dumps(value) if isinstance(value, (dict, list)) else ("" if value is None else str(value))
+        if isinstance(value, bool):
+            key = "true" if value else "false"
+        return f"cases.{key}" if f"cases.{key}" in task.blocks else "defaults"
+
+    def branch_task(self, task: Task, path: str, scope: Scope, run: dict | None, choose) -> str:
+        if run is None:
+            block = choose(task, path, scope)
+            self.save_run(path, task, "RUNNING", value=block)
+        else:
+            block = run["value"]
+        status = self.walk_list(task.blocks.get(block, []), path + "/", scope)
+        return self.container(task, path, scope, status)
+
+    def parallel_task(self, task: Task, path: str, scope: Scope) -> str:
+        statuses = [self.walk_task(child, path + "/", scope) for child in task.blocks.get("tasks", [])]
+        status = FAILED if FAILED in statuses else WAITING if WAITING in statuses else DONE
+        return self.container(task, path, scope, status)
+
+    def foreach_task(self, task: Task, path: str, scope: Scope, run: dict | None) -> str:
+        if run is None:
+            values = self.render(task, path, scope, task.props.get("values"))
+            if isinstance(values, str):
+                try:
+                    values = json.loads(values)
+                except json.JSONDecodeError:
+                    raise TaskFailed(f"task `{task.id}`: values must be a list or a JSON array, got `{values[:80]}`")
+            if not isinstance(values, list):
+                raise TaskFailed(f"task `{task.id}`: values must be a list, got {type(values).__name__}")
+            self.save_run(path, task, "RUNNING", value=jsonutil.dumps(values))
+        else:
+            values = jsonutil.loads(self.runs[path]["value"], [])
+        for index, value in enumerate(values):
+            inner = Scope(loop_values=(*scope.loop_values, value), iteration=index,
+                          parents=[*scope.parents, {"taskrun": {"value": value, "iteration": index}}])
+            status = self.walk_list(task.blocks.get("tasks", []), f"{path}/{index}/", inner)
+            if status != DONE:
+                return self.container(task, path, scope, status)
+        return self.container(task, path, scope, DONE)
+
+    # -- leaf tasks ---------------------------------------------------------------------
+    def leaf_task(self, task: Task, path: str, scope: Scope) -> str:
+        from engine.tasks.registry import load_handlers
+
+        handler = load_handlers().get(task.type)
+        if handler is None:  # the loader refuses unknown types; this guards old revisions
+            raise TaskFailed(f"task `{task.id}`: no handler for type {task.type}")
+        retry = task.props.get("retry") or {}
+        max_attempts = max(1, int(retry.get("maxAttempts") or retry.get("maxAttempt") or 1))
+        interval = _seconds(retry.get("interval"))
+        external = task.type in EXTERNAL_TYPES
+        previous = self.runs.get(path)
+        first_attempt = previous["attempt"] + 1 if previous else 1
+        for attempt in range(first_attempt, first_attempt + max_attempts):
+            ctx = LiveContext(self, task, path, scope, attempt)
+            if external:
+                # make the state before the effect durable, then run it outside a transaction
+                self.save_run(path, task, "RUNNING", attempt=attempt)
+                self.commit()
+            try:
+                try:
+                    outputs = handler(ctx) or {}
+                except ExpressionError as exc:
+                    raise TaskFailed(f"task `{task.id}`: {exc}") from None
+            except TaskFailed as failure:
+                if external:
+                    self.begin()
+                if attempt < first_attempt + max_attempts - 1 and not failure.warning:
+                    self.save_run(path, task, "RUNNING", attempt=attempt, logs=[*ctx.logs, ("WARN", failure.message)])
+                    if interval:
+                        self.commit()
+                        time.sleep(interval)
+                        self.begin()
+                    continue
+                self.save_run(path, task, "RUNNING", attempt=attempt, logs=ctx.logs)
+                return self.fail(task, path, failure)
+            if external:
+                self.begin()
+            self.save_run(path, task, "SUCCESS", outputs=outputs, attempt=attempt, logs=ctx.logs)
+            self.record_outputs(task, scope, outputs)
+            return DONE
+        return FAILED  # not reached: the loop returns
+
+    # -- Resume: decide another execution's pause ------------------------------------------
+    def resume_task(self, task: Task, path: str, scope: Scope) -> str:
+        props = self.render(task, path, scope, task.props)
+        target = props.get("executionId")
+        if not target:
+            raise TaskFailed(f"task `{task.id}`: executionId is required to resume another execution")
+        request = self.tx.execute("SELECT id FROM requests WHERE execution_id=? AND state='PENDING'"
+                                  " ORDER BY created_at LIMIT 1", (target,)).fetchone()
+        if request is None:
+            raise TaskFailed(f"task `{task.id}`: execution {target} has no pending pause to resume")
+        actor = SYSTEM.__class__(name=f"flow:{self.flow.namespace}.{self.flow.id}", source="system")
+        outcome = decide_in_tx(self.tx, now=self.now(), actor=actor, request_id=request[0],
+                               decision=DecisionRequest("approve", props.get("inputs") or {}, None,
+                                                        f"resume task {self.execution_id}/{task.id}",
+                                                        automatic=True, auto_expression="Resume task"),
+                               policy=self.engine.policy,
+                               enqueue=lambda tx, eid: work.enqueue(tx, eid, self.now()))
+        if not outcome.ok:
+            raise TaskFailed(f"task `{task.id}`: could not resume {target}: {outcome.message}")
+        outputs = {"executionId": target, "requestId": request[0]}
+        self.save_run(path, task, "SUCCESS", outputs=outputs)
+        self.record_outputs(task, scope, outputs)
+        return DONE
+
+    # -- Pause and Approval -----------------------------------------------------------------
+    def pause_task(self, task: Task, path: str, scope: Scope, run: dict | None) -> str:
+        from engine.approvals.requests import create_request
+
+        if run is None:
+            request_id = create_request(self, task, path, scope)
+            self.save_run(path, task, "PAUSED", value=request_id)
+            auto = task.props.get("autoApprove") if task.type == APPROVAL else task.props.get("when")
+            if auto is not None:
+                value = self.evaluate(task, path, scope, auto)
+                if truthy(value):
+                    decide_in_tx(self.tx, now=self.now(), actor=SYSTEM, request_id=request_id,
+                                 decision=DecisionRequest("approve", {}, None, "auto", automatic=True,
+                                                          auto_expression=value),
+                                 policy=self.engine.policy, enqueue=lambda tx, eid: None)
+            state = self.tx.execute("SELECT state FROM requests WHERE id=?", (request_id,)).fetchone()[0]
+            if state == "PENDING":
+                hook = "onPause" if task.type == PAUSE else "onWait"
+                status = self.walk_list(task.blocks.get(hook, []), f"{path}/{hook}/", scope)
+                if status == FAILED:
+                    return FAILED
+        run = self.runs[path]
+        if run["state"] == "RUNNING":  # decided earlier; now in its after-decision block
+            return self.after_decision(task, path, scope, jsonutil.loads(run["outputs"], {}), run["error"])
+        request = self.tx.execute("SELECT * FROM requests WHERE id=?", (run["value"],)).fetchone()
+        state = request["state"]
+        if state == "PENDING":
+            return WAITING
+        result = jsonutil.loads(request["result"], {})
+        decisions = [dict(d) for d in self.tx.execute(
+            "SELECT actor AS by, verdict, reason, at AS on_, automatic FROM decisions WHERE request_id=? ORDER BY id",
+            (request["id"],))]
+        for d in decisions:
+            d["on"] = d.pop("on_")
+            d["automatic"] = bool(d["automatic"])
+        rules = jsonutil.loads(request["rules"], {})
+        if state == "CANCELLED":
+            raise Stop("KILLED", f"approval request {request['id']} cancelled by {result.get('by')}: "
+                                 f"{result.get('reason') or 'no reason given'}")
+        if state == "EXPIRED":
+            return self.expired(task, path, scope, request, rules, decisions)
+        verdict = "APPROVED" if state == "APPROVED" else "DENIED"
+        outputs = self.decision_outputs(task, request, result, decisions, verdict, result.get("inputs") or {})
+        if verdict == "DENIED":
+            return self.denied(task, path, scope, outputs, result)
+        self.save_run(path, task, "RUNNING", outputs=outputs)
+        return self.after_decision(task, path, scope, outputs, None)
+
+    def decision_outputs(self, task: Task, request: sqlite3.Row, result: dict, decisions: list[dict], verdict: str,
+                         values: dict) -> dict[str, Any]:
+        if task.type == PAUSE:
+            return {"onResume": values,
+                    "resumed": {"by": result.get("by"), "on": result.get("on"), "to": "RUNNING"},
+                    "decision": verdict, "decisions": decisions}
+        return {"decision": verdict, "auto": bool(result.get("automatic")), "by": result.get("by"),
+                "on": result.get("on"), "comment": result.get("reason"), "inputs": values,
+                "due": request["due_at"], "decisions": decisions}
+
+    def after_decision(self, task: Task, path: str, scope: Scope, outputs: dict, error: str | None) -> str:
+        """Run the block that follows a decision (Pause `tasks`, Approval onApprove/onDeny)."""
+        self.record_outputs(task, scope, outputs)
+        denied = outputs.get("decision") == "DENIED"
+        block = "tasks" if task.type == PAUSE else ("onDeny" if denied else "onApprove")
+        status = self.walk_list(task.blocks.get(block, []), f"{path}/{block}/", scope)
+        if status == FAILED and task.blocks.get("errors"):
+            status = self.walk_list(task.blocks["errors"], f"{path}/errors/", scope)
+            status = WAITING if status == WAITING else FAILED
+        if status == WAITING:
+            return WAITING
+        if status == FAILED:
+            self.save_run(path, task, "FAILED", outputs=outputs, error=f"a task after `{task.id}` failed")
+            return FAILED
+        if error:  # a deny or expiry that ends the task as FAILED/WARNING after its block ran
+            state = "WARNING" if error.startswith("WARN:") else "FAILED"
+            self.save_run(path, task, state, outputs=outputs, error=error.removeprefix("WARN:"))
+            return DONE if state == "WARNING" else FAILED
+        self.save_run(path, task, "SUCCESS", outputs=outputs)
+        return DONE
+
+    def denied(self, task: Task, path: str, scope: Scope, outputs: dict, result: dict) -> str:
+        who = result.get("by")
+        reason = result.get("reason") or "no reason given"
+        behavior = (task.props.get("denyBehavior") or "").upper() if task.type == APPROVAL else ""
+        message = f"denied by {who}: {reason}"
+        if behavior == "CONTINUE":
+            self.save_run(path, task, "RUNNING", outputs=outputs)
+            return self.after_decision(task, path, scope, outputs, None)
+        if behavior in ("WARN", "FAIL"):
+            error = ("WARN:" if behavior == "WARN" else "") + message
+            self.save_run(path, task, "RUNNING", outputs=outputs, error=error)
+            return self.after_decision(task, path, scope, outputs, error)
+        self.save_run(path, task, "KILLED", outputs=outputs, error=message)
+        if task.type == APPROVAL and task.blocks.get("onDeny"):
+            self.record_outputs(task, scope, outputs)
+            self.walk_list(task.blocks["onDeny"], f"{path}/onDeny/", scope)
+        raise Stop("CANCELLED" if behavior == "CANCEL" else "KILLED", message)
+
+    def expired(self, task: Task, path: str, scope: Scope, request: sqlite3.Row, rules: dict,
+                decisions: list[dict]) -> str:
+        behavior = (rules.get("expireBehavior") or "FAIL").upper()
+        due = request["due_at"]
+        message = f"no decision on `{task.id}` before {due}"
+        result = {"by": SYSTEM.name, "on": request["decided_at"], "reason": "timeout", "automatic": True}
+        if behavior in ("RESUME", "APPROVE", "WARN"):
+            values = self.default_values(request)
+            outputs = self.decision_outputs(task, request, result, decisions, "APPROVED", values)
+            if task.type == APPROVAL:
+                outputs["decision"] = "APPROVED" if behavior != "WARN" else "EXPIRED"
+            error = f"WARN:{message}" if behavior == "WARN" else None
+            self.save_run(path, task, "RUNNING", outputs=outputs, error=error)
+            return self.after_decision(task, path, scope, outputs, error)
+        if behavior == "DENY":
+            outputs = self.decision_outputs(task, request, result, decisions, "DENIED", {})
+            return self.denied(task, path, scope, outputs, {**result, "reason": message})
+        outputs = self.decision_outputs(task, request, result, decisions, "EXPIRED", {})
+        if behavior == "CANCEL":
+            self.save_run(path, task, "KILLED", outputs=outputs, error=message)
+            raise Stop("CANCELLED", message)
+        self.save_run(path, task, "FAILED", outputs=outputs, error=message, logs=[("ERROR", message)])
+        return FAILED
+
+    def default_values(self, request: sqlite3.Row) -> dict[str, Any]:
+        from engine.approvals.decide import validate_form
+
+        return validate_form(request, {}).values
+
+
+def _seconds(value: Any) -> float:
+    if not value:
+        return 0.0
+    try:
+        return min(parse_duration(str(value)).total_seconds(), 30.0)
+    except ValueError:
+        return 0.0
+
+
+def new_request_id() -> str:
+    return ids.request_id()

@@ -1,0 +1,100 @@
+"""The durable work queue: one row per execution that has something to do.
+
+A runner takes an execution by writing its lease (owner + expiry) on the row; only the lease
+holder may commit progress for that execution, and every progress transaction re-checks the
+lease first. A process that dies leaves a lease that expires - or, on the same host, is taken
+over at once when its owner's pid is gone - so a restarted worker picks the work up and
+nothing is continued twice.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import uuid
+from datetime import timedelta
+
+from engine.clock import Clock, format_time
+
+LEASE = timedelta(minutes=5)
+HOST = socket.gethostname()
+
+
+def new_owner() -> str:
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class LeaseLost(Exception):
+    """Another runner holds this execution now; stop touching it."""
+
+
+def enqueue(tx: sqlite3.Connection, execution_id: str, now: str) -> None:
+    tx.execute("INSERT INTO work(execution_id, ready_at) VALUES (?, ?) ON CONFLICT(execution_id) DO UPDATE"
+               " SET ready_at=min(ready_at, excluded.ready_at), gen=gen+1", (execution_id, now))
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def try_claim(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock) -> int | None:
+    """Take the lease on one execution's work row if it is free, expired or orphaned.
+
+    Returns the row's generation (bumped by every enqueue), or None when not taken."""
+    row = tx.execute("SELECT lease_owner, lease_until, gen FROM work WHERE execution_id=?",
+                     (execution_id,)).fetchone()
+    if row is None:
+        return None
+    now = clock.now()
+    if row[0] and row[0] != owner and row[1] and row[1] > format_time(now) and not owner_is_dead(row[0]):
+        return None
+    tx.execute("UPDATE work SET lease_owner=?, lease_until=? WHERE execution_id=?",
+               (owner, format_time(now + LEASE), execution_id))
+    return row[2]
+
+
+def claimable(conn: sqlite3.Connection, clock: Clock, limit: int) -> list[str]:
+    now = format_time(clock.now())
+    rows = conn.execute("SELECT execution_id, lease_owner, lease_until FROM work WHERE ready_at<=?"
+                        " ORDER BY ready_at LIMIT ?", (now, limit * 4)).fetchall()
+    out = []
+    for execution_id, owner, until in rows:
+        if owner is None or (until or "") <= now or owner_is_dead(owner):
+            out.append(execution_id)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def renew(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock) -> None:
+    cur = tx.execute("UPDATE work SET lease_until=? WHERE execution_id=? AND lease_owner=?",
+                     (format_time(clock.now() + LEASE), execution_id, owner))
+    if cur.rowcount != 1:
+        raise LeaseLost(execution_id)
+
+
+def release(tx: sqlite3.Connection, execution_id: str, owner: str, gen: int) -> bool:
+    """Done with this execution for now: drop the row, unless something was enqueued for it
+    since we claimed it (then only the lease is dropped, so it is picked up again).
+    Returns True when more work is waiting."""
+    cur = tx.execute("DELETE FROM work WHERE execution_id=? AND lease_owner=? AND gen=?", (execution_id, owner, gen))
+    if cur.rowcount:
+        return False
+    tx.execute("UPDATE work SET lease_owner=NULL, lease_until=NULL WHERE execution_id=? AND lease_owner=?",
+               (execution_id, owner))
+    return True

@@ -1,0 +1,353 @@
+"""The approval service: the one facade everything a person can do goes through.
+
+The CLI, the console (through LocalBackend) and the HTTP server call these methods and
+nothing below them. Every call takes the acting identity; permission checks happen here.
+Results are plain JSON-able dicts whose keys are the documented, stable `--json` / HTTP
+shapes (README, "JSON output").
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+from engine import ids, jsonutil
+from engine.approvals import outcome as oc
+from engine.approvals.decide import APPROVE, DENY, DecisionRequest, decide_in_tx, validate_form
+from engine.approvals.outcome import Outcome
+from engine.audit import append_event
+from engine.core import Engine
+from engine.errors import InvalidInputs, NotFound, Refused, UsageError
+from engine.flows.model import Flow
+from engine.identity import Identity
+from engine.inputs.spec import InputSpec
+from engine.runtime import work
+from engine.runtime.driver import drive
+from engine.runtime.timers import process_due_timers
+
+#: how many bulk items share one durable commit; each item still has its own savepoint
+BULK_CHUNK = 500
+
+
+class ApprovalService:
+    def __init__(self, engine: Engine, *, run_inline: bool = True) -> None:
+        self.engine = engine
+        self.db = engine.db
+        #: advance touched executions before returning (embedded mode); the server sets False
+        #: and lets its background runner do it
+        self.run_inline = run_inline
+
+    # -- housekeeping -------------------------------------------------------------------
+    def tick(self) -> int:
+        """Apply due timers and continue any work left behind (by a killed process too)."""
+        handled = process_due_timers(self.engine)
+        return handled + drive(self.engine)
+
+    def _check(self, actor: Identity, action: str, namespace: str, what: str) -> None:
+        if not self.engine.policy.allows(actor, action, namespace):
+            with self.db.write() as tx:
+                append_event(tx, at=self.engine.now(), actor=actor.name, action="policy.denied", namespace=namespace,
+                             data={"operation": action, "target": what})
+            raise Refused(f"{actor.name} may not {action.replace('_', ' ')} in namespace {namespace} ({what})")
+
+    # -- flows --------------------------------------------------------------------------
+    def list_flows(self, actor: Identity) -> list[dict[str, Any]]:
+        return [flow_info(f) for f in self.engine.flows.list()
+                if self.engine.policy.allows(actor, "view", f.namespace)]
+
+    def flow_problems(self) -> list[str]:
+        self.engine.flows.current  # noqa: B018 - loads on first use
+        return [str(p) for p in self.engine.flows.problems]
+
+    def get_flow(self, actor: Identity, namespace: str, flow_id: str) -> dict[str, Any]:
+        flow = self.engine.flows.get(namespace, flow_id)
+        self._check(actor, "view", namespace, f"flow {namespace}.{flow_id}")
+        return {**flow_info(flow), "source": flow.source}
+
+    # -- executions ---------------------------------------------------------------------
+    def start_execution(self, actor: Identity, namespace: str, flow_id: str, inputs: Mapping[str, Any],
+                        *, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        flow = self.engine.flows.get(namespace, flow_id)
+        self._check(actor, "start", namespace, f"flow {namespace}.{flow_id}")
+        values = self.validate_flow_inputs(flow, inputs)
+        execution_id = ids.execution_id()
+        now = self.engine.now()
+        all_labels = {**flow.labels, **dict(labels or {})}
+        with self.db.write() as tx:
+            revision = self.engine.flows.ensure_revision(tx, flow)
+            tx.execute("INSERT INTO executions(id, namespace, flow_id, revision, state, inputs, labels, started_by,"
+                       " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                       (execution_id, namespace, flow_id, revision, "CREATED", jsonutil.dumps(values),
+                        jsonutil.dumps(all_labels), actor.name, now, now))
+            append_event(tx, at=now, actor=actor.name, action="execution.started", namespace=namespace,
+                         flow_id=flow_id, execution_id=execution_id,
+                         data={"revision": revision, "inputs": mask(flow.inputs, values)})
+            work.enqueue(tx, execution_id, now)
+        if self.run_inline:
+            drive(self.engine, [execution_id])
+        return self.get_execution(actor, execution_id)
+
+    def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        from engine.inputs import validate_inputs
+
+        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=self._store_file)
+        if result.errors:
+            raise InvalidInputs(result.errors)
+        return result.values
+
+    def _store_file(self, path: str) -> str:
+        import hashlib
+        import shutil
+        from pathlib import Path
+
+        source = Path(path)
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+        target_dir = self.engine.data_dir / "files" / digest
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = target_dir / source.name
+        if not target.exists():
+            shutil.copyfile(source, target)
+        return target.resolve().as_uri()
+
+    def list_executions(self, actor: Identity, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM executions"
+        params: list[Any] = []
+        if state:
+            sql += " WHERE state=?"
+            params.append(state.upper())
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        params.append(limit)
+        return [execution_summary(r) for r in self.db.query(sql, params)
+                if self.engine.policy.allows(actor, "view", r["namespace"])]
+
+    def get_execution(self, actor: Identity, execution_id: str) -> dict[str, Any]:
+        row = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
+        if row is None:
+            raise NotFound(f"no execution `{execution_id}`")
+        self._check(actor, "view", row["namespace"], f"execution {execution_id}")
+        runs = self.db.query("SELECT * FROM task_runs WHERE execution_id=? ORDER BY seq", (execution_id,))
+        logs = self.db.query("SELECT path, level, message, at FROM logs WHERE execution_id=? ORDER BY id",
+                             (execution_id,))
+        requests = self.db.query("SELECT * FROM requests WHERE execution_id=? ORDER BY created_at", (execution_id,))
+        outputs: dict[str, Any] = {}
+        for r in runs:
+            if r["state"] in ("SUCCESS", "WARNING", "RUNNING", "FAILED") and "/" not in r["path"]:
+                outputs[r["task_id"]] = jsonutil.loads(r["outputs"], {})
+        return {
+            **execution_summary(row),
+            "task_runs": [{"path": r["path"], "task_id": r["task_id"], "type": r["type"], "state": r["state"],
+                           "attempt": r["attempt"], "outputs": jsonutil.loads(r["outputs"], {}),
+                           "started_at": r["started_at"], "ended_at": r["ended_at"], "error": r["error"]}
+                          for r in runs],
+            "outputs": outputs,
+            "logs": [dict(log) for log in logs],
+            "requests": [request_summary(r, self._approvals(r["id"])) for r in requests],
+        }
+
+    # -- requests -----------------------------------------------------------------------
+    def _approvals(self, request_id: str) -> int:
+        row = self.db.query_one("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",
+                                (request_id,))
+        return row[0] if row else 0
+
+    def list_pending(self, actor: Identity, *, namespace: str | None = None, flow: str | None = None,
+                     q: str | None = None, limit: int | None = None, after: str | None = None) -> list[dict[str, Any]]:
+        """Pending requests the actor may see, in due-time order (no due time last)."""
+        sql = ("SELECT r.*, (SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d.verdict='approve')"
+               " AS approvals FROM requests r WHERE r.state='PENDING'")
+        params: list[Any] = []
+        if namespace:
+            if namespace.endswith("*"):
+                sql += " AND r.namespace LIKE ?"
+                params.append(namespace.rstrip("*").replace("%", r"\%") + "%")
+            else:
+                sql += " AND r.namespace=?"
+                params.append(namespace)
+        if flow:
+            sql += " AND r.flow_id=?"
+            params.append(flow)
+        if q:
+            sql += " AND (r.summary LIKE ? OR r.flow_id LIKE ? OR r.namespace LIKE ? OR r.requested_by LIKE ?)"
+            params.extend([f"%{q}%"] * 4)
+        sql += " ORDER BY r.due_at IS NULL, r.due_at, r.created_at, r.id"
+        rows = self.db.query(sql, params)
+        out = []
+        for r in rows:
+            if not self.engine.policy.allows(actor, "view", r["namespace"]):
+                continue
+            out.append(request_summary(r, r["approvals"]))
+        if after:
+            ids_ = [o["id"] for o in out]
+            out = out[ids_.index(after) + 1:] if after in ids_ else out
+        return out[:limit] if limit else out
+
+    def get_request(self, actor: Identity, request_id: str) -> dict[str, Any]:
+        row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))
+        if row is None:
+            raise NotFound(f"no approval request `{request_id}`")
+        self._check(actor, "view", row["namespace"], f"request {request_id}")
+        decisions = self.db.query("SELECT actor, verdict, inputs, reason, at, origin, automatic FROM decisions"
+                                  " WHERE request_id=? ORDER BY id", (request_id,))
+        form = jsonutil.loads(row["form"], [])
+        secret_ids = {f["id"] for f in form if f.get("type") == "SECRET"}
+        return {
+            **request_summary(row, sum(1 for d in decisions if d["verdict"] == APPROVE)),
+            "context": jsonutil.loads(row["context"], {}),
+            "form": form,
+            "rules": jsonutil.loads(row["rules"], {}),
+            "result": jsonutil.loads(row["result"], None),
+            "decisions": [{"by": d["actor"], "verdict": d["verdict"], "reason": d["reason"], "at": d["at"],
+                           "origin": d["origin"], "automatic": bool(d["automatic"]),
+                           "inputs": {k: ("***" if k in secret_ids else v)
+                                      for k, v in jsonutil.loads(d["inputs"], {}).items()}}
+                          for d in decisions],
+        }
+
+    def validate(self, actor: Identity, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
+        """Per-field messages for these form values (empty when valid); the console's live check."""
+        row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))
+        if row is None:
+            raise NotFound(f"no approval request `{request_id}`")
+        self._check(actor, "view", row["namespace"], f"request {request_id}")
+        return validate_form(row, inputs).errors
+
+    def form_specs(self, request: Mapping[str, Any]) -> list[InputSpec]:
+        return [InputSpec.from_dict(d) for d in request.get("form", [])]
+
+    # -- decisions ----------------------------------------------------------------------
+    def approve(self, actor: Identity, request_ids: Iterable[str], inputs: Mapping[str, Any] | None = None,
+                reason: str | None = None, **kw: Any) -> list[Outcome]:
+        return self.decide(actor, request_ids, APPROVE, inputs=inputs, reason=reason, **kw)
+
+    def deny(self, actor: Identity, request_ids: Iterable[str], reason: str | None = None, **kw: Any) -> list[Outcome]:
+        return self.decide(actor, request_ids, DENY, reason=reason, **kw)
+
+    def decide(self, actor: Identity, request_ids: Iterable[str], verdict: str, *,
+               inputs: Mapping[str, Any] | None = None, reason: str | None = None,
+               idempotency_key: str | None = None, origin: str = "cli",
+               progress: Callable[[int, int], bool] | None = None) -> list[Outcome]:
+        """Decide one or many requests. Each item is atomic and independent; the result has
+        one outcome per id, in order. ``progress(done, total)`` may return False to stop
+        between chunks (the rest are reported as not decided)."""
+        if verdict not in (APPROVE, DENY):
+            raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
+        id_list = list(dict.fromkeys(request_ids))
+        decision = DecisionRequest(verdict, dict(inputs or {}), reason, origin)
+        outcomes: list[Outcome] = []
+        touched: list[str] = []
+        for start in range(0, len(id_list), BULK_CHUNK):
+            chunk = id_list[start:start + BULK_CHUNK]
+            with self.db.write() as tx:
+                now = self.engine.now()
+                for request_id in chunk:
+                    outcomes.append(self._decide_item(tx, now, actor, request_id, decision, idempotency_key))
+            touched.extend(o.execution_id for o in outcomes[-len(chunk):]
+                           if o.outcome == oc.DECIDED and o.state != "PENDING" and o.execution_id)
+            if progress is not None and progress(len(outcomes), len(id_list)) is False:
+                for request_id in id_list[len(outcomes):]:
+                    outcomes.append(Outcome(request_id, "skipped", "not decided: the bulk action was cancelled"))
+                break
+        if self.run_inline and touched:
+            drive(self.engine, touched)
+        return outcomes
+
+    def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
+                     idempotency_key: str | None) -> Outcome:
+        if idempotency_key:
+            seen = tx.execute("SELECT outcome FROM idempotency WHERE actor=? AND key=? AND request_id=?",
+                              (actor.name, idempotency_key, request_id)).fetchone()
+            if seen is not None:
+                return Outcome.from_dict(jsonutil.loads(seen[0]))
+        tx.execute("SAVEPOINT item")
+        try:
+            result = decide_in_tx(tx, now=now, actor=actor, request_id=request_id, decision=decision,
+                                  policy=self.engine.policy, enqueue=lambda t, eid: work.enqueue(t, eid, now))
+            if idempotency_key:
+                tx.execute("INSERT INTO idempotency(actor, key, request_id, outcome, created_at) VALUES (?,?,?,?,?)",
+                           (actor.name, idempotency_key, request_id, jsonutil.dumps(result.to_dict()), now))
+            tx.execute("RELEASE item")
+            return result
+        except Exception as exc:  # one bad item never rolls back the others
+            tx.execute("ROLLBACK TO item")
+            tx.execute("RELEASE item")
+            return Outcome(request_id, "error", f"could not decide {request_id}: {exc}")
+
+    def cancel(self, actor: Identity, request_ids: Iterable[str], reason: str | None = None,
+               origin: str = "cli") -> list[Outcome]:
+        """Cancel pending requests (the requester or an admin); their executions are killed."""
+        outcomes: list[Outcome] = []
+        touched: list[str] = []
+        with self.db.write() as tx:
+            now = self.engine.now()
+            for request_id in dict.fromkeys(request_ids):
+                row = tx.execute("SELECT r.*, e.started_by FROM requests r JOIN executions e ON e.id=r.execution_id"
+                                 " WHERE r.id=?", (request_id,)).fetchone()
+                if row is None:
+                    outcomes.append(Outcome(request_id, oc.NOT_FOUND, f"no approval request `{request_id}`"))
+                    continue
+                base = dict(id=request_id, execution_id=row["execution_id"])
+                if row["state"] != "PENDING":
+                    outcomes.append(Outcome(**base, outcome=oc.ALREADY_DECIDED, state=row["state"],
+                                            message=f"request {request_id} is already {row['state'].lower()}"))
+                    continue
+                own = row["started_by"] == actor.name
+                policy = self.engine.policy
+                if not (policy.allows(actor, "cancel_any", row["namespace"]) or
+                        (own and policy.allows(actor, "cancel_own", row["namespace"]))):
+                    append_event(tx, at=now, actor=actor.name, action="policy.denied", namespace=row["namespace"],
+                                 flow_id=row["flow_id"], execution_id=row["execution_id"], request_id=request_id,
+                                 data={"operation": "cancel"})
+                    outcomes.append(Outcome(**base, outcome=oc.NOT_ELIGIBLE, state="PENDING",
+                                            message=f"{actor.name} may not cancel request {request_id}: only the "
+                                                    f"requester ({row['started_by']}) or an admin may"))
+                    continue
+                tx.execute("UPDATE requests SET state='CANCELLED', decided_at=?, result=? WHERE id=?",
+                           (now, jsonutil.dumps({"state": "CANCELLED", "by": actor.name, "on": now,
+                                                 "reason": reason}), request_id))
+                tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
+                append_event(tx, at=now, actor=actor.name, action="request.cancelled", namespace=row["namespace"],
+                             flow_id=row["flow_id"], execution_id=row["execution_id"], request_id=request_id,
+                             data={"reason": reason, "origin": origin})
+                work.enqueue(tx, row["execution_id"], now)
+                touched.append(row["execution_id"])
+                outcomes.append(Outcome(**base, outcome=oc.CANCELLED, state="CANCELLED",
+                                        message=f"request {request_id} cancelled"))
+        if self.run_inline and touched:
+            drive(self.engine, touched)
+        return outcomes
+
+    # -- key-value store ----------------------------------------------------------------
+    def kv_set(self, actor: Identity, namespace: str, key: str, value: Any) -> None:
+        self._check(actor, "admin", namespace, f"kv {key}")
+        with self.db.write() as tx:
+            tx.execute("INSERT INTO kv(namespace, key, value, updated_at) VALUES (?,?,?,?) ON CONFLICT(namespace, key)"
+                       " DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                       (namespace, key, jsonutil.dumps(value), self.engine.now()))
+            append_event(tx, at=self.engine.now(), actor=actor.name, action="kv.set", namespace=namespace,
+                         data={"key": key})
+
+
+def mask(specs: list[InputSpec], values: Mapping[str, Any]) -> dict[str, Any]:
+    secret = {s.id for s in specs if s.type == "SECRET"}
+    return {k: ("***" if k in secret else v) for k, v in values.items()}
+
+
+def flow_info(flow: Flow) -> dict[str, Any]:
+    return {"namespace": flow.namespace, "id": flow.id, "description": flow.description, "labels": flow.labels,
+            "inputs": [s.to_dict() for s in flow.inputs], "path": flow.path, "sha256": flow.sha256,
+            "tasks": [t.id for t in flow.tasks]}
+
+
+def execution_summary(row) -> dict[str, Any]:
+    return {"id": row["id"], "namespace": row["namespace"], "flow_id": row["flow_id"], "revision": row["revision"],
+            "state": row["state"], "inputs": jsonutil.loads(row["inputs"], {}),
+            "labels": jsonutil.loads(row["labels"], {}), "started_by": row["started_by"],
+            "created_at": row["created_at"], "updated_at": row["updated_at"], "ended_at": row["ended_at"],
+            "error": row["error"]}
+
+
+def request_summary(row, approvals: int) -> dict[str, Any]:
+    rules = jsonutil.loads(row["rules"], {})
+    return {"id": row["id"], "execution_id": row["execution_id"], "namespace": row["namespace"],
+            "flow_id": row["flow_id"], "task_id": row["task_id"], "kind": row["kind"], "state": row["state"],
+            "summary": row["summary"], "requested_by": row["requested_by"], "created_at": row["created_at"],
+            "due_at": row["due_at"], "decided_at": row["decided_at"], "approvals": approvals,
+            "required": int(rules.get("required") or 1)}

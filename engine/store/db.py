@@ -1,0 +1,198 @@
+"""Connections to the signoff SQLite file.
+
+Decisions:
+- WAL journal with ``synchronous=FULL``: a commit is on disk when it returns, so a decision is
+  acknowledged only once durable; readers never block the single writer.
+- Writes use ``BEGIN IMMEDIATE`` so two processes never deadlock upgrading a read lock; a
+  long ``busy_timeout`` plus a bounded retry turn contention into waiting, never into a
+  "database is locked" error in front of a user.
+- One connection per thread (the console runs engine calls in worker threads).
+- We never create, truncate or migrate a file we do not recognise: an unreadable file, a
+  newer schema or a read-only location is a :class:`StorageError` with the path in it.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from engine.errors import StorageError
+from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+DB_FILENAME = "signoff.db"
+APPLICATION_ID = 0x5349474E  # "SIGN", written in the header so we know our own files
+_BUSY_MS = 30_000
+
+
+class Database:
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir)
+        self.path = self.data_dir / DB_FILENAME
+        self._local = threading.local()
+        self._prepare()
+
+    # -- opening -----------------------------------------------------------------------
+    def _prepare(self) -> None:
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise StorageError(f"data directory {self.data_dir} is not a directory")
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create data directory {self.data_dir}: {exc.strerror}") from None
+        if self.path.exists():
+            self._check_header()
+        elif not os.access(self.data_dir, os.W_OK):
+            raise StorageError(f"data directory {self.data_dir} is not writable; choose another with --data-dir")
+        conn = self.connection()
+        self._migrate(conn)
+
+    def _check_header(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                header = fh.read(100)
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.path}: {exc.strerror}") from None
+        if len(header) == 0:
+            return  # an empty file: SQLite treats it as a new database
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            raise StorageError(
+                f"{self.path} is not a signoff database (not an SQLite file, or truncated); "
+                "it was left untouched. Move it away or choose another --data-dir.")
+        app_id = int.from_bytes(header[68:72], "big")
+        if app_id not in (0, APPLICATION_ID):
+            raise StorageError(f"{self.path} is an SQLite file of another application; it was left untouched.")
+
+    def connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StorageError(f"cannot use WAL journaling on {self.path} (got {mode}); is the directory read-only?")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise _storage_error(self.path, exc) from None
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path} was written by a newer signoff (schema {version}); this version "
+                    f"understands schema {SCHEMA_VERSION} at most. Upgrade signoff; the file was left untouched.")
+            if version == SCHEMA_VERSION:
+                return
+            with self.write() as tx:
+                version = tx.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+                if version == 0 and tx.execute(
+                        "SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]:
+                    raise StorageError(f"{self.path} holds tables but no signoff schema; it was left untouched.")
+                for target in range(version + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[target].split(";\n"):
+                        if statement.strip():
+                            tx.execute(statement)
+                tx.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                tx.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise _storage_error(self.path, exc) from None
+
+    # -- transactions ------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE transaction, committed durably on exit, rolled back on error."""
+        conn = self.connection()
+        if conn.in_transaction:
+            raise RuntimeError("nested write transaction")
+        self._begin(conn)
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise _storage_error(self.path, exc) from None
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        delay = 0.01
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise _storage_error(self.path, exc) from None
+                if time.monotonic() > deadline:
+                    raise StorageError(f"{self.path} stayed locked by another process for two minutes") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    def begin(self) -> sqlite3.Connection:
+        """Start an IMMEDIATE transaction on this thread's connection (runner checkpoints)."""
+        conn = self.connection()
+        self._begin(conn)
+        return conn
+
+    def commit(self) -> None:
+        conn = self.connection()
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise _storage_error(self.path, exc) from None
+
+    def rollback(self) -> None:
+        conn = self.connection()
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        try:
+            return self.connection().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _storage_error(self.path, exc) from None
+
+    def query_one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _storage_error(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return StorageError(f"{path} is read-only; signoff needs to write to it (check permissions or use --data-dir)")
+    if "disk is full" in text or "database or disk is full" in text:
+        return StorageError(f"no space left to write {path}; free some space and retry (nothing was half-written)")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StorageError(f"{path} is damaged ({text}); it was left untouched. Restore it from a backup or move it away.")
+    if "unable to open" in text:
+        return StorageError(f"cannot open {path}: {text}")
+    return StorageError(f"database error on {path}: {text}")

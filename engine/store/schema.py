@@ -1,0 +1,158 @@
+"""Schema of the signoff database, by version. Each entry upgrades from the version before.
+
+Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sort as text.
+JSON columns hold canonical JSON text.
+"""
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE flow_revisions (
+    namespace TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, flow_id, revision),
+    UNIQUE (namespace, flow_id, sha256)
+);
+
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    started_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    ended_at TEXT,
+    error TEXT
+);
+CREATE INDEX executions_by_state ON executions(state, created_at);
+CREATE INDEX executions_by_flow ON executions(namespace, flow_id, created_at);
+
+CREATE TABLE task_runs (
+    execution_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    outputs TEXT NOT NULL DEFAULT '{}',
+    value TEXT,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    error TEXT,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (execution_id, path)
+);
+
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX logs_by_execution ON logs(execution_id, id);
+
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    task_path TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    context TEXT NOT NULL,
+    form TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    due_at TEXT,
+    decided_at TEXT,
+    result TEXT,
+    UNIQUE (execution_id, task_path)
+);
+CREATE INDEX requests_pending ON requests(state, due_at, created_at);
+
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    reason TEXT,
+    at TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    automatic INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (request_id, actor)
+);
+
+CREATE TABLE work (
+    execution_id TEXT PRIMARY KEY,
+    ready_at TEXT NOT NULL,
+    gen INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_until TEXT
+);
+CREATE INDEX work_ready ON work(ready_at);
+
+CREATE TABLE timers (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    payload TEXT NOT NULL DEFAULT '{}',
+    done_at TEXT,
+    UNIQUE (kind, request_id, due_at)
+);
+CREATE INDEX timers_due ON timers(done_at, due_at);
+
+CREATE TABLE kv (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+
+CREATE TABLE idempotency (
+    actor TEXT NOT NULL,
+    key TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (actor, key, request_id)
+);
+
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    namespace TEXT,
+    flow_id TEXT,
+    execution_id TEXT,
+    request_id TEXT,
+    data TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_by_actor ON audit(actor, seq);
+CREATE INDEX audit_by_action ON audit(action, at);
+CREATE INDEX audit_by_namespace ON audit(namespace, seq);
+CREATE INDEX audit_by_request ON audit(request_id);
+CREATE INDEX audit_by_execution ON audit(execution_id);
+CREATE INDEX audit_by_at ON audit(at);
+""",
+}

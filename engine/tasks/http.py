@@ -1,0 +1,212 @@
+"""``io.kestra.plugin.core.http.Request``: one HTTP call with httpx.
+
+Properties (as Kestra): ``uri``, ``method`` (GET), ``headers``, ``body`` (a string, or a
+map/list sent as JSON), ``contentType`` (default application/json for a string body),
+``formData`` (urlencoded, or multipart/form-data when ``contentType`` says so) and
+``options`` (``connectTimeout``, ``readTimeout`` as ISO durations or seconds,
+``allowFailed``, ``followRedirects``, ``basicAuthUser``/``basicAuthPassword``). Every request
+carries ``Idempotency-Key: <ctx.idempotency_key>`` unless the flow sets its own.
+
+Outputs as Kestra: ``{"code", "headers" (name -> list of values), "body" (text), "uri"}``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any
+
+import httpx
+
+from engine.tasks.base import RunContext, TaskFailed, handler
+
+DEFAULT_TIMEOUT = 30.0
+#: Transient connection failures are retried by httpx's transport (with its own backoff).
+CONNECT_RETRIES = 3
+USER_AGENT = "signoff"
+
+
+def duration_seconds(value: Any, what: str) -> float | None:
+    """Seconds in ``value``: an ISO-8601 duration (``PT30S``), a number, or None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TaskFailed(f"Invalid {what}: {value!r}")
+    if isinstance(value, (int, float)):
+        seconds: Any = value
+    elif isinstance(value, _dt.timedelta):
+        seconds = value
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            from engine.durations import parse_duration
+
+            try:
+                seconds = parse_duration(text)
+            except Exception as exc:  # the parser's own message names the problem
+                raise TaskFailed(f"Invalid {what}: {exc}") from None
+    if isinstance(seconds, _dt.timedelta):
+        seconds = seconds.total_seconds()
+    seconds = float(seconds)
+    if seconds <= 0:
+        raise TaskFailed(f"Invalid {what} {value!r}: must be positive")
+    return seconds
+
+
+def idempotent_headers(ctx: RunContext, headers: Any) -> dict[str, str]:
+    """The flow's headers (values as text) plus Idempotency-Key unless already set."""
+    if headers is None:
+        headers = {}
+    if not isinstance(headers, dict):
+        raise TaskFailed("`headers` must be a map of header names to values")
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if value is None:
+            continue
+        out[str(name)] = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    if not any(name.lower() == "idempotency-key" for name in out):
+        out["Idempotency-Key"] = ctx.idempotency_key
+    return out
+
+
+def make_client(*, timeout: float | None = None, connect_timeout: float | None = None,
+                follow_redirects: bool = True, auth: httpx.Auth | None = None) -> httpx.Client:
+    total = timeout or DEFAULT_TIMEOUT
+    return httpx.Client(
+        auth=auth,
+        transport=httpx.HTTPTransport(retries=CONNECT_RETRIES),
+        timeout=httpx.Timeout(total, connect=connect_timeout or total),
+        follow_redirects=follow_redirects,
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+def send(client: httpx.Client, request: httpx.Request) -> httpx.Response:
+    """Send ``request``; connection problems become a TaskFailed with a readable message."""
+    uri = str(request.url)
+    try:
+        return client.send(request)
+    except httpx.ConnectTimeout:
+        raise TaskFailed(f"Cannot connect to {uri}: connection timed out") from None
+    except httpx.ConnectError as exc:
+        raise TaskFailed(f"Cannot connect to {uri}: {_reason(exc)}") from None
+    except httpx.TimeoutException:
+        raise TaskFailed(f"Request to {uri} timed out waiting for the server") from None
+    except httpx.TooManyRedirects:
+        raise TaskFailed(f"Request to {uri}: too many redirects") from None
+    except httpx.RemoteProtocolError as exc:
+        raise TaskFailed(f"Request to {uri} failed: the server broke the HTTP protocol ({_reason(exc)})") from None
+    except httpx.UnsupportedProtocol:
+        raise TaskFailed(f"Invalid uri {uri!r}: only http:// and https:// are supported") from None
+    except httpx.HTTPError as exc:
+        raise TaskFailed(f"Request to {uri} failed: {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip()
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "name or service not known" in lowered or "nodename nor servname" in lowered \
+            or "temporary failure in name resolution" in lowered:
+        return "unknown host"
+    return text or type(exc).__name__
+
+
+def build_request(client: httpx.Client, method: str, uri: str, **kwargs: Any) -> httpx.Request:
+    try:
+        return client.build_request(method, uri, **kwargs)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise TaskFailed(f"Invalid uri {uri!r}: {exc}") from None
+
+
+def check_status(response: httpx.Response) -> None:
+    if not response.is_success:
+        snippet = response.text[:200]
+        raise TaskFailed(f"HTTP {response.status_code} from {response.request.url}: {snippet}")
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _truthy_option(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1", "on")
+    return bool(value)
+
+
+@handler("io.kestra.plugin.core.http.Request")
+def request(ctx: RunContext) -> dict[str, Any]:
+    uri = ctx.prop("uri")
+    if not uri:
+        raise TaskFailed("Request task needs a `uri`")
+    uri = str(uri).strip()
+    method = str(ctx.prop("method") or "GET").strip().upper()
+    options = ctx.prop("options") or {}
+    if not isinstance(options, dict):
+        raise TaskFailed("`options` must be a map")
+    headers = idempotent_headers(ctx, ctx.prop("headers"))
+    content_type = ctx.prop("contentType")
+    body = ctx.prop("body")
+    form_data = ctx.prop("formData")
+    allow_failed = _truthy_option(options.get("allowFailed", ctx.prop("allowFailed", False)))
+
+    kwargs: dict[str, Any] = {"headers": headers}
+    has_ctype = any(name.lower() == "content-type" for name in headers)
+    if form_data is not None:
+        if not isinstance(form_data, dict):
+            raise TaskFailed("`formData` must be a map of field names to values")
+        fields = [(str(k), _form_value(v)) for k, value in form_data.items()
+                  for v in (value if isinstance(value, list) else [value])]
+        if content_type and str(content_type).lower().startswith("multipart/form-data"):
+            # httpx writes the boundary into Content-Type itself.
+            kwargs["files"] = [(name, (None, value)) for name, value in fields]
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            kwargs["headers"] = headers
+        else:
+            data: dict[str, list[str]] = {}
+            for name, value in fields:
+                data.setdefault(name, []).append(value)
+            kwargs["data"] = data
+    elif body is not None:
+        if isinstance(body, (dict, list)):
+            kwargs["content"] = json.dumps(body).encode()
+            if not has_ctype:
+                headers["Content-Type"] = str(content_type or "application/json")
+        else:
+            kwargs["content"] = _form_value(body).encode()
+            if not has_ctype:
+                headers["Content-Type"] = str(content_type or "application/json")
+    elif content_type and not has_ctype:
+        headers["Content-Type"] = str(content_type)
+
+    auth = None
+    user, password = options.get("basicAuthUser"), options.get("basicAuthPassword")
+    if user is not None:
+        auth = httpx.BasicAuth(str(user), "" if password is None else str(password))
+
+    read_timeout = duration_seconds(options.get("readTimeout"), "options.readTimeout")
+    connect_timeout = duration_seconds(options.get("connectTimeout"), "options.connectTimeout")
+    follow = _truthy_option(options.get("followRedirects", True))
+    with make_client(timeout=read_timeout, connect_timeout=connect_timeout,
+                     follow_redirects=follow, auth=auth) as client:
+        req = build_request(client, method, uri, **kwargs)
+        response = send(client, req)
+        response.read()
+    if not allow_failed:
+        check_status(response)
+    out_headers: dict[str, list[str]] = {}
+    for name, value in response.headers.multi_items():
+        out_headers.setdefault(name.lower(), []).append(value)
+    return {
+        "code": response.status_code,
+        "headers": out_headers,
+        "body": response.text,
+        "uri": str(response.url),
+    }

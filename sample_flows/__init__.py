@@ -1,0 +1,1 @@
+"""Example flows shipped with signoff (one YAML file each); loaded in demo mode."""

@@ -1,0 +1,30 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import pytest
+
+
+# ---------------------------------------------------------------------------------------
+# Local fakes of the outside world (owner: task handlers) — `http_listener`, `smtp_listener`
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def http_listener():
+    """A real HTTP server on 127.0.0.1 recording requests; see tests/fakes/http_listener.py."""
+    from tests.fakes.http_listener import HttpListener
+
+    with HttpListener() as listener:
+        yield listener
+
+
+@pytest.fixture
+def smtp_listener():
+    """A real SMTP server on 127.0.0.1 recording mail; see tests/fakes/smtp_listener.py."""
+    from tests.fakes.smtp_listener import SmtpListener
+
+    with SmtpListener() as listener:
+        yield listener
+
+# ---------------------------------------------------------------------------------------
+# end of http_listener / smtp_listener section
+# ---------------------------------------------------------------------------------------
