@@ -127,17 +127,13 @@ class ApprovalService:
         logs = self.db.query("SELECT path, level, message, at FROM logs WHERE execution_id=? ORDER BY id",
                              (execution_id,))
         requests = self.db.query("SELECT * FROM requests WHERE execution_id=? ORDER BY created_at", (execution_id,))
-        outputs: dict[str, Any] = {}
-        for r in runs:
-            if r["state"] in ("SUCCESS", "WARNING", "RUNNING", "FAILED") and "/" not in r["path"]:
-                outputs[r["task_id"]] = jsonutil.loads(r["outputs"], {})
         return {
             **execution_summary(row),
             "task_runs": [{"path": r["path"], "task_id": r["task_id"], "type": r["type"], "state": r["state"],
                            "attempt": r["attempt"], "outputs": jsonutil.loads(r["outputs"], {}),
                            "started_at": r["started_at"], "ended_at": r["ended_at"], "error": r["error"]}
                           for r in runs],
-            "outputs": outputs,
+            "outputs": outputs_tree(runs),
             "logs": [dict(log) for log in logs],
             "requests": [request_summary(r, self._approvals(r["id"])) for r in requests],
         }
@@ -323,6 +319,33 @@ class ApprovalService:
                        (namespace, key, jsonutil.dumps(value), self.engine.now()))
             append_event(tx, at=self.engine.now(), actor=actor.name, action="kv.set", namespace=namespace,
                          data={"key": key})
+
+
+def outputs_tree(runs) -> dict[str, Any]:
+    """Outputs by task id as flows see them: tasks inside a ForEach are keyed by loop value."""
+    by_path = {r["path"]: r for r in runs}
+    tree: dict[str, Any] = {}
+    for r in runs:
+        if r["state"] not in ("SUCCESS", "WARNING", "RUNNING", "FAILED"):
+            continue
+        outputs = jsonutil.loads(r["outputs"], {})
+        if not outputs and r["state"] == "RUNNING":
+            continue
+        parts = r["path"].split("/")
+        loop_keys: list[str] = []
+        for i, part in enumerate(parts):
+            parent = by_path.get("/".join(parts[:i]))
+            if part.isdigit() and parent is not None and parent["type"].endswith(".ForEach"):
+                values = jsonutil.loads(parent["value"], [])
+                loop_keys.append(str(values[int(part)]) if int(part) < len(values) else part)
+        if not loop_keys:
+            tree[r["task_id"]] = outputs
+            continue
+        node = tree.setdefault(r["task_id"], {})
+        for key in loop_keys[:-1]:
+            node = node.setdefault(key, {})
+        node[loop_keys[-1]] = outputs
+    return tree
 
 
 def mask(specs: list[InputSpec], values: Mapping[str, Any]) -> dict[str, Any]:

@@ -53,7 +53,18 @@ def _json_default(value: Any) -> Any:
         return float(value)
     if isinstance(value, (set, frozenset)):
         return list(value)
-    return str(value)
+    return plain_str(value)
+
+
+def plain_str(value: Any) -> str:
+    """``str(value)`` for value types that define their own text (UUID, Path, Enum...); never an
+    object's default ``<... object at 0x...>`` repr."""
+    if type(value).__str__ is object.__str__:
+        raise ExpressionError("this value cannot be shown: it is not plain data")
+    try:
+        return str(value)
+    except Exception:  # noqa: BLE001
+        raise ExpressionError("this value cannot be shown: it is not plain data") from None
 
 
 def to_json(value: Any, *, compact: bool = True) -> str:
@@ -61,8 +72,8 @@ def to_json(value: Any, *, compact: bool = True) -> str:
         if compact:
             return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
         return json.dumps(value, ensure_ascii=False, default=_json_default)
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise ExpressionError(f"value cannot be written as JSON ({exc})") from None
+    except (ValueError, TypeError, RecursionError):
+        raise ExpressionError(f"this {type_name(value)} cannot be written as JSON") from None
 
 
 def format_float(value: float) -> str:
@@ -113,7 +124,7 @@ def to_str(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, (Mapping, list, tuple)):
         return to_json(value, compact=False)
-    raise ExpressionError(f"a {type_name(value)} cannot be printed")
+    return plain_str(value)
 
 
 def truthy(value: Any) -> bool:
