@@ -28,7 +28,7 @@ def _store(name: str, multiple: bool = False) -> Callable[[click.Context, click.
             if value:
                 setattr(settings, name, [Path(v) for v in value])
         elif value is not None:
-            setattr(settings, name, Path(value) if name in ("data_dir", "policy") else value)
+            setattr(settings, name, Path(value) if name in ("data_dir", "policy", "notifications") else value)
 
     return callback
 
@@ -39,6 +39,11 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      callback=_store("data_dir"), help="Data directory (default: $SIGNOFF_DATA_DIR or the user data dir)."),
         click.option("--flows", "flows", multiple=True, type=click.Path(), expose_value=False, is_eager=True,
                      callback=_store("flow_dirs", multiple=True), help="Flow folder (repeatable)."),
+        click.option("--policy", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
+                     callback=_store("policy"), help="Policy file (default: policy.yaml in the config dir)."),
+        click.option("--notifications", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
+                     callback=_store("notifications"),
+                     help="Notification targets (default: notifications.yaml in the config dir)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -59,7 +64,8 @@ def service():
         from engine.service import ApprovalService
 
         s = settings()
-        engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs())
+        engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs(), policy=s.load_policy(),
+                        notifications=s.load_notifications())
         svc = ApprovalService(engine)
         svc.tick()
         root.meta["service"] = svc

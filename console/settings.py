@@ -35,11 +35,31 @@ class Settings:
     data_dir: Path | None = None
     flow_dirs: list[Path] = field(default_factory=list)
     policy: Path | None = None
+    notifications: Path | None = None
     server: str | None = None
     demo: bool = False
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or default_data_dir()
+
+    def load_policy(self):
+        """The policy file given, else policy.yaml in the config dir, else single-user mode (None)."""
+        from engine.errors import UsageError
+        from engine.policy import load_policy
+
+        path = self.policy or config_dir() / "policy.yaml"
+        if self.policy is not None and not path.is_file():
+            raise UsageError(f"policy file {path} does not exist")
+        return load_policy(path) if path.is_file() else None
+
+    def load_notifications(self):
+        from engine.errors import UsageError
+        from engine.notify.config import load_notifications
+
+        path = self.notifications or config_dir() / "notifications.yaml"
+        if self.notifications is not None and not path.is_file():
+            raise UsageError(f"notifications file {path} does not exist")
+        return load_notifications(path) if path.is_file() else None
 
     def resolved_flow_dirs(self) -> list[Path]:
         dirs = list(self.flow_dirs) or [config_dir() / "flows"]

@@ -12,13 +12,15 @@ from engine.store import Database
 
 class Engine:
     def __init__(self, data_dir: Path | str, flow_dirs: list[Path] | None = None, *, clock: Clock | None = None,
-                 policy=None, app_url: str | None = None) -> None:
+                 policy=None, app_url: str | None = None, notifications=None) -> None:
         self.data_dir = Path(data_dir)
         self.db = Database(self.data_dir)
         self.clock: Clock = clock or SystemClock()
         self.flows = FlowRegistry(self.db, list(flow_dirs or []), self.clock)
         self.policy = policy or SingleUserPolicy()
         self.app_url = app_url
+        #: engine.notify.config.NotificationConfig, or None for no notifications
+        self.notifications = notifications
         self.owner = new_owner()
 
     def now(self) -> str:

@@ -19,6 +19,7 @@ from engine.errors import InvalidInputs, NotFound, Refused, UsageError
 from engine.flows.model import Flow
 from engine.identity import Identity
 from engine.inputs.spec import InputSpec
+from engine.notify import outbox
 from engine.runtime import work
 from engine.runtime.driver import drive
 from engine.runtime.timers import process_due_timers
@@ -39,7 +40,16 @@ class ApprovalService:
     def tick(self) -> int:
         """Apply due timers and continue any work left behind (by a killed process too)."""
         handled = process_due_timers(self.engine)
-        return handled + drive(self.engine)
+        handled += drive(self.engine)
+        return handled + outbox.deliver_due(self.engine)
+
+    def _after_change(self, execution_ids: list[str]) -> None:
+        """Embedded mode: continue touched executions and send their notifications now."""
+        if not self.run_inline:
+            return
+        if execution_ids:
+            drive(self.engine, execution_ids)
+        outbox.deliver_due(self.engine)
 
     def _check(self, actor: Identity, action: str, namespace: str, what: str) -> None:
         if not self.engine.policy.allows(actor, action, namespace):
@@ -81,8 +91,7 @@ class ApprovalService:
                          flow_id=flow_id, execution_id=execution_id,
                          data={"revision": revision, "inputs": mask(flow.inputs, values)})
             work.enqueue(tx, execution_id, now)
-        if self.run_inline:
-            drive(self.engine, [execution_id])
+        self._after_change([execution_id])
         return self.get_execution(actor, execution_id)
 
     def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,8 +250,7 @@ class ApprovalService:
                 for request_id in id_list[len(outcomes):]:
                     outcomes.append(Outcome(request_id, "skipped", "not decided: the bulk action was cancelled"))
                 break
-        if self.run_inline and touched:
-            drive(self.engine, touched)
+        self._after_change(touched)
         return outcomes
 
     def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
@@ -255,7 +263,8 @@ class ApprovalService:
         tx.execute("SAVEPOINT item")
         try:
             result = decide_in_tx(tx, now=now, actor=actor, request_id=request_id, decision=decision,
-                                  policy=self.engine.policy, enqueue=lambda t, eid: work.enqueue(t, eid, now))
+                                  policy=self.engine.policy, enqueue=lambda t, eid: work.enqueue(t, eid, now),
+                                  notifications=self.engine.notifications)
             if idempotency_key:
                 tx.execute("INSERT INTO idempotency(actor, key, request_id, outcome, created_at) VALUES (?,?,?,?,?)",
                            (actor.name, idempotency_key, request_id, jsonutil.dumps(result.to_dict()), now))
@@ -303,11 +312,12 @@ class ApprovalService:
                              flow_id=row["flow_id"], execution_id=row["execution_id"], request_id=request_id,
                              data={"reason": reason, "origin": origin})
                 work.enqueue(tx, row["execution_id"], now)
+                outbox.enqueue(tx, self.engine.notifications, "decided", dict(row), now,
+                               {"state": "CANCELLED", "by": actor.name, "reason": reason})
                 touched.append(row["execution_id"])
                 outcomes.append(Outcome(**base, outcome=oc.CANCELLED, state="CANCELLED",
                                         message=f"request {request_id} cancelled"))
-        if self.run_inline and touched:
-            drive(self.engine, touched)
+        self._after_change(touched)
         return outcomes
 
     # -- key-value store ----------------------------------------------------------------

@@ -767,3 +767,29 @@ def test_variables_mapping_is_not_mutated_by_set_or_for():
     variables = {"items": [1, 2]}
     render("{% set z = 1 %}{% for i in items %}{{ i }}{% endfor %}", variables)
     assert variables == {"items": [1, 2]}
+
+
+def test_parse_template_rejects_non_strings():
+    with pytest.raises(ExpressionError, match="a template must be a string"):
+        parse_template(["{{ x }}"])  # type: ignore[arg-type]
+
+
+def test_too_complex_expressions_fail_at_parse_time_with_position():
+    err = perr("{{ a" + ".b" * 400 + " }}")
+    assert "expression is too complex" in str(err)
+    assert isinstance(err.position, int)
+    err = perr("{{ 1" + " + 1" * 400 + " }}")
+    assert "expression is too complex" in str(err)
+    assert "nested too deeply" in str(perr("{% if true %}" * 70 + "{% endif %}" * 70))
+
+
+def test_concat_binds_tighter_than_arithmetic_like_pebble():
+    # Pebble: `~` (110) > `+` (40), so this is ('x' ~ 1) + 2
+    assert "cannot add a string and a number" in str(rerr("{{ 'x' ~ 1 + 2 }}"))
+    assert "cannot add" in str(rerr("{{ 1 + 2 ~ '' }}"))
+
+
+def test_filter_binds_tighter_than_arithmetic_but_looser_than_concat():
+    assert ev("{{ 1 + -3 | abs }}") == 4
+    assert ev("{{ 'a' ~ 'b' | upper }}") == "AB"
+    assert ev("{{ inputs.nope ?? 'x' | upper }}") == "X"

@@ -34,7 +34,7 @@ class DecisionRequest:
 
 
 def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
-                 policy, enqueue) -> Outcome:
+                 policy, enqueue, notifications=None) -> Outcome:
     row = tx.execute("SELECT * FROM requests WHERE id=?", (request_id,)).fetchone()
     if row is None:
         return Outcome(request_id, oc.NOT_FOUND, f"no approval request `{request_id}`")
@@ -109,6 +109,10 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                    (state, now, jsonutil.dumps(result_doc), request_id))
         tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
         enqueue(tx, execution_id)
+        from engine.notify import outbox
+
+        outbox.enqueue(tx, notifications, "decided", dict(row), now,
+                       {"state": state, "by": actor.name, "reason": decision.reason})
         message = f"request {request_id} {state.lower()}"
     else:
         have = tx.execute("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",

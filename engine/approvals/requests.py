@@ -13,9 +13,11 @@ from typing import Any
 from engine import ids, jsonutil
 from engine.audit import append_event
 from engine.clock import format_time
-from engine.durations import parse_duration
+from engine.durations import format_duration, parse_duration
+from engine.runtime.timers import schedule
 from engine.expressions import is_template
 from engine.flows.model import Task
+from engine.notify import outbox
 from engine.tasks.base import TaskFailed
 
 PAUSE = "io.kestra.plugin.core.flow.Pause"
@@ -73,6 +75,7 @@ def create_request(run, task: Task, path: str, scope) -> str:
     rules["kind"] = "pause" if task.type == PAUSE else "approval"
     rules["expireBehavior"] = behavior
     rules["timeoutFrom"] = source
+    rules["wait"] = format_duration(wait) if wait is not None else None
     due_at = format_time(now_dt + wait) if wait is not None else None
     tx.execute("INSERT INTO requests(id, execution_id, task_path, task_id, kind, namespace, flow_id, state, summary,"
                " context, form, rules, requested_by, created_at, due_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -80,9 +83,12 @@ def create_request(run, task: Task, path: str, scope) -> str:
                 "PENDING", str(summary), jsonutil.dumps(context), jsonutil.dumps(form), jsonutil.dumps(rules),
                 run.row["started_by"], now, due_at))
     if due_at is not None:
-        tx.execute("INSERT INTO timers(kind, request_id, due_at) VALUES ('expire', ?, ?)", (request_id, due_at))
+        schedule(tx, request_id, due_at, rules.get("reminders"))
     append_event(tx, at=now, actor=run.row["started_by"], action="request.created", namespace=run.flow.namespace,
                  flow_id=run.flow.id, execution_id=run.execution_id, request_id=request_id,
                  data={"task": task.id, "summary": str(summary), "due": due_at, "context": context,
                        "required": rules.get("required", 1)})
+    outbox.enqueue(tx, run.engine.notifications, "created",
+                   {"id": request_id, "summary": str(summary), "namespace": run.flow.namespace,
+                    "flow_id": run.flow.id, "due_at": due_at}, now)
     return request_id

@@ -127,17 +127,27 @@ def _collect_expr(node: _n.Node, bound: set[str], names: set[str], functions: se
         stack.extend(current.children())
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_template(text: str) -> Template:
     """Parse (once; cached) template text. Raises ExpressionError with ``position`` on bad syntax."""
-    if not isinstance(text, str):
-        raise ExpressionError(f"a template must be a string, got {type(text).__name__}")
+    if type(text) is not str:
+        if not isinstance(text, str):
+            raise ExpressionError(f"a template must be a string, got a {type(text).__name__}")
+        text = str.__str__(text)
+    return _parse_cached(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> Template:
     try:
         return Template(text, _parse(text))
     except ExpressionError:
         raise
     except RecursionError:
         raise ExpressionError("template is nested too deeply") from None
+
+
+parse_template.cache_clear = _parse_cached.cache_clear  # type: ignore[attr-defined]
+parse_template.cache_info = _parse_cached.cache_info  # type: ignore[attr-defined]
 
 
 def render(text: str, variables: Mapping[str, Any], functions: Functions | None = None) -> str:

@@ -17,6 +17,7 @@ from . import nodes as n
 from .filters import FILTERS, TESTS
 
 MAX_NESTING = 64
+MAX_AST_DEPTH = 150
 MAX_NUMBER_DIGITS = 30
 
 _NAME_START = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
@@ -224,6 +225,18 @@ class _ExprParser:
             raise self.error(f"unexpected {_describe(tok)}: expected an operator or `{self.tokens[-1][1]}`", tok[2])
 
     # -- grammar
+    def parse_top(self) -> n.Node:
+        """A whole expression, checked to be shallow enough to compile and evaluate."""
+        node = self.parse_expression()
+        stack = [(node, 1)]
+        while stack:
+            current, depth = stack.pop()
+            if depth > MAX_AST_DEPTH:
+                raise self.error(f"expression is too complex (more than {MAX_AST_DEPTH} nested operations)",
+                                 current.start)
+            stack.extend((child, depth + 1) for child in current.children())
+        return node
+
     def parse_expression(self) -> n.Node:
         self.depth += 1
         if self.depth > MAX_NESTING:
@@ -366,9 +379,8 @@ class _ExprParser:
         if kind == STR:
             return n.Const(value, pos, self.prev_end())
         if kind == NAME:
-            lowered = value
-            if lowered in _KEYWORD_CONSTANTS:
-                return n.Const(_KEYWORD_CONSTANTS[lowered], pos, pos + len(value))
+            if value in _KEYWORD_CONSTANTS:
+                return n.Const(_KEYWORD_CONSTANTS[value], pos, pos + len(value))
             if value in ("and", "or", "is", "contains", "in", "equals", "not"):
                 raise self.error(f"expected a value before `{value}`", pos)
             if value.startswith("_"):
@@ -513,7 +525,7 @@ def parse(text: str) -> list[n.Node]:
             tokens, after, trim_next = _tokenize(text, inner, "}}", j, "expression")
             source = _strip_source(text, inner, tokens[-1][2])
             parser = _ExprParser(text, tokens, source)
-            expr = parser.parse_expression()
+            expr = parser.parse_top()
             parser.expect_end()
             body.append(n.Output(expr, source, j, after))
             pos = after
@@ -530,7 +542,7 @@ def parse(text: str) -> list[n.Node]:
         tag_pos = tok[2]
         if tag == "if":
             node = n.If(j, after)
-            cond = parser.parse_expression()
+            cond = parser.parse_top()
             parser.expect_end()
             node.branches.append((cond, _strip_source(text, tokens[1][2], tokens[-1][2]), []))
             body.append(node)
@@ -541,7 +553,7 @@ def parse(text: str) -> list[n.Node]:
                 raise parser.structure_error("unexpected `{% elseif %}`: there is no open `{% if %}`", j)
             if stack[-1][3]:
                 raise parser.structure_error("`{% elseif %}` after `{% else %}`: `{% else %}` must be the last branch", j)
-            cond = parser.parse_expression()
+            cond = parser.parse_top()
             parser.expect_end()
             node = stack[-1][1]
             node.branches.append((cond, _strip_source(text, tokens[1][2], tokens[-1][2]), []))
@@ -582,7 +594,7 @@ def parse(text: str) -> list[n.Node]:
             if tok[:2] != (NAME, "in"):
                 raise parser.error(f"expected `in` after the loop variable, found {_describe(tok)}", tok[2])
             iter_start = parser.peek()[2]
-            iterable = parser.parse_expression()
+            iterable = parser.parse_top()
             parser.expect_end()
             node = n.For(key_var, value_var, iterable, _strip_source(text, iter_start, tokens[-1][2]), j, after)
             body.append(node)
@@ -594,7 +606,7 @@ def parse(text: str) -> list[n.Node]:
                 raise parser.error(f"`{name_tok[1]}` cannot be assigned", name_tok[2])
             parser.expect_op("=", "after the variable name in `{% set %}`")
             value_start = parser.peek()[2]
-            expr = parser.parse_expression()
+            expr = parser.parse_top()
             parser.expect_end()
             body.append(n.Set(name_tok[1], expr, _strip_source(text, value_start, tokens[-1][2]), j, after))
         elif tag in ("raw", "verbatim"):
@@ -625,7 +637,7 @@ def parse(text: str) -> list[n.Node]:
 
 def _push(parser: _ExprParser, stack: list[list[Any]], entry: list[Any]) -> None:
     if len(stack) >= MAX_NESTING:
-        raise parser.error(f"blocks are nested too deeply (more than {MAX_NESTING} levels)", entry[2])
+        raise parser.structure_error(f"blocks are nested too deeply (more than {MAX_NESTING} levels)", entry[2])
     stack.append(entry)
 
 

@@ -106,7 +106,10 @@ GOVERNANCE_PROPS: dict[str, Prop] = {
     "allowSelfApproval": Prop("bool"),
     "context": Prop("map", fields={"summary": Prop("str"), "details": Prop("str"),
                                    "impact": Prop("str")}),
-    "escalation": Prop("map", fields={"assignment": _ASSIGNMENT, "timeout": Prop("duration")}),
+    # after the escalation's own timeout, expireBehavior applies (default FAIL)
+    "escalation": Prop("map", fields={"assignment": _ASSIGNMENT, "timeout": Prop("duration"),
+                                      "expireBehavior": Prop("enum", values=("RESUME", "APPROVE", "DENY", "FAIL",
+                                                                             "WARN", "CANCEL"))}),
     "maxReissues": Prop("int", min=0),
     "reminders": Prop("list", item=Prop("duration")),
 }

@@ -49,8 +49,10 @@ def make_functions(*, clock: Clock, namespace: str, kv_lookup: Callable[[str, st
     def secret(name: str) -> str:
         return read_secret(name)
 
-    def kv(key: str, namespace_: str | None = None, errorOnMissing: bool = True) -> Any:  # noqa: N803 - Kestra's name
-        ns = namespace_ or namespace
+    def kv(key: str, *args: Any, **kwargs: Any) -> Any:
+        """Kestra's kv(key, namespace=None, errorOnMissing=true), positional or named."""
+        ns = kwargs.get("namespace", args[0] if args else None) or namespace
+        errorOnMissing = kwargs.get("errorOnMissing", args[1] if len(args) > 1 else True)  # noqa: N806
         value = kv_lookup(ns, key)
         if value is None and errorOnMissing:
             raise ExpressionError(f"kv key `{key}` is not set in namespace `{ns}`: run "

@@ -1,20 +1,24 @@
-"""Due timers (request expiry; reminders and escalations join them with governance).
+"""Due timers: request expiry (with escalation and re-issue) and reminders.
 
 Timers are rows with due times. Whoever runs the engine processes the due ones, each in its
 own transaction that first marks the timer done, so two processes never apply one twice.
 """
 from __future__ import annotations
 
+from datetime import timedelta
+
 from engine import jsonutil
 from engine.audit import append_event
-from engine.clock import format_time
+from engine.clock import format_time, parse_time
+from engine.durations import parse_duration
 from engine.identity import SYSTEM
+from engine.notify import outbox
 from engine.runtime import work
 
 
 def process_due_timers(engine, limit: int = 500) -> int:
     now = format_time(engine.clock.now())
-    due = engine.db.query("SELECT id FROM timers WHERE done_at IS NULL AND due_at<=? ORDER BY due_at LIMIT ?",
+    due = engine.db.query("SELECT id FROM timers WHERE done_at IS NULL AND due_at<=? ORDER BY due_at, id LIMIT ?",
                           (now, limit))
     handled = 0
     for (timer_id,) in due:
@@ -33,17 +37,78 @@ def process_due_timers(engine, limit: int = 500) -> int:
     return handled
 
 
+def schedule(tx, request_id: str, due_at: str, reminders: list[str] | None) -> None:
+    """Expiry timer at ``due_at`` plus one reminder per offset before it."""
+    tx.execute("INSERT OR IGNORE INTO timers(kind, request_id, due_at) VALUES ('expire', ?, ?)", (request_id, due_at))
+    due = parse_time(due_at)
+    for offset in reminders or []:
+        at = format_time(due - parse_duration(str(offset)))
+        tx.execute("INSERT OR IGNORE INTO timers(kind, request_id, due_at, payload) VALUES ('remind', ?, ?, ?)",
+                   (request_id, at, jsonutil.dumps({"before": offset})))
+
+
+def _event(tx, request, action: str, now: str, data: dict) -> None:
+    append_event(tx, at=now, actor=SYSTEM.name, action=action, namespace=request["namespace"],
+                 flow_id=request["flow_id"], execution_id=request["execution_id"], request_id=request["id"], data=data)
+
+
+def remind(engine, tx, timer, request, now: str) -> None:
+    before = jsonutil.loads(timer["payload"], {}).get("before")
+    _event(tx, request, "request.reminded", now, {"before": before, "due": request["due_at"]})
+    outbox.enqueue(tx, engine.notifications, "reminded", dict(request), now)
+
+
 def expire(engine, tx, timer, request, now: str) -> None:
     rules = jsonutil.loads(request["rules"], {})
-    behavior = rules.get("expireBehavior") or "FAIL"
-    tx.execute("UPDATE requests SET state='EXPIRED', decided_at=?, result=? WHERE id=?",
+    behavior = (rules.get("expireBehavior") or "FAIL").upper()
+    if behavior == "ESCALATE" and not rules.get("escalatedTo"):
+        return escalate(engine, tx, request, rules, now)
+    if behavior == "ESCALATE":  # the escalation's own timeout ran out
+        behavior = ((rules.get("escalation") or {}).get("expireBehavior") or "FAIL").upper()
+    if behavior == "REISSUE":
+        if int(rules.get("reissues") or 0) < int(rules.get("maxReissues", 1)):
+            return reissue(engine, tx, request, rules, now)
+        behavior = "FAIL"
+    rules["expireBehavior"] = behavior
+    tx.execute("UPDATE requests SET state='EXPIRED', decided_at=?, result=?, rules=? WHERE id=?",
                (now, jsonutil.dumps({"state": "EXPIRED", "by": SYSTEM.name, "on": now, "behavior": behavior}),
-                request["id"]))
+                jsonutil.dumps(rules), request["id"]))
     tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request["id"]))
-    append_event(tx, at=now, actor=SYSTEM.name, action="request.expired", namespace=request["namespace"],
-                 flow_id=request["flow_id"], execution_id=request["execution_id"], request_id=request["id"],
-                 data={"behavior": behavior, "due": request["due_at"]})
+    _event(tx, request, "request.expired", now, {"behavior": behavior, "due": request["due_at"]})
+    outbox.enqueue(tx, engine.notifications, "expired", dict(request), now, {"state": f"EXPIRED ({behavior})"})
     work.enqueue(tx, request["execution_id"], now)
 
 
-TIMER_KINDS = {"expire": expire}
+def _new_due(now: str, wait: str | None) -> str:
+    return format_time(parse_time(now) + (parse_duration(wait) if wait else timedelta(hours=1)))
+
+
+def escalate(engine, tx, request, rules: dict, now: str) -> None:
+    escalation = rules.get("escalation") or {}
+    assignment = escalation.get("assignment") or {}
+    rules["escalatedTo"] = {"users": list(assignment.get("users") or []),
+                            "groups": list(assignment.get("groups") or [])}
+    due_at = _new_due(now, escalation.get("timeout") or rules.get("wait"))
+    _reschedule(tx, request, rules, due_at, now)
+    _event(tx, request, "request.escalated", now, {"assignment": rules["escalatedTo"], "due": due_at,
+                                                   "previous_due": request["due_at"]})
+    outbox.enqueue(tx, engine.notifications, "escalated", {**dict(request), "due_at": due_at}, now,
+                   {"assignment": rules["escalatedTo"]})
+
+
+def reissue(engine, tx, request, rules: dict, now: str) -> None:
+    rules["reissues"] = int(rules.get("reissues") or 0) + 1
+    due_at = _new_due(now, rules.get("wait"))
+    _reschedule(tx, request, rules, due_at, now)
+    _event(tx, request, "request.reissued", now, {"reissue": rules["reissues"], "due": due_at,
+                                                  "previous_due": request["due_at"]})
+    outbox.enqueue(tx, engine.notifications, "reissued", {**dict(request), "due_at": due_at}, now)
+
+
+def _reschedule(tx, request, rules: dict, due_at: str, now: str) -> None:
+    tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request["id"]))
+    tx.execute("UPDATE requests SET due_at=?, rules=? WHERE id=?", (due_at, jsonutil.dumps(rules), request["id"]))
+    schedule(tx, request["id"], due_at, rules.get("reminders"))
+
+
+TIMER_KINDS = {"expire": expire, "remind": remind}

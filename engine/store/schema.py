@@ -118,6 +118,21 @@ CREATE TABLE timers (
 );
 CREATE INDEX timers_due ON timers(done_at, due_at);
 
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    event TEXT NOT NULL,
+    request_id TEXT,
+    namespace TEXT NOT NULL,
+    target TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at TEXT NOT NULL,
+    lease_until TEXT,
+    done_at TEXT,
+    error TEXT
+);
+CREATE INDEX outbox_due ON outbox(done_at, next_at);
+
 CREATE TABLE kv (
     namespace TEXT NOT NULL,
     key TEXT NOT NULL,

@@ -214,6 +214,13 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     listener: "HttpListener"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # the client went away (e.g. timed out on a delayed answer)
+        super().handle_error(request, client_address)
+
 
 class HttpListener:
     """A threaded HTTP server on 127.0.0.1 (ephemeral port) recording every request."""

@@ -128,7 +128,9 @@ class _Session(socketserver.StreamRequestHandler):
                         raw = raw[1:]
                     lines.append(raw)
                 data = b"".join(lines)
-                message = email.parser.BytesParser(policy=email.policy.default).parsebytes(data)
+                # Parse with LF line ends so get_content() reads naturally; ``data`` stays raw.
+                message = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+                    data.replace(b"\r\n", b"\n"))
                 listener._record(ReceivedMail(mail_from, list(rcpts), data, message, username))
                 mail_from, rcpts = None, []
                 self._send("250 2.0.0 OK: queued")
@@ -177,6 +179,13 @@ class _Server(socketserver.ThreadingTCPServer):
     block_on_close = False
     allow_reuse_address = True
     listener: "SmtpListener"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # the client went away: not the fake's problem
+        super().handle_error(request, client_address)
 
 
 class SmtpListener:

@@ -1,0 +1,1 @@
+"""Governance: the policy file (who may do what)."""
