@@ -5,6 +5,7 @@ from pathlib import Path
 
 from engine.clock import Clock, SystemClock, format_time
 from engine.flows.registry import FlowRegistry
+from engine.ids import RandomIds
 from engine.policy import SingleUserPolicy
 from engine.runtime.work import new_owner
 from engine.store import Database
@@ -12,7 +13,7 @@ from engine.store import Database
 
 class Engine:
     def __init__(self, data_dir: Path | str, flow_dirs: list[Path] | None = None, *, clock: Clock | None = None,
-                 policy=None, app_url: str | None = None, notifications=None) -> None:
+                 policy=None, app_url: str | None = None, notifications=None, ids=None) -> None:
         self.data_dir = Path(data_dir)
         self.db = Database(self.data_dir)
         self.clock: Clock = clock or SystemClock()
@@ -22,6 +23,8 @@ class Engine:
         #: engine.notify.config.NotificationConfig, or None for no notifications
         self.notifications = notifications
         self.owner = new_owner()
+        #: where new execution and request ids come from (engine.ids.SequentialIds in tests)
+        self.ids = ids or RandomIds()
 
     def now(self) -> str:
         return format_time(self.clock.now())

@@ -18,3 +18,26 @@ def execution_id() -> str:
 def request_id() -> str:
     """12 characters (60 random bits): short enough to type, collision-free in practice."""
     return "r" + _token(12)
+
+
+class RandomIds:
+    """The default id source."""
+
+    execution_id = staticmethod(execution_id)
+    request_id = staticmethod(request_id)
+
+
+class SequentialIds:
+    """Predictable ids for tests and snapshots: e000000001, r000000001, ..."""
+
+    def __init__(self) -> None:
+        self._executions = 0
+        self._requests = 0
+
+    def execution_id(self) -> str:
+        self._executions += 1
+        return f"e{self._executions:021d}"
+
+    def request_id(self) -> str:
+        self._requests += 1
+        return f"r{self._requests:012d}"

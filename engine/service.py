@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
 
-from engine import ids, jsonutil
+from engine import jsonutil
 from engine.approvals import outcome as oc
 from engine.approvals.decide import APPROVE, DENY, DecisionRequest, decide_in_tx, validate_form
 from engine.approvals.outcome import Outcome
@@ -78,7 +78,7 @@ class ApprovalService:
         flow = self.engine.flows.get(namespace, flow_id)
         self._check(actor, "start", namespace, f"flow {namespace}.{flow_id}")
         values = self.validate_flow_inputs(flow, inputs)
-        execution_id = ids.execution_id()
+        execution_id = self.engine.ids.execution_id()
         now = self.engine.now()
         all_labels = {**flow.labels, **dict(labels or {})}
         with self.db.write() as tx:
@@ -93,6 +93,15 @@ class ApprovalService:
             work.enqueue(tx, execution_id, now)
         self._after_change([execution_id])
         return self.get_execution(actor, execution_id)
+
+    def check_flow_inputs(self, actor: Identity, namespace: str, flow_id: str,
+                          inputs: Mapping[str, Any]) -> dict[str, str]:
+        """Per-field messages for a start form (empty when valid); nothing is stored."""
+        from engine.inputs import validate_inputs
+
+        flow = self.engine.flows.get(namespace, flow_id)
+        self._check(actor, "view", namespace, f"flow {namespace}.{flow_id}")
+        return validate_inputs(flow.inputs, dict(inputs), variables={}).errors
 
     def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
         from engine.inputs import validate_inputs
@@ -183,6 +192,39 @@ class ApprovalService:
             ids_ = [o["id"] for o in out]
             out = out[ids_.index(after) + 1:] if after in ids_ else out
         return out[:limit] if limit else out
+
+    def request_summaries(self, actor: Identity, request_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Summaries of these requests (any state), in the given order; unknown ids are skipped."""
+        wanted = list(dict.fromkeys(request_ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.db.query(
+                    "SELECT r.*, (SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d.verdict='approve')"
+                    f" AS approvals FROM requests r WHERE r.id IN ({marks})", chunk):
+                if self.engine.policy.allows(actor, "view", r["namespace"]):
+                    found[r["id"]] = request_summary(r, r["approvals"])
+        return [found[i] for i in wanted if i in found]
+
+    def last_change(self) -> int:
+        """The latest audit sequence number: a cheap "did anything happen?" for live views."""
+        row = self.db.query_one("SELECT max(seq) FROM audit")
+        return row[0] or 0 if row else 0
+
+    def changes(self, actor: Identity, after: int, *, limit: int = 1000,
+                actions: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Audit events after ``after`` (only ids and actions), oldest first, for live updates."""
+        sql = "SELECT seq, action, namespace, request_id, execution_id, actor FROM audit WHERE seq>?"
+        params: list[Any] = [after]
+        if actions:
+            acts = list(actions)
+            sql += f" AND action IN ({','.join('?' * len(acts))})"
+            params += acts
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+        return [dict(r) for r in self.db.query(sql, params)
+                if r["namespace"] is None or self.engine.policy.allows(actor, "view", r["namespace"])]
 
     def get_request(self, actor: Identity, request_id: str) -> dict[str, Any]:
         row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))

@@ -746,3 +746,73 @@ def test_prod_deploy_refuses_invalid_inputs(service):
         "rollout": "Invalid input for `rollout`, it must match the values `[canary, blue-green, all-at-once]`, "
                    "but received `yolo`",
     }
+
+
+# --------------------------------------------------------------------------- boundaries and optional fields
+
+
+@pytest.mark.parametrize(("amount", "task_id", "state"), [
+    ("0.01", "single_approval", "APPROVED"),
+    ("99.99", "single_approval", "APPROVED"),
+    ("100", "single_approval", "PENDING"),
+    ("9999.99", "single_approval", "PENDING"),
+    ("10000", "dual_approval", "PENDING"),
+])
+def test_payment_routing_thresholds(service, payments_api, amount, task_id, state):
+    execution = service.start_execution(ALICE, "company.finance", "payment_approval", {**PAYMENT, "amount": amount})
+    [request] = execution["requests"]
+    assert (request["task_id"], request["state"]) == (task_id, state)
+    assert request["required"] == (2 if task_id == "dual_approval" else 1)
+    assert execution["state"] == ("SUCCESS" if state == "APPROVED" else "PAUSED")
+    assert len(payments_api.requests) == (1 if state == "APPROVED" else 0)
+
+
+def test_access_request_without_a_note(service, iam_api):
+    execution = service.start_execution(ALICE, "company.security", "access_request", {**ACCESS, "role": "read"})
+    request = only_request(service, execution)
+    one_outcome(service.approve(SAM, [request["id"]], {"approved": True}))
+    done = service.get_execution(ALICE, execution["id"])
+    assert done["state"] == "SUCCESS"
+    [sent] = iam_api.requests_to("/iam/grants")
+    assert (sent.json["role"], sent.json["note"]) == ("read", "")
+
+
+def test_access_request_rejection_without_a_note(service, iam_api):
+    execution = service.start_execution(ALICE, "company.security", "access_request", ACCESS)
+    request = only_request(service, execution)
+    one_outcome(service.approve(SAM, [request["id"]], {"approved": False}))
+    done = service.get_execution(ALICE, execution["id"])
+    assert done["state"] == "SUCCESS"
+    assert log_messages(done) == [(
+        "apply_decision/log_rejection", "WARN",
+        "Access request rejected: write on billing-db for jdoe by sam: no note")]
+
+
+def test_content_moderation_categories_as_comma_separated_text(service, content_api):
+    _, done = moderate(service, {"categories": "spam, abuse", "action": "keep"})
+    assert done["outputs"]["moderate"]["onResume"]["categories"] == ["spam", "abuse"]
+    assert log_messages(done) == [("enforce/clear_flag", "INFO", "post_8f3kq92L kept (spam, abuse)")]
+
+
+def test_large_payment_one_deny_vetoes_earlier_approval(service, payments_api):
+    execution = service.start_execution(ALICE, "company.finance", "payment_approval", {**PAYMENT, "amount": "50000"})
+    request = only_request(service, execution)
+    assert one_outcome(service.approve(BOB, [request["id"]])).state == "PENDING"
+    vetoed = one_outcome(service.deny(CAROL, [request["id"]], reason="payee not on the vendor list"))
+    assert (vetoed.outcome, vetoed.state) == ("decided", "DENIED")
+    done = service.get_execution(ALICE, execution["id"])
+    assert done["state"] == "KILLED"
+    assert done["error"] == "denied by carol: payee not on the vendor list"
+    assert payments_api.requests == []
+
+
+def test_requester_cancels_a_pending_payment(service, payments_api):
+    execution = service.start_execution(ALICE, "company.finance", "payment_approval", {**PAYMENT, "amount": "700"})
+    request = only_request(service, execution)
+    cancelled = one_outcome(service.cancel(ALICE, [request["id"]], reason="wrong IBAN"))
+    assert (cancelled.outcome, cancelled.state) == ("cancelled", "CANCELLED")
+    done = service.get_execution(ALICE, execution["id"])
+    assert done["state"] == "KILLED"
+    assert "wrong IBAN" in done["error"]
+    assert "submit_payment" not in runs(done)
+    assert payments_api.requests == []

@@ -10,7 +10,7 @@ import copy
 from datetime import timedelta
 from typing import Any
 
-from engine import ids, jsonutil
+from engine import jsonutil
 from engine.audit import append_event
 from engine.clock import format_time
 from engine.durations import format_duration, parse_duration
@@ -45,7 +45,7 @@ def create_request(run, task: Task, path: str, scope) -> str:
     tx = run.tx
     now_dt = run.engine.clock.now()
     now = format_time(now_dt)
-    request_id = ids.request_id()
+    request_id = run.engine.ids.request_id()
     spec_context = task.props.get("context") or {}
     rendered = run.render(task, path, scope, spec_context) if spec_context else {}
     if not isinstance(rendered, dict):

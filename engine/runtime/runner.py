@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import ids, jsonutil
+from engine import jsonutil
 from engine.approvals.decide import DecisionRequest, decide_in_tx
 from engine.audit import append_event
 from engine.clock import format_time
@@ -574,7 +574,3 @@ def _seconds(value: Any) -> float:
         return min(parse_duration(str(value)).total_seconds(), 30.0)
     except ValueError:
         return 0.0
-
-
-def new_request_id() -> str:
-    return ids.request_id()

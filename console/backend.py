@@ -1,0 +1,141 @@
+"""The console's only door to the engine (DESIGN.md, "the one seam").
+
+`Backend` lists what the console may do; `LocalBackend` runs the approval service in-process
+on the SQLite file; the remote backend (server mode) talks HTTP to `signoff serve` with the
+same methods and the same result shapes, so every screen works unchanged on both.
+
+All methods block (they do I/O): the console calls them from worker threads only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+from engine.approvals.outcome import Outcome
+
+
+@dataclass(frozen=True)
+class Change:
+    """Something that happened since the console last looked (from the audit sequence)."""
+
+    seq: int
+    action: str  # request.created / request.approved / request.denied / request.cancelled / ...
+    request_id: str | None
+    execution_id: str | None
+    actor: str
+
+
+#: audit actions after which a request may have left (or entered) the pending list
+REQUEST_ACTIONS = ("request.created", "request.approved", "request.denied", "request.auto_approved",
+                   "request.cancelled", "request.expired", "request.escalated", "request.reissued",
+                   "execution.ended")
+
+
+class Backend(Protocol):
+    #: who is acting, as shown in the status bar
+    identity: str
+    #: where the engine is: "embedded · /path/to/data" or the server URL
+    location: str
+
+    def list_pending(self, *, q: str | None = None) -> list[dict[str, Any]]: ...
+
+    def get_request(self, request_id: str) -> dict[str, Any]: ...
+
+    def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]: ...
+
+    def validate(self, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]: ...
+
+    def decide(self, request_ids: Sequence[str], verdict: str, *, inputs: Mapping[str, Any] | None = None,
+               reason: str | None = None, idempotency_key: str | None = None,
+               progress: Callable[[int, int], bool] | None = None) -> list[Outcome]: ...
+
+    def cancel(self, request_ids: Sequence[str], reason: str | None = None) -> list[Outcome]: ...
+
+    def history(self, query: str, *, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]: ...
+
+    def verify_audit(self) -> dict[str, Any]: ...
+
+    def export_audit(self, query: str) -> Iterator[dict[str, Any]]: ...
+
+    def list_flows(self) -> list[dict[str, Any]]: ...
+
+    def validate_flow_inputs(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, str]: ...
+
+    def start_execution(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def get_execution(self, execution_id: str) -> dict[str, Any]: ...
+
+    def last_change(self) -> int: ...
+
+    def changes(self, after: int, limit: int = 1000) -> list[Change]: ...
+
+    def tick(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    """The embedded engine, in this process, acting as this process's OS account."""
+
+    def __init__(self, service, identity=None) -> None:
+        from engine.identity import os_identity
+
+        self.service = service
+        self.actor = identity or os_identity()
+        self.identity = self.actor.name
+        self.location = f"embedded · {service.engine.data_dir}"
+
+    def list_pending(self, *, q: str | None = None) -> list[dict[str, Any]]:
+        return self.service.list_pending(self.actor, q=q)
+
+    def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
+        return self.service.request_summaries(self.actor, request_ids)
+
+    def get_request(self, request_id: str) -> dict[str, Any]:
+        return self.service.get_request(self.actor, request_id)
+
+    def validate(self, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
+        return self.service.validate(self.actor, request_id, inputs)
+
+    def decide(self, request_ids: Sequence[str], verdict: str, *, inputs: Mapping[str, Any] | None = None,
+               reason: str | None = None, idempotency_key: str | None = None,
+               progress: Callable[[int, int], bool] | None = None) -> list[Outcome]:
+        return self.service.decide(self.actor, request_ids, verdict, inputs=inputs, reason=reason,
+                                   idempotency_key=idempotency_key, origin="console", progress=progress)
+
+    def cancel(self, request_ids: Sequence[str], reason: str | None = None) -> list[Outcome]:
+        return self.service.cancel(self.actor, request_ids, reason, origin="console")
+
+    def history(self, query: str, *, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:
+        return self.service.history(self.actor, query, limit=limit, before_seq=before_seq)
+
+    def verify_audit(self) -> dict[str, Any]:
+        return self.service.verify_audit(self.actor)
+
+    def export_audit(self, query: str) -> Iterator[dict[str, Any]]:
+        return self.service.export_audit(self.actor, query)
+
+    def list_flows(self) -> list[dict[str, Any]]:
+        return self.service.list_flows(self.actor)
+
+    def validate_flow_inputs(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
+        return self.service.check_flow_inputs(self.actor, namespace, flow_id, inputs)
+
+    def start_execution(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return self.service.start_execution(self.actor, namespace, flow_id, inputs)
+
+    def get_execution(self, execution_id: str) -> dict[str, Any]:
+        return self.service.get_execution(self.actor, execution_id)
+
+    def last_change(self) -> int:
+        return self.service.last_change()
+
+    def changes(self, after: int, limit: int = 1000) -> list[Change]:
+        return [Change(c["seq"], c["action"], c["request_id"], c["execution_id"], c["actor"])
+                for c in self.service.changes(self.actor, after, limit=limit, actions=REQUEST_ACTIONS)]
+
+    def tick(self) -> None:
+        self.service.tick()
+
+    def close(self) -> None:
+        self.service.engine.close()
