@@ -340,6 +340,7 @@ def secret() -> None:
 
 
 @secret.command("set")
+@common_options
 @click.argument("name")
 def secret_set(name: str) -> None:
     """Store secret NAME in the OS keyring; the value is read from the terminal or stdin, never argv."""

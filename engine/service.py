@@ -170,8 +170,9 @@ class ApprovalService:
         params: list[Any] = []
         if namespace:
             if namespace.endswith("*"):
-                sql += " AND r.namespace LIKE ?"
-                params.append(namespace.rstrip("*").replace("%", r"\%") + "%")
+                sql += " AND r.namespace LIKE ? ESCAPE '\\'"
+                prefix = namespace.rstrip("*")
+                params.append(prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
             else:
                 sql += " AND r.namespace=?"
                 params.append(namespace)

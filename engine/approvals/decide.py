@@ -131,14 +131,21 @@ def eligibility_refusal(actor: Identity, row: sqlite3.Row, rules: Mapping[str, A
     if not policy.allows(actor, "decide", namespace):
         return f"{actor.name} may not decide requests in namespace {namespace} (no approver or admin role)"
     assignment = rules.get("escalatedTo") or rules.get("assignment") or {}
-    users = assignment.get("users") or []
-    groups = assignment.get("groups") or []
+    users = _as_list(assignment.get("users"))
+    groups = _as_list(assignment.get("groups"))
     if users or groups:
         if actor.name in users or any(policy.in_group(actor, g) for g in groups):
             return None
         named = ", ".join([*users, *(f"group {g}" for g in groups)])
         return f"{actor.name} is not assigned to this request (assigned to {named})"
     return None
+
+
+def _as_list(value: Any) -> list[str]:
+    """Flows may write one user or group as a plain string."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def self_approval_allowed(rules: Mapping[str, Any], policy) -> bool:

@@ -91,14 +91,13 @@ def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] |
     prev_hash = GENESIS
     prev_row: tuple | None = None
     count = 0
-    cursor_seq = 0
     expected_seq = 1
     if last is not None:
+        cur = conn.cursor()
+        cur.row_factory = None  # plain tuples: sqlite3.Row costs as much as the hash
+        cur.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq <= ? ORDER BY seq", (last,))
         while True:
-            cur = conn.cursor()
-            cur.row_factory = None  # plain tuples: sqlite3.Row costs as much as the hash
-            rows = cur.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                               (cursor_seq, last, batch)).fetchall()
+            rows = cur.fetchmany(batch)
             if not rows:
                 break
             for row in rows:
@@ -107,6 +106,7 @@ def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] |
                 computed = sha256((stored_prev + _content(row)).encode("utf-8")).hexdigest() \
                     if isinstance(stored_prev, str) else None
                 if seq != expected_seq or stored_prev != prev_hash or computed != row[10]:
+                    cur.close()
                     problem, bad = _diagnose(row, computed, prev_row, prev_hash, expected_seq)
                     return VerifyResult(False, count, prev_hash if count else None, bad, problem,
                                         prev_row[0] if prev_row else None)
@@ -114,7 +114,7 @@ def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] |
                 prev_row = row
                 expected_seq = seq + 1
                 count += 1
-            cursor_seq = rows[-1][0]
+        cur.close()
     head_seq = prev_row[0] if prev_row else None
     head_hash = prev_hash if prev_row else None
     if expect_head is not None:

@@ -45,6 +45,7 @@ class Database:
             raise StorageError(f"cannot create data directory {self.data_dir}: {exc.strerror}") from None
         if self.path.exists():
             self._check_header()
+            self._probe_read_only()
         elif not os.access(self.data_dir, os.W_OK):
             raise StorageError(f"data directory {self.data_dir} is not writable; choose another with --data-dir")
         conn = self.connection()
@@ -65,6 +66,32 @@ class Database:
         app_id = int.from_bytes(header[68:72], "big")
         if app_id not in (0, APPLICATION_ID):
             raise StorageError(f"{self.path} is an SQLite file of another application; it was left untouched.")
+
+    def _probe_read_only(self) -> None:
+        """Refuse a newer or foreign database before anything is written to it (even the
+        switch to WAL journaling rewrites header bytes)."""
+        if self.path.stat().st_size == 0:
+            return
+        try:
+            # immutable: no locks, no -wal/-shm files created next to a file we may refuse
+            probe = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        except sqlite3.DatabaseError:
+            return  # cannot open read-only (e.g. WAL files missing): the normal path reports it
+        try:
+            version = probe.execute("PRAGMA user_version").fetchone()[0]
+            tables = probe.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if "unable to open" in str(exc):
+                return
+            raise _storage_error(self.path, exc) from None
+        finally:
+            probe.close()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path} was written by a newer signoff (schema {version}); this version "
+                f"understands schema {SCHEMA_VERSION} at most. Upgrade signoff; the file was left untouched.")
+        if version == 0 and tables:
+            raise StorageError(f"{self.path} holds tables but no signoff schema; it was left untouched.")
 
     def connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

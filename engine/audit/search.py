@@ -1,0 +1,428 @@
+"""Searching the audit trail: ``signoff history`` and the console's history view.
+
+Query language (words separated by spaces)::
+
+    deploy "disk full"          free text: every word / quoted phrase must occur (any field,
+                                reasons, context, form values); ``deplo*`` matches a prefix
+    actor:alice                 who acted
+    action:request.approved     what happened; ``action:request.*`` any action with that prefix
+    ns:prod.payments            namespace; ``ns:prod*`` any namespace with that prefix
+    flow:deploy                 flow id
+    request:r1234 execution:abc ids
+    since:2026-01-05            on or after (ISO date = that day 00:00 UTC, ISO date-time, or an
+    until:2026-01-06            age: 7d, 24h, 30m, 90s, 2w, 1h30m, PT1H); ``until:`` a date
+                                includes that whole day, a date-time or age is inclusive
+
+A value may be quoted (``actor:"svc deploy"``). Results are newest first and paged with a
+sequence-number cursor (``before_seq``: only events older than that one).
+
+Free text uses the FTS5 index ``audit_fts`` (schema version 2). Field filters use the plain
+indexes on ``audit``. Which index drives a query is decided per query with cheap, capped
+probes, so every shape stays fast on millions of events: a selective filter drives through
+its index; when every filter matches many events, the newest events are walked in order and
+the matches are dense, so the page fills quickly.
+"""
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+from engine import jsonutil
+from engine.clock import format_time
+from engine.durations import parse_duration
+from engine.errors import UsageError
+
+FIELDS = ("actor", "action", "ns", "flow", "request", "execution", "since", "until")
+_FIELD_HELP = ", ".join(f"{f}:" for f in FIELDS)
+_TIME_HELP = ("write an ISO date (2026-01-05), a date and time (2026-01-05T09:00:00Z), or an age such as "
+              "7d, 24h, 30m, 1h30m or PT1H")
+#: probes count at most this many matches; a driver below it is "selective"
+_CAP = 5_000
+_MAX_CHAR = "\U0010ffff"
+_COLUMNS = "a.seq, a.at, a.actor, a.action, a.namespace, a.flow_id, a.execution_id, a.request_id, a.data, " \
+           "a.hash, a.prev_hash"
+_AGE = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.IGNORECASE)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """A parsed history query. ``since`` / ``until_before`` are stored-time strings: events with
+    ``since <= at < until_before`` match."""
+
+    terms: tuple[str, ...] = ()          # FTS5 phrases, already quoted (``"disk full"``, ``"dep"*``)
+    words: tuple[str, ...] = ()          # the free text as typed, for display
+    actor: str | None = None
+    action: str | None = None
+    action_prefix: bool = False
+    namespace: str | None = None
+    namespace_prefix: bool = False
+    flow: str | None = None
+    request: str | None = None
+    execution: str | None = None
+    since: str | None = None
+    until_before: str | None = None
+    raw: str = field(default="", compare=False)
+
+    @property
+    def fts(self) -> str | None:
+        return " ".join(self.terms) if self.terms else None
+
+    @property
+    def empty(self) -> bool:
+        return self == AuditQuery(raw=self.raw)
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _tokens(text: str) -> Iterator[tuple[str | None, str, bool]]:
+    """(field or None, value, quoted) for each word of the query."""
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        start = i
+        name: str | None = None
+        m = re.match(r"([A-Za-z_][A-Za-z0-9_-]*):", text[i:])
+        if m and not text[i:].startswith(("http://", "https://")):
+            name = m.group(1)
+            i += m.end()
+        if i < n and text[i] == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
+                raise UsageError(f"unbalanced quote in history query at `{text[start:]}`: close it with \"")
+            value, quoted, i = text[i + 1:end], True, end + 1
+            if i < n and not text[i].isspace():
+                j = i
+                while j < n and not text[j].isspace():
+                    j += 1
+                if text[i:j] != "*":
+                    raise UsageError(f"`{text[start:j]}`: put a space after the closing quote")
+                value += "*"
+                i = j
+        else:
+            j = i
+            while j < n and not text[j].isspace():
+                j += 1
+            value, quoted, i = text[i:j], False, j
+        yield name, value, quoted
+
+
+def parse_query(text: str | None, *, now: datetime | None = None) -> AuditQuery:
+    """Parse a history query (see the module docstring). ``now`` anchors ages (``since:7d``)."""
+    text = (text or "").strip()
+    values: dict[str, Any] = {}
+    terms: list[str] = []
+    words: list[str] = []
+    seen: set[str] = set()
+    for name, value, quoted in _tokens(text):
+        if name is None:
+            phrase = _fts_phrase(value, quoted)
+            if phrase:
+                terms.append(phrase)
+                words.append(value)
+            continue
+        key = name.lower()
+        token = f"{name}:{value}" if not quoted else f'{name}:"{value}"'
+        if key not in FIELDS:
+            raise UsageError(f"unknown field `{name}:` in `{token}`; valid fields are {_FIELD_HELP} "
+                             f"(to search for the text itself, put it in quotes: \"{token}\")")
+        if key in seen:
+            raise UsageError(f"field `{key}:` given twice (`{token}`); give each field once")
+        seen.add(key)
+        if not value or value == "*":
+            if key in ("action", "ns") and value == "*":
+                continue  # any
+            raise UsageError(f"`{token}` needs a value, e.g. {_example(key)}")
+        if key in ("since", "until"):
+            moment, date_only = _parse_time(value, token, now)
+            if key == "since":
+                values["since"] = format_time(moment)
+            else:
+                end = moment + (timedelta(days=1) if date_only else timedelta(microseconds=1))
+                values["until_before"] = format_time(end)
+        elif key in ("action", "ns"):
+            prefix = value.endswith("*")
+            bare = value.rstrip("*")
+            if "*" in bare:
+                raise UsageError(f"`{token}`: `*` may only end the value (a prefix), e.g. {_example(key)}")
+            target = "action" if key == "action" else "namespace"
+            values[target] = bare
+            values[f"{target}_prefix"] = prefix
+        else:
+            if value.endswith("*"):
+                raise UsageError(f"`{token}`: {key}: matches exactly; only action: and ns: take a prefix with *")
+            values[{"request": "request", "execution": "execution", "flow": "flow", "actor": "actor"}[key]] = value
+    if values.get("since") and values.get("until_before") and values["since"] >= values["until_before"]:
+        raise UsageError("`since:` is not before `until:`; nothing can match")
+    return AuditQuery(terms=tuple(terms), words=tuple(words), raw=text, **values)
+
+
+def _example(key: str) -> str:
+    return {"actor": "actor:alice", "action": "action:request.approved or action:request.*",
+            "ns": "ns:prod.payments or ns:prod*", "flow": "flow:deploy", "request": "request:r0123456789ab",
+            "execution": "execution:<id>", "since": "since:7d or since:2026-01-05",
+            "until": "until:24h or until:2026-01-06"}[key]
+
+
+def _fts_phrase(value: str, quoted: bool) -> str | None:
+    prefix = value.endswith("*")
+    body = value.rstrip("*") if prefix else value
+    if not re.search(r"\w", body):
+        if quoted and not body.strip():
+            return None
+        if not body:
+            raise UsageError(f"`{value}` is not something to search for: give a word before *")
+        return None  # only punctuation: nothing the index can match on, so no constraint
+    phrase = '"' + body.replace('"', '""') + '"'
+    return phrase + "*" if prefix else phrase
+
+
+def _parse_time(value: str, token: str, now: datetime | None) -> tuple[datetime, bool]:
+    """(moment, is a bare date)."""
+    if _DATE.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc), True
+        except ValueError:
+            raise UsageError(f"`{token}` is not a valid date; {_TIME_HELP}") from None
+    age: timedelta | None = None
+    m = _AGE.fullmatch(value)
+    if m and any(m.groups()):
+        w, d, h, mi, s = (int(g or 0) for g in m.groups())
+        age = timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
+    elif value[:1] in "pP" and len(value) > 1:
+        try:
+            age = parse_duration(value, allow_negative=False)
+        except ValueError as exc:
+            raise UsageError(f"`{token}`: {exc}") from None
+    if age is not None:
+        if now is None:
+            raise UsageError(f"`{token}` is relative but no current time was given")
+        return now - age, False
+    if "T" in value or " " in value:
+        try:
+            moment = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"`{token}` is not a time; {_TIME_HELP}") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc), False
+    raise UsageError(f"`{token}` is not a time; {_TIME_HELP}")
+
+
+# -- planning -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Driver:
+    name: str            # index name, "fts" or "rowid"
+    clause: str          # the filter this driver satisfies
+    params: tuple
+    ordered: bool        # walking the driver yields seq order (no sort needed)
+
+
+def _prefix_range(column: str, prefix: str) -> tuple[str, tuple]:
+    return f"{column} >= ? AND {column} < ?", (prefix, prefix + _MAX_CHAR)
+
+
+def _filters(q: AuditQuery) -> list[_Driver]:
+    """One entry per field filter, each with the index that can drive it."""
+    out: list[_Driver] = []
+    if q.request is not None:
+        out.append(_Driver("audit_by_request", "a.request_id = ?", (q.request,), True))
+    if q.execution is not None:
+        out.append(_Driver("audit_by_execution", "a.execution_id = ?", (q.execution,), True))
+    if q.actor is not None:
+        out.append(_Driver("audit_by_actor", "a.actor = ?", (q.actor,), True))
+    if q.flow is not None:
+        out.append(_Driver("audit_by_flow", "a.flow_id = ?", (q.flow,), True))
+    if q.action is not None:
+        if q.action_prefix:
+            out.append(_Driver("audit_by_action", *_prefix_range("a.action", q.action), False))
+        else:
+            out.append(_Driver("audit_by_action", "a.action = ?", (q.action,), True))
+    if q.namespace is not None:
+        if q.namespace_prefix:
+            out.append(_Driver("audit_by_namespace", *_prefix_range("a.namespace", q.namespace), False))
+        else:
+            out.append(_Driver("audit_by_namespace", "a.namespace = ?", (q.namespace,), True))
+    if q.since is not None or q.until_before is not None:
+        parts, params = [], []
+        if q.since is not None:
+            parts.append("a.at >= ?")
+            params.append(q.since)
+        if q.until_before is not None:
+            parts.append("a.at < ?")
+            params.append(q.until_before)
+        out.append(_Driver("audit_by_at", " AND ".join(parts), tuple(params), False))
+    return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    driver: _Driver | None        # None: walk the table by seq
+    fts: str | None
+    fts_drives: bool
+    fts_small: bool
+    others: tuple[_Driver, ...]
+
+
+def _probe(conn: sqlite3.Connection, d: _Driver) -> int:
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM audit a INDEXED BY {d.name} WHERE {d.clause} LIMIT {_CAP})"
+    return conn.execute(sql, d.params).fetchone()[0]
+
+
+def _probe_fts(conn: sqlite3.Connection, fts: str) -> int:
+    sql = f"SELECT count(*) FROM (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? LIMIT {_CAP})"
+    return conn.execute(sql, (fts,)).fetchone()[0]
+
+
+def _plan(conn: sqlite3.Connection, q: AuditQuery) -> _Plan:
+    filters = _filters(q)
+    fts = q.fts
+    if not filters:
+        return _Plan(None, fts, fts is not None, False, ())
+    if fts is None and len(filters) == 1 and filters[0].ordered:
+        return _Plan(filters[0], None, False, False, ())
+    counts = [(_probe(conn, d), i) for i, d in enumerate(filters)]
+    fts_count = _probe_fts(conn, fts) if fts is not None else None
+    best_count, best = min(counts)
+    if fts_count is not None and fts_count <= best_count:
+        return _Plan(None, fts, True, fts_count < _CAP, tuple(filters))
+    if best_count < _CAP:
+        driver = filters[best]
+    else:
+        # every filter is broad: walk in seq order along an ordered index if there is one
+        # (it visits only its matches), else the table itself (the matches are dense)
+        if fts is not None:
+            return _Plan(None, fts, True, False, tuple(filters))
+        ordered = [d for d in filters if d.ordered]
+        driver = ordered[0] if ordered else None
+    others = tuple(d for d in filters if d is not driver)
+    return _Plan(driver, fts, False, fts_count is not None and fts_count < _CAP, others)
+
+
+def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
+    order = "DESC" if desc else "ASC"
+    where: list[str] = []
+    params: list[Any] = []
+    if plan.fts_drives:
+        source = "audit_fts f CROSS JOIN audit a"
+        where.append("audit_fts MATCH ?")
+        params.append(plan.fts)
+        where.append("a.seq = f.rowid")
+        if cursor is not None:
+            where.append("f.rowid < ?" if desc else "f.rowid > ?")
+            params.append(cursor)
+        order_by = f"f.rowid {order}"
+    else:
+        if plan.driver is None:
+            source = "audit a NOT INDEXED"
+        else:
+            source = f"audit a INDEXED BY {plan.driver.name}"
+            where.append(plan.driver.clause)
+            params.extend(plan.driver.params)
+        if cursor is not None:
+            where.append("a.seq < ?" if desc else "a.seq > ?")
+            params.append(cursor)
+        if plan.fts is not None:
+            if plan.fts_small:
+                where.append("a.seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ?)")
+            else:
+                where.append("EXISTS (SELECT 1 FROM audit_fts WHERE audit_fts MATCH ? AND rowid = a.seq)")
+            params.append(plan.fts)
+        order_by = f"a.seq {order}"
+    for d in plan.others:
+        where.append(d.clause)
+        params.extend(d.params)
+    sql = f"SELECT {_COLUMNS} FROM {source}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY {order_by} LIMIT ?"
+    return sql, params
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def _conn(db: Any) -> sqlite3.Connection:
+    return db.connection() if hasattr(db, "connection") else db
+
+
+def event_dict(row: tuple) -> dict[str, Any]:
+    return {"seq": row[0], "at": row[1], "actor": row[2], "action": row[3], "namespace": row[4],
+            "flow_id": row[5], "execution_id": row[6], "request_id": row[7], "data": _data(row[8]),
+            "hash": row[9], "prev_hash": row[10]}
+
+
+def _data(text: Any) -> Any:
+    try:
+        return jsonutil.loads(text, {})
+    except (TypeError, ValueError):
+        return text  # a hand-edited row: show what is there
+
+
+def _rows(conn: sqlite3.Connection, q: AuditQuery, *, desc: bool, cursor: int | None,
+          batch: int) -> Iterator[list[tuple]]:
+    """Batches of raw rows in seq order (newest first when desc), from after ``cursor``."""
+    plan = _plan(conn, q)
+    while True:
+        sql, params = _sql(plan, desc=desc, cursor=cursor)
+        cur = conn.cursor()
+        cur.row_factory = None
+        try:
+            rows = cur.execute(sql, [*params, batch]).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc) or "MATCH" in str(exc):
+                raise UsageError(f"cannot search for {' '.join(q.words)!r}: {exc}") from None
+            raise
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch:
+            return
+        cursor = rows[-1][0]
+
+
+def search(db: Any, query: AuditQuery | str | None, *, limit: int = 50, before_seq: int | None = None,
+           now: datetime | None = None, visible: Callable[[str | None], bool] | None = None) -> list[dict[str, Any]]:
+    """Events matching ``query``, newest first, at most ``limit``, older than ``before_seq``.
+
+    ``visible(namespace)`` hides events the caller may not see (they do not count to the
+    limit). The next page is ``before_seq=result[-1]["seq"]``.
+    """
+    if limit < 1:
+        raise UsageError("limit must be at least 1")
+    q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(timezone.utc))
+    conn = _conn(db)
+    out: list[dict[str, Any]] = []
+    batch = limit if visible is None else max(limit, 200)
+    for rows in _rows(conn, q, desc=True, cursor=before_seq, batch=batch):
+        for row in rows:
+            if visible is None or visible(row[4]):
+                out.append(event_dict(row))
+                if len(out) >= limit:
+                    return out
+        if visible is None:
+            break
+    return out
+
+
+def iter_events(db: Any, query: AuditQuery | str | None, *, now: datetime | None = None,
+                visible: Callable[[str | None], bool] | None = None, batch: int = 1000,
+                after_seq: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every event matching ``query``, oldest first, read in batches (for export)."""
+    q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(timezone.utc))
+    conn = _conn(db)
+    for rows in _rows(conn, q, desc=False, cursor=after_seq, batch=batch):
+        for row in rows:
+            if visible is None or visible(row[4]):
+                yield event_dict(row)
+
+
+__all__ = ["AuditQuery", "FIELDS", "parse_query", "search", "iter_events", "event_dict"]
