@@ -37,7 +37,10 @@ class Backend(Protocol):
     #: where the engine is: "embedded · /path/to/data" or the server URL
     location: str
 
-    def list_pending(self, *, q: str | None = None) -> list[dict[str, Any]]: ...
+    def me(self) -> dict[str, Any]: ...
+
+    def list_pending(self, *, q: str | None = None, namespace: str | None = None,
+                     flow: str | None = None) -> list[dict[str, Any]]: ...
 
     def get_request(self, request_id: str) -> dict[str, Any]: ...
 
@@ -65,6 +68,14 @@ class Backend(Protocol):
 
     def get_execution(self, execution_id: str) -> dict[str, Any]: ...
 
+    def list_executions(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def kv_set(self, namespace: str, key: str, value: Any) -> None: ...
+
+    def audit_head(self) -> dict[str, Any] | None: ...
+
+    def flow_problems(self) -> list[str]: ...
+
     def last_change(self) -> int: ...
 
     def changes(self, after: int, limit: int = 1000) -> list[Change]: ...
@@ -85,8 +96,14 @@ class LocalBackend:
         self.identity = self.actor.name
         self.location = f"embedded · {service.engine.data_dir}"
 
-    def list_pending(self, *, q: str | None = None) -> list[dict[str, Any]]:
-        return self.service.list_pending(self.actor, q=q)
+    def me(self) -> dict[str, Any]:
+        describe = getattr(self.service.engine.policy, "describe", None)
+        info = describe(self.actor) if describe else {}
+        return {**info, "name": self.actor.name, "groups": list(info.get("groups", self.actor.groups))}
+
+    def list_pending(self, *, q: str | None = None, namespace: str | None = None,
+                     flow: str | None = None) -> list[dict[str, Any]]:
+        return self.service.list_pending(self.actor, q=q, namespace=namespace, flow=flow)
 
     def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
         return self.service.request_summaries(self.actor, request_ids)
@@ -126,6 +143,18 @@ class LocalBackend:
 
     def get_execution(self, execution_id: str) -> dict[str, Any]:
         return self.service.get_execution(self.actor, execution_id)
+
+    def list_executions(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return self.service.list_executions(self.actor, state=state, limit=limit)
+
+    def kv_set(self, namespace: str, key: str, value: Any) -> None:
+        self.service.kv_set(self.actor, namespace, key, value)
+
+    def audit_head(self) -> dict[str, Any] | None:
+        return self.service.audit_head(self.actor)
+
+    def flow_problems(self) -> list[str]:
+        return self.service.flow_problems()
 
     def last_change(self) -> int:
         return self.service.last_change()

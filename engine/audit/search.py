@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
@@ -93,10 +94,19 @@ def _tokens(text: str) -> Iterator[tuple[str | None, str, bool]]:
             name = m.group(1)
             i += m.end()
         if i < n and text[i] == '"':
-            end = text.find('"', i + 1)
-            if end < 0:
-                raise UsageError(f"unbalanced quote in history query at `{text[start:]}`: close it with \"")
-            value, quoted, i = text[i + 1:end], True, end + 1
+            chars: list[str] = []
+            j = i + 1
+            while True:  # "" inside quotes is one literal quote
+                end = text.find('"', j)
+                if end < 0:
+                    raise UsageError(f"unbalanced quote in history query at `{text[start:]}`: close it with \"")
+                chars.append(text[j:end])
+                if text[end + 1:end + 2] == '"':
+                    chars.append('"')
+                    j = end + 2
+                    continue
+                break
+            value, quoted, i = "".join(chars), True, end + 1
             if i < n and not text[i].isspace():
                 j = i
                 while j < n and not text[j].isspace():
@@ -270,6 +280,10 @@ class _Plan:
     fts_drives: bool
     fts_small: bool
     others: tuple[_Driver, ...]
+    #: exact seq bounds implied by since:/until: (found through the time index)
+    lo: int | None = None
+    hi: int | None = None
+    empty: bool = False
 
 
 def _probe(conn: sqlite3.Connection, d: _Driver) -> int:
@@ -307,6 +321,37 @@ def _plan(conn: sqlite3.Connection, q: AuditQuery) -> _Plan:
     return _Plan(driver, fts, False, fts_count is not None and fts_count < _CAP, others)
 
 
+def _bounded(conn: sqlite3.Connection, plan: _Plan, q: AuditQuery, *, desc: bool) -> _Plan:
+    """Add exact seq bounds from the time filter when they cut off many rows of a walk.
+
+    A walk in seq order cannot stop early on a time filter by itself (times need not be
+    monotonic in seq). The newest event before ``until:`` and the oldest on/after ``since:``
+    are found in O(log n) through the time index; when they show the bound prunes more than
+    a page's worth, the exact bound (max/min seq over the matching index range) is computed
+    and used, so e.g. ``until:<a year ago>`` does not scan a year of newer events.
+    """
+    if plan.driver is not None and plan.driver.name == "audit_by_at":
+        return plan
+    at_index = "audit INDEXED BY audit_by_at"
+    if desc and q.until_before is not None:
+        row = conn.execute(f"SELECT seq FROM {at_index} WHERE at < ? ORDER BY at DESC LIMIT 1",
+                           (q.until_before,)).fetchone()
+        if row is None:
+            return _replace(plan, empty=True)
+        top = conn.execute("SELECT max(seq) FROM audit").fetchone()[0]
+        if top - row[0] > _CAP:
+            hi = conn.execute(f"SELECT max(seq) FROM {at_index} WHERE at < ?", (q.until_before,)).fetchone()[0]
+            return _replace(plan, hi=hi)
+    if not desc and q.since is not None:
+        row = conn.execute(f"SELECT seq FROM {at_index} WHERE at >= ? ORDER BY at LIMIT 1", (q.since,)).fetchone()
+        if row is None:
+            return _replace(plan, empty=True)
+        if row[0] > _CAP:
+            lo = conn.execute(f"SELECT min(seq) FROM {at_index} WHERE at >= ?", (q.since,)).fetchone()[0]
+            return _replace(plan, lo=lo)
+    return plan
+
+
 def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
     order = "DESC" if desc else "ASC"
     where: list[str] = []
@@ -319,6 +364,12 @@ def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
         if cursor is not None:
             where.append("f.rowid < ?" if desc else "f.rowid > ?")
             params.append(cursor)
+        if plan.hi is not None:
+            where.append("f.rowid <= ?")
+            params.append(plan.hi)
+        if plan.lo is not None:
+            where.append("f.rowid >= ?")
+            params.append(plan.lo)
         order_by = f"f.rowid {order}"
     else:
         if plan.driver is None:
@@ -330,6 +381,12 @@ def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
         if cursor is not None:
             where.append("a.seq < ?" if desc else "a.seq > ?")
             params.append(cursor)
+        if plan.hi is not None:
+            where.append("a.seq <= ?")
+            params.append(plan.hi)
+        if plan.lo is not None:
+            where.append("a.seq >= ?")
+            params.append(plan.lo)
         if plan.fts is not None:
             if plan.fts_small:
                 where.append("a.seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ?)")
@@ -370,7 +427,9 @@ def _data(text: Any) -> Any:
 def _rows(conn: sqlite3.Connection, q: AuditQuery, *, desc: bool, cursor: int | None,
           batch: int) -> Iterator[list[tuple]]:
     """Batches of raw rows in seq order (newest first when desc), from after ``cursor``."""
-    plan = _plan(conn, q)
+    plan = _bounded(conn, _plan(conn, q), q, desc=desc)
+    if plan.empty:
+        return
     while True:
         sql, params = _sql(plan, desc=desc, cursor=cursor)
         cur = conn.cursor()

@@ -87,42 +87,95 @@ def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] |
     """
     conn = _conn(db)
     last = conn.execute("SELECT max(seq) FROM audit").fetchone()[0]
-    sha256 = hashlib.sha256
-    prev_hash = GENESIS
-    prev_row: tuple | None = None
-    count = 0
-    expected_seq = 1
+    walked: tuple[int, int | None, str] = (0, None, GENESIS)
     if last is not None:
-        cur = conn.cursor()
-        cur.row_factory = None  # plain tuples: sqlite3.Row costs as much as the hash
-        cur.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq <= ? ORDER BY seq", (last,))
-        while True:
-            rows = cur.fetchmany(batch)
-            if not rows:
-                break
-            for row in rows:
-                seq = row[0]
-                stored_prev = row[9]
-                computed = sha256((stored_prev + _content(row)).encode("utf-8")).hexdigest() \
-                    if isinstance(stored_prev, str) else None
-                if seq != expected_seq or stored_prev != prev_hash or computed != row[10]:
-                    cur.close()
-                    problem, bad = _diagnose(row, computed, prev_row, prev_hash, expected_seq)
-                    return VerifyResult(False, count, prev_hash if count else None, bad, problem,
-                                        prev_row[0] if prev_row else None)
-                prev_hash = row[10]
-                prev_row = row
-                expected_seq = seq + 1
-                count += 1
-        cur.close()
-    head_seq = prev_row[0] if prev_row else None
-    head_hash = prev_hash if prev_row else None
+        try:
+            walked = _walk(conn, _FAST_SQL, last, batch, fast=True)
+        except _Fallback:  # a value SQLite's JSON cannot hold (only a hand-edited row has one)
+            walked = _walk(conn, _EXACT_SQL, last, batch, fast=False)
+    if isinstance(walked, VerifyResult):
+        return walked
+    count, head_seq, head_hash = walked
+    head_hash_or_none = head_hash if head_seq is not None else None
     if expect_head is not None:
         want_seq, want_hash = expect_head
         problem = _check_expected_head(conn, want_seq, want_hash, head_seq)
         if problem is not None:
-            return VerifyResult(False, count, head_hash, want_seq, problem, head_seq)
-    return VerifyResult(True, count, head_hash, None, None, head_seq)
+            return VerifyResult(False, count, head_hash_or_none, want_seq, problem, head_seq)
+    return VerifyResult(True, count, head_hash_or_none, None, None, head_seq)
+
+
+# SQLite's json_array() writes exactly what json.dumps(ensure_ascii=False, separators=(",", ":"))
+# writes for text, integers and NULL, so the content of event_content() comes out of SQLite
+# ready to hash (~1.5x faster than building it in Python). It is only a fast path: an event
+# whose hash does not match is recomputed with event_content() before it is called changed.
+_FAST_SQL = ("SELECT seq, json_array(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data),"
+             " prev_hash, hash FROM audit WHERE seq <= ? ORDER BY seq")
+_EXACT_SQL = f"SELECT {_COLUMNS} FROM audit WHERE seq <= ? ORDER BY seq"
+
+
+class _Fallback(Exception):
+    pass
+
+
+def _full_row(conn: sqlite3.Connection, seq: int) -> tuple | None:
+    cur = conn.cursor()
+    cur.row_factory = None
+    return cur.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq=?", (seq,)).fetchone()
+
+
+def _walk(conn: sqlite3.Connection, sql: str, last: int, batch: int, *, fast: bool):
+    """(count, head seq, head hash) of an intact chain, or the VerifyResult naming the problem."""
+    sha256 = hashlib.sha256
+    prev_hash = GENESIS
+    prev_seq: int | None = None
+    count = 0
+    expected_seq = 1
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples: sqlite3.Row costs as much as the hash
+    try:
+        try:
+            cur.execute(sql, (last,))
+        except sqlite3.OperationalError as exc:
+            if fast:
+                raise _Fallback() from exc
+            raise
+        while True:
+            try:
+                rows = cur.fetchmany(batch)
+            except sqlite3.OperationalError as exc:
+                if fast:
+                    raise _Fallback() from exc
+                raise
+            if not rows:
+                break
+            for row in rows:
+                seq = row[0]
+                if fast:
+                    stored_prev, stored_hash = row[2], row[3]
+                    content = row[1]
+                else:
+                    stored_prev, stored_hash = row[9], row[10]
+                    content = _content(row)
+                computed = sha256((stored_prev + content).encode("utf-8")).hexdigest() \
+                    if isinstance(stored_prev, str) else None
+                if seq != expected_seq or stored_prev != prev_hash or computed != stored_hash:
+                    full = _full_row(conn, seq) if fast else row
+                    if fast and computed != stored_hash and full is not None and isinstance(full[9], str):
+                        computed = sha256((full[9] + _content(full)).encode("utf-8")).hexdigest()
+                    if seq == expected_seq and stored_prev == prev_hash and computed == stored_hash:
+                        pass  # only the fast path's spelling differed: the event is intact
+                    else:
+                        prev_row = _full_row(conn, prev_seq) if prev_seq is not None else None
+                        problem, bad = _diagnose(full, computed, prev_row, prev_hash, expected_seq)
+                        return VerifyResult(False, count, prev_hash if count else None, bad, problem, prev_seq)
+                prev_hash = stored_hash
+                prev_seq = seq
+                expected_seq = seq + 1
+                count += 1
+    finally:
+        cur.close()
+    return count, prev_seq, prev_hash
 
 
 def _diagnose(row: tuple, computed: str | None, prev_row: tuple | None, prev_hash: str,

@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -180,5 +180,21 @@ INSERT INTO audit_fts(audit_fts) VALUES('rebuild');
 DROP INDEX IF EXISTS audit_by_action;
 CREATE INDEX audit_by_action ON audit(action, seq);
 CREATE INDEX audit_by_flow ON audit(flow_id, seq);
+""",
+    # 3: bearer tokens for `signoff serve` (engine.tokens). Only a SHA-256 of the secret part
+    # is stored; the token itself is shown once, when it is issued.
+    3: """
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    name TEXT,
+    hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    expires_at TEXT,
+    last_used_at TEXT,
+    revoked_at TEXT
+);
+CREATE INDEX tokens_by_user ON tokens(user, created_at);
 """,
 }

@@ -1,0 +1,149 @@
+"""`signoff history` and `signoff audit verify|head|export`.
+
+Exit codes: 0 success; 1 the chain does not verify; 2 a bad query or option.
+"""
+from __future__ import annotations
+
+import re
+import sys
+
+import click
+
+from console import output
+from console.cli import actor, common_options, service
+from engine.errors import UsageError
+
+QUERY_HELP = ("QUERY: free text (every word must occur; \"quoted phrase\"; word* for a prefix) and field filters "
+              "actor:NAME action:NAME (action:request.* for a prefix) ns:NAMESPACE (ns:prod* for a prefix) "
+              "flow:ID request:ID execution:ID since:WHEN until:WHEN (WHEN: 2026-01-05, 2026-01-05T09:00Z, "
+              "or an age such as 7d, 24h, 30m, PT1H).")
+
+
+def join_query(words: tuple[str, ...]) -> str:
+    """Words from the shell as one query; a word the shell kept whole with spaces is a phrase."""
+    parts = []
+    for word in words:
+        if re.search(r"\s", word) and '"' not in word and not re.match(r"^[A-Za-z_][\w-]*:", word):
+            parts.append(f'"{word}"')
+        elif re.search(r"\s", word) and '"' not in word:
+            name, _, value = word.partition(":")
+            parts.append(f'{name}:"{value}"')
+        else:
+            parts.append(word)
+    return " ".join(parts)
+
+
+def _detail(event: dict) -> str:
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    for key in ("reason", "summary", "error", "operation"):
+        value = data.get(key)
+        if value:
+            return f"{key}: {value}" if key != "reason" else str(value)
+    return ""
+
+
+def history_table(events: list[dict]) -> str:
+    rows = [(e["seq"], e["at"][:19].replace("T", " "), e["actor"], e["action"], e["namespace"] or "",
+             e["flow_id"] or "", e["request_id"] or "", _detail(e)) for e in events]
+    return output.table(("SEQ", "AT (UTC)", "ACTOR", "ACTION", "NAMESPACE", "FLOW", "REQUEST", "DETAIL"), rows)
+
+
+@click.command("history", epilog=QUERY_HELP)
+@common_options
+@click.argument("query", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (a list of events).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output (the export columns).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True, help="Events per page.")
+@click.option("--before", "before", type=click.IntRange(1), metavar="SEQ",
+              help="Only events older than event SEQ (the next page).")
+def history(query: tuple[str, ...], as_json: bool, as_csv: bool, limit: int, before: int | None) -> None:
+    """Search the audit trail, newest first."""
+    if as_json and as_csv:
+        raise UsageError("choose one of --json and --csv")
+    text = join_query(query)
+    events = service().history(actor(), text, limit=limit, before_seq=before)
+    if as_json:
+        output.emit_json(events)
+        return
+    if as_csv:
+        from engine.audit.export import csv_lines
+
+        for chunk in csv_lines(events):
+            click.echo(chunk, nl=False)
+        return
+    if not events:
+        click.echo("No matching audit events.")
+        return
+    click.echo(history_table(events))
+    if len(events) == limit:
+        click.echo(f"(more: add --before {events[-1]['seq']})", err=True)
+
+
+@click.group("audit")
+def audit() -> None:
+    """Check and export the tamper-evident audit trail."""
+
+
+def _parse_head(text: str) -> tuple[int, str]:
+    m = re.fullmatch(r"\s*(\d+)\s*[: ]\s*([0-9a-fA-F]{64})\s*", text)
+    if not m:
+        raise UsageError(f"--head expects SEQ:HASH as printed by `signoff audit head` (e.g. 1234:9f2c…), "
+                         f"got `{text}`")
+    return int(m.group(1)), m.group(2).lower()
+
+
+@audit.command("verify")
+@common_options
+@click.option("--head", "expect", metavar="SEQ:HASH",
+              help="A head kept elsewhere (from `signoff audit head`); detects removal of the newest events.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def audit_verify(expect: str | None, as_json: bool) -> None:
+    """Walk the hash chain; exit 1 naming the first event that was changed, removed or reordered."""
+    expect_head = _parse_head(expect) if expect else None
+    result = service().verify_audit(actor(), expect_head=expect_head)
+    if as_json:
+        output.emit_json(result)
+    elif result["ok"]:
+        click.echo(f"ok: {result['count']} events, head {result['head'] or 'none (the log is empty)'}")
+    else:
+        click.echo(f"FAILED: {result['problem']}", err=True)
+        click.echo(f"({result['count']} events before it verified)", err=True)
+    if not result["ok"]:
+        raise SystemExit(1)
+
+
+@audit.command("head")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def audit_head(as_json: bool) -> None:
+    """Print the newest event's sequence number and hash (keep it elsewhere; check it with verify --head)."""
+    found = service().audit_head(actor())
+    if as_json:
+        output.emit_json(found)
+    elif found is None:
+        click.echo("the audit log is empty", err=True)
+    else:
+        click.echo(f"{found['seq']}:{found['hash']}")
+
+
+@audit.command("export")
+@common_options
+@click.argument("query", nargs=-1)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+def audit_export(query: tuple[str, ...], fmt: str) -> None:
+    """Stream matching events to stdout, oldest first (same QUERY as history)."""
+    from engine.audit.export import render
+
+    events = service().export_audit(actor(), join_query(query))
+    write = sys.stdout.write
+    for chunk in render(events, fmt):
+        write(chunk)
+    sys.stdout.flush()
+
+
+audit_export.epilog = QUERY_HELP
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(history)
+    cli.add_command(audit)

@@ -1,0 +1,77 @@
+"""The audit part of the approval service: history search, chain verification, head, export.
+
+Mixed into :class:`engine.service.ApprovalService`; uses its ``db``, ``engine`` and ``_check``.
+Visibility: anyone the policy gives a role somewhere may search (a viewer of one namespace
+audits that namespace); they see the events of namespaces they may view, and events without
+a namespace only when they are admin everywhere. Identities with no role at all are refused
+(with an audit event). Chain verification and the head reveal no event content, so the same
+rule applies to them.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+from engine.audit import search as audit_search
+from engine.audit.verify import head as chain_head
+from engine.audit.verify import verify_chain
+from engine.errors import UsageError
+
+
+class AuditMixin:
+    db: Any
+    engine: Any
+    _check: Callable[..., None]  # ApprovalService._check: refuses (and audits) what the policy forbids
+
+    def _audit_visible(self, actor: Any) -> Callable[[str | None], bool] | None:
+        """None when the actor sees every event, else a namespace -> bool predicate."""
+        policy = self.engine.policy
+        if policy.allows(actor, "admin", "*"):
+            return None
+        seen: dict[str | None, bool] = {}
+
+        def visible(namespace: str | None) -> bool:
+            if namespace not in seen:
+                seen[namespace] = False if namespace is None else bool(policy.allows(actor, "view", namespace))
+            return seen[namespace]
+
+        return visible
+
+    def _require_audit_access(self, actor: Any) -> None:
+        policy = self.engine.policy
+        describe = getattr(policy, "describe", None)
+        if describe is None or any(describe(actor).get("roles", {}).values()):
+            return
+        self._check(actor, "view", "*", "audit")  # refuses and audits
+
+    def history(self, actor: Any, query: str | None, *, limit: int = 50,
+                before_seq: int | None = None) -> list[dict[str, Any]]:
+        """Audit events matching ``query`` (engine.audit.search syntax), newest first.
+        The next page is ``before_seq=<last result's seq>``."""
+        self._require_audit_access(actor)
+        if limit < 1:
+            raise UsageError("--limit must be at least 1")
+        q = audit_search.parse_query(query, now=self.engine.clock.now())
+        return audit_search.search(self.db, q, limit=limit, before_seq=before_seq,
+                                   visible=self._audit_visible(actor))
+
+    def verify_audit(self, actor: Any, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
+        """Walk the whole chain: {ok, count, head, head_seq, first_bad_seq, problem}."""
+        self._require_audit_access(actor)
+        return verify_chain(self.db, expect_head=expect_head).to_dict()
+
+    def audit_head(self, actor: Any) -> dict[str, Any] | None:
+        """{seq, hash, at} of the newest event (keep it elsewhere to detect truncation), or None."""
+        self._require_audit_access(actor)
+        found = chain_head(self.db)
+        if found is None:
+            return None
+        row = self.db.query_one("SELECT at FROM audit WHERE seq=?", (found[0],))
+        return {"seq": found[0], "hash": found[1], "at": row["at"] if row else None}
+
+    def export_audit(self, actor: Any, query: str | None) -> Iterator[dict[str, Any]]:
+        """Every matching event, oldest first, streamed. Permission and query are checked now,
+        before the first event is read."""
+        self._require_audit_access(actor)
+        now = self.engine.clock.now()
+        q = audit_search.parse_query(query, now=now)
+        return audit_search.iter_events(self.db, q, now=now, visible=self._audit_visible(actor))
