@@ -1,0 +1,538 @@
+"""The remote backend: the console and the CLI talking to `signoff serve` over HTTP.
+
+`RemoteBackend` implements the same `console.backend.Backend` protocol as `LocalBackend`,
+with the same result shapes (the service's dicts, `Outcome` objects for decisions) and the
+same errors (`NotFound`, `Refused`, `InvalidInputs`, `UsageError`), so every screen and
+command behaves identically in both modes. Two errors exist only here: `AuthError` (the
+server refused the token) and `ConnectionLost` (the server cannot be reached).
+
+Network rules:
+
+* TLS is always verified (``ca_cert`` adds a private CA; there is no switch to turn it off).
+* Every call has a timeout. Connection-level failures are retried by the transport
+  (``httpx.HTTPTransport(retries=3)``) for idempotent calls (GETs, validate); other calls use a
+  transport without retries.
+* Decisions always carry an idempotency key and go to the bulk endpoint in slices of at most
+  ``DECIDE_SLICE`` ids, each slice with the key ``f"{key}:{slice_index}"``: progress callbacks
+  work between slices, and a slice retried after a lost connection (once) is never decided
+  twice - the server answers the stored outcomes.
+* ``follow()`` reads the server-sent event stream and reconnects with backoff when the
+  connection drops, reporting the connection state for the console's banner.
+
+The token is sent as ``Authorization: Bearer ...`` and never logged, printed or stored here.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import time
+import uuid
+from typing import Any, Callable, Iterator, Mapping, Sequence
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from console.backend import REQUEST_ACTIONS, Change
+from engine.approvals import outcome as oc
+from engine.approvals.outcome import Outcome
+from engine.errors import InvalidInputs, NotFound, Refused, SignoffError, UsageError
+
+#: most ids sent in one bulk decision request (one idempotency sub-key each)
+DECIDE_SLICE = 500
+#: most ids in one `GET /approvals?ids=` (keeps the URL short)
+SUMMARY_SLICE = 100
+#: page size when following cursors
+PAGE = 500
+#: the server's largest page of audit events and executions
+AUDIT_PAGE = 1000
+#: the largest sequence number; `/events?after=MAX_SEQ` answers only `last_seq`
+MAX_SEQ = 2**63 - 1
+
+
+class AuthError(SignoffError):
+    """The server does not accept our token (missing, wrong, revoked or expired)."""
+
+    exit_code = 1
+
+
+class ConnectionLost(SignoffError):
+    """The server cannot be reached (refused, reset, timed out, TLS failure)."""
+
+    exit_code = 1
+
+
+def normalize_url(url: str) -> str:
+    """``https://host:port[/prefix]`` without a trailing slash; refuses anything else."""
+    text = (url or "").strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"server URL must look like https://host:port, not `{url}`")
+    if parts.query or parts.fragment:
+        raise UsageError(f"server URL must not have a query or fragment: `{url}`")
+    return text.rstrip("/")
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _ssl_context(ca_cert: str | None) -> ssl.SSLContext:
+    if ca_cert is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(ca_cert))
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot use CA certificate {ca_cert}: {exc}") from None
+
+
+class RemoteBackend:
+    """A `Backend` on a signoff server, acting as the owner of ``token``."""
+
+    def __init__(self, url: str, token: str, *, ca_cert: str | None = None, timeout: float = 10.0,
+                 check: bool = True) -> None:
+        self.url = normalize_url(url)
+        #: shown in the console's status bar
+        self.location = self.url
+        self.timeout = timeout
+        self._ssl = _ssl_context(ca_cert)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                   "User-Agent": "signoff-client"}
+        #: idempotent calls: the transport retries connection failures
+        self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
+                                  transport=httpx.HTTPTransport(verify=self._ssl, retries=3))
+        #: everything else: one attempt (decide() retries a slice itself, with the same key)
+        self._http_once = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
+                                       transport=httpx.HTTPTransport(verify=self._ssl, retries=0))
+        self.identity = "?"
+        self._me: dict[str, Any] | None = None
+        if check:
+            try:
+                self.me()
+            except BaseException:
+                self.close()
+                raise
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"RemoteBackend({self.url!r}, identity={self.identity!r})"
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _call(self, method: str, path: str, *, idempotent: bool, params: Mapping[str, Any] | None = None,
+              body: Any = None, lenient_422: bool = False) -> Any:
+        client = self._http if idempotent else self._http_once
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = client.request(method, path, params=clean or None,
+                                      json=body if body is not None else None)
+        except httpx.TransportError as exc:
+            raise self._lost(exc) from None
+        if lenient_422 and response.status_code == 422:
+            problem = _problem(response)
+            if isinstance(problem.get("errors"), dict):
+                return {"errors": problem["errors"]}
+        if response.status_code >= 400:
+            raise self._error(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise SignoffError(f"{self.url} answered {method} {path} with something that is not JSON "
+                               f"(is this a signoff server?)") from None
+
+    def _lost(self, exc: Exception) -> ConnectionLost:
+        if isinstance(exc, httpx.TimeoutException):
+            return ConnectionLost(f"the signoff server at {self.url} did not answer within {self.timeout:g}s")
+        text = str(exc) or type(exc).__name__
+        if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(getattr(exc, "__context__", None), ssl.SSLError):
+            return ConnectionLost(f"cannot verify the TLS certificate of {self.url} ({text}); "
+                                  "pass --ca-cert FILE if it is signed by a private CA")
+        return ConnectionLost(f"cannot reach the signoff server at {self.url}: {text}")
+
+    def _error(self, response: httpx.Response) -> SignoffError:
+        problem = _problem(response)
+        status = response.status_code
+        detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase or f"HTTP {status}")
+        if status == 401:
+            return AuthError(f"{self.url} did not accept the token ({detail}); "
+                             f"run `signoff login {self.url}` with a valid token")
+        if status == 403:
+            return Refused(detail)
+        if status == 404:
+            return NotFound(detail)
+        if status == 409:
+            return Refused(detail)
+        if status == 422 and isinstance(problem.get("errors"), dict) and problem["errors"]:
+            return InvalidInputs({str(k): str(v) for k, v in problem["errors"].items()})
+        if status in (400, 413, 422):
+            return UsageError(detail)
+        if status == 429:
+            return Refused(f"the server is slowing us down: {detail}")
+        return SignoffError(f"the signoff server at {self.url} failed ({status}): {detail}")
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self._call("GET", path, idempotent=True, params=params)
+
+    # -- identity -------------------------------------------------------------------------
+    def me(self) -> dict[str, Any]:
+        """Who the token belongs to: {name, groups, roles...}; also sets ``identity``."""
+        me = self._get("/me")
+        self._me = me
+        self.identity = str(me.get("name") or "?")
+        return me
+
+    # -- requests -------------------------------------------------------------------------
+    def list_pending(self, *, q: str | None = None, namespace: str | None = None,
+                     flow: str | None = None) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = self._get("/approvals", status="pending", q=q or None, namespace=namespace, flow=flow,
+                             limit=PAGE, cursor=cursor)
+            items.extend(page.get("items") or [])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
+        wanted = list(dict.fromkeys(request_ids))
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), SUMMARY_SLICE):
+            chunk = wanted[start:start + SUMMARY_SLICE]
+            for item in self._get("/approvals", ids=",".join(chunk)).get("items") or []:
+                found[item["id"]] = item
+        return [found[i] for i in wanted if i in found]
+
+    def get_request(self, request_id: str) -> dict[str, Any]:
+        return self._get(f"/approvals/{_seg(request_id)}")
+
+    def validate(self, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
+        answer = self._call("POST", f"/approvals/{_seg(request_id)}/validate", idempotent=True,
+                            body={"inputs": dict(inputs)}, lenient_422=True)
+        return dict((answer or {}).get("errors") or {})
+
+    def decide(self, request_ids: Sequence[str], verdict: str, *, inputs: Mapping[str, Any] | None = None,
+               reason: str | None = None, idempotency_key: str | None = None,
+               progress: Callable[[int, int], bool] | None = None) -> list[Outcome]:
+        if verdict not in ("approve", "deny"):  # the service's own words, before any traffic
+            raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
+        id_list = list(dict.fromkeys(request_ids))
+        key = idempotency_key or uuid.uuid4().hex
+        outcomes: list[Outcome] = []
+        for index, start in enumerate(range(0, len(id_list), DECIDE_SLICE)):
+            chunk = id_list[start:start + DECIDE_SLICE]
+            body = {"ids": chunk, "verdict": verdict, "inputs": dict(inputs or {}), "reason": reason,
+                    "idempotency_key": f"{key}:{index}"}
+            try:
+                answer = self._call("POST", "/approvals/bulk", idempotent=False, body=body)
+            except ConnectionLost:
+                # the slice may or may not have been applied: the same key makes the retry safe
+                try:
+                    answer = self._call("POST", "/approvals/bulk", idempotent=False, body=body)
+                except ConnectionLost as exc:
+                    done = f"; {len(outcomes)} of {len(id_list)} were decided before" if outcomes else ""
+                    raise ConnectionLost(f"{exc.message}{done}") from None
+            outcomes.extend(Outcome.from_dict(d) for d in (answer or {}).get("outcomes") or [])
+            if progress is not None and progress(len(outcomes), len(id_list)) is False:
+                for request_id in id_list[len(outcomes):]:
+                    outcomes.append(Outcome(request_id, "skipped", "not decided: the bulk action was cancelled"))
+                break
+        return outcomes
+
+    def approve(self, request_ids: Sequence[str], inputs: Mapping[str, Any] | None = None,
+                reason: str | None = None, **kw: Any) -> list[Outcome]:
+        return self.decide(request_ids, "approve", inputs=inputs, reason=reason, **kw)
+
+    def deny(self, request_ids: Sequence[str], reason: str | None = None, **kw: Any) -> list[Outcome]:
+        return self.decide(request_ids, "deny", reason=reason, **kw)
+
+    def cancel(self, request_ids: Sequence[str], reason: str | None = None) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for request_id in dict.fromkeys(request_ids):
+            outcomes.append(self._cancel_one(request_id, reason))
+        return outcomes
+
+    def _cancel_one(self, request_id: str, reason: str | None) -> Outcome:
+        try:
+            response = self._http_once.post(f"/approvals/{_seg(request_id)}/cancel", json={"reason": reason})
+        except httpx.TransportError as exc:
+            raise self._lost(exc) from None
+        body = _problem(response)
+        if isinstance(body.get("outcome"), dict):  # a problem document carrying the outcome
+            return Outcome.from_dict(body["outcome"])
+        if "outcome" in body and "id" in body:
+            return Outcome.from_dict(body)
+        if response.status_code < 400:
+            raise SignoffError(f"{self.url} answered a cancel without an outcome")
+        detail = str(body.get("detail") or body.get("title") or f"HTTP {response.status_code}")
+        if response.status_code == 404:
+            return Outcome(request_id, oc.NOT_FOUND, detail)
+        if response.status_code == 409:
+            return Outcome(request_id, oc.ALREADY_DECIDED, detail, state=body.get("state"))
+        if response.status_code == 403:
+            return Outcome(request_id, oc.NOT_ELIGIBLE, detail, state="PENDING")
+        raise self._error(response)
+
+    # -- audit ----------------------------------------------------------------------------
+    def history(self, query: str, *, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:
+        """Newest first, as the service; pages of at most 1000 (the server's limit) are joined."""
+        if limit < 1:
+            raise UsageError("--limit must be at least 1")
+        items: list[dict[str, Any]] = []
+        cursor: Any = before_seq
+        while len(items) < limit:
+            page = self._get("/audit", q=query or None, limit=min(limit - len(items), AUDIT_PAGE), cursor=cursor)
+            items.extend(page.get("items") or [])
+            cursor = page.get("next_cursor")
+            if cursor is None or not page.get("items"):
+                break
+        return items[:limit]
+
+    def verify_audit(self) -> dict[str, Any]:
+        return self._get("/audit/verify")
+
+    def audit_head(self) -> dict[str, Any] | None:
+        return self._get("/audit/head")
+
+    def export_audit(self, query: str) -> Iterator[dict[str, Any]]:
+        """Every matching event, oldest first. Pages are read now (so permission and query
+        errors surface before the first event), newest first, then handed out reversed."""
+        pages: list[list[dict[str, Any]]] = []
+        cursor: Any = None
+        while True:
+            page = self._get("/audit", q=query or None, limit=AUDIT_PAGE, cursor=cursor)
+            pages.append(page.get("items") or [])
+            cursor = page.get("next_cursor")
+            if cursor is None or not pages[-1]:
+                break
+        return (event for page in reversed(pages) for event in reversed(page))
+
+    # -- flows and executions ------------------------------------------------------------
+    def list_flows(self) -> list[dict[str, Any]]:
+        return self._get("/flows").get("items") or []
+
+    def get_flow(self, namespace: str, flow_id: str) -> dict[str, Any]:
+        return self._get(f"/flows/{_seg(namespace)}/{_seg(flow_id)}")
+
+    def validate_flow_inputs(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
+        answer = self._call("POST", f"/flows/{_seg(namespace)}/{_seg(flow_id)}/validate", idempotent=True,
+                            body={"inputs": dict(inputs)}, lenient_422=True)
+        return dict((answer or {}).get("errors") or {})
+
+    def start_execution(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/executions", idempotent=False,
+                          body={"namespace": namespace, "flow_id": flow_id, "inputs": dict(inputs)})
+
+    def get_execution(self, execution_id: str) -> dict[str, Any]:
+        return self._get(f"/executions/{_seg(execution_id)}")
+
+    def list_executions(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        # the server answers at most AUDIT_PAGE executions and has no cursor for them
+        return self._get("/executions", state=state, limit=min(limit, AUDIT_PAGE)).get("items") or []
+
+    def kv_set(self, namespace: str, key: str, value: Any) -> None:
+        self._call("PUT", f"/kv/{_seg(namespace)}/{_seg(key)}", idempotent=True, body={"value": value})
+
+    # -- changes --------------------------------------------------------------------------
+    def last_change(self) -> int:
+        return int(self._get("/events", after=MAX_SEQ, limit=1).get("last_seq") or 0)
+
+    def changes(self, after: int, limit: int = 1000) -> list[Change]:
+        """The first ``limit`` request changes after ``after`` (as LocalBackend.changes). The
+        server answers windows of sequence numbers (``(after, last_seq]``, at most ``limit``
+        wide), which may hold no request change at all: read windows until ``limit`` changes
+        are found or the newest event is reached."""
+        found: list[Change] = []
+        cursor = after
+        window = min(max(limit, 1), 1000)
+        while len(found) < limit:
+            answer = self._get("/events", after=cursor, limit=window)
+            found.extend(c for c in (_change(d) for d in answer.get("items") or []) if c is not None)
+            last = int(answer.get("last_seq") or cursor)
+            if last < cursor + window:  # the window ended at the newest event
+                break
+            cursor = last
+        return found[:limit]
+
+    def follow(self, after: int, on_change: Callable[[Change], Any], stop_event: threading.Event, *,
+               on_state: Callable[[bool], Any] | None = None, backoff: float = 0.5, max_backoff: float = 10.0,
+               idle_timeout: float = 60.0) -> None:
+        """Deliver every request change after ``after`` to ``on_change`` until ``stop_event``
+        is set, from the server-sent event stream. When the connection drops it reconnects
+        (from the last seen sequence) with exponential backoff; ``on_state(False)`` is called
+        when the server is lost and ``on_state(True)`` when (re)connected. A stream that stays
+        silent for ``idle_timeout`` seconds is quietly re-opened. Raises `AuthError` when the
+        server no longer accepts the token."""
+        last = after
+        connected: bool | None = None
+        delay = backoff
+        failures = 0
+
+        def set_state(value: bool) -> None:
+            nonlocal connected
+            if value != connected:
+                connected = value
+                if on_state is not None:
+                    on_state(value)
+
+        while not stop_event.is_set():
+            opened_at = None
+
+            def opened() -> None:
+                nonlocal opened_at
+                opened_at = time.monotonic()
+                set_state(True)
+
+            try:
+                for change, seq in self._stream(last, stop_event, idle_timeout, opened):
+                    if seq is not None:
+                        last = max(last, seq)
+                    if change is not None:
+                        on_change(change)
+                    failures, delay = 0, backoff
+            except _Idle:
+                continue  # a silent stream: re-open quietly
+            except (httpx.TransportError, _StreamBroken):
+                if opened_at is not None and time.monotonic() - opened_at > 1.0:
+                    failures, delay = 0, backoff  # it worked for a while: the first retry is immediate
+                failures += 1
+            if stop_event.is_set():
+                break
+            if failures == 1 and connected:
+                continue  # the stream ended: try once at once before showing anything
+            set_state(False)
+            if stop_event.wait(delay):
+                break
+            delay = min(delay * 2, max_backoff)
+
+    def _stream(self, after: int, stop_event: threading.Event, idle_timeout: float,
+                on_open: Callable[[], None]) -> Iterator[tuple[Change | None, int | None]]:
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+        timeout = httpx.Timeout(self.timeout, read=idle_timeout)
+        with self._http_once.stream("GET", "/events", params={"after": after}, headers=headers,
+                                    timeout=timeout) as response:
+            if response.status_code == 401:
+                response.read()
+                raise self._error(response)
+            if response.status_code >= 400:
+                response.read()
+                raise _StreamBroken(response.status_code)
+            on_open()
+            done = threading.Event()
+            watcher = threading.Thread(target=_close_on_stop, args=(response, stop_event, done), daemon=True)
+            watcher.start()
+            try:
+                fields: dict[str, str] = {}
+                data: list[str] = []
+                for line in response.iter_lines():
+                    if stop_event.is_set():
+                        return
+                    if line == "":
+                        if fields.get("event") == "unauthorized":  # the token was revoked or expired
+                            raise AuthError(f"{self.url} no longer accepts the token; "
+                                            f"run `signoff login {self.url}` with a valid token")
+                        if data or fields:
+                            yield _dispatch(fields, data)
+                        fields, data = {}, []
+                        continue
+                    if line.startswith(":"):
+                        continue  # comment / keep-alive
+                    name, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if name == "data":
+                        data.append(value)
+                    elif name in ("id", "event", "retry"):
+                        fields[name] = value
+            except httpx.ReadTimeout:
+                if stop_event.is_set():
+                    return
+                raise _Idle() from None
+            except (httpx.TransportError, httpx.StreamError):
+                if stop_event.is_set():
+                    return
+                raise _StreamBroken(0) from None
+            finally:
+                done.set()
+        # a clean end of the stream means the server went away
+        raise _StreamBroken(0)
+
+    # -- housekeeping ---------------------------------------------------------------------
+    def tick(self) -> None:
+        """Nothing to do: the server runs the timers and the executions."""
+
+    def close(self) -> None:
+        self._http.close()
+        self._http_once.close()
+
+    def __enter__(self) -> "RemoteBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _StreamBroken(Exception):
+    """The event stream could not be opened or ended; follow() reconnects."""
+
+
+class _Idle(Exception):
+    """Nothing arrived on the event stream for ``idle_timeout`` seconds."""
+
+
+def _close_on_stop(response: httpx.Response, stop_event: threading.Event, done: threading.Event) -> None:
+    """Wake a reader blocked on the event stream when the caller asks to stop."""
+    while not done.is_set():
+        if stop_event.wait(0.2):
+            stream = response.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return
+
+
+def _dispatch(fields: Mapping[str, str], data: list[str]) -> tuple[Change | None, int | None]:
+    seq: int | None = None
+    if fields.get("id", "").strip().isdigit():
+        seq = int(fields["id"])
+    if not data:
+        return None, seq
+    try:
+        doc = json.loads("\n".join(data))
+    except ValueError:
+        return None, seq
+    if not isinstance(doc, dict):
+        return None, seq
+    if seq is None and isinstance(doc.get("seq"), int):
+        seq = doc["seq"]
+    if "action" not in doc and fields.get("event"):
+        doc = {**doc, "action": fields["event"]}
+    if "seq" not in doc and seq is not None:
+        doc = {**doc, "seq": seq}
+    return _change(doc), seq
+
+
+def _change(d: Mapping[str, Any]) -> Change | None:
+    """A Change from an event document, or None for actions the console does not follow."""
+    if d.get("action") not in REQUEST_ACTIONS or d.get("seq") is None:
+        return None
+    return Change(int(d["seq"]), str(d["action"]), d.get("request_id"), d.get("execution_id"),
+                  str(d.get("actor") or ""))
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _seg(value: str) -> str:
+    """One URL path segment (ids never contain '/', but never trust that)."""
+    return quote(str(value), safe="")
+

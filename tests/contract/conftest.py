@@ -1,0 +1,118 @@
+"""Fixtures of the contract suite: the same world behind both backends.
+
+A *world* is one engine with the flows of ``tests/contract/flows`` and the policy
+``tests/contract/policy.yaml`` (alice and bob admins, carol viewer, four-eyes on), seen
+through three backends, one per person:
+
+* ``local``: an in-process `ApprovalService` on a temp data dir, through `LocalBackend`;
+* ``remote``: a real `signoff serve` subprocess on 127.0.0.1 with tokens issued by
+  `signoff token issue`, through `RemoteBackend`.
+
+Worlds live for the whole session (a server start is not free); each test works only with
+the executions and requests it creates itself, so tests stay independent.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.contract.server import FLOWS, NS, POLICY, ServerProcess
+
+ENDED = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"}
+
+
+@dataclass
+class World:
+    kind: str
+    alice: Any
+    bob: Any
+    carol: Any
+    server: ServerProcess | None = None
+    closers: list = field(default_factory=list)
+
+    def wait_execution(self, execution_id: str, states: set[str] = ENDED, timeout: float = 15.0) -> dict[str, Any]:
+        """Poll until the execution is in one of ``states`` (the server's runner is asynchronous)."""
+        end = time.monotonic() + timeout
+        while True:
+            execution = self.bob.get_execution(execution_id)
+            if execution["state"] in states:
+                return execution
+            if time.monotonic() > end:
+                raise AssertionError(f"{self.kind}: execution {execution_id} stayed {execution['state']}")
+            time.sleep(0.05)
+
+    def wait_request(self, execution_id: str, timeout: float = 15.0) -> str:
+        """The id of the pending request the execution is waiting on."""
+        end = time.monotonic() + timeout
+        while True:
+            execution = self.bob.get_execution(execution_id)
+            pending = [r["id"] for r in execution["requests"] if r["state"] == "PENDING"]
+            if pending:
+                return pending[0]
+            if time.monotonic() > end or execution["state"] in ENDED:
+                raise AssertionError(f"{self.kind}: execution {execution_id} has no pending request "
+                                     f"(state {execution['state']})")
+            time.sleep(0.05)
+
+    def gate(self, flow: str = "form_gate", inputs: dict[str, Any] | None = None, by: str = "bob") -> tuple[str, str]:
+        """Start ``flow`` as ``by`` and wait for its approval request: (execution id, request id)."""
+        backend = getattr(self, by)
+        if inputs is None:
+            inputs = {"who": "x"} if flow == "form_gate" else {}
+        execution = backend.start_execution(NS, flow, inputs)
+        return execution["id"], self.wait_request(execution["id"])
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
+def _local_world(tmp_path_factory) -> World:
+    from console.backend import LocalBackend
+    from engine.core import Engine
+    from engine.identity import Identity
+    from engine.policy import load_policy
+    from engine.service import ApprovalService
+
+    root = tmp_path_factory.mktemp("local-world")
+    engine = Engine(root / "data", [FLOWS], policy=load_policy(POLICY))
+    service = ApprovalService(engine)
+    people = {name: LocalBackend(service, Identity(name, (), source="token")) for name in ("alice", "bob", "carol")}
+    world = World("local", **people)
+    world.closers.append(engine.close)
+    return world
+
+
+def _remote_world(tmp_path_factory) -> World:
+    from console.remote import RemoteBackend
+
+    server = ServerProcess(tmp_path_factory.mktemp("remote-world"))
+    tokens = {name: server.issue_token(name) for name in ("alice", "bob", "carol")}
+    server.start()
+    people = {name: RemoteBackend(server.url, token, timeout=30.0) for name, token in tokens.items()}
+    world = World("remote", **people, server=server)
+    world.closers.append(server.stop)
+    world.closers.extend(b.close for b in people.values())
+    return world
+
+
+@pytest.fixture(scope="session")
+def local_world(tmp_path_factory):
+    world = _local_world(tmp_path_factory)
+    yield world
+    world.close()
+
+
+@pytest.fixture(scope="session")
+def remote_world(tmp_path_factory):
+    world = _remote_world(tmp_path_factory)
+    yield world
+    world.close()
+
+
+@pytest.fixture(params=["local", "remote"])
+def world(request) -> World:
+    return request.getfixturevalue(f"{request.param}_world")
