@@ -56,7 +56,7 @@ class Backend(Protocol):
 
     def history(self, query: str, *, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]: ...
 
-    def verify_audit(self) -> dict[str, Any]: ...
+    def verify_audit(self, expect_head: tuple[int, str] | None = None) -> dict[str, Any]: ...
 
     def export_audit(self, query: str) -> Iterator[dict[str, Any]]: ...
 
@@ -126,8 +126,8 @@ class LocalBackend:
     def history(self, query: str, *, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:
         return self.service.history(self.actor, query, limit=limit, before_seq=before_seq)
 
-    def verify_audit(self) -> dict[str, Any]:
-        return self.service.verify_audit(self.actor)
+    def verify_audit(self, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
+        return self.service.verify_audit(self.actor, expect_head=expect_head)
 
     def export_audit(self, query: str) -> Iterator[dict[str, Any]]:
         return self.service.export_audit(self.actor, query)

@@ -28,9 +28,12 @@ def _store(name: str, multiple: bool = False) -> Callable[[click.Context, click.
             if value:
                 setattr(settings, name, [Path(v) for v in value])
         elif value is not None:
-            setattr(settings, name, Path(value) if name in ("data_dir", "policy", "notifications") else value)
+            setattr(settings, name, Path(value) if name in PATH_SETTINGS else value)
 
     return callback
+
+
+PATH_SETTINGS = ("data_dir", "policy", "notifications", "token_file", "ca_cert")
 
 
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,6 +47,13 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--notifications", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
                      callback=_store("notifications"),
                      help="Notification targets (default: notifications.yaml in the config dir)."),
+        click.option("--server", metavar="URL", expose_value=False, is_eager=True, callback=_store("server"),
+                     help="Use a signoff server instead of the embedded engine (default: $SIGNOFF_SERVER "
+                          "or `server` in the config file)."),
+        click.option("--token-file", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
+                     callback=_store("token_file"), help="Read the server token from FILE (mode 0600)."),
+        click.option("--ca-cert", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
+                     callback=_store("ca_cert"), help="CA certificate to verify the server with."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -79,6 +89,36 @@ def actor():
     return os_identity()
 
 
+def backend():
+    """What every command talks to: the embedded engine, or a server with --server/$SIGNOFF_SERVER.
+
+    Both implement console.backend.Backend with the same results, so commands behave and
+    print the same in both modes."""
+    root = click.get_current_context().find_root()
+    current = root.meta.get("backend")
+    if current is None:
+        s = settings()
+        url = s.resolved_server()
+        if url:
+            from console.credentials import resolve_token
+            from console.remote import RemoteBackend
+
+            current = RemoteBackend(url, resolve_token(url, s.token_file),
+                                    ca_cert=str(s.ca_cert) if s.ca_cert else None)
+            root.call_on_close(current.close)
+        else:
+            from console.backend import LocalBackend
+
+            current = LocalBackend(service(), actor())
+        root.meta["backend"] = current
+    return current
+
+
+def local_only(what: str) -> None:
+    if settings().resolved_server():
+        raise UsageError(f"{what} works on the embedded engine only; on a server host run it there")
+
+
 def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for pair in pairs:
@@ -87,6 +127,13 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
             raise UsageError(f"-i expects KEY=VALUE, got `{pair}`")
         values[key.strip()] = value
     return values
+
+
+def new_key() -> str:
+    """An idempotency key per command run: a retried HTTP call never decides twice."""
+    import uuid
+
+    return uuid.uuid4().hex
 
 
 def fail_if_any(outcomes: list) -> None:
@@ -99,12 +146,19 @@ def fail_if_any(outcomes: list) -> None:
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @common_options
+@click.option("--theme", metavar="NAME", help="Console theme for this run (see the palette: Theme: ...).")  # console
 @click.version_option(package_name="signoff")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
-    """signoff: human approvals for automated workflows, from the terminal."""
+def cli(ctx: click.Context, theme: str | None) -> None:
+    """signoff: human approvals for automated workflows, from the terminal.
+
+    Without a command, opens the console on the embedded engine."""
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            # a script or a pipe: the console needs a terminal, so say what to use instead
+            click.echo(ctx.get_help())
+            raise UsageError("the console needs an interactive terminal; use one of the commands above")
+        open_console(theme=theme)  # console: see the "console" block below
 
 
 # -- flows --------------------------------------------------------------------------------
@@ -120,9 +174,9 @@ def flows() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def flows_list(as_json: bool) -> None:
     """List the flows in the flow folders."""
-    svc = service()
-    items = svc.list_flows(actor())
-    problems = svc.flow_problems()
+    b = backend()
+    items = b.list_flows()
+    problems = b.flow_problems()
     if as_json:
         output.emit_json({"flows": items, "problems": problems})
         return
@@ -179,16 +233,15 @@ def flows_validate(paths: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def run(namespace: str, flow_id: str, inputs: tuple[str, ...], wait: bool, as_json: bool) -> None:
     """Start an execution of NAMESPACE FLOW_ID and run it to its first approval or its end."""
-    svc = service()
-    me = actor()
-    execution = svc.start_execution(me, namespace, flow_id, parse_inputs(inputs))
+    b = backend()
+    execution = b.start_execution(namespace, flow_id, parse_inputs(inputs))
     if wait:
         from engine.runtime.runner import TERMINAL_EXECUTION_STATES
 
         while execution["state"] not in TERMINAL_EXECUTION_STATES:
             time.sleep(0.5)
-            svc.tick()
-            execution = svc.get_execution(me, execution["id"])
+            b.tick()
+            execution = b.get_execution(execution["id"])
     if as_json:
         output.emit_json(execution)
     else:
@@ -209,7 +262,7 @@ def executions() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def executions_list(state: str | None, limit: int, as_json: bool) -> None:
     """Recent executions, newest first."""
-    items = service().list_executions(actor(), state=state, limit=limit)
+    items = backend().list_executions(state=state, limit=limit)
     if as_json:
         output.emit_json(items)
         return
@@ -224,7 +277,7 @@ def executions_list(state: str | None, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def executions_show(execution_id: str, as_json: bool) -> None:
     """State, inputs, task runs, outputs and logs of one execution."""
-    execution = service().get_execution(actor(), execution_id)
+    execution = backend().get_execution(execution_id)
     if as_json:
         output.emit_json(execution)
     else:
@@ -241,7 +294,7 @@ def executions_show(execution_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def pending(namespace: str | None, flow: str | None, as_json: bool) -> None:
     """Pending approval requests you can see, soonest due first."""
-    items = service().list_pending(actor(), namespace=namespace, flow=flow)
+    items = backend().list_pending(namespace=namespace, flow=flow)
     if as_json:
         output.emit_json(items)
     elif items:
@@ -256,7 +309,7 @@ def pending(namespace: str | None, flow: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show(request_id: str, as_json: bool) -> None:
     """One request with its context, form and decisions."""
-    request = service().get_request(actor(), request_id)
+    request = backend().get_request(request_id)
     if as_json:
         output.emit_json(request)
     else:
@@ -283,7 +336,8 @@ def _report(outcomes: list, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def approve(request_ids: tuple[str, ...], inputs: tuple[str, ...], reason: str | None, as_json: bool) -> None:
     """Approve one or more requests with the same form values."""
-    _report(service().approve(actor(), request_ids, parse_inputs(inputs), reason), as_json)
+    _report(backend().decide(request_ids, "approve", inputs=parse_inputs(inputs), reason=reason,
+                             idempotency_key=new_key()), as_json)
 
 
 @cli.command()
@@ -293,7 +347,7 @@ def approve(request_ids: tuple[str, ...], inputs: tuple[str, ...], reason: str |
 @click.option("--json", "as_json", is_flag=True)
 def deny(request_ids: tuple[str, ...], reason: str | None, as_json: bool) -> None:
     """Deny one or more requests; their executions are killed unless the task says otherwise."""
-    _report(service().deny(actor(), request_ids, reason), as_json)
+    _report(backend().decide(request_ids, "deny", reason=reason, idempotency_key=new_key()), as_json)
 
 
 @cli.command()
@@ -303,7 +357,7 @@ def deny(request_ids: tuple[str, ...], reason: str | None, as_json: bool) -> Non
 @click.option("--json", "as_json", is_flag=True)
 def cancel(request_ids: tuple[str, ...], reason: str | None, as_json: bool) -> None:
     """Cancel pending requests you started (or any, as an admin); their executions are killed."""
-    _report(service().cancel(actor(), request_ids, reason), as_json)
+    _report(backend().cancel(request_ids, reason), as_json)
 
 
 # -- kv and secrets -----------------------------------------------------------------------
@@ -330,7 +384,7 @@ def kv_set(namespace: str, as_json: bool, key: str, value: str) -> None:
             stored = json.loads(value)
         except json.JSONDecodeError as exc:
             raise UsageError(f"VALUE is not valid JSON: {exc.msg} at column {exc.colno}") from None
-    service().kv_set(actor(), namespace, key, stored)
+    backend().kv_set(namespace, key, stored)
     click.echo(f"{namespace}/{key} set")
 
 
@@ -379,6 +433,7 @@ def secret_set(name: str) -> None:
               help="Seconds between polls.")
 def worker(once: bool, interval: float) -> None:
     """Run timers and continue executions left by other processes (including killed ones)."""
+    local_only("`signoff worker`")
     svc = service()
     while True:
         done = svc.tick()
@@ -387,6 +442,67 @@ def worker(once: bool, interval: float) -> None:
             return
         if not done:
             time.sleep(interval)
+
+
+from console.cli_audit import register as _register_audit  # noqa: E402
+_register_audit(cli)
+from console.cli_remote import register as _register_remote  # noqa: E402
+_register_remote(cli)
+from console.cli_server import register as _register_server  # noqa: E402
+_register_server(cli)
+
+
+# -- console (owner: console) --------------------------------------------------------------
+# The bare `signoff` command opens the console (see `cli` above); `signoff demo` seeds a demo
+# data directory and opens the console on it.
+
+
+def open_console(*, theme: str | None = None) -> None:
+    """Run the full-screen console on the embedded engine (data dir and flows from settings)."""
+    from console.app import SignoffApp
+
+    SignoffApp(backend(), theme=theme).run()
+
+
+@cli.command()
+@common_options
+@click.option("--theme", metavar="NAME", help="Console theme for this run.")
+@click.option("--count", type=click.IntRange(1, 10000), default=40, show_default=True,
+              help="How many pending requests to create.")
+@click.option("--no-console", is_flag=True, help="Only create the demo data directory, then print where it is.")
+def demo(theme: str | None, count: int, no_console: bool) -> None:
+    """Create a demo data directory (sample flows, ~40 pending requests) and open the console on it.
+
+    Without --data-dir a fresh temporary directory is used; a given --data-dir must be empty
+    or not exist yet. The requests are started by demo people (dana, erik, ...); a policy in the
+    data directory lets you decide them all."""
+    import tempfile
+
+    from console.demo import seed
+
+    s = settings()
+    if s.data_dir is None:
+        s.data_dir = Path(tempfile.mkdtemp(prefix="signoff-demo-"))
+    elif s.data_dir.exists() and any(s.data_dir.iterdir()):
+        if not (s.data_dir / "policy.yaml").is_file() or not any(s.data_dir.glob("*.db*")):
+            raise UsageError(f"--data-dir {s.data_dir} is not empty; give an empty or new directory")
+        click.echo(f"reusing the demo data directory {s.data_dir}", err=True)
+    if not (s.data_dir / "policy.yaml").is_file():
+        report = seed(s.data_dir, user=actor().name, count=count)
+        click.echo(f"demo data in {report['data_dir']}: {report['pending']} pending requests", err=True)
+    else:
+        from console.demo import set_demo_environment
+
+        set_demo_environment()
+    s.demo = True
+    s.policy = s.data_dir / "policy.yaml"
+    if no_console:
+        click.echo(str(s.data_dir))
+        return
+    open_console(theme=theme)
+
+
+# -- end of console block ----------------------------------------------------------------
 
 
 # -- entry point --------------------------------------------------------------------------

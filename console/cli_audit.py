@@ -10,7 +10,7 @@ import sys
 import click
 
 from console import output
-from console.cli import actor, common_options, service
+from console.cli import backend, common_options
 from engine.errors import UsageError
 
 QUERY_HELP = ("QUERY: free text (every word must occur; \"quoted phrase\"; word* for a prefix) and field filters "
@@ -61,7 +61,7 @@ def history(query: tuple[str, ...], as_json: bool, as_csv: bool, limit: int, bef
     if as_json and as_csv:
         raise UsageError("choose one of --json and --csv")
     text = join_query(query)
-    events = service().history(actor(), text, limit=limit, before_seq=before)
+    events = backend().history(text, limit=limit, before_seq=before)
     if as_json:
         output.emit_json(events)
         return
@@ -100,7 +100,7 @@ def _parse_head(text: str) -> tuple[int, str]:
 def audit_verify(expect: str | None, as_json: bool) -> None:
     """Walk the hash chain; exit 1 naming the first event that was changed, removed or reordered."""
     expect_head = _parse_head(expect) if expect else None
-    result = service().verify_audit(actor(), expect_head=expect_head)
+    result = backend().verify_audit(expect_head=expect_head)
     if as_json:
         output.emit_json(result)
     elif result["ok"]:
@@ -117,7 +117,7 @@ def audit_verify(expect: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def audit_head(as_json: bool) -> None:
     """Print the newest event's sequence number and hash (keep it elsewhere; check it with verify --head)."""
-    found = service().audit_head(actor())
+    found = backend().audit_head()
     if as_json:
         output.emit_json(found)
     elif found is None:
@@ -134,7 +134,7 @@ def audit_export(query: tuple[str, ...], fmt: str) -> None:
     """Stream matching events to stdout, oldest first (same QUERY as history)."""
     from engine.audit.export import render
 
-    events = service().export_audit(actor(), join_query(query))
+    events = backend().export_audit(join_query(query))
     write = sys.stdout.write
     for chunk in render(events, fmt):
         write(chunk)

@@ -3,6 +3,7 @@
 ::
 
     theme = "signoff-light"     # remembered when you switch themes in the console
+    server = "https://signoff.example.com:8750"   # remote mode by default (see --server)
 
     [keys]                      # action id = "key1,key2" (see `?` in the console)
     approve = "y"
@@ -36,6 +37,7 @@ def default_path() -> Path:
 class ConsoleConfig:
     path: Path | None = None
     theme: str | None = None
+    server: str | None = None
     keys: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -59,6 +61,12 @@ class ConsoleConfig:
                 config.theme = theme.strip()
             else:
                 config.problems.append(f"{target}: `theme` must be a theme name in quotes")
+        server = data.get("server")
+        if server is not None:
+            if isinstance(server, str) and server.strip():
+                config.server = server.strip()
+            else:
+                config.problems.append(f"{target}: `server` must be a URL in quotes")
         keys = data.get("keys", {})
         if not isinstance(keys, dict):
             config.problems.append(f"{target}: [keys] must be a table of action = \"key1,key2\"")
@@ -71,8 +79,8 @@ class ConsoleConfig:
                     continue
                 config.keys[str(name)] = value
         for name in data:
-            if name not in ("theme", "keys"):
-                config.problems.append(f"{target}: unknown setting `{name}` (known: theme, [keys])")
+            if name not in ("theme", "server", "keys"):
+                config.problems.append(f"{target}: unknown setting `{name}` (known: theme, server, [keys])")
         return config
 
     def save_theme(self, name: str) -> None:

@@ -65,7 +65,7 @@ DEFAULT_KEYS: tuple[KeyAction, ...] = (
     KeyAction("approve", "y", "Approve the marked requests, or the highlighted one", "Decide", hint="approve"),
     KeyAction("deny", "n", "Deny the marked requests, or the highlighted one", "Decide", hint="deny"),
     KeyAction("cancel_request", "c", "Cancel the marked requests, or the highlighted one", "Decide"),
-    KeyAction("open_form", "enter", "Open the resume form and approve", "Decide", hint="form"),
+    KeyAction("open_form", "enter", "Open the resume form and approve", "Decide"),
     # -- marks
     KeyAction("toggle_mark", "space", "Mark / unmark the highlighted request", "Marks", hint="mark"),
     KeyAction("mark_all", "a", "Mark all visible requests (after the filter)", "Marks"),
@@ -88,7 +88,7 @@ DEFAULT_KEYS: tuple[KeyAction, ...] = (
 
 #: keys that are not rebindable; listed on the help screen so it covers every key
 FIXED_KEYS: tuple[tuple[str, str, str], ...] = (
-    ("In the filter", "esc", "Clear the filter and return to the list"),
+    ("In the filter", "esc", "Clear the filter and return to the list (also from the list)"),
     ("In the filter", "enter", "Keep the filter and return to the list"),
     ("In the filter", "up, down, pageup, pagedown", "Move in the list while typing"),
     ("In dialogs", "y, enter", "Confirm"),

@@ -290,8 +290,10 @@ class RemoteBackend:
                 break
         return items[:limit]
 
-    def verify_audit(self) -> dict[str, Any]:
-        return self._get("/audit/verify")
+    def verify_audit(self, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
+        if expect_head is None:
+            return self._get("/audit/verify")
+        return self._get("/audit/verify", head=f"{expect_head[0]}:{expect_head[1]}")
 
     def audit_head(self) -> dict[str, Any] | None:
         return self._get("/audit/head")
@@ -310,6 +312,10 @@ class RemoteBackend:
         return (event for page in reversed(pages) for event in reversed(page))
 
     # -- flows and executions ------------------------------------------------------------
+    def flow_problems(self) -> list[str]:
+        """Flow files the server cannot load (the server tells admins only)."""
+        return list(self._get("/flows").get("problems") or [])
+
     def list_flows(self) -> list[dict[str, Any]]:
         return self._get("/flows").get("items") or []
 

@@ -37,7 +37,20 @@ class Settings:
     policy: Path | None = None
     notifications: Path | None = None
     server: str | None = None
+    token_file: Path | None = None
+    ca_cert: Path | None = None
     demo: bool = False
+
+    def resolved_server(self) -> str | None:
+        """--server, else $SIGNOFF_SERVER, else `server` in the config file; None = embedded engine."""
+        if self.server:
+            return self.server
+        env = os.environ.get("SIGNOFF_SERVER")
+        if env:
+            return env
+        from console.config import ConsoleConfig
+
+        return ConsoleConfig.load().server
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or default_data_dir()

@@ -68,16 +68,25 @@ class ApprovalService(AuditMixin):
         self.engine.flows.current  # noqa: B018 - loads on first use
         return [str(p) for p in self.engine.flows.problems]
 
+    def _flow(self, actor: Identity, namespace: str, flow_id: str, action: str) -> Flow:
+        """The flow, after the permission check (so a refusal reveals nothing about the flows);
+        a miss names the flows the actor may see."""
+        self._check(actor, action, namespace, f"flow {namespace}.{flow_id}")
+        try:
+            return self.engine.flows.get(namespace, flow_id)
+        except NotFound as exc:
+            known = ", ".join(f"{f.namespace}.{f.id}" for f in self.engine.flows.list()
+                              if self.engine.policy.allows(actor, "view", f.namespace)) or "none"
+            raise NotFound(f"{exc} (known flows: {known})") from None
+
     def get_flow(self, actor: Identity, namespace: str, flow_id: str) -> dict[str, Any]:
-        flow = self.engine.flows.get(namespace, flow_id)
-        self._check(actor, "view", namespace, f"flow {namespace}.{flow_id}")
+        flow = self._flow(actor, namespace, flow_id, "view")
         return {**flow_info(flow), "source": flow.source}
 
     # -- executions ---------------------------------------------------------------------
     def start_execution(self, actor: Identity, namespace: str, flow_id: str, inputs: Mapping[str, Any],
                         *, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        flow = self.engine.flows.get(namespace, flow_id)
-        self._check(actor, "start", namespace, f"flow {namespace}.{flow_id}")
+        flow = self._flow(actor, namespace, flow_id, "start")
         values = self.validate_flow_inputs(flow, inputs)
         execution_id = self.engine.ids.execution_id()
         now = self.engine.now()
@@ -115,8 +124,7 @@ class ApprovalService(AuditMixin):
         """Per-field messages for a start form (empty when valid); nothing is stored."""
         from engine.inputs import validate_inputs
 
-        flow = self.engine.flows.get(namespace, flow_id)
-        self._check(actor, "view", namespace, f"flow {namespace}.{flow_id}")
+        flow = self._flow(actor, namespace, flow_id, "view")
         return validate_inputs(flow.inputs, dict(inputs), variables={}).errors
 
     def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,8 +214,11 @@ class ApprovalService(AuditMixin):
                 continue
             out.append(request_summary(r, r["approvals"]))
         if after:
-            ids_ = [o["id"] for o in out]
-            out = out[ids_.index(after) + 1:] if after in ids_ else out
+            cursor = self.db.query_one("SELECT due_at, created_at, id FROM requests WHERE id=?", (after,))
+            if cursor is None:
+                raise NotFound(f"no approval request `{after}` (cursor)")
+            key = _pending_sort_key(cursor)
+            out = [o for o in out if _pending_sort_key(o) > key]
         return out[:limit] if limit else out
 
     def request_summaries(self, actor: Identity, request_ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -239,9 +250,16 @@ class ApprovalService(AuditMixin):
             sql += f" AND action IN ({','.join('?' * len(acts))})"
             params += acts
         sql += " ORDER BY seq LIMIT ?"
-        params.append(limit)
-        return [dict(r) for r in self.db.query(sql, params)
-                if r["namespace"] is None or self.engine.policy.allows(actor, "view", r["namespace"])]
+        out: list[dict[str, Any]] = []
+        cursor = after
+        while len(out) < limit:  # visibility is filtered here, so read on until enough are visible
+            rows = self.db.query(sql, [cursor, *params[1:], limit])
+            if not rows:
+                break
+            cursor = rows[-1]["seq"]
+            out += [dict(r) for r in rows
+                    if r["namespace"] is None or self.engine.policy.allows(actor, "view", r["namespace"])]
+        return out[:limit]
 
     def get_request(self, actor: Identity, request_id: str) -> dict[str, Any]:
         row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))
@@ -324,7 +342,7 @@ class ApprovalService(AuditMixin):
             result = decide_in_tx(tx, now=now, actor=actor, request_id=request_id, decision=decision,
                                   policy=self.engine.policy, enqueue=lambda t, eid: work.enqueue(t, eid, now),
                                   notifications=self.engine.notifications)
-            if idempotency_key:
+            if idempotency_key and result.ok:  # only what changed state is remembered
                 tx.execute("INSERT INTO idempotency(actor, key, request_id, outcome, created_at) VALUES (?,?,?,?,?)",
                            (actor.name, idempotency_key, request_id, jsonutil.dumps(result.to_dict()), now))
             tx.execute("RELEASE item")
@@ -388,6 +406,11 @@ class ApprovalService(AuditMixin):
                        (namespace, key, jsonutil.dumps(value), self.engine.now()))
             append_event(tx, at=self.engine.now(), actor=actor.name, action="kv.set", namespace=namespace,
                          data={"key": key})
+
+
+def _pending_sort_key(r) -> tuple:
+    """The pending list's order: due time (none last), then creation, then id."""
+    return (r["due_at"] is None, r["due_at"] or "", r["created_at"], r["id"])
 
 
 def outputs_tree(runs) -> dict[str, Any]:

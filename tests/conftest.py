@@ -28,3 +28,7 @@ def smtp_listener():
 # ---------------------------------------------------------------------------------------
 # end of http_listener / smtp_listener section
 # ---------------------------------------------------------------------------------------
+
+# `--long` (torture variants with more kill points and a bigger race) must be known to pytest
+# from the start, so the option is registered here as well as in tests/torture/conftest.py.
+from tests.torture.conftest import pytest_addoption  # noqa: E402,F401

@@ -70,8 +70,12 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
 
     values: dict[str, Any] = {}
     errors = comment_errors(rules, decision)
+    # performance: the context and form JSON are parsed once per decision (bulk decides
+    # thousands), not once per use
+    context = jsonutil.loads(row["context"], {})
+    form = jsonutil.loads(row["form"], [])
     if decision.verdict == APPROVE:
-        result = validate_form(row, decision.inputs)
+        result = validate_form(row, decision.inputs, context=context, form=form)
         values = result.values
         errors.update(result.errors)
     if errors:
@@ -91,8 +95,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
         approvals = tx.execute("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",
                                (request_id,)).fetchone()[0]
         state = "APPROVED" if approvals >= required else "PENDING"
-    context = jsonutil.loads(row["context"], {})
-    event = {"verdict": decision.verdict, "inputs": mask_secrets(row, values), "reason": decision.reason,
+    event = {"verdict": decision.verdict, "inputs": mask_secrets(row, values, form=form), "reason": decision.reason,
              "origin": decision.origin, "state": state, "context": context}
     if decision.automatic:
         event["automatic"] = True
@@ -164,18 +167,26 @@ def comment_errors(rules: Mapping[str, Any], decision: DecisionRequest) -> dict[
     return {}
 
 
-def form_specs(row: sqlite3.Row) -> list[InputSpec]:
-    return [InputSpec.from_dict(d) for d in jsonutil.loads(row["form"], [])]
+def form_specs(row: sqlite3.Row, form: list[dict[str, Any]] | None = None) -> list[InputSpec]:
+    return [InputSpec.from_dict(d) for d in (jsonutil.loads(row["form"], []) if form is None else form)]
 
 
-def validate_form(row: sqlite3.Row, inputs: Mapping[str, Any]):
+def validate_form(row: sqlite3.Row, inputs: Mapping[str, Any], *, context: dict[str, Any] | None = None,
+                  form: list[dict[str, Any]] | None = None):
+    """``context`` / ``form``: the row's already-parsed JSON columns, when the caller has them."""
     from engine.inputs import validate_inputs
 
-    context = jsonutil.loads(row["context"], {})
+    if context is None:
+        context = jsonutil.loads(row["context"], {})
     variables = {"inputs": context.get("inputs", {}), "outputs": context.get("outputs", {})}
-    return validate_inputs(form_specs(row), dict(inputs or {}), variables=variables)
+    return validate_inputs(form_specs(row, form), dict(inputs or {}), variables=variables)
 
 
-def mask_secrets(row: sqlite3.Row, values: Mapping[str, Any]) -> dict[str, Any]:
-    secret_ids = {d["id"] for d in jsonutil.loads(row["form"], []) if d.get("type") == "SECRET"}
+def mask_secrets(row: sqlite3.Row, values: Mapping[str, Any], *, form: list[dict[str, Any]] | None = None
+                 ) -> dict[str, Any]:
+    if not values:
+        return {}
+    if form is None:
+        form = jsonutil.loads(row["form"], [])
+    secret_ids = {d["id"] for d in form if d.get("type") == "SECRET"}
     return {k: ("***" if k in secret_ids else v) for k, v in values.items()}

@@ -13,7 +13,7 @@ from engine.errors import ExpressionError
 
 from . import nodes as n
 from .filters import BUILTIN_FUNCTIONS, FILTERS, TESTS
-from .runtime import (BINARY_OPS, MAX_LOOP_ITERATIONS, UndefinedError, get_key, is_list, is_map, op_neg, op_pos,
+from .runtime import (BINARY_OPS, MAX_LOOP_ITERATIONS, MAX_OUTPUT, UndefinedError, get_key, is_list, is_map, op_neg, op_pos,
                       to_str, truthy, type_name)
 
 Evaluator = Callable[["Context"], Any]
@@ -23,13 +23,14 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 class Context:
-    __slots__ = ("vars", "functions", "scopes", "iterations")
+    __slots__ = ("vars", "functions", "scopes", "iterations", "size")
 
     def __init__(self, variables: Mapping[str, Any] | None, functions: Mapping[str, Callable[..., Any]] | None) -> None:
         self.vars = variables if variables is not None else _EMPTY
         self.functions = functions if functions is not None else _EMPTY
         self.scopes: list[dict[str, Any]] = []
         self.iterations = 0
+        self.size = 0  # characters emitted by {{ }} so far in this render
 
 
 def _at(exc: ExpressionError, position: int) -> ExpressionError:
@@ -342,7 +343,15 @@ def compile_statement(node: n.Node, text: str) -> Emitter:
     t = type(node)
     if t is n.Output:
         value = compile_guarded(node.expr, node.source, text)
-        return lambda ctx, out: out.append(to_str(value(ctx)))
+
+        def emit(ctx: Context, out: list) -> None:
+            piece = to_str(value(ctx))
+            ctx.size += len(piece)
+            if ctx.size > MAX_OUTPUT:  # loops of large values must not grow without bound
+                raise ExpressionError(f"rendered text is too long (more than {MAX_OUTPUT} characters)")
+            out.append(piece)
+
+        return emit
     if t is n.If:
         branches = tuple((compile_guarded(cond, source, text), compile_body(body, text))
                          for cond, source, body in node.branches)

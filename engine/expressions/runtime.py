@@ -19,6 +19,7 @@ MAX_INT = 2 ** 63 - 1            # Pebble numbers are Java longs; we refuse to o
 MIN_INT = -(2 ** 63)
 MAX_RANGE = 100_000              # items a range may produce
 MAX_LOOP_ITERATIONS = 1_000_000  # loop iterations per render
+MAX_OUTPUT = 10_000_000          # characters one render may emit through {{ }} in total
 
 
 class UndefinedError(ExpressionError):

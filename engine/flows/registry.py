@@ -47,8 +47,7 @@ class FlowRegistry:
                 # A broken file for this very flow deserves its own message, not "not found".
                 if _mentions(problem, namespace, flow_id):
                     raise UsageError(f"flow {namespace}.{flow_id} cannot be loaded:\n{problem}")
-            known = ", ".join(f"{ns}.{fid}" for ns, fid in sorted(self.current)) or "none"
-            raise NotFound(f"no flow `{flow_id}` in namespace `{namespace}` (known flows: {known})")
+            raise NotFound(f"no flow `{flow_id}` in namespace `{namespace}`")
         return flow
 
     def ensure_revision(self, tx, flow: Flow) -> int:

@@ -169,6 +169,18 @@ def _kind_name(node: yaml.Node) -> str:
     return "a scalar value"
 
 
+#: nodes one document may expand to (aliases included); real flows have a few thousand
+MAX_NODES = 200_000
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
+
+
+class _TooLarge(Exception):
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__()
+        self.node = node
+
+
 class _Builder:
     def __init__(self, file: str, text: str, loader: Any) -> None:
         self.file = file
@@ -176,6 +188,7 @@ class _Builder:
         self.locator = YamlLocator(file, text)
         self.problems: list[Problem] = []
         self._active: set[int] = set()
+        self._built = 0  # nodes built, aliases counted every time they are expanded
 
     def _span(self, node: yaml.Node) -> _Span:
         if isinstance(node, yaml.ScalarNode):
@@ -186,6 +199,9 @@ class _Builder:
                      node.end_mark.line, node.end_mark.column, style)
 
     def build(self, node: yaml.Node, path: Path) -> Any:
+        self._built += 1
+        if self._built > MAX_NODES:  # an alias "billion laughs" must not exhaust memory
+            raise _TooLarge(node)
         self.locator._values.setdefault(path, self._span(node))
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, path)
@@ -195,6 +211,10 @@ class _Builder:
             return None
         self._active.add(id(node))
         try:
+            if node.tag not in (_SEQ_TAG, _MAP_TAG):
+                self.problems.append(_problem_at(
+                    self.file, node.start_mark,
+                    f"unsupported YAML tag `{node.tag}`; remove the tag and write a plain value"))
             if isinstance(node, yaml.SequenceNode):
                 return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
             return self._mapping(node, path)
@@ -289,7 +309,12 @@ def parse_yaml(text: str, file: str) -> tuple[dict[str, Any], YamlLocator]:
                 f"a flow file must be a mapping (`id: ...`, `namespace: ...`, `tasks: ...`), "
                 f"found {_kind_name(root)}")])
         builder = _Builder(file, text, loader)
-        data = builder.build(root, ())
+        try:
+            data = builder.build(root, ())
+        except _TooLarge as too_large:
+            raise FlowLoadError([_problem_at(file, too_large.node.start_mark,
+                                             f"the document expands to more than {MAX_NODES} values (YAML aliases "
+                                             "repeated too often); write the values out instead")]) from None
         if builder.problems:
             raise FlowLoadError(builder.problems)
         return data, builder.locator

@@ -7,6 +7,10 @@ from typing import Iterable
 from engine.runtime import work
 from engine.runtime.runner import ExecutionRun
 
+#: executions claimed and advanced per durable commit (performance: one fsync per chunk
+#: instead of two per execution; bounded so the write lock is never held for long)
+CHUNK = 100
+
 
 def drive(engine, execution_ids: Iterable[str] | None = None, *, max_rounds: int = 1000) -> int:
     """Advance the given executions (or any claimable ones) as far as they go.
@@ -16,21 +20,44 @@ def drive(engine, execution_ids: Iterable[str] | None = None, *, max_rounds: int
     advanced = 0
     targets = list(dict.fromkeys(execution_ids)) if execution_ids is not None else None
     for _ in range(max_rounds):
-        batch = targets if targets is not None else work.claimable(engine.db.connection(), engine.clock, 100)
+        batch = targets if targets is not None else work.claimable(engine.db.connection(), engine.clock, CHUNK)
         if not batch:
             return advanced
         again: list[str] = []
-        for execution_id in batch:
-            with engine.db.write() as tx:
-                gen = work.try_claim(tx, execution_id, engine.owner, engine.clock)
-            if gen is None:
-                continue
-            more = ExecutionRun(engine, execution_id, engine.owner, gen).advance()
-            advanced += 1
-            if more:
-                again.append(execution_id)
+        round_advanced = 0
+        for start in range(0, len(batch), CHUNK):
+            engine.db.begin()
+            try:
+                round_advanced += advance_in_tx(engine, batch[start:start + CHUNK], again)
+            finally:
+                # each run undid its own savepoint if it failed, so what is left is consistent
+                if engine.db.connection().in_transaction:
+                    engine.db.commit()
+        advanced += round_advanced
         if targets is not None:
             targets = again
-        elif not again and advanced == 0:
+        elif not again and round_advanced == 0:
             return advanced
+    return advanced
+
+
+def advance_in_tx(engine, execution_ids: Iterable[str], again: list[str]) -> int:
+    """Claim and advance these executions inside the caller's open write transaction.
+
+    The caller commits (a run with an outside effect commits durably before the effect and
+    opens a new transaction after it). Executions with more work queued meanwhile are added
+    to ``again``. Returns how many advances ran."""
+    advanced = 0
+    db = engine.db
+    for execution_id in execution_ids:
+        conn = db.connection()
+        if not conn.in_transaction:
+            db.begin()
+        gen = work.try_claim(conn, execution_id, engine.owner, engine.clock)
+        if gen is None:
+            continue
+        more = ExecutionRun(engine, execution_id, engine.owner, gen, shared=True).advance()
+        advanced += 1
+        if more:
+            again.append(execution_id)
     return advanced

@@ -95,10 +95,18 @@ class LiveContext:
 
 
 class ExecutionRun:
-    """One advance of one execution by the runner holding its lease."""
+    """One advance of one execution by the runner holding its lease.
 
-    def __init__(self, engine, execution_id: str, owner: str, gen: int) -> None:
+    ``shared=True`` (used by :func:`engine.runtime.driver.drive`, performance): the run works
+    inside a write transaction its caller already opened, within a SAVEPOINT of its own, so
+    many executions share one durable commit instead of one fsync each. A failure undoes only
+    this run's savepoint. Before an outside effect the whole transaction is still committed
+    durably (``commit(durable=True)``), exactly as in the unshared mode."""
+
+    def __init__(self, engine, execution_id: str, owner: str, gen: int, *, shared: bool = False) -> None:
         self.engine = engine
+        self.shared = shared
+        self._savepoint = False
         self.db = engine.db
         self.execution_id = execution_id
         self.owner = owner
@@ -120,16 +128,44 @@ class ExecutionRun:
 
     # -- transactions -------------------------------------------------------------------
     def begin(self) -> None:
-        self.tx = self.db.begin()
+        if self.shared:
+            conn = self.db.connection()
+            if not conn.in_transaction:  # after a durable commit (outside effect)
+                self.db.begin()
+            conn.execute("SAVEPOINT execution_run")
+            self._savepoint = True
+            self.tx = conn
+        else:
+            self.tx = self.db.begin()
         try:
             work.renew(self.tx, self.execution_id, self.owner, self.engine.clock)
         except BaseException:
-            self.db.rollback()
-            self.tx = None
+            self.undo()
             raise
 
-    def commit(self) -> None:
-        self.db.commit()
+    def commit(self, durable: bool = False) -> None:
+        """End this step. ``durable``: it must be on disk now (before an outside effect, or
+        before sleeping); otherwise a shared run leaves the commit to its caller."""
+        if self.shared:
+            if self._savepoint:
+                self.tx.execute("RELEASE execution_run")
+                self._savepoint = False
+            if durable:
+                self.db.commit()
+        else:
+            self.db.commit()
+        self.tx = None
+
+    def undo(self) -> None:
+        """Roll back this run's uncommitted step (only its own savepoint when shared)."""
+        if self.shared:
+            conn = self.db.connection()
+            if self._savepoint and conn.in_transaction:
+                conn.execute("ROLLBACK TO execution_run")
+                conn.execute("RELEASE execution_run")
+            self._savepoint = False
+        else:
+            self.db.rollback()
         self.tx = None
 
     def now(self) -> str:
@@ -141,7 +177,9 @@ class ExecutionRun:
         self.begin()
         try:
             if self.row["state"] in TERMINAL_EXECUTION_STATES:
-                return work.release(self.tx, self.execution_id, self.owner, self.gen)
+                more = work.release(self.tx, self.execution_id, self.owner, self.gen)
+                self.commit()  # (this path used to leave its transaction open)
+                return more
             self.set_state("RUNNING")
             try:
                 status = self.walk_list(self.flow.tasks, "", Scope())
@@ -160,12 +198,10 @@ class ExecutionRun:
             warned = any(r["state"] == "WARNING" for r in self.runs.values())
             return self.finish("WARNING" if warned else "SUCCESS", None)
         except work.LeaseLost:
-            self.db.rollback()
-            self.tx = None
+            self.undo()
             return False
         except BaseException:
-            self.db.rollback()
-            self.tx = None
+            self.undo()
             raise
 
     def finish(self, state: str, error: str | None) -> bool:
@@ -391,7 +427,7 @@ class ExecutionRun:
             if external:
                 # make the state before the effect durable, then run it outside a transaction
                 self.save_run(path, task, "RUNNING", attempt=attempt)
-                self.commit()
+                self.commit(durable=True)
             try:
                 try:
                     outputs = handler(ctx) or {}
@@ -403,7 +439,7 @@ class ExecutionRun:
                 if attempt < first_attempt + max_attempts - 1 and not failure.warning:
                     self.save_run(path, task, "RUNNING", attempt=attempt, logs=[*ctx.logs, ("WARN", failure.message)])
                     if interval:
-                        self.commit()
+                        self.commit(durable=True)
                         time.sleep(interval)
                         self.begin()
                     continue

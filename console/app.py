@@ -1,0 +1,330 @@
+"""SignoffApp: the full-screen console (an ops layout in the spirit of k9s and lazygit).
+
+::
+
+    ┌ status bar: signoff  me @ embedded · /data  │ Pending 42  │ 3 marked │ /filter │ notice ┐
+    │ main area: Pending (1) · History (2) · Flows (3)                                         │
+    └ key hints: y approve  n deny  space mark  / filter  ? help  ctrl+p palette  q quit       ┘
+
+The app talks to the engine only through ``backend`` (console.backend.Backend), always from
+worker threads. Key bindings come from console.keymap (overridable in the config file), themes
+from console.themes, and the config file from console.config.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Static
+
+from console import keymap as km
+from console.commands import SignoffCommands
+from console.config import ConsoleConfig
+from console.screens.pending import PendingView
+from console.themes import DEFAULT_THEME, load_themes
+from console.widgets.status_bar import KeyHints, StatusBar
+
+VIEWS = ("pending", "history", "flows")
+VIEW_TITLES = {"pending": "Pending", "history": "History", "flows": "Flows"}
+
+
+class _SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class MainScreen(Screen):
+    """The one full screen; its bindings are the key table (modal screens do not inherit them)."""
+
+    BINDINGS = km.bindings()
+
+    DEFAULT_CSS = """
+    MainScreen { layout: vertical; }
+    MainScreen > StatusBar { dock: top; }
+    MainScreen > KeyHints { dock: bottom; }
+    MainScreen > #views { height: 1fr; }
+    MainScreen .view-missing { padding: 1 2; color: $text-muted; }
+    """
+
+    def __init__(self, hints: list[tuple[str, str]], clock, backend) -> None:
+        super().__init__()
+        self._hints = hints
+        self._clock = clock
+        self._backend = backend
+
+    def compose(self) -> ComposeResult:
+        status = StatusBar(id="status")
+        status.identity = getattr(self._backend, "identity", "?")
+        status.location = getattr(self._backend, "location", "")
+        status.view = VIEW_TITLES["pending"]
+        yield status
+        with ContentSwitcher(initial="pending", id="views"):
+            yield PendingView(clock=self._clock.now, id="pending")
+        yield KeyHints(self._hints, id="hints")
+
+
+class SignoffApp(App[None]):
+    """The console. ``backend`` is a console.backend.Backend (LocalBackend or the remote one)."""
+
+    TITLE = "signoff"
+    COMMANDS = App.COMMANDS | {SignoffCommands}
+    BINDINGS = [Binding("ctrl+p", "command_palette", "Command palette", show=False, priority=True,
+                        id="command_palette")]
+    CSS = """
+    Screen { background: $background; }
+    Input { border: tall $panel; }
+    Input:focus { border: tall $primary; }
+    """
+
+    def __init__(self, backend: Any, *, clock: Any = None, theme: str | None = None,
+                 config: ConsoleConfig | None = None, poll_interval: float = 1.0) -> None:
+        super().__init__()
+        self.backend = backend
+        #: engine-style clock (``now() -> aware datetime``); the countdowns and the views use it
+        self.clock = clock or _SystemClock()
+        self.config = config if config is not None else ConsoleConfig.load()
+        self.poll_interval = poll_interval
+        self.problems: list[str] = list(self.config.problems)
+        self.key_actions, key_problems = km.resolve(self.config.keys)
+        self.problems += key_problems
+        themes, theme_problems = load_themes()
+        self.problems += theme_problems
+        for item in themes.values():
+            self.register_theme(item)
+        wanted = theme or self.config.theme or DEFAULT_THEME
+        if wanted not in self.available_themes:
+            self.problems.append(f"unknown theme `{wanted}` (available: {', '.join(self.theme_names())})")
+            wanted = DEFAULT_THEME
+        self._remember_theme = False
+        self.theme = wanted
+        self._remember_theme = True
+        overrides = km.keymap_overrides(self.key_actions)
+        if overrides:
+            self.set_keymap(overrides)
+        self.current_view = "pending"
+        self._mounting: set[str] = set()
+        self._status_values: dict[str, Any] = {}
+
+    # -- screens and layout --------------------------------------------------------------
+    def get_default_screen(self) -> Screen:
+        return MainScreen(km.hints(self.key_actions), self.clock, self.backend)
+
+    def on_mount(self) -> None:
+        self.set_interval(self.poll_interval, self._every_second, name="live")
+        for problem in self.problems:
+            self.notify(problem, title="Config", severity="warning", timeout=10)
+
+    @property
+    def main_screen(self) -> MainScreen:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        raise LookupError("main screen not mounted")
+
+    @property
+    def status_bar(self) -> StatusBar:
+        return self.main_screen.query_one(StatusBar)
+
+    @property
+    def pending_view(self) -> PendingView:
+        return self.main_screen.query_one(PendingView)
+
+    def theme_names(self) -> list[str]:
+        names = sorted(self.available_themes)
+        return sorted(names, key=lambda n: (not n.startswith("signoff-"), n))
+
+    def _every_second(self) -> None:
+        try:
+            view = self.pending_view
+        except Exception:  # noqa: BLE001 - during start-up and shutdown
+            return
+        if not view.loaded or not view.is_attached:
+            return
+        try:
+            view.tick_countdown()
+            view.poll()
+        except NoMatches:  # the view is being taken down (shutdown)
+            return
+
+    # -- status --------------------------------------------------------------------------
+    def update_status(self, **values: Any) -> None:
+        self._status_values.update(values)
+        try:
+            status = self.status_bar
+        except Exception:  # noqa: BLE001
+            return
+        if self.current_view == "pending":
+            status.counts = self._status_values.get("counts", "")
+            status.filter = self._status_values.get("filter", "")
+        else:
+            status.counts = ""
+            status.filter = ""
+        status.marked = self._status_values.get("marked", 0)
+
+    def set_notice(self, text: str) -> None:
+        self.status_bar.notice = text
+
+    # -- themes --------------------------------------------------------------------------
+    def watch_theme(self, theme: str) -> None:
+        if self._remember_theme and theme:
+            self._save_theme(theme)
+
+    @work(thread=True, group="config", exit_on_error=False)
+    def _save_theme(self, theme: str) -> None:
+        try:
+            self.config.save_theme(theme)
+        except OSError as exc:
+            self.call_from_thread(self.notify, f"could not remember the theme: {exc}", severity="warning")
+
+    def switch_theme(self, name: str) -> None:
+        self.theme = name
+        self.notify(f"Theme: {name}", timeout=2)
+
+    # -- views ---------------------------------------------------------------------------
+    def show_view(self, name: str) -> None:
+        switcher = self.main_screen.query_one("#views", ContentSwitcher)
+        if not switcher.query(f"#{name}"):
+            self._mount_view(name)
+            return
+        switcher.current = name
+        self.current_view = name
+        self.status_bar.view = VIEW_TITLES[name]
+        self.update_status()
+        view = switcher.query_one(f"#{name}")
+        hook = getattr(view, "on_show_view", None)
+        if callable(hook):
+            hook()
+
+    @work(group="views")
+    async def _mount_view(self, name: str) -> None:
+        switcher = self.main_screen.query_one("#views", ContentSwitcher)
+        if name in self._mounting:
+            return
+        self._mounting.add(name)
+        try:
+            if not switcher.query(f"#{name}"):
+                await switcher.mount(self._make_view(name))
+        finally:
+            self._mounting.discard(name)
+        self.show_view(name)
+
+    def _make_view(self, name: str) -> Widget:
+        try:
+            if name == "history":
+                from console.screens.history import HistoryView
+
+                return HistoryView(id="history")
+            if name == "flows":
+                from console.screens.flows import FlowsView
+
+                return FlowsView(id="flows")
+        except ImportError:
+            pass
+        return Static(f"The {VIEW_TITLES[name]} view is not available in this build.", id=name,
+                      classes="view-missing")
+
+    def action_view_pending(self) -> None:
+        self.show_view("pending")
+
+    def action_view_history(self) -> None:
+        self.show_view("history")
+
+    def action_view_flows(self) -> None:
+        self.show_view("flows")
+
+    def action_next_view(self) -> None:
+        self.show_view(VIEWS[(VIEWS.index(self.current_view) + 1) % len(VIEWS)])
+
+    def action_previous_view(self) -> None:
+        self.show_view(VIEWS[(VIEWS.index(self.current_view) - 1) % len(VIEWS)])
+
+    # -- list navigation (delegated to the current view) ---------------------------------
+    def _nav(self, table_method: str, fallback: str) -> None:
+        if self.current_view == "pending":
+            getattr(self.pending_view.table, table_method)()
+            return
+        focused = self.screen.focused
+        if focused is not None:
+            method = getattr(focused, f"action_{fallback}", None)
+            if callable(method):
+                method()
+
+    def action_cursor_down(self) -> None:
+        self._nav("cursor_down", "cursor_down")
+
+    def action_cursor_up(self) -> None:
+        self._nav("cursor_up", "cursor_up")
+
+    def action_page_down(self) -> None:
+        self._nav("page_down", "page_down")
+
+    def action_page_up(self) -> None:
+        self._nav("page_up", "page_up")
+
+    def action_cursor_first(self) -> None:
+        self._nav("cursor_first", "scroll_home")
+
+    def action_cursor_last(self) -> None:
+        self._nav("cursor_last", "scroll_end")
+
+    # -- pending actions -----------------------------------------------------------------
+    def _pending(self) -> PendingView | None:
+        if self.current_view != "pending":
+            self.show_view("pending")
+        return self.pending_view
+
+    def action_filter(self) -> None:
+        view = self._pending()
+        if view is not None:
+            view.open_filter()
+
+    def action_toggle_mark(self) -> None:
+        if self.current_view == "pending":
+            self.pending_view.table.toggle_mark()
+
+    def action_mark_all(self) -> None:
+        view = self._pending()
+        if view is not None:
+            view.table.mark_all()
+
+    def action_clear_marks(self) -> None:
+        self.pending_view.table.clear_marks()
+
+    def action_approve(self) -> None:
+        view = self._pending()
+        if view is not None:
+            view.approve(False)
+
+    def action_open_form(self) -> None:
+        if self.current_view != "pending":
+            return
+        self.pending_view.approve(True)
+
+    def action_deny(self) -> None:
+        view = self._pending()
+        if view is not None:
+            view.deny()
+
+    def action_cancel_request(self) -> None:
+        view = self._pending()
+        if view is not None:
+            view.cancel_requests()
+
+    def action_refresh(self) -> None:
+        self.pending_view.reload()
+        self.notify("Reloading the pending list…", timeout=2)
+
+    def action_help(self) -> None:
+        from console.screens.help import HelpScreen
+
+        path = str(self.config.path) if self.config.path else ""
+        self.push_screen(HelpScreen(self.key_actions, path))
+
+    def action_quit(self) -> None:
+        self.exit()

@@ -1,0 +1,154 @@
+"""`signoff serve` and `signoff token issue|list|revoke`.
+
+Token commands are server-host administration: they act directly on the data directory
+(`--data-dir`, the one `signoff serve` uses) with that directory's filesystem permissions -
+whoever may write the database may already change anything in it, so no policy role is
+asked for. Run them as the account the server runs as (e.g. `sudo -u signoff signoff token
+issue alice`). Issuing and revoking are audit events by the local account.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from console import output
+from console.cli import common_options, settings
+from engine.errors import UsageError
+
+
+def _db():
+    from engine.store import Database
+
+    return Database(settings().resolved_data_dir())
+
+
+def _local_name() -> str:
+    from engine.identity import os_identity
+
+    return os_identity().name
+
+
+def _now():
+    from engine.clock import SystemClock
+
+    return SystemClock().now()
+
+
+@click.command()
+@common_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (not loopback: needs TLS or --insecure-http).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True,
+              help="Port to listen on (0: any free port; the one used is printed).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
+@click.option("--single-user", is_flag=True,
+              help="No policy file: every valid token holder may do everything (tokens are still required).")
+@click.option("--insecure-http", is_flag=True,
+              help="Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True)
+def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, single_user: bool, insecure_http: bool,
+          log_level: str) -> None:
+    """Run the approval server: the JSON API under /api/v1 (OpenAPI at /openapi.json), the
+    execution runner and the timers. Stops cleanly on SIGTERM."""
+    from engine.server.run import check_listen, serve as run_server
+
+    s = settings()
+    cert = Path(tls_cert) if tls_cert else None
+    key = Path(tls_key) if tls_key else None
+    check_listen(host, tls_cert=cert, tls_key=key, insecure_http=insecure_http)  # before loading anything
+    policy = s.load_policy()
+    if policy is None and not single_user:
+        raise UsageError("refusing to start without a policy file: give --policy FILE (who may view, start, decide "
+                         "and administer), or --single-user to let every valid token holder do everything")
+    run_server(data_dir=s.resolved_data_dir(), flow_dirs=s.resolved_flow_dirs(), policy=policy,
+               single_user=single_user, host=host, port=port, tls_cert=cert, tls_key=key,
+               insecure_http=insecure_http, notifications=s.load_notifications(), log_level=log_level)
+
+
+@click.group()
+def token() -> None:
+    """Bearer tokens for `signoff serve` (acts on the server's data directory)."""
+
+
+@token.command("issue")
+@common_options
+@click.argument("user")
+@click.option("--expires", metavar="DURATION", help="Lifetime as an ISO-8601 duration, e.g. P90D or PT12H "
+                                                    "(default: never expires).")
+@click.option("--name", "label", metavar="LABEL", help="What the token is for (shown by `token list`).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (includes the token).")
+def token_issue(user: str, expires: str | None, label: str | None, as_json: bool) -> None:
+    """Create a token for USER and print it once; only its hash is kept."""
+    from engine import tokens
+    from engine.durations import parse_duration
+
+    lifetime = None
+    if expires is not None:
+        try:
+            lifetime = parse_duration(expires, allow_negative=False)
+        except ValueError as exc:
+            raise UsageError(f"--expires: {exc}") from None
+    db = _db()
+    try:
+        text, info = tokens.issue(db, user, now=_now(), created_by=_local_name(), expires=lifetime, name=label)
+    finally:
+        db.close()
+    if as_json:
+        output.emit_json({**info, "token": text})
+        return
+    click.echo(text)
+    expiry = f", expires {info['expires_at']}" if info["expires_at"] else ", never expires"
+    click.echo(f"token {info['id']} for {user}{expiry}. It is shown only now: store it safely "
+               "(the server keeps only its hash).", err=True)
+
+
+@token.command("list")
+@common_options
+@click.option("--user", help="Only the tokens of this user.")
+@click.option("--json", "as_json", is_flag=True)
+def token_list(user: str | None, as_json: bool) -> None:
+    """Every token: id, user, name, created, expires, last used, revoked (never the secret)."""
+    from engine import tokens
+
+    db = _db()
+    try:
+        items = tokens.list_tokens(db, user=user)
+    finally:
+        db.close()
+    if as_json:
+        output.emit_json(items)
+        return
+    if not items:
+        click.echo("No tokens. Create one with `signoff token issue USER`.")
+        return
+
+    def short(t: str | None) -> str:
+        return t[:19].replace("T", " ") if t else "-"
+
+    click.echo(output.table(("ID", "USER", "NAME", "CREATED", "EXPIRES", "LAST USED", "REVOKED"),
+                            [(t["id"], t["user"], t["name"] or "", short(t["created_at"]),
+                              short(t["expires_at"]) if t["expires_at"] else "never", short(t["last_used_at"]),
+                              short(t["revoked_at"]) if t["revoked_at"] else "no") for t in items]))
+
+
+@token.command("revoke")
+@common_options
+@click.argument("token_id")
+def token_revoke(token_id: str) -> None:
+    """Revoke token TOKEN_ID (from `signoff token list`); the server refuses it at once."""
+    from engine import tokens
+
+    db = _db()
+    try:
+        info = tokens.revoke(db, token_id, now=_now(), revoked_by=_local_name())
+    finally:
+        db.close()
+    click.echo(f"token {info['id']} of {info['user']} revoked")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(serve)
+    cli.add_command(token)

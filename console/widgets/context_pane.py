@@ -1,0 +1,213 @@
+"""The context pane: everything needed to decide the highlighted request.
+
+The pane never calls the backend itself: :class:`PendingView` fetches ``get_request`` in a
+worker (debounced, cached by id) and calls :meth:`ContextPane.show_request`.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Markdown, Static
+
+from console.widgets.pending_table import format_span, _epoch
+
+
+def compact(value: Any, limit: int = 80) -> str:
+    if isinstance(value, str):
+        text = value.replace("\n", " ⏎ ")
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str, separators=(", ", ": "))
+        except (TypeError, ValueError):
+            text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def flatten(values: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """Nested outputs -> [("task.key", value)], at most three levels deep."""
+    if isinstance(values, dict) and values and depth < 3:
+        out: list[tuple[str, Any]] = []
+        for key, value in values.items():
+            out += flatten(value, f"{prefix}.{key}" if prefix else str(key), depth + 1)
+        return out
+    return [(prefix, values)] if prefix else []
+
+
+class ContextPane(VerticalScroll, can_focus=True):
+    DEFAULT_CSS = """
+    ContextPane {
+        background: $surface;
+        border-left: vkey $panel;
+        padding: 0 1;
+        scrollbar-gutter: stable;
+    }
+    ContextPane.-below { border-left: none; border-top: hkey $panel; }
+    ContextPane:focus { border-left: vkey $primary; }
+    ContextPane.-below:focus { border-top: hkey $primary; border-left: none; }
+    ContextPane > .ctx-title { text-style: bold; color: $text; margin: 0 0 0 0; }
+    ContextPane > .ctx-meta { color: $text-muted; }
+    ContextPane > .ctx-heading { text-style: bold; color: $primary; margin-top: 1; }
+    ContextPane > Markdown { margin: 0; padding: 0; background: $surface; }
+    ContextPane > .ctx-empty { color: $text-muted; text-style: italic; margin-top: 1; }
+    ContextPane:nocolor > .ctx-heading { text-style: bold underline; }
+    """
+
+    def __init__(self, *, clock: Callable[[], datetime] | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._clock = clock
+        self.request_id: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Nothing highlighted.", classes="ctx-empty", id="ctx-empty")
+        yield Static("", classes="ctx-title", id="ctx-title")
+        yield Static("", classes="ctx-meta", id="ctx-meta")
+        yield Static("Due", classes="ctx-heading", id="ctx-due-h")
+        yield Static("", id="ctx-due")
+        yield Static("Details", classes="ctx-heading", id="ctx-details-h")
+        yield Markdown("", id="ctx-details")
+        yield Static("Impact", classes="ctx-heading", id="ctx-impact-h")
+        yield Markdown("", id="ctx-impact")
+        yield Static("Form", classes="ctx-heading", id="ctx-form-h")
+        yield Static("", id="ctx-form")
+        yield Static("Inputs", classes="ctx-heading", id="ctx-inputs-h")
+        yield Static("", id="ctx-inputs")
+        yield Static("Earlier outputs", classes="ctx-heading", id="ctx-outputs-h")
+        yield Static("", id="ctx-outputs")
+        yield Static("Decisions", classes="ctx-heading", id="ctx-decisions-h")
+        yield Static("", id="ctx-decisions")
+
+    def on_mount(self) -> None:
+        self._show_parts(False)
+
+    def _show_parts(self, visible: bool) -> None:
+        for child in self.children:
+            child.display = visible if child.id != "ctx-empty" else not visible
+
+    def show_message(self, text: str) -> None:
+        self.request_id = None
+        self._show_parts(False)
+        self.query_one("#ctx-empty", Static).update(text)
+
+    def show_request(self, request: dict[str, Any]) -> None:
+        self.request_id = request.get("id")
+        ctx = request.get("context") or {}
+        rules = request.get("rules") or {}
+        self._show_parts(True)
+        self.query_one("#ctx-title", Static).update(Text(ctx.get("summary") or request.get("summary") or ""))
+        meta = Text()
+        meta.append(f"{request.get('id')}", style="bold")
+        meta.append(f" · {request.get('namespace')}/{request.get('flow_id')} · task {request.get('task_id')}"
+                    f" ({request.get('kind', '')})")
+        meta.append(f"\nrequested by {request.get('requested_by')} at {_short_time(request.get('created_at'))}"
+                    f" · approvals {request.get('approvals', 0)}/{request.get('required', 1)}")
+        assignment = rules.get("escalatedTo") or rules.get("assignment") or {}
+        who = [*assignment.get("users", []), *(f"group {g}" for g in assignment.get("groups", []))]
+        meta.append("\nassigned to " + (", ".join(who) if who else "any approver"))
+        if rules.get("escalatedTo"):
+            meta.append(" (escalated)", style="bold")
+        self.query_one("#ctx-meta", Static).update(meta)
+
+        self.query_one("#ctx-due", Static).update(self._due_text(request, rules))
+
+        details = (ctx.get("details") or "").strip()
+        self._section("details", bool(details))
+        if details:
+            self.query_one("#ctx-details", Markdown).update(details)
+        impact = (ctx.get("impact") or "").strip()
+        self._section("impact", bool(impact))
+        if impact:
+            self.query_one("#ctx-impact", Markdown).update(impact)
+
+        form = request.get("form") or []
+        form_text = Text()
+        for spec in form:
+            form_text.append(f"{spec.get('id')}", style="bold")
+            form_text.append(f"  {spec.get('type', 'STRING')}")
+            if spec.get("required", True):
+                form_text.append("  required", style="bold")
+            if spec.get("defaults") is not None:
+                form_text.append(f"  default {compact(spec.get('defaults'), 30)}")
+            if spec.get("values"):
+                form_text.append(f"  [{', '.join(map(str, spec['values']))}]")
+            description = spec.get("displayName") or spec.get("description")
+            if description:
+                form_text.append(f"\n  {description}", style="italic")
+            form_text.append("\n")
+        comment = (rules.get("commentRequired") or "NEVER").upper()
+        if comment != "NEVER":
+            form_text.append(f"comment required: {comment.replace('_', ' ').lower()}", style="italic")
+        else:
+            form_text.rstrip()
+        self._section("form", bool(form) or comment != "NEVER")
+        self.query_one("#ctx-form", Static).update(form_text)
+
+        inputs = ctx.get("inputs") or {}
+        self._section("inputs", bool(inputs))
+        self.query_one("#ctx-inputs", Static).update(_pairs(list(inputs.items())))
+        outputs = flatten(ctx.get("outputs") or {})
+        self._section("outputs", bool(outputs))
+        self.query_one("#ctx-outputs", Static).update(_pairs(outputs))
+
+        decisions = request.get("decisions") or []
+        text = Text()
+        for d in decisions:
+            verdict = "approved" if d.get("verdict") == "approve" else "denied"
+            text.append(f"{d.get('by')} {verdict}", style="bold")
+            text.append(f" at {_short_time(d.get('at'))}")
+            if d.get("automatic"):
+                text.append(" (automatic)")
+            if d.get("reason"):
+                text.append(f" — {d['reason']}")
+            text.append("\n")
+        text.rstrip()
+        self._section("decisions", True)
+        self.query_one("#ctx-decisions", Static).update(text if decisions else Text("none yet", style="italic"))
+        self.scroll_home(animate=False)
+
+    def _section(self, name: str, visible: bool) -> None:
+        self.query_one(f"#ctx-{name}-h").display = visible
+        self.query_one(f"#ctx-{name}").display = visible
+
+    def _due_text(self, request: dict[str, Any], rules: dict[str, Any]) -> Text:
+        text = Text()
+        due = request.get("due_at")
+        behaviour = rules.get("expireBehavior") or rules.get("behavior")
+        if due:
+            text.append(_short_time(due))
+            due_epoch = _epoch(due)
+            if self._clock is not None and due_epoch is not None:
+                left = due_epoch - self._clock().timestamp()
+                if left < 0:
+                    text.append(f"  overdue by {format_span(left)}", style="bold")
+                else:
+                    text.append(f"  (in {format_span(left)})")
+            if behaviour:
+                text.append(f"\non timeout: {str(behaviour).lower()}")
+        else:
+            text.append("no due time")
+        return text
+
+
+def _short_time(value: str | None) -> str:
+    if not value:
+        return "?"
+    return value[:16].replace("T", " ") + " UTC"
+
+
+def _pairs(items: list[tuple[str, Any]]) -> Text:
+    text = Text()
+    if not items:
+        return text
+    width = min(24, max(len(k) for k, _ in items))
+    for key, value in items:
+        text.append(f"{key:<{width}} ", style="bold")
+        text.append(compact(value))
+        text.append("\n")
+    text.rstrip()
+    return text

@@ -1,0 +1,531 @@
+"""The HTTP API of `signoff serve`: a thin mapping of engine.service.ApprovalService.
+
+Every endpoint under /api/v1 needs a bearer token (engine.server.auth); the identity it gives
+is passed to the service, which enforces the policy. Service calls block on SQLite, so the
+endpoints are plain ``def`` functions (FastAPI runs them in its thread pool). Errors are
+RFC 9457 problems (engine.server.problems). Lists answer ``{"items": [...], "next_cursor"}``.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from typing import Any, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from engine.approvals import outcome as oc
+from engine.approvals.outcome import Outcome
+from engine.clock import Clock
+from engine.errors import SignoffError
+from engine.identity import Identity
+from engine.server import models as m
+from engine.server.auth import Authenticator
+from engine.server.problems import MEDIA_TYPE, ProblemError, install, problem_response
+
+log = logging.getLogger("signoff.server")
+
+API = "/api/v1"
+#: largest request body accepted (bytes)
+MAX_BODY = 1024 * 1024
+#: audit actions sent on /api/v1/events: those after which a request may have entered or
+#: left the pending list (the console's live updates)
+EVENT_ACTIONS = ("request.created", "request.approved", "request.denied", "request.auto_approved",
+                 "request.cancelled", "request.expired", "request.escalated", "request.reissued",
+                 "execution.ended")
+KEEPALIVE_S = 15.0
+EVENT_POLL_S = 0.25
+EXECUTION_STATES = ("CREATED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
+ExecutionState = Literal["CREATED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"]
+
+#: single decision outcome -> HTTP status
+DECISION_STATUS = {
+    oc.DECIDED: 200,
+    oc.CANCELLED: 200,
+    oc.ALREADY_DECIDED: 409,
+    oc.NOT_ELIGIBLE: 403,
+    oc.SELF_APPROVAL: 403,
+    oc.INVALID_INPUTS: 422,
+    oc.NOT_FOUND: 404,
+}
+_OUTCOME_TITLES = {
+    oc.ALREADY_DECIDED: ("already-decided", "Already decided"),
+    oc.NOT_ELIGIBLE: ("not-eligible", "Not eligible"),
+    oc.SELF_APPROVAL: ("self-approval", "Self-approval refused (four-eyes)"),
+    oc.INVALID_INPUTS: ("invalid-inputs", "Invalid inputs"),
+    oc.NOT_FOUND: ("not-found", "Not found"),
+}
+
+
+# -- request body limit ------------------------------------------------------------------
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with a 413 problem: by Content-Length up front, and
+    by counting the bytes of a streamed (chunked) body as they arrive."""
+
+    def __init__(self, app, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+        if declared is not None and (declared < 0 or declared > self.limit):
+            status = 413 if declared > self.limit else 400
+            detail = (f"the request body is larger than {self.limit} bytes" if status == 413
+                      else "the Content-Length header is not a number")
+            return await problem_response(status, detail)(scope, receive, send)
+        seen = 0
+        limit = self.limit
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    from fastapi import HTTPException
+
+                    raise HTTPException(413, f"the request body is larger than {limit} bytes")
+            return message
+
+        return await self.app(scope, counted, send)
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _origin(request: Request) -> str:
+    return f"http {request.client.host}" if request.client else "http"
+
+
+def _outcome_response(result: Outcome) -> JSONResponse:
+    """One decision's outcome as its HTTP answer: 200 with the outcome, or a problem."""
+    body = result.to_dict()
+    status = DECISION_STATUS.get(result.outcome)
+    if status == 200:
+        return JSONResponse(body)
+    if status is None:  # "error": an unexpected failure while deciding - a server fault
+        log.error("decision on %s failed: %s", result.id, result.message)
+        return problem_response(500, "the decision could not be recorded; it was logged on the server",
+                                extra={"outcome": body})
+    slug, title = _OUTCOME_TITLES[result.outcome]
+    return problem_response(status, result.message, slug=slug, title=title,
+                            errors=result.errors if result.outcome == oc.INVALID_INPUTS else None,
+                            extra={"outcome": body})
+
+
+def _sort_key(item: dict[str, Any]) -> tuple:
+    """The pending list's order (engine.service.list_pending): due first, then created, id."""
+    return (item["due_at"] is None, item["due_at"] or "", item["created_at"], item["id"])
+
+
+def _check_text(value: str | None, name: str) -> None:
+    if value is not None and "\x00" in value:
+        raise ProblemError(422, "some values are not valid", errors={name: "must not contain NUL characters"})
+
+
+# -- OpenAPI -----------------------------------------------------------------------------
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_ERROR_TEXT = {
+    400: "Malformed request (e.g. a body that is not JSON, a bad cursor or query)",
+    401: "No valid bearer token",
+    403: "The policy does not allow this",
+    404: "Unknown id",
+    409: "Already decided",
+    413: "Request body over 1 MiB",
+    422: "Invalid values (per-field `errors`)",
+    500: "Unexpected server fault",
+    503: "The database is unavailable",
+}
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    if "Problem" not in schemas:
+        schemas["Problem"] = m.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "so_<id>_<secret>",
+                                                "description": "A token from `signoff token issue USER`"}}
+    for path, item in schema.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            statuses = [400, 413, 422, 500, 503]
+            if path.startswith(API):
+                op["security"] = [{"bearer": []}]
+                statuses += [401, 403, 404]
+                if method == "post" and path.endswith(("/approve", "/deny", "/cancel")):
+                    statuses.append(409)
+            for status in statuses:
+                op["responses"][str(status)] = {"description": _ERROR_TEXT[status],
+                                                "content": {MEDIA_TYPE: {"schema": _PROBLEM_REF}}}
+    app.openapi_schema = schema
+    return schema
+
+
+def _ok(model: type, description: str = "OK", status: int = 200) -> dict[int | str, Any]:
+    return {status: {"model": model, "description": description}}
+
+
+# -- the app -----------------------------------------------------------------------------
+
+
+def create_app(service, *, single_user: bool, clock: Clock | None = None, background: bool = True,
+               runner_interval: float = 0.2) -> FastAPI:
+    """The ASGI app over ``service`` (an ApprovalService, normally with ``run_inline=False``).
+
+    ``single_user``: the service's policy allows everything to every valid token holder; it
+    must be said explicitly, so a server never runs without a policy by accident.
+    ``background``: run the execution runner and timers in a thread while the app runs.
+    """
+    from engine.policy import SingleUserPolicy
+    from engine.server.runner import Runner
+
+    policy = service.engine.policy
+    if not single_user and isinstance(policy, SingleUserPolicy):
+        raise ValueError("no policy: give the engine a policy file, or create the app with single_user=True")
+    clock = clock or service.engine.clock
+    auth = Authenticator(service, clock=clock)
+    stopping = threading.Event()
+    runner = Runner(service, interval=runner_interval) if background else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if runner is not None:
+            runner.start()
+
+        async def flush_failures() -> None:
+            while True:
+                await asyncio.sleep(5)
+                await anyio.to_thread.run_sync(auth.flush)
+
+        flusher = asyncio.create_task(flush_failures())
+        try:
+            yield
+        finally:
+            stopping.set()
+            flusher.cancel()
+            with contextlib.suppress(BaseException):
+                await flusher
+            await anyio.to_thread.run_sync(lambda: auth.flush(force=True))
+            if runner is not None:
+                await anyio.to_thread.run_sync(runner.stop)
+
+    app = FastAPI(title="signoff", version=_version(), lifespan=lifespan,
+                  description="Human approvals for automated workflows. Every /api/v1 call needs "
+                              "`Authorization: Bearer <token>` (tokens: `signoff token issue USER`). "
+                              "Errors are RFC 9457 problem details.",
+                  docs_url=None, redoc_url=None)
+    app.state.service = service
+    app.state.stopping = stopping
+    app.state.runner = runner
+    app.state.auth = auth
+    app.state.single_user = single_user
+    install(app)
+    app.add_middleware(BodyLimit)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+
+    me_dep = Depends(auth)
+    router = APIRouter(prefix=API)
+
+    # -- health ----------------------------------------------------------------------------
+    @app.get("/healthz", tags=["health"], responses=_ok(m.Health), response_model=None,
+             summary="Liveness and schema version (no token needed)")
+    def healthz() -> Any:
+        try:
+            version = service.db.query_one("PRAGMA user_version")[0]
+        except SignoffError:
+            log.exception("health check: database unavailable")
+            return problem_response(503, "the database is unavailable")
+        return {"status": "ok", "schema": version}
+
+    # -- identity ------------------------------------------------------------------------
+    @router.get("/me", tags=["identity"], responses=_ok(m.Me), response_model=None,
+                summary="Who the token belongs to: name, groups, roles by namespace")
+    def me(identity: Identity = me_dep) -> Any:
+        return service.engine.policy.describe(identity)
+
+    # -- approvals -----------------------------------------------------------------------
+    @router.get("/approvals", tags=["approvals"], responses=_ok(m.RequestPage), response_model=None,
+                summary="Pending requests you may see (soonest due first), or the requests named by `ids`")
+    def list_approvals(
+        identity: Identity = me_dep,
+        status: Literal["pending"] = Query("pending", description="Only pending requests are listed"),
+        q: str | None = Query(None, max_length=500, description="Text in summary, flow, namespace or requester"),
+        namespace: str | None = Query(None, max_length=500, description="A namespace; a trailing * matches a prefix"),
+        flow: str | None = Query(None, max_length=500, description="A flow id"),
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: str | None = Query(None, pattern=r"^[A-Za-z0-9._-]{1,200}$",
+                                   description="`next_cursor` of the previous page"),
+        ids: str | None = Query(None, max_length=20_000,
+                                description="Comma-separated request ids: their summaries in any state (no paging)"),
+    ) -> Any:
+        for name, value in (("q", q), ("namespace", namespace), ("flow", flow), ("ids", ids)):
+            _check_text(value, name)
+        if ids is not None:
+            wanted = [i.strip() for i in ids.split(",") if i.strip()]
+            if len(wanted) > 1000:
+                raise ProblemError(422, "too many ids", errors={"ids": "at most 1000 ids per call"})
+            return {"items": service.request_summaries(identity, wanted), "next_cursor": None}
+        items = service.list_pending(identity, namespace=namespace, flow=flow, q=q)
+        if cursor is not None:
+            found = service.request_summaries(identity, [cursor])
+            if not found:
+                raise ProblemError(404, "`cursor` names no request you may see; start again without it",
+                                   slug="unknown-cursor", title="Unknown cursor")
+            after = _sort_key(found[0])
+            items = [i for i in items if _sort_key(i) > after]
+        page = items[:limit]
+        more = len(items) > limit
+        return {"items": page, "next_cursor": page[-1]["id"] if more and page else None}
+
+    @router.post("/approvals/bulk", tags=["approvals"], responses=_ok(m.BulkResult), response_model=None,
+                 summary="Approve or deny many requests; one outcome per id, in order (each item atomic)")
+    def bulk(body: m.BulkBody, request: Request, identity: Identity = me_dep) -> Any:
+        outcomes = service.decide(identity, body.ids, body.verdict, inputs=body.inputs, reason=body.reason,
+                                  idempotency_key=body.idempotency_key, origin=_origin(request))
+        return {"outcomes": [o.to_dict() for o in outcomes]}
+
+    RequestId = Path(..., max_length=200, description="An approval request id")
+
+    @router.get("/approvals/{request_id}", tags=["approvals"], responses=_ok(m.RequestDetail), response_model=None,
+                summary="One request with its context, form and decisions")
+    def get_approval(request_id: str = RequestId, identity: Identity = me_dep) -> Any:
+        return service.get_request(identity, request_id)
+
+    @router.post("/approvals/{request_id}/validate", tags=["approvals"], responses=_ok(m.Errors),
+                 response_model=None, summary="Check form values without deciding (per-field errors)")
+    def validate(body: m.ValidateBody, request_id: str = RequestId, identity: Identity = me_dep) -> Any:
+        return {"errors": service.validate(identity, request_id, body.inputs)}
+
+    @router.post("/approvals/{request_id}/approve", tags=["approvals"], responses=_ok(m.OutcomeOut),
+                 response_model=None, summary="Approve with form values")
+    def approve(body: m.ApproveBody, request: Request, request_id: str = RequestId,
+                identity: Identity = me_dep) -> Any:
+        [result] = service.decide(identity, [request_id], "approve", inputs=body.inputs, reason=body.reason,
+                                  idempotency_key=body.idempotency_key, origin=_origin(request))
+        return _outcome_response(result)
+
+    @router.post("/approvals/{request_id}/deny", tags=["approvals"], responses=_ok(m.OutcomeOut),
+                 response_model=None, summary="Deny (the execution is killed unless the task says otherwise)")
+    def deny(body: m.DenyBody, request: Request, request_id: str = RequestId, identity: Identity = me_dep) -> Any:
+        [result] = service.decide(identity, [request_id], "deny", reason=body.reason,
+                                  idempotency_key=body.idempotency_key, origin=_origin(request))
+        return _outcome_response(result)
+
+    @router.post("/approvals/{request_id}/cancel", tags=["approvals"], responses=_ok(m.OutcomeOut),
+                 response_model=None, summary="Cancel a pending request (its requester or an admin)")
+    def cancel(body: m.CancelBody, request: Request, request_id: str = RequestId,
+               identity: Identity = me_dep) -> Any:
+        [result] = service.cancel(identity, [request_id], body.reason, origin=_origin(request))
+        return _outcome_response(result)
+
+    # -- audit ---------------------------------------------------------------------------
+    @router.get("/audit", tags=["audit"], responses=_ok(m.AuditPage), response_model=None,
+                summary="Search the audit trail, newest first (the `signoff history` query syntax)")
+    def audit(identity: Identity = me_dep,
+              q: str | None = Query(None, max_length=2000, description="e.g. `actor:alice action:request.*`"),
+              limit: int = Query(50, ge=1, le=1000),
+              cursor: str | None = Query(None, pattern=r"^[1-9][0-9]{0,17}$",
+                                         description="`next_cursor` of the previous page")) -> Any:
+        _check_text(q, "q")
+        before = int(cursor) if cursor is not None else None
+        items = service.history(identity, q, limit=limit, before_seq=before)
+        return {"items": items, "next_cursor": str(items[-1]["seq"]) if len(items) == limit else None}
+
+    @router.get("/audit/verify", tags=["audit"], responses=_ok(m.VerifyResult), response_model=None,
+                summary="Verify the whole hash chain")
+    def audit_verify(identity: Identity = me_dep,
+                     head: str | None = Query(None, max_length=100, pattern=r"^[0-9]{1,18}:[0-9a-f]{64}$",
+                                              description="A head kept elsewhere, SEQ:HASH (`signoff audit head`)"),
+                     ) -> Any:
+        expect = None
+        if head:
+            seq, _, digest = head.partition(":")
+            expect = (int(seq), digest)
+        return service.verify_audit(identity, expect_head=expect)
+
+    @router.get("/audit/head", tags=["audit"], responses=_ok(m.AuditHead | None), response_model=None,
+                summary="Sequence and hash of the newest event (null when the trail is empty)")
+    def audit_head(identity: Identity = me_dep) -> Any:
+        return service.audit_head(identity)
+
+    # -- flows ---------------------------------------------------------------------------
+    @router.get("/flows", tags=["flows"], responses=_ok(m.FlowPage), response_model=None,
+                summary="Flows you may see; `problems` lists flow files that do not load (admins only)")
+    def flows(identity: Identity = me_dep) -> Any:
+        items = service.list_flows(identity)
+        problems = service.flow_problems() if service.engine.policy.allows(identity, "admin", "*") else []
+        return {"items": items, "next_cursor": None, "problems": problems}
+
+    Namespace = Path(..., max_length=500)
+    FlowId = Path(..., max_length=500)
+
+    @router.get("/flows/{namespace}/{flow_id}", tags=["flows"], responses=_ok(m.FlowDetail), response_model=None,
+                summary="One flow with its source")
+    def get_flow(namespace: str = Namespace, flow_id: str = FlowId, identity: Identity = me_dep) -> Any:
+        return service.get_flow(identity, namespace, flow_id)
+
+    @router.post("/flows/{namespace}/{flow_id}/validate", tags=["flows"], responses=_ok(m.Errors),
+                 response_model=None, summary="Check flow inputs without starting (per-field errors)")
+    def validate_flow(body: m.ValidateBody, namespace: str = Namespace, flow_id: str = FlowId,
+                      identity: Identity = me_dep) -> Any:
+        return {"errors": service.check_flow_inputs(identity, namespace, flow_id, body.inputs)}
+
+    # -- executions ----------------------------------------------------------------------
+    @router.post("/executions", tags=["executions"], status_code=201,
+                 responses=_ok(m.ExecutionDetail, "Started", 201), response_model=None,
+                 summary="Start an execution (it runs in the background)")
+    def start(body: m.StartBody, identity: Identity = me_dep) -> Any:
+        execution = service.start_execution(identity, body.namespace, body.flow_id, body.inputs)
+        return JSONResponse(execution, status_code=201)
+
+    @router.get("/executions", tags=["executions"], responses=_ok(m.ExecutionPage), response_model=None,
+                summary="Recent executions you may see, newest first")
+    def list_executions(identity: Identity = me_dep,
+                        state: ExecutionState | None = Query(None, description="Only executions in this state"),
+                        limit: int = Query(100, ge=1, le=1000)) -> Any:
+        items = service.list_executions(identity, state=state, limit=limit)
+        return {"items": items, "next_cursor": None}
+
+    @router.get("/executions/{execution_id}", tags=["executions"], responses=_ok(m.ExecutionDetail),
+                response_model=None, summary="State, inputs, task runs, outputs, logs and requests")
+    def get_execution(execution_id: str = Path(..., max_length=200), identity: Identity = me_dep) -> Any:
+        return service.get_execution(identity, execution_id)
+
+    # -- key-value store -----------------------------------------------------------------
+    @router.put("/kv/{namespace}/{key}", tags=["kv"], responses=_ok(m.KvResult), response_model=None,
+                summary="Set a key of the namespace key-value store (admin)")
+    def kv_put(body: m.KvBody, namespace: str = Namespace, key: str = Path(..., max_length=500),
+               identity: Identity = me_dep) -> Any:
+        _check_text(namespace, "namespace")
+        _check_text(key, "key")
+        service.kv_set(identity, namespace, key, body.value)
+        return {"namespace": namespace, "key": key}
+
+    # -- live updates --------------------------------------------------------------------
+    def _changes_window(identity: Identity, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Changes in (after, last]: last = min(head, after + limit). Audit seqs are dense, so
+        the window holds at most ``limit`` events and the service's limit never cuts it."""
+        head = service.last_change()
+        last = min(head, after + limit)
+        rows = service.changes(identity, after, limit=limit, actions=EVENT_ACTIONS)
+        items = [{"seq": r["seq"], "action": r["action"], "request_id": r["request_id"],
+                  "execution_id": r["execution_id"], "actor": r["actor"]} for r in rows if r["seq"] <= last]
+        return items, last
+
+    @router.get("/events", tags=["events"], response_model=None,
+                summary="Changes as server-sent events (or one JSON page with Accept: application/json)",
+                responses={200: {"description": "`text/event-stream`: events `id: <seq>`, `event: <action>`, "
+                                                "`data: {seq, action, request_id, execution_id, actor}` and a "
+                                                "keep-alive comment every 15 s. With `Accept: application/json`: "
+                                                "one page `{items, last_seq}`.",
+                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChangePage"}},
+                                             "text/event-stream": {"schema": {"type": "string"}}}}})
+    async def events(request: Request, identity: Identity = me_dep,
+                     after: int | None = Query(None, ge=0, lt=2**63,
+                                               description="Last seq seen (default: now, i.e. only new events)"),
+                     limit: int = Query(1000, ge=1, le=1000, description="Page size (JSON mode)"),
+                     accept: str | None = Header(None, include_in_schema=False),
+                     last_event_id: str | None = Header(None, pattern=r"^[0-9]{1,18}$",
+                                                        description="Resume after this event (sent by "
+                                                                    "EventSource on reconnection); wins over `after`")
+                     ) -> Any:
+        if last_event_id is not None:
+            after = int(last_event_id)
+        if after is None:
+            after = await anyio.to_thread.run_sync(service.last_change)
+        wants_json = accept is not None and "application/json" in accept and "text/event-stream" not in accept
+        if wants_json:
+            items, last = await anyio.to_thread.run_sync(_changes_window, identity, after, limit)
+            return JSONResponse({"items": items, "last_seq": last})
+        token = getattr(request.state, "token", None)
+        return StreamingResponse(_stream(request, identity, token, after), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def _stream(request: Request, identity: Identity, token: str | None, after: int):
+        last = after
+        yield "retry: 2000\n\n"
+        quiet_since = time.monotonic()
+        while not stopping.is_set():
+            if await request.is_disconnected():
+                return
+            try:
+                items, window = await anyio.to_thread.run_sync(_changes_window, identity, last, 500)
+            except Exception:  # noqa: BLE001 - a server fault: end the stream; the client reconnects
+                log.exception("event stream failed")
+                return
+            for item in items:
+                yield f"id: {item['seq']}\nevent: {item['action']}\ndata: {json.dumps(item)}\n\n"
+            if window > last:
+                last = window
+            if items:
+                quiet_since = time.monotonic()
+                continue
+            if time.monotonic() - quiet_since >= KEEPALIVE_S:
+                if not await anyio.to_thread.run_sync(auth.still_valid, token):
+                    yield "event: unauthorized\ndata: {}\n\n"
+                    return
+                yield ": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            await asyncio.sleep(EVENT_POLL_S)
+
+    app.include_router(router)
+    app.state.plain_routes = [*router.routes, *app.router.routes]
+    # registered on the app so the schema is in /openapi.json even if no route returns it
+    app.openapi_schema = None
+    _ensure_components(app)
+    return app
+
+
+def _ensure_components(app: FastAPI) -> None:
+    """Add models referenced by hand-written response docs (ChangePage, Problem)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (m.ChangePage, m.Change, m.Problem):
+            if model.__name__ not in schemas:
+                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, sub in definition.pop("$defs", {}).items():
+                    schemas.setdefault(name, sub)
+                schemas[model.__name__] = definition
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("signoff")
+    except Exception:  # noqa: BLE001
+        return "0"
+
+
+__all__ = ["create_app", "EVENT_ACTIONS", "MAX_BODY"]

@@ -1,0 +1,142 @@
+"""Running the server: ``serve(...)`` = checks, engine, app, uvicorn, graceful SIGTERM.
+
+Refusals (a :class:`UsageError`, exit code 2, before anything listens):
+- no policy file and no ``single_user``: a shared server must say who may do what;
+- a policy file together with ``single_user``: ambiguous, so neither is guessed;
+- a host that is not loopback without TLS, unless ``insecure_http`` (tokens would cross the
+  network in clear text; say ``--insecure-http`` when a TLS proxy terminates in front);
+- only one of the TLS certificate and key, or files that cannot be read.
+
+SIGTERM / SIGINT: uvicorn stops accepting connections and lets requests in progress finish
+(up to ``graceful_timeout`` seconds); event streams end at once (clients reconnect). Then the
+background runner stops after the tick it is in. A decision is acknowledged only after its
+transaction commits, so nothing acknowledged is lost, and the runner's work is resumable.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Callable
+
+from engine.errors import SignoffError, UsageError
+
+log = logging.getLogger("signoff.server")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8750
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_listen(host: str, *, tls_cert: Path | None, tls_key: Path | None, insecure_http: bool) -> bool:
+    """Refuse unsafe or incomplete listening options; True when TLS is used."""
+    if (tls_cert is None) != (tls_key is None):
+        raise UsageError("give both --tls-cert and --tls-key (the certificate chain and its private key)")
+    for label, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
+        if path is not None and not (Path(path).is_file() and os.access(path, os.R_OK)):
+            raise UsageError(f"{label} {path}: no such readable file")
+    tls = tls_cert is not None
+    if not tls and not is_loopback(host) and not insecure_http:
+        raise UsageError(
+            f"refusing to listen on {host or 'every interface'} without TLS: bearer tokens would cross the network "
+            "in clear text. Give --tls-cert FILE --tls-key FILE, or --insecure-http if a TLS-terminating proxy "
+            "is in front of this server (or listen on 127.0.0.1).")
+    return tls
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say so
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise SignoffError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(*, data_dir: Path, flow_dirs: list[Path], policy, single_user: bool = False, host: str = DEFAULT_HOST,
+          port: int = DEFAULT_PORT, tls_cert: Path | None = None, tls_key: Path | None = None,
+          insecure_http: bool = False, notifications=None, log_level: str = "info",
+          graceful_timeout: float = 10.0, echo: Callable[[str], None] | None = None) -> None:
+    """Run `signoff serve` until SIGTERM/SIGINT (see the module docstring)."""
+    if policy is None and not single_user:
+        raise UsageError("refusing to start without a policy file: give --policy FILE (who may view, start, "
+                         "decide and administer), or --single-user to let every valid token holder do everything")
+    if policy is not None and single_user:
+        where = getattr(policy, "path", None) or "a policy file"
+        raise UsageError(f"--single-user was given but {where} is in use; use one or the other")
+    tls = check_listen(host, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http)
+
+    try:
+        import uvicorn
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise SignoffError("`signoff serve` needs the server extras: pip install 'signoff[server]' "
+                           "(fastapi and uvicorn)") from None
+    from engine.core import Engine
+    from engine.server.app import create_app
+    from engine.service import ApprovalService
+
+    if not logging.getLogger("signoff").handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logging.getLogger("signoff").addHandler(handler)
+        logging.getLogger("signoff").setLevel(log_level.upper())
+
+    engine = Engine(data_dir, flow_dirs, policy=policy, notifications=notifications)
+    try:
+        service = ApprovalService(engine, run_inline=False)
+        problems = service.flow_problems()
+        app = create_app(service, single_user=single_user)
+        stopping = app.state.stopping
+        sock = _bind(host, port)
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig, frame):  # noqa: ANN001 - uvicorn's signature
+                stopping.set()  # end event streams now, so in-flight requests are all that is waited for
+                super().handle_exit(sig, frame)
+
+        config = uvicorn.Config(
+            app, log_level=log_level, access_log=True, lifespan="on", server_header=False,
+            timeout_graceful_shutdown=graceful_timeout,
+            # request line + headers: room for ?ids= with 1000 ids, so long queries reach the app
+            # (which answers with a problem) instead of h11's bare text/plain 400
+            h11_max_incomplete_event_size=1024 * 1024,
+            ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None)
+        server = Server(config)
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        say = echo or (lambda text: print(text, flush=True))
+        mode = "single-user" if single_user else f"policy {getattr(policy, 'path', None) or '(given)'}"
+        scheme = "https" if tls else "http"
+        say(f"signoff serve: listening on {scheme}://{shown}:{bound_port}  "
+            f"(data {engine.data_dir}; {mode}; {len(service.engine.flows.list())} flow(s))")
+        for problem in problems:
+            say(f"warning: {problem}")
+        # uvicorn re-raises the signal it stopped for once it has shut down; a SIGTERM that
+        # ended in a clean shutdown is a normal exit (status 0), not death by signal
+        previous = signal.signal(signal.SIGTERM, lambda *_: None)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if not server.started:
+            raise SignoffError(f"the server could not start on {host}:{port} (see the messages above)")
+        say("signoff serve: stopped")
+    finally:
+        engine.close()

@@ -1,0 +1,62 @@
+"""The server's background runner: continues executions, applies timers, sends notifications.
+
+A daemon thread loops ``service.tick()`` (timers, queued work, notification outbox) and
+sleeps ``interval`` seconds when there was nothing to do. ``stop()`` asks it to end and
+waits for the tick in progress: every step of a tick commits on its own (a decision was
+committed before it was acknowledged; an execution step is leased and resumable), so a
+runner stopped - or killed - between steps loses nothing, and another process continues
+where it stopped once its lease lapses.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+log = logging.getLogger("signoff.server.runner")
+
+
+class Runner:
+    def __init__(self, service, *, interval: float = 0.2, error_pause: float = 2.0) -> None:
+        self.service = service
+        self.interval = interval
+        self.error_pause = error_pause
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: ticks done and items handled (for tests and /healthz-style introspection)
+        self.ticks = 0
+        self.handled = 0
+
+    def start(self) -> "Runner":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="signoff-runner", daemon=True)
+            self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.service.tick()
+            except Exception:  # noqa: BLE001 - keep running; the next tick retries
+                log.exception("background runner: tick failed; retrying in %.1fs", self.error_pause)
+                self._stop.wait(self.error_pause)
+                continue
+            self.ticks += 1
+            self.handled += done or 0
+            if not done:
+                self._stop.wait(self.interval)
+        try:
+            self.service.engine.db.close()  # this thread's connection
+        except Exception:  # noqa: BLE001
+            pass
+
+    def stop(self, timeout: float = 60.0) -> bool:
+        """Ask the runner to stop after its current tick; True when it has stopped."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True

@@ -1,0 +1,48 @@
+"""Torture tests (issue 6): crashes, races, bad input, broken disks.
+
+The default run is the short CI form. ``--long`` (or ``SIGNOFF_TORTURE_LONG=1``) selects the long
+form: nothing is skipped in either; the long form only parametrizes larger counts (more random
+kill points, more requests in the races).
+
+Tests ask for counts through ``pytest_generate_tests``:
+
+- a test with a ``kill_point`` argument gets one test per kill point (3 short, 20 long), each a
+  seed for ``random.Random``;
+- a test with a ``race_size`` argument gets one test with 300 requests (short) or 1,000 (long).
+"""
+from __future__ import annotations
+
+import os
+
+#: (short, long)
+KILL_POINTS = (3, 20)
+RACE_SIZE = (300, 1000)
+
+
+def pytest_addoption(parser):
+    """Registered here for ``pytest tests/torture --long``. pytest reads options only from the
+    conftest files it loads at start-up, so for ``pytest tests --long`` the root tests/conftest.py
+    re-exports this hook (``from tests.torture.conftest import pytest_addoption``); registering
+    twice is harmless."""
+    try:
+        parser.addoption("--long", action="store_true", default=False,
+                         help="run the long torture variants (more kill points, bigger races)")
+    except ValueError:  # already registered by the root conftest
+        pass
+
+
+def long_mode(config) -> bool:
+    try:
+        if config.getoption("--long"):
+            return True
+    except ValueError:  # option not registered (this conftest was not an initial one)
+        pass
+    return os.environ.get("SIGNOFF_TORTURE_LONG", "") not in ("", "0")
+
+
+def pytest_generate_tests(metafunc):
+    index = 1 if long_mode(metafunc.config) else 0
+    if "kill_point" in metafunc.fixturenames:
+        metafunc.parametrize("kill_point", range(KILL_POINTS[index]), ids=lambda i: f"seed{i}")
+    if "race_size" in metafunc.fixturenames:
+        metafunc.parametrize("race_size", [RACE_SIZE[index]], ids=lambda n: f"{n}req")

@@ -1,0 +1,91 @@
+"""A real `signoff serve` subprocess for the torture tests (single-user mode: every valid token
+may do everything; tokens issued with the real `signoff token issue`)."""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.torture.support import REPO, SIGNOFF, clean_env, signoff
+
+
+def issue_token(data: Path, user: str) -> dict:
+    """{"token": ..., "id": ...} for USER, from `signoff token issue USER --json`."""
+    r = signoff("token", "issue", user, "--json", data_dir=data)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["token"].startswith("so_"), info
+    return info
+
+
+def revoke_token(data: Path, token_id: str) -> None:
+    r = signoff("token", "revoke", token_id, data_dir=data)
+    assert r.returncode == 0, r.stderr
+
+
+class Serve:
+    """`signoff serve --single-user --port 0` on 127.0.0.1, its output in a log file."""
+
+    def __init__(self, data: Path, flows: Path, log_dir: Path) -> None:
+        self.data = data
+        self.flows = flows
+        self.log_dir = log_dir
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+        self.log_path: Path | None = None
+        self.logs: list[Path] = []
+
+    def start(self, timeout: float = 60) -> "Serve":
+        self.log_path = self.log_dir / f"serve-{len(self.logs)}.log"
+        self.logs.append(self.log_path)
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(
+                [*SIGNOFF, "serve", "--single-user", "--port", "0", "--data-dir", str(self.data),
+                 "--flows", str(self.flows), "--log-level", "warning"],
+                env=clean_env(PYTHONUNBUFFERED="1"), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(r"listening on (https?)://[\d.]+:(\d+)", self.log_path.read_text())
+            if m:
+                self.url = f"http://127.0.0.1:{m.group(2)}"
+                break
+            if self.proc.poll() is not None:
+                raise AssertionError(f"signoff serve exited with {self.proc.returncode}:\n{self.log}")
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"signoff serve did not say where it listens:\n{self.log}")
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"/healthz never answered:\n{self.log}")
+
+    @property
+    def log(self) -> str:
+        return "".join(p.read_text() for p in self.logs if p.exists())
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def client(self, token: str | None, timeout: float = 120) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
