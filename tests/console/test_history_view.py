@@ -316,16 +316,3 @@ async def test_verify_ok_then_broken_after_tampering(tmp_path):
         await settle(pilot)
         assert rendered(chain).startswith("CHAIN BROKEN at event 3: ")
         assert chain.has_class("-broken")
-
-
-def test_snapshot_history_with_query(tmp_path, snap_compare):
-    svc, clock = build(tmp_path)
-    app = HistoryApp(LocalBackend(svc, identity=ALICE), clock)
-
-    async def run_before(pilot) -> None:
-        await settle(pilot)
-        await search(pilot, "ns:prod* action:request.*")
-        await pilot.press("j", "j")  # the approval, with its reason
-        await settle(pilot)
-
-    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)

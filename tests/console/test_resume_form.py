@@ -510,22 +510,3 @@ async def test_start_form_without_reason_field():
 
 
 # --- snapshot -----------------------------------------------------------------------------
-
-def test_snapshot_form_with_validation_errors(tmp_path, snap_compare):
-    _, backend, request, _ = _engine(tmp_path)
-    app = _form_app(backend, request)
-
-    async def run_before(pilot) -> None:
-        await settle(pilot)
-        form = _form(app)
-        await _type_into(pilot, form, "replicas", "25")
-        await _type_into(pilot, form, "window", "2026-13-01")
-        await _type_into(pilot, form, "config", '{"a": ')
-        form.field_widget("go").focus()
-        await settle(pilot)
-        for widget in app.screen.query("Input, TextArea"):
-            widget.cursor_blink = False
-        form.query_one("#form-scroll").scroll_home(animate=False)
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=(100, 40), run_before=run_before)

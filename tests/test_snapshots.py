@@ -2,7 +2,8 @@
 
 Deterministic: a FakeClock drives both the engine and the app, ids are sequential, the
 location shown in the status bar is fixed, animations are off and cursors do not blink.
-Update baselines with ``pytest tests/console/test_console_snapshots.py --snapshot-update``
+Baselines live in tests/__snapshots__/test_snapshots/. Update them with
+``pytest tests/test_snapshots.py --snapshot-update``
 and look at the SVGs before committing them.
 """
 from __future__ import annotations
@@ -146,3 +147,42 @@ def test_snapshot_themes(snap_compare, snap_env, theme):
         await pilot.press("space")
 
     assert snap_compare(app, terminal_size=(120, 30), run_before=run_before)
+
+
+def test_snapshot_history_with_query(tmp_path, snap_compare):
+    from tests.console.test_history_view import ALICE, HistoryApp, LocalBackend, build, search
+    from tests.console.test_history_view import settle as history_settle
+
+    svc, clock = build(tmp_path)
+    app = HistoryApp(LocalBackend(svc, identity=ALICE), clock)
+
+    async def run_before(pilot) -> None:
+        await history_settle(pilot)
+        await search(pilot, "ns:prod* action:request.*")
+        await pilot.press("j", "j")  # the approval, with its reason
+        await history_settle(pilot)
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+def test_snapshot_form_with_validation_errors(tmp_path, snap_compare):
+    from tests.console.test_resume_form import _engine, _form, _form_app, _type_into
+    from tests.console.test_resume_form import settle as form_settle
+
+    _, backend, request, _ = _engine(tmp_path)
+    app = _form_app(backend, request)
+
+    async def run_before(pilot) -> None:
+        await form_settle(pilot)
+        form = _form(app)
+        await _type_into(pilot, form, "replicas", "25")
+        await _type_into(pilot, form, "window", "2026-13-01")
+        await _type_into(pilot, form, "config", '{"a": ')
+        form.field_widget("go").focus()
+        await form_settle(pilot)
+        for widget in app.screen.query("Input, TextArea"):
+            widget.cursor_blink = False
+        form.query_one("#form-scroll").scroll_home(animate=False)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 40), run_before=run_before)
