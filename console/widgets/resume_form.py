@@ -99,13 +99,9 @@ def _s(value: Any) -> str:
 
 
 def _is_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, Mapping):
-        return any(_is_template(k) or _is_template(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_is_template(v) for v in value)
-    return False
+    from engine.expressions import contains_template
+
+    return contains_template(value)
 
 
 def _truthy_default(value: Any) -> bool:

@@ -24,7 +24,7 @@ from .parser import parse as _parse
 from .runtime import UndefinedError, to_str, truthy
 
 __all__ = [
-    "parse_template", "Template", "render", "evaluate", "render_data", "is_template", "truthy",
+    "parse_template", "Template", "render", "evaluate", "render_data", "is_template", "contains_template", "truthy",
     "ExpressionError", "UndefinedError", "to_str", "FILTERS", "TESTS", "BUILTIN_FUNCTIONS",
 ]
 
@@ -160,6 +160,17 @@ def evaluate(text: str, variables: Mapping[str, Any], functions: Functions | Non
 
 def is_template(text: Any) -> bool:
     return isinstance(text, str) and ("{{" in text or "{%" in text)
+
+
+def contains_template(obj: Any) -> bool:
+    """True when any string inside ``obj`` (dict keys and values, list items) is a template."""
+    if isinstance(obj, str):
+        return "{{" in obj or "{%" in obj
+    if isinstance(obj, Mapping):
+        return any(contains_template(k) or contains_template(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return any(contains_template(v) for v in obj)
+    return False
 
 
 def render_data(obj: Any, variables: Mapping[str, Any], functions: Functions | None = None) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 from engine.errors import ExpressionError, FlowLoadError, Location, Problem
 from engine.flows.model import Flow, Task
 from engine.flows.task_types import PAUSE, Prop, TaskType, resolve_type, suggest, suggest_type
+from engine.flows.yaml_source import describe_value as _what
 from engine.flows.yaml_source import YamlLocator, parse_yaml
 
 ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
@@ -37,20 +38,6 @@ def _is_template(text: str) -> bool:
     except ImportError:  # pragma: no cover - only while the expression engine is missing
         return "{{" in text or "{%" in text
     return is_template(text)
-
-
-def _what(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"`{value}`" if len(value) <= 40 and "\n" not in value else "a string"
-    return f"`{value}`"
 
 
 def _as_id(value: Any) -> Any:

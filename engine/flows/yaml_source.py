@@ -320,3 +320,18 @@ def parse_yaml(text: str, file: str) -> tuple[dict[str, Any], YamlLocator]:
         return data, builder.locator
     finally:
         loader.dispose()
+
+
+def describe_value(value: Any) -> str:
+    """A value as a problem message names it: `x`, a mapping, a list, a string..."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    if isinstance(value, str) and (len(value) > 40 or "\n" in value):
+        return "a string"
+    return f"`{value}`"

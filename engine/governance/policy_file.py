@@ -18,6 +18,7 @@ import re
 from typing import Any
 
 from engine.errors import FlowLoadError, Problem
+from engine.flows.yaml_source import describe_value as _what
 from engine.flows.task_types import suggest
 from engine.policy import BINDING_KEYS, ROLES, SUBJECT_KINDS, TOP_KEYS, Binding, FilePolicy
 
@@ -25,19 +26,6 @@ _NAME = r"[a-zA-Z0-9][a-zA-Z0-9_-]*"
 #: ``*``, ``a.b`` or ``a.b.*`` (namespace segments as in flow files)
 NAMESPACE_PATTERN_RE = re.compile(rf"^(?:\*|{_NAME}(?:\.{_NAME})*(?:\.\*)?)$")
 _GROUP_NAME_RE = re.compile(r"^[^\s:]+$")
-
-def _what(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list" if value else "an empty list"
-    if isinstance(value, str) and (len(value) > 40 or "\n" in value):
-        return "a string"
-    return f"`{value}`"
 
 
 _WHOLE_FILE = {  # parse_yaml speaks of flows; say "policy" for these whole-file problems

@@ -299,13 +299,9 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
 # --- templates (engine.expressions is imported lazily) -----------------------------------------
 
 def _has_template(obj: Any) -> bool:
-    if isinstance(obj, str):
-        return "{{" in obj or "{%" in obj
-    if isinstance(obj, Mapping):
-        return any(_has_template(k) or _has_template(v) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return any(_has_template(v) for v in obj)
-    return False
+    from engine.expressions import contains_template
+
+    return contains_template(obj)
 
 
 _SINGLE_EXPR = re.compile(r"\s*\{\{(?:(?!\{\{|\}\}).)*\}\}\s*", re.DOTALL)
