@@ -7,7 +7,9 @@
     └ key hints: y approve  n deny  space mark  / filter  ? help  ctrl+p palette  q quit       ┘
 
 The app talks to the engine only through ``backend`` (console.backend.Backend), always from
-worker threads. Key bindings come from console.keymap (overridable in the config file), themes
+worker threads. In remote mode a banner under the status bar says when the server is lost
+(the pending view retries with backoff and catches up from the last seen change) or no longer
+accepts the token; decisions are refused with a notice meanwhile. Key bindings come from console.keymap (overridable in the config file), themes
 from console.themes, and the config file from console.config.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ from console.commands import SignoffCommands
 from console.config import ConsoleConfig
 from console.screens.pending import PendingView
 from console.themes import DEFAULT_THEME, load_themes
-from console.widgets.status_bar import KeyHints, StatusBar
+from console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
 
 VIEWS = ("pending", "history", "flows")
 VIEW_TITLES = {"pending": "Pending", "history": "History", "flows": "Flows"}
@@ -48,6 +50,7 @@ class MainScreen(Screen):
     MainScreen { layout: vertical; }
     MainScreen > StatusBar { dock: top; }
     MainScreen > KeyHints { dock: bottom; }
+    MainScreen > ConnectionBanner { height: auto; }
     MainScreen > #views { height: 1fr; }
     MainScreen .view-missing { padding: 1 2; color: $text-muted; }
     """
@@ -64,6 +67,7 @@ class MainScreen(Screen):
         status.location = getattr(self._backend, "location", "")
         status.view = VIEW_TITLES["pending"]
         yield status
+        yield ConnectionBanner(id="connection-banner")
         with ContentSwitcher(initial="pending", id="views"):
             yield PendingView(clock=self._clock.now, id="pending")
         yield KeyHints(self._hints, id="hints")
@@ -110,6 +114,8 @@ class SignoffApp(App[None]):
         self.current_view = "pending"
         self._mounting: set[str] = set()
         self._status_values: dict[str, Any] = {}
+        #: None while the backend answers; else why it does not ("lost" or "auth")
+        self.connection_problem: str | None = None
 
     # -- screens and layout --------------------------------------------------------------
     def get_default_screen(self) -> Screen:
@@ -117,6 +123,8 @@ class SignoffApp(App[None]):
 
     def on_mount(self) -> None:
         self.set_interval(self.poll_interval, self._every_second, name="live")
+        if str(getattr(self.backend, "identity", "") or "?") == "?" and hasattr(self.backend, "me"):
+            self._fetch_identity()  # a remote backend made without checking the token yet
         for problem in self.problems:
             self.notify(problem, title="Config", severity="warning", timeout=10)
 
@@ -169,6 +177,81 @@ class SignoffApp(App[None]):
 
     def set_notice(self, text: str) -> None:
         self.status_bar.notice = text
+
+    @work(thread=True, group="identity", exit_on_error=False)
+    def _fetch_identity(self) -> None:
+        try:
+            self.backend.me()  # sets backend.identity
+        except Exception:  # noqa: BLE001 - the pending view reports connection problems
+            return
+        self.call_from_thread(self._show_identity)
+
+    def _show_identity(self) -> None:
+        try:
+            self.status_bar.identity = str(getattr(self.backend, "identity", "?"))
+        except Exception:  # noqa: BLE001 - shutting down
+            pass
+
+    # -- connection (remote mode) --------------------------------------------------------
+    @property
+    def connection_banner(self) -> ConnectionBanner:
+        return self.main_screen.query_one(ConnectionBanner)
+
+    @property
+    def server_location(self) -> str:
+        return str(getattr(self.backend, "location", "") or "the server")
+
+    def connection_lost(self, last_seq: int, detail: str = "") -> None:
+        """The backend cannot be reached; the pending view keeps retrying with backoff."""
+        first = self.connection_problem != "lost"
+        self.connection_problem = "lost"
+        try:
+            self.connection_banner.show(f"Connection to {self.server_location} lost — reconnecting… "
+                                        f"(last change seen: seq {last_seq})")
+            self.connection_banner.tooltip = detail or None
+            self.status_bar.connection = "offline"
+        except Exception:  # noqa: BLE001 - shutting down
+            return
+        if first and detail:
+            self.log.warning(f"connection lost: {detail}")
+
+    def connection_restored(self) -> None:
+        if self.connection_problem is None:
+            return
+        self.connection_problem = None
+        try:
+            self.connection_banner.hide()
+            self.status_bar.connection = ""
+        except Exception:  # noqa: BLE001 - shutting down
+            return
+        self.notify(f"Reconnected to {self.server_location}.", title="Reconnected", timeout=4)
+        self._fetch_identity()
+
+    def authentication_lost(self, detail: str = "") -> None:
+        """The server refuses the token (revoked or expired): no retries until ctrl+r."""
+        self.connection_problem = "auth"
+        url = getattr(self.backend, "url", None) or self.server_location
+        try:
+            self.connection_banner.show(f"{url} no longer accepts your token — run `signoff login {url}` "
+                                        f"with a valid token, then press ctrl+r to reconnect")
+            self.connection_banner.tooltip = detail or None
+            self.status_bar.connection = "signed out"
+        except Exception:  # noqa: BLE001 - shutting down
+            return
+        self.notify(detail or "The server no longer accepts the token.", title="Signed out", severity="error",
+                    timeout=10)
+
+    def _refuse_while_offline(self) -> bool:
+        """True (and a notice) when a decision cannot reach the server right now."""
+        if self.connection_problem is None:
+            return False
+        if self.connection_problem == "auth":
+            self.notify(f"Not signed in to {self.server_location}: nothing was sent. Run `signoff login` "
+                        "and press ctrl+r.", title="Not sent", severity="error")
+        else:
+            self.notify(f"Not connected to {self.server_location}: nothing was sent. Try again once the "
+                        "connection is back.", title="Not sent", severity="error")
+        return True
 
     # -- themes --------------------------------------------------------------------------
     def watch_theme(self, theme: str) -> None:
@@ -297,6 +380,8 @@ class SignoffApp(App[None]):
         self.pending_view.table.clear_marks()
 
     def action_approve(self) -> None:
+        if self._refuse_while_offline():
+            return
         view = self._pending()
         if view is not None:
             view.approve(False)
@@ -304,20 +389,30 @@ class SignoffApp(App[None]):
     def action_open_form(self) -> None:
         if self.current_view != "pending":
             return
+        if self._refuse_while_offline():
+            return
         self.pending_view.approve(True)
 
     def action_deny(self) -> None:
+        if self._refuse_while_offline():
+            return
         view = self._pending()
         if view is not None:
             view.deny()
 
     def action_cancel_request(self) -> None:
+        if self._refuse_while_offline():
+            return
         view = self._pending()
         if view is not None:
             view.cancel_requests()
 
     def action_refresh(self) -> None:
-        self.pending_view.reload()
+        view = self.pending_view
+        reset = getattr(view, "reset_connection", None)
+        if callable(reset):
+            reset()  # retry now (also after `signoff login` when the token was refused)
+        view.reload()
         self.notify("Reloading the pending list…", timeout=2)
 
     def action_help(self) -> None:

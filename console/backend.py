@@ -25,6 +25,9 @@ class Change:
     actor: str
 
 
+#: the console paints this many pending rows first, then loads the rest of a long list
+FIRST_PAGE = 200
+
 #: audit actions after which a request may have left (or entered) the pending list
 REQUEST_ACTIONS = ("request.created", "request.approved", "request.denied", "request.auto_approved",
                    "request.cancelled", "request.expired", "request.escalated", "request.reissued",
@@ -41,6 +44,13 @@ class Backend(Protocol):
 
     def list_pending(self, *, q: str | None = None, namespace: str | None = None,
                      flow: str | None = None) -> list[dict[str, Any]]: ...
+
+    def pending_rows(self, *, limit: int | None = None,
+                     convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
+        """The pending list (as list_pending, unfiltered) as compact tuples with the fields of
+        engine.service.PENDING_ROW_FIELDS; ``limit``: only the first rows (the console's first
+        paint); ``convert`` maps batches of tuples (to the console's row objects)."""
+        ...
 
     def get_request(self, request_id: str) -> dict[str, Any]: ...
 
@@ -105,8 +115,45 @@ class LocalBackend:
                      flow: str | None = None) -> list[dict[str, Any]]:
         return self.service.list_pending(self.actor, q=q, namespace=namespace, flow=flow)
 
+    def pending_rows(self, *, limit: int | None = None,
+                     convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
+        return self.service.pending_rows(self.actor, limit=limit, convert=convert)
+
     def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
         return self.service.request_summaries(self.actor, request_ids)
+
+    #: set by the console's start-up (console.cli) when it skipped the engine's tick: the
+    #: pending view ticks once its list is loaded
+    tick_after_load = False
+    _prefetch: tuple | None = None
+
+    def prefetch_pending(self, limit: int = FIRST_PAGE) -> None:
+        """Start reading the change sequence and the first ``limit`` pending rows in a thread,
+        while the console is still importing and composing (see :meth:`take_prefetched`)."""
+        import threading
+
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["value"] = (self.last_change(), self.pending_rows(limit=limit))
+            except Exception:  # noqa: BLE001 - the console's own load reports errors
+                pass
+
+        thread = threading.Thread(target=run, name="signoff-prefetch", daemon=True)
+        self._prefetch = (thread, box, limit)
+        thread.start()
+
+    def take_prefetched(self, limit: int) -> tuple[int, list[tuple]] | None:
+        """(sequence, rows) read by :meth:`prefetch_pending` if they are there already (never
+        waits); only once, and only for the same ``limit``."""
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is None:
+            return None
+        thread, box, wanted = prefetch
+        if wanted != limit or thread.is_alive():
+            return None
+        return box.get("value")
 
     def get_request(self, request_id: str) -> dict[str, Any]:
         return self.service.get_request(self.actor, request_id)

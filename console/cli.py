@@ -77,7 +77,10 @@ def service():
         engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs(), policy=s.load_policy(),
                         notifications=s.load_notifications())
         svc = ApprovalService(engine)
-        svc.tick()
+        if root.meta.get("defer_tick"):
+            root.meta["tick_deferred"] = True  # the caller runs it later (the console: after loading)
+        else:
+            svc.tick()
         root.meta["service"] = svc
         root.call_on_close(engine.close)
     return svc
@@ -458,10 +461,23 @@ _register_server(cli)
 
 
 def open_console(*, theme: str | None = None) -> None:
-    """Run the full-screen console on the embedded engine (data dir and flows from settings)."""
+    """Run the full-screen console on the embedded engine (data dir and flows from settings).
+
+    Start-up is kept short: the engine's tick (timers, queued work, notifications) runs in the
+    pending view's load worker instead of before the first paint, and the first screenful
+    of pending rows is read in a thread while the console's modules are still importing."""
+    root = click.get_current_context().find_root()
+    root.meta["defer_tick"] = "service" not in root.meta
+    b = backend()
+    root.meta["defer_tick"] = False
+    if root.meta.pop("tick_deferred", False):
+        b.tick_after_load = True
+    prefetch = getattr(b, "prefetch_pending", None)
+    if callable(prefetch):
+        prefetch()
     from console.app import SignoffApp
 
-    SignoffApp(backend(), theme=theme).run()
+    SignoffApp(b, theme=theme).run()
 
 
 @cli.command()

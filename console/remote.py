@@ -196,6 +196,26 @@ class RemoteBackend:
             if not cursor:
                 return items
 
+    def pending_rows(self, *, limit: int | None = None,
+                     convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
+        """list_pending as compact tuples (engine.service.PENDING_ROW_FIELDS); with ``limit``
+        only the first pages are fetched."""
+        if limit is None:
+            items = self.list_pending()
+        else:
+            items = []
+            cursor: str | None = None
+            while len(items) < limit:
+                page = self._get("/approvals", status="pending", limit=min(PAGE, limit - len(items)), cursor=cursor)
+                items.extend(page.get("items") or [])
+                cursor = page.get("next_cursor")
+                if not cursor:
+                    break
+        rows = [(i["id"], i.get("execution_id"), i.get("namespace"), i.get("flow_id"), i.get("task_id"),
+                 i.get("summary"), i.get("requested_by"), i.get("created_at"), i.get("due_at"),
+                 i.get("approvals", 0), i.get("required", 1)) for i in items[:limit]]
+        return convert(rows) if convert is not None else rows
+
     def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
         wanted = list(dict.fromkeys(request_ids))
         found: dict[str, dict[str, Any]] = {}

@@ -25,7 +25,8 @@ from textual.worker import WorkerFailed
 from console.screens.bulk import BulkProgressScreen, BulkResultScreen
 from console.screens.confirm import ConfirmScreen, FormGroup, FormGroupsScreen, ReasonScreen, flows_summary
 from console.widgets.context_pane import ContextPane
-from console.widgets.pending_table import PendingTable
+from console.widgets.pending_table import PendingTable, build_rows
+from console.backend import FIRST_PAGE
 from engine.approvals.outcome import Outcome
 
 #: bulk work is sent in slices this big, so "stop" takes effect quickly
@@ -104,6 +105,8 @@ class PendingView(Widget):
         self._context_timer: Timer | None = None
         self._in_flight: set[str] = set()
         self.busy = False
+        #: only the first rows are shown so far (the whole list is loading)
+        self._partial = False
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -146,48 +149,134 @@ class PendingView(Widget):
         self.table.focus()
 
     # -- loading and live updates --------------------------------------------------------
-    @work(thread=True, exclusive=True, group="pending-load", exit_on_error=False)
     def load(self) -> None:
+        """(Re)load the list. Rows the backend prefetched while the app was starting are shown
+        at once (before the first paint, no I/O here); everything else is read in a worker."""
+        take = getattr(self.backend, "take_prefetched", None)
+        ready = take(FIRST_PAGE) if callable(take) else None  # never waits
+        if ready is None:
+            self._load_worker(None)
+            return
+        seq, items = ready
+        rows = build_rows(items)
+        if len(rows) < FIRST_PAGE:
+            self._loaded(rows, seq)
+            if getattr(self.backend, "tick_after_load", False):
+                self.run_worker(lambda: _deferred_tick(self.backend), thread=True, group="pending-load-tick",
+                                exit_on_error=False)
+            return
+        painted = threading.Event()
+        self._loaded(rows, seq, painted)
+        self._load_worker((seq, painted))
+
+    @work(thread=True, exclusive=True, group="pending-load", exit_on_error=False)
+    def _load_worker(self, first: tuple[int, threading.Event] | None) -> None:
+        """Fetch the list in this thread. A long list comes in two steps: the first screenful
+        (FIRST_PAGE rows, cheap: index order, no sort of the whole table) is painted at once,
+        then, once that paint is out, the whole list replaces it. ``first``: the first step
+        was done already (prefetched): its change sequence and "painted" event."""
+        from textual.worker import get_current_worker
+
         backend = self.backend
+        worker = get_current_worker()
+        fast = getattr(backend, "pending_rows", None)
         try:
-            seq = backend.last_change()  # first, so nothing between the two calls is missed
-            items = backend.list_pending()
+            if first is not None:
+                seq, painted = first
+                painted.wait(2.0)  # let the first paint have the CPU
+                items: list[Any] = fast(convert=build_rows)
+            else:
+                seq = backend.last_change()  # first, so nothing between the two calls is missed
+                if fast is None:
+                    items = backend.list_pending()
+                else:
+                    items = fast(limit=FIRST_PAGE, convert=build_rows)
+                    if len(items) >= FIRST_PAGE:
+                        painted = threading.Event()
+                        self.app.call_from_thread(self._loaded, items, seq, painted)
+                        painted.wait(2.0)
+                        if worker.is_cancelled:
+                            return
+                        items = fast(convert=build_rows)
+            rows = build_rows(items)
         except Exception as exc:  # noqa: BLE001 - shown to the operator
             self.app.call_from_thread(self._load_failed, exc)
             return
-        self.app.call_from_thread(self._loaded, items, seq)
+        if worker.is_cancelled:
+            return
+        self.app.call_from_thread(self._loaded, rows, seq)
+        _deferred_tick(backend)
 
     def _load_failed(self, exc: Exception) -> None:
         self.table.loading_text = f"Could not load the pending list: {exc}"
         self.table.refresh()
         self.app.notify(str(exc), title="Load failed", severity="error")
 
-    def _loaded(self, items: list[dict[str, Any]], seq: int) -> None:
+    def _loaded(self, rows: list[Any], seq: int, first_page: threading.Event | None = None) -> None:
+        """The list (or, with ``first_page``, its first rows: the event is set once painted)."""
         if not self.is_attached or not self.children:
             self._polling = False
+            if first_page is not None:
+                first_page.set()
             return
-        self.table.set_rows(items)
-        self.last_seq = max(self.last_seq, seq)
-        self.loaded = True
-        self._cache.clear()
-        self._update_status()
-        if not items:
-            self.context.show_message("No pending approval requests.")
+        table = self.table
+        partial = first_page is not None
+        followup = not partial and self._partial
+        self._partial = partial
+        table.set_rows(rows, complete=not partial)
+        if partial:
+            self.call_after_refresh(first_page.set)
         else:
-            self._highlight(self.table.highlighted_id)
+            self.last_seq = max(self.last_seq, seq)
+            self.loaded = True
+        if not followup:
+            self._cache.clear()
+        self._update_status()
+        if partial and not table.filter_text:
+            self.app.update_status(counts=f"{table.row_count:,}+")  # type: ignore[attr-defined]  # more loading
+        if not rows:
+            self.context.show_message("No pending approval requests.")
+        elif not followup or table.highlighted_id != self.context.request_id:
+            self._highlight(table.highlighted_id)
+
+    # connection state (remote mode): set by the poll worker's outcome, shown by the app's banner
+    #: first retry after a lost connection, and the longest wait between retries (seconds)
+    RETRY_FIRST = 1.0
+    RETRY_MAX = 10.0
+    connection_lost = False
+    auth_failed = False
+    _retry_delay = 0.0
+    _retry_at = 0.0
 
     def poll(self) -> None:
-        """Called every second by the app: fetch changes since the last look (in a worker)."""
-        if not self.loaded or self._polling:
+        """Called every second by the app: fetch changes since the last look (in a worker).
+        While the server is lost, tries again after 1, 2, 4... (at most 10) seconds; once the
+        token is refused, not at all until :meth:`reset_connection` (ctrl+r)."""
+        import time
+
+        if not self.loaded or self._polling or self.auth_failed:
+            return
+        if self.connection_lost and time.monotonic() < self._retry_at:
             return
         self._polling = True
         self._poll_count += 1
-        self._poll(self.last_seq, self._poll_count % TICK_EVERY == 0)
+        self._poll(self.last_seq, self._poll_count % TICK_EVERY == 0, self.connection_lost)
+
+    def reset_connection(self) -> None:
+        """Retry at the next poll (after `signoff login`, or not to wait for the backoff)."""
+        self.auth_failed = False
+        self._retry_at = 0.0
 
     @work(thread=True, group="pending-poll", exit_on_error=False)
-    def _poll(self, after: int, tick: bool) -> None:
+    def _poll(self, after: int, tick: bool, recovering: bool = False) -> None:
+        from console.remote import AuthError, ConnectionLost
+
         backend = self.backend
         try:
+            if recovering and backend.last_change() < after:
+                # the server came back with an older database (restored): read everything again
+                self.app.call_from_thread(self._poll_restart)
+                return
             if tick:
                 backend.tick()
             changes = backend.changes(after)
@@ -197,6 +286,12 @@ class PendingView(Widget):
                 summaries = backend.pending_summaries(ids)
             # execution.ended carries no request id: re-check the rows of that execution
             ended = {c.execution_id for c in changes if c.action == "execution.ended" and c.execution_id}
+        except ConnectionLost as exc:
+            self.app.call_from_thread(self._poll_lost, exc)
+            return
+        except AuthError as exc:
+            self.app.call_from_thread(self._poll_unauthorized, exc)
+            return
         except Exception:  # noqa: BLE001 - transient (e.g. database busy): try again next second
             self.app.call_from_thread(self._poll_done, None, [], [], set())
             return
@@ -207,6 +302,8 @@ class PendingView(Widget):
             self._polling = False
             return
         self._polling = False
+        if changes is not None:
+            self._poll_connected()
         if not changes:
             return
         self.last_seq = max(self.last_seq, max(c.seq for c in changes))
@@ -235,11 +332,50 @@ class PendingView(Widget):
             self._highlight(highlighted)  # refresh its context (approvals may have changed)
         self._update_status()
 
+    def _poll_connected(self) -> None:
+        if not (self.connection_lost or self.auth_failed):
+            return
+        self.connection_lost = self.auth_failed = False
+        self._retry_delay = 0.0
+        restored = getattr(self.app, "connection_restored", None)
+        if callable(restored):
+            restored()
+
+    def _poll_lost(self, exc: Exception) -> None:
+        import time
+
+        self._polling = False
+        if not self.is_attached or not self.children:
+            return
+        self._retry_delay = (min(self._retry_delay * 2, self.RETRY_MAX) if self.connection_lost
+                             else self.RETRY_FIRST)
+        self.connection_lost = True
+        self._retry_at = time.monotonic() + self._retry_delay
+        lost = getattr(self.app, "connection_lost", None)
+        if callable(lost):
+            lost(self.last_seq, str(exc))
+
+    def _poll_unauthorized(self, exc: Exception) -> None:
+        self._polling = False
+        if not self.is_attached or not self.children:
+            return
+        self.auth_failed = True
+        refused = getattr(self.app, "authentication_lost", None)
+        if callable(refused):
+            refused(str(exc))
+
+    def _poll_restart(self) -> None:
+        self._polling = False
+        if not self.is_attached or not self.children:
+            return
+        self._poll_connected()
+        self.loaded = False  # no polls until the list is read again
+        self.last_seq = 0
+        self.reload()
+
     def _rows_of_executions(self, execution_ids: set[str]) -> list:
-        if len(self.table.all_ids) > 20000:
-            return []
-        return [self.table.row(i) for i in self.table.all_ids
-                if (self.table.row(i).data.get("execution_id") in execution_ids)]
+        rows = (self.table.row(i) for i in self.table.all_ids)
+        return [row for row in rows if row is not None and row.execution_id in execution_ids]
 
     def tick_countdown(self) -> None:
         self.table.tick()
@@ -596,6 +732,18 @@ class PendingView(Widget):
         except Exception:  # noqa: BLE001 - the next poll will catch up
             return
         self.app.call_from_thread(self.table.add_rows, [s for s in summaries if s.get("state") == "PENDING"])
+
+
+def _deferred_tick(backend) -> None:
+    """The engine's tick that start-up left for after the list is loaded (console.cli); its
+    changes reach the list through the next poll."""
+    if not getattr(backend, "tick_after_load", False):
+        return
+    backend.tick_after_load = False
+    try:
+        backend.tick()
+    except Exception:  # noqa: BLE001 - the poll ticks again soon
+        pass
 
 
 def _form_screen():

@@ -2,6 +2,10 @@
 
 The pane never calls the backend itself: :class:`PendingView` fetches ``get_request`` in a
 worker (debounced, cached by id) and calls :meth:`ContextPane.show_request`.
+
+Start-up: only the "nothing highlighted" line is composed; the sections (and the Markdown
+widget, whose import is heavy) are built when the first request is shown, after the first
+paint of the list.
 """
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from typing import Any, Callable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Markdown, Static
+from textual.widget import Widget
+from textual.widgets import Static
 
 from console.widgets.pending_table import format_span, _epoch
 
@@ -62,25 +67,45 @@ class ContextPane(VerticalScroll, can_focus=True):
         super().__init__(id=id, classes=classes)
         self._clock = clock
         self.request_id: str | None = None
+        self._parts: dict[str, Any] = {}
+        self._shown: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("Nothing highlighted.", classes="ctx-empty", id="ctx-empty")
-        yield Static("", classes="ctx-title", id="ctx-title")
-        yield Static("", classes="ctx-meta", id="ctx-meta")
-        yield Static("Due", classes="ctx-heading", id="ctx-due-h")
-        yield Static("", id="ctx-due")
-        yield Static("Details", classes="ctx-heading", id="ctx-details-h")
-        yield Markdown("", id="ctx-details")
-        yield Static("Impact", classes="ctx-heading", id="ctx-impact-h")
-        yield Markdown("", id="ctx-impact")
-        yield Static("Form", classes="ctx-heading", id="ctx-form-h")
-        yield Static("", id="ctx-form")
-        yield Static("Inputs", classes="ctx-heading", id="ctx-inputs-h")
-        yield Static("", id="ctx-inputs")
-        yield Static("Earlier outputs", classes="ctx-heading", id="ctx-outputs-h")
-        yield Static("", id="ctx-outputs")
-        yield Static("Decisions", classes="ctx-heading", id="ctx-decisions-h")
-        yield Static("", id="ctx-decisions")
+
+    #: the sections, in order: (id, kind, heading); kind is "static", "markdown" or a class
+    PARTS = (("ctx-title", "static", None), ("ctx-meta", "static", None), ("ctx-due", "static", "Due"),
+             ("ctx-details", "markdown", "Details"), ("ctx-impact", "markdown", "Impact"),
+             ("ctx-form", "static", "Form"), ("ctx-inputs", "static", "Inputs"),
+             ("ctx-outputs", "static", "Earlier outputs"), ("ctx-decisions", "static", "Decisions"))
+    _CLASSES = {"ctx-title": "ctx-title", "ctx-meta": "ctx-meta"}
+
+    def _build_parts(self, markdown: dict[str, str]) -> None:
+        """Mount the sections (first request shown); Markdown widgets start with their text."""
+        from textual.widgets import Markdown
+
+        widgets: list[Widget] = []
+        for part_id, kind, heading in self.PARTS:
+            if heading is not None:
+                widgets.append(Static(heading, classes="ctx-heading", id=f"{part_id}-h"))
+            if kind == "markdown":
+                widgets.append(Markdown(markdown.get(part_id, ""), id=part_id))
+            else:
+                widgets.append(Static("", classes=self._CLASSES.get(part_id), id=part_id))
+        self._parts = {w.id: w for w in widgets if w.id}
+        self.mount_all(widgets)
+
+    def _part(self, part_id: str) -> Any:
+        return self._parts[part_id]
+
+    def _markdown(self, part_id: str, text: str, fresh: bool) -> None:
+        """Markdown re-parses and re-mounts its blocks on update: skip it when the text is the
+        same (requests of one flow often share their details)."""
+        if fresh:
+            self._shown[part_id] = text
+        elif self._shown.get(part_id) != text:
+            self._shown[part_id] = text
+            self._part(part_id).update(text)
 
     def on_mount(self) -> None:
         self._show_parts(False)
@@ -98,8 +123,13 @@ class ContextPane(VerticalScroll, can_focus=True):
         self.request_id = request.get("id")
         ctx = request.get("context") or {}
         rules = request.get("rules") or {}
+        details = (ctx.get("details") or "").strip()
+        impact = (ctx.get("impact") or "").strip()
+        fresh = not self._parts
+        if fresh:
+            self._build_parts({"ctx-details": details, "ctx-impact": impact})
         self._show_parts(True)
-        self.query_one("#ctx-title", Static).update(Text(ctx.get("summary") or request.get("summary") or ""))
+        self._part("ctx-title").update(Text(ctx.get("summary") or request.get("summary") or ""))
         meta = Text()
         meta.append(f"{request.get('id')}", style="bold")
         meta.append(f" · {request.get('namespace')}/{request.get('flow_id')} · task {request.get('task_id')}"
@@ -111,18 +141,16 @@ class ContextPane(VerticalScroll, can_focus=True):
         meta.append("\nassigned to " + (", ".join(who) if who else "any approver"))
         if rules.get("escalatedTo"):
             meta.append(" (escalated)", style="bold")
-        self.query_one("#ctx-meta", Static).update(meta)
+        self._part("ctx-meta").update(meta)
 
-        self.query_one("#ctx-due", Static).update(self._due_text(request, rules))
+        self._part("ctx-due").update(self._due_text(request, rules))
 
-        details = (ctx.get("details") or "").strip()
         self._section("details", bool(details))
         if details:
-            self.query_one("#ctx-details", Markdown).update(details)
-        impact = (ctx.get("impact") or "").strip()
+            self._markdown("ctx-details", details, fresh)
         self._section("impact", bool(impact))
         if impact:
-            self.query_one("#ctx-impact", Markdown).update(impact)
+            self._markdown("ctx-impact", impact, fresh)
 
         form = request.get("form") or []
         form_text = Text()
@@ -145,14 +173,14 @@ class ContextPane(VerticalScroll, can_focus=True):
         else:
             form_text.rstrip()
         self._section("form", bool(form) or comment != "NEVER")
-        self.query_one("#ctx-form", Static).update(form_text)
+        self._part("ctx-form").update(form_text)
 
         inputs = ctx.get("inputs") or {}
         self._section("inputs", bool(inputs))
-        self.query_one("#ctx-inputs", Static).update(_pairs(list(inputs.items())))
+        self._part("ctx-inputs").update(_pairs(list(inputs.items())))
         outputs = flatten(ctx.get("outputs") or {})
         self._section("outputs", bool(outputs))
-        self.query_one("#ctx-outputs", Static).update(_pairs(outputs))
+        self._part("ctx-outputs").update(_pairs(outputs))
 
         decisions = request.get("decisions") or []
         text = Text()
@@ -167,12 +195,12 @@ class ContextPane(VerticalScroll, can_focus=True):
             text.append("\n")
         text.rstrip()
         self._section("decisions", True)
-        self.query_one("#ctx-decisions", Static).update(text if decisions else Text("none yet", style="italic"))
+        self._part("ctx-decisions").update(text if decisions else Text("none yet", style="italic"))
         self.scroll_home(animate=False)
 
     def _section(self, name: str, visible: bool) -> None:
-        self.query_one(f"#ctx-{name}-h").display = visible
-        self.query_one(f"#ctx-{name}").display = visible
+        self._parts[f"ctx-{name}-h"].display = visible
+        self._parts[f"ctx-{name}"].display = visible
 
     def _due_text(self, request: dict[str, Any], rules: dict[str, Any]) -> Text:
         text = Text()

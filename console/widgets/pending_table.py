@@ -19,7 +19,6 @@ Design
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
@@ -50,63 +49,84 @@ def _epoch(text: str | None) -> float | None:
     return value.timestamp()
 
 
-class PendingRow:
-    """One request in the list. Construction only keeps the dict (100k rows load fast); the
-    display strings, search key and sort key are computed on first use and cached."""
+#: fields of a compact row tuple (engine.service.PENDING_ROW_FIELDS)
+ROW_FIELDS = ("id", "execution_id", "namespace", "flow_id", "task_id", "summary", "requested_by",
+              "created_at", "due_at", "approvals", "required")
+_interned: dict[str, str] = {}
 
-    __slots__ = ("id", "data", "_search", "_sort_key", "_due", "_created", "_summary")
+
+def _intern(value: str | None) -> str:
+    """One string object per distinct namespace/flow/task/requester (100k rows share a few)."""
+    if not value:
+        return ""
+    found = _interned.get(value)
+    if found is None:
+        if len(_interned) > 50_000:
+            _interned.clear()
+        found = _interned[value] = value
+    return found
+
+
+class PendingRow:
+    """One request in the list, kept compact: a few string fields (the repeated ones shared)
+    and the lower-case search key, computed once when the row is built (in the loader's
+    thread). The display strings, due time and sort key are derived on first use."""
+
+    __slots__ = ("id", "execution_id", "namespace", "flow", "task_id", "_summary", "requested_by",
+                 "created_at", "due_at", "_approvals", "_required", "search", "_sort_key", "_due", "_created")
 
     def __init__(self, data: dict[str, Any]) -> None:
-        self.id: str = data["id"]
-        self.data = data
-        self._search: str | None = None
+        self._fill(data["id"], data.get("execution_id"), data.get("namespace"), data.get("flow_id"),
+                   data.get("task_id"), data.get("summary"), data.get("requested_by"), data.get("created_at"),
+                   data.get("due_at"), data.get("approvals", 0), data.get("required", 1))
+
+    @classmethod
+    def from_tuple(cls, t: tuple) -> "PendingRow":
+        """From a :data:`ROW_FIELDS` tuple (the backend's ``pending_rows``)."""
+        row = cls.__new__(cls)
+        row._fill(*t)
+        return row
+
+    def _fill(self, id, execution_id, namespace, flow_id, task_id, summary, requested_by, created_at,  # noqa: A002
+              due_at, approvals, required) -> None:
+        self.id: str = id
+        self.execution_id: str | None = execution_id
+        self.namespace: str = _intern(namespace)
+        self.flow: str = _intern(flow_id)
+        self.task_id: str = _intern(task_id)
+        self._summary: str = summary or ""
+        self.requested_by: str = _intern(requested_by)
+        self.created_at: str = created_at or ""
+        self.due_at: str | None = due_at
+        self._approvals = approvals
+        self._required = required
+        self.search: str = f"{self.namespace}\x00{self.flow}\x00{self.summary}\x00{self.requested_by}\x00{id}".lower()
         self._sort_key: tuple | None = None
         self._due: float | None | bool = False  # False = not parsed yet
         self._created: float | None | bool = False
-        self._summary: str | None = None
 
     @property
-    def namespace(self) -> str:
-        return self.data.get("namespace") or ""
-
-    @property
-    def flow(self) -> str:
-        return self.data.get("flow_id") or ""
+    def data(self) -> dict[str, Any]:
+        """The row as a summary dict (the fields the list keeps)."""
+        return {"id": self.id, "execution_id": self.execution_id, "namespace": self.namespace,
+                "flow_id": self.flow, "task_id": self.task_id, "summary": self._summary,
+                "requested_by": self.requested_by, "created_at": self.created_at, "due_at": self.due_at,
+                "approvals": self._approvals, "required": self._required}
 
     @property
     def summary(self) -> str:
-        if self._summary is None:
-            self._summary = (self.data.get("summary") or "").replace("\n", " ")
-        return self._summary
-
-    @property
-    def requested_by(self) -> str:
-        return self.data.get("requested_by") or ""
+        text = self._summary
+        return text.replace("\n", " ") if "\n" in text else text
 
     @property
     def approvals(self) -> str:
-        return f"{self.data.get('approvals', 0)}/{self.data.get('required', 1)}"
-
-    @property
-    def due_at(self) -> str | None:
-        return self.data.get("due_at")
-
-    @property
-    def created_at(self) -> str:
-        return self.data.get("created_at") or ""
-
-    @property
-    def search(self) -> str:
-        if self._search is None:
-            d = self.data
-            self._search = (f"{d.get('namespace') or ''}\x00{d.get('flow_id') or ''}\x00{self.summary}\x00"
-                            f"{d.get('requested_by') or ''}\x00{self.id}").lower()
-        return self._search
+        return f"{self._approvals}/{self._required}"
 
     @property
     def sort_key(self) -> tuple:
         if self._sort_key is None:
-            self._sort_key = sort_key(self.data)
+            due = self.due_at
+            self._sort_key = (due is None, due or "", self.created_at, self.id)
         return self._sort_key
 
     @property
@@ -120,6 +140,13 @@ class PendingRow:
         if self._created is False:
             self._created = _epoch(self.created_at)
         return self._created  # type: ignore[return-value]
+
+
+def build_rows(items: Iterable[Any]) -> list[PendingRow]:
+    """Rows from summary dicts, ROW_FIELDS tuples or rows (any mix)."""
+    make = PendingRow.from_tuple
+    return [item if isinstance(item, PendingRow) else (make(item) if isinstance(item, tuple) else PendingRow(item))
+            for item in items]
 
 
 def sort_key(data: dict[str, Any]) -> tuple:
@@ -156,11 +183,19 @@ def due_text(row: PendingRow, now: float) -> tuple[str, str]:
     return f"{format_span(now - created)} old", "dim"
 
 
-@dataclass
 class Column:
-    key: str
-    label: str
-    width: int
+    __slots__ = ("key", "label", "width")
+
+    def __init__(self, key: str, label: str, width: int) -> None:
+        self.key = key
+        self.label = label
+        self.width = width
+
+    def __repr__(self) -> str:
+        return f"Column({self.key!r}, {self.label!r}, {self.width})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Column) and (self.key, self.label, self.width) == (other.key, other.label, other.width)
 
 
 class PendingTable(ScrollView, can_focus=True):
@@ -229,6 +264,8 @@ class PendingTable(ScrollView, can_focus=True):
         self._last_highlight: str | None = "\x00"
         self.loading_text = "Loading pending requests…"
         self.loaded = False
+        self._paint: tuple | None = None
+        self._column_cache: tuple[int, list[Column]] | None = None
 
     # -- data ----------------------------------------------------------------------------
     @property
@@ -265,17 +302,19 @@ class PendingTable(ScrollView, can_focus=True):
         row = self.highlighted
         return row.id if row else None
 
-    def set_rows(self, items: Iterable[dict[str, Any]], *, sort: bool = False) -> None:
-        """Replace every row (items in due-time order, as the backend returns them)."""
+    def set_rows(self, items: Iterable[Any], *, sort: bool = False, complete: bool = True) -> None:
+        """Replace every row (items in due-time order, as the backend returns them): summary
+        dicts, ROW_FIELDS tuples or :class:`PendingRow` objects (see :func:`build_rows`).
+        ``complete=False``: only the first rows so far (the rest follow with another call)."""
         current = self.highlighted_id
-        rows = [PendingRow(item) for item in items]
+        rows = build_rows(items)
         if sort:
             rows.sort(key=lambda r: r.sort_key)
         self._rows = rows
         self._sort_keys = None  # built on first insert or lookup
         self._by_id = {r.id: r for r in rows}
         self.marked &= self._by_id.keys()
-        self.loaded = True
+        self.loaded = complete
         self._apply_filter(self._filter, incremental=False, keep=current)
         self.post_message(self.MarksChanged(len(self.marked)))
 
@@ -302,7 +341,9 @@ class PendingTable(ScrollView, can_focus=True):
         return added
 
     def _update_row(self, row: PendingRow, item: dict[str, Any]) -> None:
-        row.data = item
+        fresh = PendingRow(item)
+        for name in PendingRow.__slots__:
+            setattr(row, name, getattr(fresh, name))
 
     def _keys(self) -> list[tuple]:
         if self._sort_keys is None:
@@ -399,7 +440,10 @@ class PendingTable(ScrollView, can_focus=True):
         self.cursor = max(0, min(index, len(self._visible) - 1)) if self._visible else 0
 
     def watch_cursor(self, old: int, new: int) -> None:
-        self.refresh()
+        # repaint the two lines that changed; a scroll repaints everything by itself
+        self.refresh_line(old + 1)
+        if new != old:
+            self.refresh_line(new + 1)
         self._scroll_cursor_into_view()
         current = self.highlighted_id
         if current != self._last_highlight:
@@ -443,6 +487,27 @@ class PendingTable(ScrollView, can_focus=True):
     def action_cursor_up(self) -> None:
         self.cursor_up()
 
+    # The scroll container's own key bindings (down, up, pagedown, pageup, home, end) would
+    # scroll the view (animated) and leave the cursor behind: on this list they move the
+    # cursor, as the same keys do through the main screen's bindings.
+    def action_scroll_down(self) -> None:
+        self.cursor_down()
+
+    def action_scroll_up(self) -> None:
+        self.cursor_up()
+
+    def action_page_down(self) -> None:
+        self.page_down()
+
+    def action_page_up(self) -> None:
+        self.page_up()
+
+    def action_scroll_home(self) -> None:
+        self.cursor_first()
+
+    def action_scroll_end(self) -> None:
+        self.cursor_last()
+
     def _on_click(self, event: events.Click) -> None:
         index = event.y - 1 + int(self.scroll_y)
         if event.y >= 1 and 0 <= index < len(self._visible):
@@ -479,9 +544,31 @@ class PendingTable(ScrollView, can_focus=True):
         return cols
 
     # -- rendering -----------------------------------------------------------------------
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._paint = None
+
+    def _styles(self) -> dict[str, Style]:
+        """The base and component styles, computed once per theme/focus/CSS change (the base
+        style walks every ancestor: too slow to ask for on each line)."""
+        key = (self.app.theme, self.has_focus)
+        paint = self._paint
+        if paint is None or paint[0] != key:
+            base = self.rich_style
+            component = self.get_component_rich_style
+            styles = {"": base}
+            for name in ("header", "marked", "empty"):
+                styles[name] = base + component(f"pending-table--{name}")
+            styles["cursor"] = component("pending-table--cursor")
+            for name in ("mark", "warning", "error", "dim"):
+                styles[name] = component(f"pending-table--{name}", partial=True)
+            paint = self._paint = (key, styles)
+        return paint[1]
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width or self.size.width
-        base = self.rich_style
+        styles = self._styles()
+        base = styles[""]
         if y == 0:
             return self._render_header(width, base)
         index = y - 1 + int(self.scroll_y)
@@ -490,17 +577,22 @@ class PendingTable(ScrollView, can_focus=True):
                 text = self.loading_text if not self.loaded else (
                     f"No pending request matches “{self._filter}”." if self._filter
                     else "No pending approval requests. New ones appear here as they arrive.")
-                style = base + self.get_component_rich_style("pending-table--empty")
-                return Strip([Segment(set_cell_size("  " + text, width), style)], width)
+                return Strip([Segment(set_cell_size("  " + text, width), styles["empty"])], width)
             return Strip.blank(width, base)
         if index >= len(self._visible):
             return Strip.blank(width, base)
         return self._render_row(self._visible[index], index, width, base)
 
+    def _columns(self, width: int) -> list[Column]:
+        cached = self._column_cache
+        if cached is None or cached[0] != width:
+            cached = self._column_cache = (width, self.columns(width))
+        return cached[1]
+
     def _render_header(self, width: int, base: Style) -> Strip:
-        style = base + self.get_component_rich_style("pending-table--header")
+        style = self._styles()["header"]
         parts = []
-        for col in self.columns(width):
+        for col in self._columns(width):
             parts.append(set_cell_size(col.label, col.width))
         text = " ".join(parts)
         if self._filter:
@@ -511,29 +603,31 @@ class PendingTable(ScrollView, can_focus=True):
         return Strip([Segment(line, style)], width)
 
     def _render_row(self, row: PendingRow, index: int, width: int, base: Style) -> Strip:
+        styles = self._styles()
         marked = row.id in self.marked
         row_style = base
         if marked:
-            row_style = row_style + self.get_component_rich_style("pending-table--marked")
+            row_style = styles["marked"]
         if index == self.cursor:
-            row_style = row_style + self.get_component_rich_style("pending-table--cursor")
+            row_style = row_style + styles["cursor"]
         now = self._now().timestamp()
         segments: list[Segment] = []
-        for col in self.columns(width):
+        for col in self._columns(width):
             style = row_style
-            if col.key == "mark":
+            key = col.key
+            if key == "mark":
                 text = f" {MARK}" if marked else ""
                 if marked:
-                    style = row_style + self.get_component_rich_style("pending-table--mark", partial=True)
-            elif col.key == "due":
+                    style = row_style + styles["mark"]
+            elif key == "due":
                 text, level = due_text(row, now)
                 text = text.rjust(col.width - 1)
                 if level:
-                    style = row_style + self.get_component_rich_style(f"pending-table--{level}", partial=True)
-            elif col.key == "approvals":
+                    style = row_style + styles[level]
+            elif key == "approvals":
                 text = row.approvals.rjust(col.width)
             else:
-                text = getattr(row, col.key)
+                text = getattr(row, key)
             if segments:
                 segments.append(Segment(" ", row_style))
             segments.append(Segment(set_cell_size(text, col.width), style))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
+from textual.widgets import Static
 
 
 class StatusBar(Widget):
@@ -21,6 +22,8 @@ class StatusBar(Widget):
     filter: reactive[str] = reactive("")
     counts: reactive[str] = reactive("")
     notice: reactive[str] = reactive("")
+    #: "" while all is well (nothing shown); "offline" / "signed out" in remote mode when not
+    connection: reactive[str] = reactive("")
 
     def render(self) -> Text:
         theme = self.app.current_theme
@@ -30,6 +33,10 @@ class StatusBar(Widget):
         text.append(" signoff ", style=f"bold reverse {primary}" if primary else "bold reverse")
         text.append(f" {self.identity}", style="bold")
         text.append(f" @ {self.location}")
+        if self.connection:
+            error = theme.error if not self.app.no_color else None
+            text.append(" ")
+            text.append(f" {self.connection} ", style=f"bold reverse {error}" if error else "bold reverse")
         text.append("  │ ")
         text.append(self.view, style=f"bold {primary}" if primary else "bold underline")
         if self.counts:
@@ -64,3 +71,34 @@ class KeyHints(Widget):
             text.append(f" {key}", style=f"bold {key_colour}" if key_colour else "bold")
             text.append(f" {label} ")
         return text
+
+
+class ConnectionBanner(Static):
+    """Under the status bar, in the error colour, only while the server cannot be used
+    (connection lost and being retried, or the token refused). Hidden otherwise, so the
+    layout is exactly the same as without it."""
+
+    DEFAULT_CSS = """
+    ConnectionBanner { display: none; height: auto; width: 1fr; padding: 0 1;
+                       background: $error; color: $text; text-style: bold; }
+    ConnectionBanner.-shown { display: block; }
+    ConnectionBanner:nocolor { text-style: bold reverse; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.text = ""
+
+    def show(self, text: str) -> None:
+        self.text = text
+        self.update(text)
+        self.add_class("-shown")
+
+    def hide(self) -> None:
+        self.text = ""
+        self.update("")
+        self.remove_class("-shown")
+
+    @property
+    def shown(self) -> bool:
+        return self.has_class("-shown")

@@ -37,4 +37,30 @@ def append_event(tx: sqlite3.Connection, *, at: str, actor: str, action: str, na
         "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest))
+    if hasattr(tx, "audit_index_from"):
+        # a signoff connection (engine.store.db): the full-text index is fed with everything
+        # this transaction appended, in one statement, just before it commits
+        if tx.audit_index_from is None or seq < tx.audit_index_from:
+            tx.audit_index_from = seq
+    else:
+        index_events(tx, seq)
     return seq
+
+
+#: feeds the full-text index (schema 2, engine.audit.search) from stored rows
+_INDEX_SQL = ("INSERT INTO audit_fts(rowid, action, actor, namespace, flow_id, execution_id, request_id, data)"
+              " SELECT seq, action, actor, namespace, flow_id, execution_id, request_id, data FROM audit"
+              " WHERE seq >= ? ORDER BY seq")
+
+
+def index_events(tx: sqlite3.Connection, from_seq: int) -> None:
+    """Add the events from ``from_seq`` on to the full-text index, inside ``tx``.
+
+    One statement for many events matters: FTS5 writes a new index segment at every statement
+    or savepoint boundary. A database older than the index (schema 1) has nothing to feed;
+    its migration builds the index from the stored rows."""
+    try:
+        tx.execute(_INDEX_SQL, (from_seq,))
+    except sqlite3.OperationalError as exc:
+        if "no such table: audit_fts" not in str(exc):
+            raise

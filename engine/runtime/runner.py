@@ -103,7 +103,16 @@ class ExecutionRun:
     this run's savepoint. Before an outside effect the whole transaction is still committed
     durably (``commit(durable=True)``), exactly as in the unshared mode."""
 
-    def __init__(self, engine, execution_id: str, owner: str, gen: int, *, shared: bool = False) -> None:
+    def __init__(self, engine, execution_id: str, owner: str, gen: int, *, shared: bool = False,
+                 row: dict[str, Any] | None = None, queued: bool = True, insert_row: bool = False) -> None:
+        """``row`` and ``queued=False`` (performance, for the first advance of an execution
+        started in the same transaction): its ``executions`` row as just inserted (it has no
+        task runs yet), and it has no work row - nobody else can see it before the commit, so
+        there is no lease to take, renew or drop. A work row (leased to this runner) is
+        written only if a step must be committed durably before an outside effect.
+        ``insert_row``: ``row`` is not stored yet; the first write of this run inserts it with
+        the state it has by then (a start stores its execution once, already PAUSED), and
+        :attr:`row_pending` stays True if that never happened (the run failed)."""
         self.engine = engine
         self.shared = shared
         self._savepoint = False
@@ -111,13 +120,16 @@ class ExecutionRun:
         self.execution_id = execution_id
         self.owner = owner
         self.gen = gen
-        row = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
+        self.queued = queued
+        fresh = row is not None
+        if row is None:
+            row = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
         assert row is not None
         self.row = dict(row)
         self.flow: Flow = engine.flows.at_revision(row["namespace"], row["flow_id"], row["revision"])
         self.inputs = jsonutil.loads(row["inputs"], {})
         self.labels = jsonutil.loads(row["labels"], {})
-        self.runs: dict[str, dict[str, Any]] = {
+        self.runs: dict[str, dict[str, Any]] = {} if fresh else {
             r["path"]: dict(r) for r in self.db.query("SELECT * FROM task_runs WHERE execution_id=?", (execution_id,))}
         self.seq = max((r["seq"] for r in self.runs.values()), default=0)
         self.outputs: dict[str, Any] = {}
@@ -125,6 +137,14 @@ class ExecutionRun:
             clock=engine.clock, namespace=self.flow.namespace, kv_lookup=kv_lookup_from(self.db),
             app_link=lambda app_id: engine.app_link(self.flow.namespace, self.flow.id, execution_id, app_id))
         self.tx: sqlite3.Connection | None = None
+        # performance: task-run rows, logs and the execution's state are written once per
+        # step, when it commits (a task's RUNNING -> SUCCESS in one step is one row write; an
+        # execution goes PAUSED -> SUCCESS without an intermediate RUNNING row). Nothing in
+        # the step reads them back from the database; every commit writes them first.
+        self._dirty_runs: dict[str, dict[str, Any]] = {}
+        self._new_logs: list[tuple[str, str, str, str, str]] = []
+        self._state_at: str | None = None  # set when the state changed and is not written yet
+        self.row_pending = insert_row and fresh
 
     # -- transactions -------------------------------------------------------------------
     def begin(self) -> None:
@@ -138,14 +158,46 @@ class ExecutionRun:
         else:
             self.tx = self.db.begin()
         try:
-            work.renew(self.tx, self.execution_id, self.owner, self.engine.clock)
+            if self.queued:
+                work.renew(self.tx, self.execution_id, self.owner, self.engine.clock)
         except BaseException:
             self.undo()
             raise
 
+    def flush(self) -> None:
+        """Write the task runs, logs and state change this step holds back (inside its tx)."""
+        if self._dirty_runs:
+            self.tx.executemany(
+                "INSERT OR REPLACE INTO task_runs(execution_id, path, task_id, type, state, attempt, outputs,"
+                " value, started_at, ended_at, error, seq) VALUES (:execution_id, :path, :task_id, :type,"
+                " :state, :attempt, :outputs, :value, :started_at, :ended_at, :error, :seq)",
+                list(self._dirty_runs.values()))
+            self._dirty_runs.clear()
+        if self._new_logs:
+            self.tx.executemany("INSERT INTO logs(execution_id, path, level, message, at) VALUES (?,?,?,?,?)",
+                                self._new_logs)
+            self._new_logs.clear()
+        if self.row_pending:
+            if self._state_at is not None:
+                self.row["updated_at"] = self._state_at
+            self.tx.execute("INSERT INTO executions(id, namespace, flow_id, revision, state, inputs, labels,"
+                            " started_by, created_at, updated_at, ended_at, error) VALUES (:id, :namespace,"
+                            " :flow_id, :revision, :state, :inputs, :labels, :started_by, :created_at,"
+                            " :updated_at, :ended_at, :error)", self.row)
+            self.row_pending = False
+            self._state_at = None
+        elif self._state_at is not None:
+            self.tx.execute("UPDATE executions SET state=?, updated_at=? WHERE id=?",
+                            (self.row["state"], self._state_at, self.execution_id))
+            self._state_at = None
+
     def commit(self, durable: bool = False) -> None:
         """End this step. ``durable``: it must be on disk now (before an outside effect, or
         before sleeping); otherwise a shared run leaves the commit to its caller."""
+        self.flush()
+        if durable and not self.queued:  # resumable by whoever finds the lease lapsed
+            work.claim_new(self.tx, self.execution_id, self.owner, self.engine.clock)
+            self.queued, self.gen = True, 0
         if self.shared:
             if self._savepoint:
                 self.tx.execute("RELEASE execution_run")
@@ -158,6 +210,9 @@ class ExecutionRun:
 
     def undo(self) -> None:
         """Roll back this run's uncommitted step (only its own savepoint when shared)."""
+        self._dirty_runs.clear()
+        self._new_logs.clear()
+        self._state_at = None
         if self.shared:
             conn = self.db.connection()
             if self._savepoint and conn.in_transaction:
@@ -177,7 +232,7 @@ class ExecutionRun:
         self.begin()
         try:
             if self.row["state"] in TERMINAL_EXECUTION_STATES:
-                more = work.release(self.tx, self.execution_id, self.owner, self.gen)
+                more = self.release()
                 self.commit()  # (this path used to leave its transaction open)
                 return more
             self.set_state("RUNNING")
@@ -190,7 +245,7 @@ class ExecutionRun:
                 return self.finish(stop.state, stop.message)
             if status == WAITING:
                 self.set_state("PAUSED")
-                more = work.release(self.tx, self.execution_id, self.owner, self.gen)
+                more = self.release()
                 self.commit()
                 return more
             if status == FAILED:
@@ -205,6 +260,8 @@ class ExecutionRun:
             raise
 
     def finish(self, state: str, error: str | None) -> bool:
+        if self.row_pending:
+            self.flush()
         now = self.now()
         pending = self.tx.execute("SELECT id FROM requests WHERE execution_id=? AND state='PENDING'",
                                   (self.execution_id,)).fetchall()
@@ -215,16 +272,24 @@ class ExecutionRun:
             self.tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
         self.tx.execute("UPDATE executions SET state=?, updated_at=?, ended_at=?, error=? WHERE id=?",
                         (state, now, now, error, self.execution_id))
+        self.row["state"] = state
+        self._state_at = None  # written just now
         append_event(self.tx, at=now, actor=SYSTEM.name, action="execution.ended", namespace=self.flow.namespace,
                      flow_id=self.flow.id, execution_id=self.execution_id, data={"state": state, "error": error})
-        work.release(self.tx, self.execution_id, self.owner, self.gen)
+        self.release()
         self.commit()
         return False
 
+    def release(self) -> bool:
+        """Drop this run's work row (see work.release); True when more work is queued."""
+        if self.queued:
+            return work.release(self.tx, self.execution_id, self.owner, self.gen)
+        # never queued: only something enqueued during this run can have made a row
+        return self.tx.execute("SELECT 1 FROM work WHERE execution_id=?", (self.execution_id,)).fetchone() is not None
+
     def set_state(self, state: str) -> None:
-        if self.row["state"] != state:
-            self.tx.execute("UPDATE executions SET state=?, updated_at=? WHERE id=?",
-                            (state, self.now(), self.execution_id))
+        if self.row["state"] != state:  # written by flush(), when the step commits
+            self._state_at = self.now()
             self.row["state"] = state
 
     def first_error(self) -> str | None:
@@ -292,12 +357,9 @@ class ExecutionRun:
         record = {"execution_id": self.execution_id, "path": path, "task_id": task.id, "type": task.type,
                   "state": state, "attempt": attempt, "outputs": jsonutil.dumps(outputs or {}), "value": value,
                   "started_at": started, "ended_at": ended, "error": error, "seq": seq}
-        self.tx.execute("INSERT OR REPLACE INTO task_runs(execution_id, path, task_id, type, state, attempt, outputs,"
-                        " value, started_at, ended_at, error, seq) VALUES (:execution_id, :path, :task_id, :type,"
-                        " :state, :attempt, :outputs, :value, :started_at, :ended_at, :error, :seq)", record)
+        self._dirty_runs[path] = record  # written by flush(), when the step commits
         for level, message in logs or ():
-            self.tx.execute("INSERT INTO logs(execution_id, path, level, message, at) VALUES (?,?,?,?,?)",
-                            (self.execution_id, path, level, message, now))
+            self._new_logs.append((self.execution_id, path, level, message, now))
         self.runs[path] = record
 
     # -- walking ------------------------------------------------------------------------

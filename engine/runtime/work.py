@@ -33,6 +33,18 @@ def enqueue(tx: sqlite3.Connection, execution_id: str, now: str) -> None:
                " SET ready_at=min(ready_at, excluded.ready_at), gen=gen+1", (execution_id, now))
 
 
+def claim_new(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock) -> None:
+    """Write the work row of an execution this runner is already advancing (started in this
+    transaction, see runner.ExecutionRun ``queued=False``), leased to ``owner`` at
+    generation 0. A row enqueued meanwhile gets a higher generation, so releasing it at
+    generation 0 keeps it for another advance."""
+    now = clock.now()
+    tx.execute("INSERT INTO work(execution_id, ready_at, gen, lease_owner, lease_until) VALUES (?,?,0,?,?)"
+               " ON CONFLICT(execution_id) DO UPDATE SET gen=gen+1, lease_owner=excluded.lease_owner,"
+               " lease_until=excluded.lease_until",
+               (execution_id, format_time(now), owner, format_time(now + LEASE)))
+
+
 def owner_is_dead(owner: str | None) -> bool:
     if not owner:
         return True

@@ -26,6 +26,32 @@ from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 DB_FILENAME = "signoff.db"
 APPLICATION_ID = 0x5349474E  # "SIGN", written in the header so we know our own files
 _BUSY_MS = 30_000
+_WAL_CHECKPOINT_PAGES = 16_000
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that notes the first audit event its open transaction appended
+    (engine.audit.log.append_event), so the full-text index is fed once, before COMMIT."""
+
+    audit_index_from: int | None = None
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    """COMMIT, after indexing the audit events this transaction appended (same transaction)."""
+    first = getattr(conn, "audit_index_from", None)
+    if first is not None:
+        from engine.audit.log import index_events
+
+        index_events(conn, first)
+        conn.audit_index_from = None
+    conn.execute("COMMIT")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    if getattr(conn, "audit_index_from", None) is not None:
+        conn.audit_index_from = None
 
 
 class Database:
@@ -111,7 +137,7 @@ class Database:
     def _connect(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(self.path, timeout=_BUSY_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
+                                   check_same_thread=False, factory=_Connection)
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -123,6 +149,16 @@ class Database:
             # data the default re-reads index and table pages from the OS on every random-id
             # lookup or insert (bulk decide: ~3x slower). Memory is only used as pages are read.
             conn.execute("PRAGMA cache_size=-65536")
+            # performance: savepoint journals (one per bulk item, one per execution advance)
+            # stay in memory instead of spilling to a temporary file past 64 KiB (~40 us per
+            # item). They only ever hold one item's pages; durability is the WAL's business.
+            conn.execute("PRAGMA temp_store=MEMORY")
+            # performance: copy the WAL back into the database every ~64 MiB of commits, not
+            # every 4 MiB. Each checkpoint costs random writes and two more fsyncs; rarer,
+            # larger ones write each hot page (index roots, the audit tail) once for many
+            # commits (one-call starts on a busy disk: ~25% faster). Every commit is still
+            # fsynced to the WAL before it returns, so durability is unchanged.
+            conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
         except sqlite3.DatabaseError as exc:
             raise _storage_error(self.path, exc) from None
         return conn
@@ -161,15 +197,13 @@ class Database:
         try:
             yield conn
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         else:
             try:
-                conn.execute("COMMIT")
+                _commit(conn)
             except sqlite3.DatabaseError as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise _storage_error(self.path, exc) from None
 
     def _begin(self, conn: sqlite3.Connection) -> None:
@@ -178,6 +212,7 @@ class Database:
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                conn.audit_index_from = None
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -196,16 +231,13 @@ class Database:
     def commit(self) -> None:
         conn = self.connection()
         try:
-            conn.execute("COMMIT")
+            _commit(conn)
         except sqlite3.DatabaseError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rollback(conn)
             raise _storage_error(self.path, exc) from None
 
     def rollback(self) -> None:
-        conn = self.connection()
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        _rollback(self.connection())
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         try:
