@@ -11,8 +11,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from engine import jsonutil
 from engine.approvals import outcome as oc
-from engine.approvals.decide import APPROVE, DENY, DecisionRequest, decide_in_tx, validate_form
-from engine.approvals.outcome import Outcome
+from engine.approvals.outcome import APPROVE, DENY, Outcome
 from engine.audit import append_event
 from engine.audit.service_mixin import AuditMixin
 from engine.core import Engine
@@ -20,11 +19,10 @@ from engine.errors import InvalidInputs, NotFound, Refused, UsageError
 from engine.flows.model import Flow
 from engine.identity import Identity
 from engine.inputs.spec import InputSpec
-from engine.notify import outbox
 from engine.runtime import work
-from engine.runtime.driver import drive
-from engine.runtime.runner import ExecutionRun
-from engine.runtime.timers import process_due_timers
+
+# The runner, decisions, timers and notifications are imported where they are used: the
+# console paints its first screen before any of them is needed (start-up time matters there).
 
 #: how many bulk items share one durable commit; each item still has its own savepoint
 BULK_CHUNK = 500
@@ -41,12 +39,19 @@ class ApprovalService(AuditMixin):
     # -- housekeeping -------------------------------------------------------------------
     def tick(self) -> int:
         """Apply due timers and continue any work left behind (by a killed process too)."""
+        from engine.notify import outbox
+        from engine.runtime.driver import drive
+        from engine.runtime.timers import process_due_timers
+        
         handled = process_due_timers(self.engine)
         handled += drive(self.engine)
         return handled + outbox.deliver_due(self.engine)
 
     def _after_change(self, execution_ids: list[str]) -> None:
         """Embedded mode: continue touched executions and send their notifications now."""
+        from engine.notify import outbox
+        from engine.runtime.driver import drive
+        
         if not self.run_inline:
             return
         if execution_ids:
@@ -87,6 +92,8 @@ class ApprovalService(AuditMixin):
     # -- executions ---------------------------------------------------------------------
     def start_execution(self, actor: Identity, namespace: str, flow_id: str, inputs: Mapping[str, Any],
                         *, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        from engine.runtime.runner import ExecutionRun
+        
         flow = self._flow(actor, namespace, flow_id, "start")
         values = self.validate_flow_inputs(flow, inputs)
         execution_id = self.engine.ids.execution_id()
@@ -365,6 +372,8 @@ class ApprovalService(AuditMixin):
 
     def validate(self, actor: Identity, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
         """Per-field messages for these form values (empty when valid); the console's live check."""
+        from engine.approvals.decide import validate_form
+        
         row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))
         if row is None:
             raise NotFound(f"no approval request `{request_id}`")
@@ -389,6 +398,8 @@ class ApprovalService(AuditMixin):
         """Decide one or many requests. Each item is atomic and independent; the result has
         one outcome per id, in order. ``progress(done, total)`` may return False to stop
         between chunks (the rest are reported as not decided)."""
+        from engine.approvals.decide import DecisionRequest
+        
         if verdict not in (APPROVE, DENY):
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
         id_list = list(dict.fromkeys(request_ids))
@@ -410,8 +421,10 @@ class ApprovalService(AuditMixin):
         self._after_change(touched)
         return outcomes
 
-    def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
+    def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: "DecisionRequest",
                      idempotency_key: str | None) -> Outcome:
+        from engine.approvals.decide import decide_in_tx
+        
         if idempotency_key:
             seen = tx.execute("SELECT outcome FROM idempotency WHERE actor=? AND key=? AND request_id=?",
                               (actor.name, idempotency_key, request_id)).fetchone()
@@ -435,6 +448,8 @@ class ApprovalService(AuditMixin):
     def cancel(self, actor: Identity, request_ids: Iterable[str], reason: str | None = None,
                origin: str = "cli") -> list[Outcome]:
         """Cancel pending requests (the requester or an admin); their executions are killed."""
+        from engine.notify import outbox
+        
         outcomes: list[Outcome] = []
         touched: list[str] = []
         with self.db.write() as tx:

@@ -19,8 +19,7 @@ from engine.audit import append_event
 from engine.identity import Identity
 from engine.inputs.spec import InputSpec
 
-APPROVE = "approve"
-DENY = "deny"
+from engine.approvals.outcome import APPROVE, DENY  # noqa: E402  (re-exported)
 
 
 @dataclass

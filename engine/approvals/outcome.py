@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+APPROVE = "approve"
+DENY = "deny"
+
 DECIDED = "decided"
 ALREADY_DECIDED = "already_decided"
 NOT_ELIGIBLE = "not_eligible"

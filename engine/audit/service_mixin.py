@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-from engine.audit import search as audit_search
-from engine.audit.verify import head as chain_head
-from engine.audit.verify import verify_chain
 from engine.errors import UsageError
+
+
+def _search():
+    """engine.audit.search, imported on first use (kept off the console's start-up path)."""
+    from engine.audit import search
+
+    return search
+
+
+def _verify():
+    from engine.audit import verify
+
+    return verify
 
 
 class AuditMixin:
@@ -50,19 +60,19 @@ class AuditMixin:
         self._require_audit_access(actor)
         if limit < 1:
             raise UsageError("--limit must be at least 1")
-        q = audit_search.parse_query(query, now=self.engine.clock.now())
-        return audit_search.search(self.db, q, limit=limit, before_seq=before_seq,
+        q = _search().parse_query(query, now=self.engine.clock.now())
+        return _search().search(self.db, q, limit=limit, before_seq=before_seq,
                                    visible=self._audit_visible(actor))
 
     def verify_audit(self, actor: Any, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
         """Walk the whole chain: {ok, count, head, head_seq, first_bad_seq, problem}."""
         self._require_audit_access(actor)
-        return verify_chain(self.db, expect_head=expect_head).to_dict()
+        return _verify().verify_chain(self.db, expect_head=expect_head).to_dict()
 
     def audit_head(self, actor: Any) -> dict[str, Any] | None:
         """{seq, hash, at} of the newest event (keep it elsewhere to detect truncation), or None."""
         self._require_audit_access(actor)
-        found = chain_head(self.db)
+        found = _verify().head(self.db)
         if found is None:
             return None
         row = self.db.query_one("SELECT at FROM audit WHERE seq=?", (found[0],))
@@ -73,5 +83,5 @@ class AuditMixin:
         before the first event is read."""
         self._require_audit_access(actor)
         now = self.engine.clock.now()
-        q = audit_search.parse_query(query, now=now)
-        return audit_search.iter_events(self.db, q, now=now, visible=self._audit_visible(actor))
+        q = _search().parse_query(query, now=now)
+        return _search().iter_events(self.db, q, now=now, visible=self._audit_visible(actor))
