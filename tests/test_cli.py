@@ -726,3 +726,26 @@ def test_vacation_approval_invalid_dates_are_rejected_before_anything_is_sent(tm
     assert r.code == 2, r
     assert "start_date" in r.err
     assert http_listener.requests == []
+
+
+# -- demo and packaging --------------------------------------------------------------------
+
+
+def test_demo_seeds_forty_pending_requests_from_the_installed_package(tmp_path: Path) -> None:
+    """`signoff demo` run from outside the checkout, without PYTHONPATH: the sample flows and
+    themes must come from the installed package (a plain `pip install .` in CI)."""
+    env = clean_env(SIGNOFF_CONFIG_DIR=str(tmp_path / "config"))
+    env.pop("PYTHONPATH", None)
+    data_dir = tmp_path / "demo"
+    r = run_cli("demo", "--no-console", "--data-dir", data_dir, env=env, cwd=tmp_path)
+    assert r.code == 0, r
+    assert r.out.strip() == str(data_dir)
+    pending = run_cli("--data-dir", data_dir, "--policy", data_dir / "policy.yaml", "pending", "--json",
+                      env=env, cwd=tmp_path)
+    assert pending.code == 0, pending
+    items = pending.json
+    assert len(items) == 40
+    assert {i["requested_by"] for i in items}.isdisjoint({"root", os.environ.get("USER", "")})
+    assert {i["flow_id"] for i in items} >= {"payment_approval", "access_request", "data_deletion"}
+    again = run_cli("demo", "--no-console", "--data-dir", data_dir, env=env, cwd=tmp_path)
+    assert again.code == 0 and "reusing" in again.err
