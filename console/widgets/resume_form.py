@@ -279,27 +279,20 @@ class ResumeForm(Widget, can_focus=False):
     }
     """
 
-    class Changed(Message):
+    class _FormMessage(Message):
+        def __init__(self, form: "ResumeForm") -> None:
+            super().__init__()
+            self.form = form
+
+        @property
+        def control(self) -> "ResumeForm":
+            return self.form
+
+    class Changed(_FormMessage):
         """Posted (debounced) when any value, including the reason, changes."""
 
-        def __init__(self, form: "ResumeForm") -> None:
-            super().__init__()
-            self.form = form
-
-        @property
-        def control(self) -> "ResumeForm":
-            return self.form
-
-    class SubmitRequested(Message):
+    class SubmitRequested(_FormMessage):
         """Enter was pressed in the reason field (the last one): the form's owner may submit."""
-
-        def __init__(self, form: "ResumeForm") -> None:
-            super().__init__()
-            self.form = form
-
-        @property
-        def control(self) -> "ResumeForm":
-            return self.form
 
     def __init__(self, form: list[dict], *, comment_mode: str | None = None, id: str | None = None,
                  verdict: str | None = None, variables: Mapping[str, Any] | None = None,

@@ -352,6 +352,20 @@ def _bounded(conn: sqlite3.Connection, plan: _Plan, q: AuditQuery, *, desc: bool
     return plan
 
 
+def _seq_bounds(where: list[str], params: list[Any], column: str, plan: _Plan, *, desc: bool,
+                cursor: int | None) -> None:
+    """The page cursor and the since/until range, on whichever sequence column drives."""
+    if cursor is not None:
+        where.append(f"{column} < ?" if desc else f"{column} > ?")
+        params.append(cursor)
+    if plan.hi is not None:
+        where.append(f"{column} <= ?")
+        params.append(plan.hi)
+    if plan.lo is not None:
+        where.append(f"{column} >= ?")
+        params.append(plan.lo)
+
+
 def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
     order = "DESC" if desc else "ASC"
     where: list[str] = []
@@ -361,15 +375,7 @@ def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
         where.append("audit_fts MATCH ?")
         params.append(plan.fts)
         where.append("a.seq = f.rowid")
-        if cursor is not None:
-            where.append("f.rowid < ?" if desc else "f.rowid > ?")
-            params.append(cursor)
-        if plan.hi is not None:
-            where.append("f.rowid <= ?")
-            params.append(plan.hi)
-        if plan.lo is not None:
-            where.append("f.rowid >= ?")
-            params.append(plan.lo)
+        _seq_bounds(where, params, "f.rowid", plan, desc=desc, cursor=cursor)
         order_by = f"f.rowid {order}"
     else:
         if plan.driver is None:
@@ -378,15 +384,7 @@ def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
             source = f"audit a INDEXED BY {plan.driver.name}"
             where.append(plan.driver.clause)
             params.extend(plan.driver.params)
-        if cursor is not None:
-            where.append("a.seq < ?" if desc else "a.seq > ?")
-            params.append(cursor)
-        if plan.hi is not None:
-            where.append("a.seq <= ?")
-            params.append(plan.hi)
-        if plan.lo is not None:
-            where.append("a.seq >= ?")
-            params.append(plan.lo)
+        _seq_bounds(where, params, "a.seq", plan, desc=desc, cursor=cursor)
         if plan.fts is not None:
             if plan.fts_small:
                 where.append("a.seq IN (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ?)")
