@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from engine import jsonutil
 from engine.approvals import outcome as oc
+from engine.approvals.close import close_request
 from engine.approvals.outcome import APPROVE, DENY, Outcome
 from engine.audit import append_event
 from engine.audit.service_mixin import AuditMixin
@@ -42,7 +43,7 @@ class ApprovalService(AuditMixin):
         from engine.notify import outbox
         from engine.runtime.driver import drive
         from engine.runtime.timers import process_due_timers
-        
+
         handled = process_due_timers(self.engine)
         handled += drive(self.engine)
         return handled + outbox.deliver_due(self.engine)
@@ -51,7 +52,7 @@ class ApprovalService(AuditMixin):
         """Embedded mode: continue touched executions and send their notifications now."""
         from engine.notify import outbox
         from engine.runtime.driver import drive
-        
+
         if not self.run_inline:
             return
         if execution_ids:
@@ -93,7 +94,7 @@ class ApprovalService(AuditMixin):
     def start_execution(self, actor: Identity, namespace: str, flow_id: str, inputs: Mapping[str, Any],
                         *, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
         from engine.runtime.runner import ExecutionRun
-        
+
         flow = self._flow(actor, namespace, flow_id, "start")
         values = self.validate_flow_inputs(flow, inputs)
         execution_id = self.engine.ids.execution_id()
@@ -373,7 +374,7 @@ class ApprovalService(AuditMixin):
     def validate(self, actor: Identity, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
         """Per-field messages for these form values (empty when valid); the console's live check."""
         from engine.approvals.decide import validate_form
-        
+
         row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))
         if row is None:
             raise NotFound(f"no approval request `{request_id}`")
@@ -399,7 +400,7 @@ class ApprovalService(AuditMixin):
         one outcome per id, in order. ``progress(done, total)`` may return False to stop
         between chunks (the rest are reported as not decided)."""
         from engine.approvals.decide import DecisionRequest
-        
+
         if verdict not in (APPROVE, DENY):
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
         id_list = list(dict.fromkeys(request_ids))
@@ -424,7 +425,7 @@ class ApprovalService(AuditMixin):
     def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: "DecisionRequest",
                      idempotency_key: str | None) -> Outcome:
         from engine.approvals.decide import decide_in_tx
-        
+
         if idempotency_key:
             seen = tx.execute("SELECT outcome FROM idempotency WHERE actor=? AND key=? AND request_id=?",
                               (actor.name, idempotency_key, request_id)).fetchone()
@@ -449,7 +450,7 @@ class ApprovalService(AuditMixin):
                origin: str = "cli") -> list[Outcome]:
         """Cancel pending requests (the requester or an admin); their executions are killed."""
         from engine.notify import outbox
-        
+
         outcomes: list[Outcome] = []
         touched: list[str] = []
         with self.db.write() as tx:
@@ -476,10 +477,7 @@ class ApprovalService(AuditMixin):
                                             message=f"{actor.name} may not cancel request {request_id}: only the "
                                                     f"requester ({row['started_by']}) or an admin may"))
                     continue
-                tx.execute("UPDATE requests SET state='CANCELLED', decided_at=?, result=? WHERE id=?",
-                           (now, jsonutil.dumps({"state": "CANCELLED", "by": actor.name, "on": now,
-                                                 "reason": reason}), request_id))
-                tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
+                close_request(tx, request_id, "CANCELLED", by=actor.name, now=now, reason=reason)
                 append_event(tx, at=now, actor=actor.name, action="request.cancelled", namespace=row["namespace"],
                              flow_id=row["flow_id"], execution_id=row["execution_id"], request_id=request_id,
                              data={"reason": reason, "origin": origin})

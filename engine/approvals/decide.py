@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from engine import jsonutil
 from engine.approvals import outcome as oc
+from engine.approvals.close import close_request
 from engine.approvals.outcome import Outcome
 from engine.audit import append_event
 from engine.identity import Identity
@@ -109,11 +110,8 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                  namespace=row["namespace"], flow_id=row["flow_id"], execution_id=execution_id,
                  request_id=request_id, data=event)
     if state != "PENDING":
-        result_doc = {"state": state, "by": actor.name, "on": now, "inputs": values, "reason": decision.reason,
-                      "automatic": decision.automatic}
-        tx.execute("UPDATE requests SET state=?, decided_at=?, result=? WHERE id=?",
-                   (state, now, jsonutil.dumps(result_doc), request_id))
-        tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
+        close_request(tx, request_id, state, by=actor.name, now=now, inputs=values, reason=decision.reason,
+                      automatic=decision.automatic)
         enqueue(tx, execution_id)
         if notifications is not None:  # (enqueue sends nothing without a configuration)
             from engine.notify import outbox

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import jsonutil
+from engine.approvals.close import close_request
 from engine.approvals.decide import DecisionRequest, decide_in_tx
 from engine.audit import append_event
 from engine.clock import format_time
@@ -266,10 +267,8 @@ class ExecutionRun:
         pending = self.tx.execute("SELECT id FROM requests WHERE execution_id=? AND state='PENDING'",
                                   (self.execution_id,)).fetchall()
         for (request_id,) in pending:
-            self.tx.execute("UPDATE requests SET state='CANCELLED', decided_at=?, result=? WHERE id=?",
-                            (now, jsonutil.dumps({"state": "CANCELLED", "by": SYSTEM.name, "on": now,
-                                                  "reason": f"execution ended {state}"}), request_id))
-            self.tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
+            close_request(self.tx, request_id, "CANCELLED", by=SYSTEM.name, now=now,
+                          reason=f"execution ended {state}")
         self.tx.execute("UPDATE executions SET state=?, updated_at=?, ended_at=?, error=? WHERE id=?",
                         (state, now, now, error, self.execution_id))
         self.row["state"] = state

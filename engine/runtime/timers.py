@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from engine import jsonutil
+from engine.approvals.close import close_request
 from engine.audit import append_event
 from engine.clock import format_time, parse_time
 from engine.durations import parse_duration
@@ -70,10 +71,8 @@ def expire(engine, tx, timer, request, now: str) -> None:
             return reissue(engine, tx, request, rules, now)
         behavior = "FAIL"
     rules["expireBehavior"] = behavior
-    tx.execute("UPDATE requests SET state='EXPIRED', decided_at=?, result=?, rules=? WHERE id=?",
-               (now, jsonutil.dumps({"state": "EXPIRED", "by": SYSTEM.name, "on": now, "behavior": behavior}),
-                jsonutil.dumps(rules), request["id"]))
-    tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request["id"]))
+    close_request(tx, request["id"], "EXPIRED", by=SYSTEM.name, now=now, behavior=behavior)
+    tx.execute("UPDATE requests SET rules=? WHERE id=?", (jsonutil.dumps(rules), request["id"]))
     _event(tx, request, "request.expired", now, {"behavior": behavior, "due": request["due_at"]})
     outbox.enqueue(tx, engine.notifications, "expired", dict(request), now, {"state": f"EXPIRED ({behavior})"})
     work.enqueue(tx, request["execution_id"], now)
