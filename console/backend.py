@@ -28,10 +28,7 @@ class Change:
 #: the console paints this many pending rows first, then loads the rest of a long list
 FIRST_PAGE = 200
 
-#: audit actions after which a request may have left (or entered) the pending list
-REQUEST_ACTIONS = ("request.created", "request.approved", "request.denied", "request.auto_approved",
-                   "request.cancelled", "request.expired", "request.escalated", "request.reissued",
-                   "execution.ended")
+from engine.audit.actions import CHANGE_ACTIONS as REQUEST_ACTIONS  # noqa: E402  (re-exported)
 
 
 class Backend(Protocol):

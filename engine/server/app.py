@@ -36,9 +36,7 @@ API = "/api/v1"
 MAX_BODY = 1024 * 1024
 #: audit actions sent on /api/v1/events: those after which a request may have entered or
 #: left the pending list (the console's live updates)
-EVENT_ACTIONS = ("request.created", "request.approved", "request.denied", "request.auto_approved",
-                 "request.cancelled", "request.expired", "request.escalated", "request.reissued",
-                 "execution.ended")
+from engine.audit.actions import CHANGE_ACTIONS as EVENT_ACTIONS  # noqa: E402
 KEEPALIVE_S = 15.0
 EVENT_POLL_S = 0.25
 EXECUTION_STATES = ("CREATED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
