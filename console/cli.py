@@ -64,8 +64,9 @@ def settings() -> Settings:
     return click.get_current_context().find_root().ensure_object(Settings)
 
 
-def service():
-    """The approval service on the embedded engine, after applying due timers."""
+def service(*, tick: bool = True):
+    """The approval service on the embedded engine, after applying due timers (``tick=False``:
+    the caller runs them later - the console does, right after its first paint)."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     svc = root.meta.get("service")
@@ -77,9 +78,7 @@ def service():
         engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs(), policy=s.load_policy(),
                         notifications=s.load_notifications())
         svc = ApprovalService(engine)
-        if root.meta.get("defer_tick"):
-            root.meta["tick_deferred"] = True  # the caller runs it later (the console: after loading)
-        else:
+        if tick:
             svc.tick()
         root.meta["service"] = svc
         root.call_on_close(engine.close)
@@ -92,7 +91,7 @@ def actor():
     return os_identity()
 
 
-def backend():
+def backend(*, tick: bool = True):
     """What every command talks to: the embedded engine, or a server with --server/$SIGNOFF_SERVER.
 
     Both implement console.backend.Backend with the same results, so commands behave and
@@ -112,7 +111,8 @@ def backend():
         else:
             from console.backend import LocalBackend
 
-            current = LocalBackend(service(), actor())
+            current = LocalBackend(service(tick=tick), actor())
+            current.tick_after_load = not tick
         root.meta["backend"] = current
     return current
 
@@ -466,12 +466,7 @@ def open_console(*, theme: str | None = None) -> None:
     Start-up is kept short: the engine's tick (timers, queued work, notifications) runs in the
     pending view's load worker instead of before the first paint, and the first screenful
     of pending rows is read in a thread while the console's modules are still importing."""
-    root = click.get_current_context().find_root()
-    root.meta["defer_tick"] = "service" not in root.meta
-    b = backend()
-    root.meta["defer_tick"] = False
-    if root.meta.pop("tick_deferred", False):
-        b.tick_after_load = True
+    b = backend(tick=False)
     prefetch = getattr(b, "prefetch_pending", None)
     if callable(prefetch):
         prefetch()
