@@ -1,4 +1,4 @@
-from console.cli import main
+from console.startup import main
 
 if __name__ == "__main__":
     main()

@@ -23,13 +23,15 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Static
+from textual.actions import SkipAction
+from textual.widgets import ContentSwitcher, Input, Static
 
 from console import keymap as km
 from console.commands import SignoffCommands
 from console.config import ConsoleConfig
 from console.screens.pending import PendingView
 from console.themes import DEFAULT_THEME, load_themes
+from console.startup import release_collector
 from console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
 
 VIEWS = ("pending", "history", "flows")
@@ -122,6 +124,8 @@ class SignoffApp(App[None]):
         return MainScreen(km.hints(self.key_actions), self.clock, self.backend)
 
     def on_mount(self) -> None:
+        # the first screen is painted by the refresh after this: start-up is over
+        self.call_after_refresh(release_collector)
         self.set_interval(self.poll_interval, self._every_second, name="live")
         if str(getattr(self.backend, "identity", "") or "?") == "?" and hasattr(self.backend, "me"):
             self._fetch_identity()  # a remote backend made without checking the token yet
@@ -363,6 +367,10 @@ class SignoffApp(App[None]):
         return self.pending_view
 
     def action_filter(self) -> None:
+        if isinstance(self.focused, Input):
+            # a priority binding (console/keymap.py): a "/" typed in a field is text (the only
+            # multi-line fields, TextAreas, live on modal screens, out of this binding's reach)
+            raise SkipAction()
         view = self._pending()
         if view is not None:
             view.open_filter()

@@ -142,8 +142,3 @@ def audit_export(query: tuple[str, ...], fmt: str) -> None:
 
 
 audit_export.epilog = QUERY_HELP
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(history)
-    cli.add_command(audit)

@@ -69,8 +69,3 @@ def _configured_server() -> str | None:
     ctx = click.get_current_context(silent=True)
     settings = ctx.find_root().obj if ctx is not None else None
     return getattr(settings, "server", None) or os.environ.get("SIGNOFF_SERVER") or None
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(login)
-    cli.add_command(logout)

@@ -147,8 +147,3 @@ def token_revoke(token_id: str) -> None:
     finally:
         db.close()
     click.echo(f"token {info['id']} of {info['user']} revoked")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(serve)
-    cli.add_command(token)

@@ -16,6 +16,13 @@ the action id as the binding id.
 
 Printable keys (y, n, j, ...) are *not* priority bindings: while the filter input has focus they
 are typed into it. Keys that must work while typing are priority bindings (``priority=True``).
+
+The filter key (``/``) is the exception, because it moves the focus: a non-priority binding runs
+only after the key has travelled to the list and back up to the app, and by then the keys typed
+after it (over SSH ``/chg-12`` often arrives in one read) have been handed to the list already,
+where ``c`` would cancel. As a priority binding it runs the moment the key is read and the
+following keys go to the filter; its action raises ``SkipAction`` while a text field has focus,
+so a ``/`` typed into a field stays text.
 """
 from __future__ import annotations
 
@@ -60,7 +67,9 @@ DEFAULT_KEYS: tuple[KeyAction, ...] = (
     KeyAction("page_up", "pageup,ctrl+b", "Page up", "Navigate", palette=False),
     KeyAction("cursor_first", "g,home", "First request", "Navigate"),
     KeyAction("cursor_last", "G,end", "Last request", "Navigate"),
-    KeyAction("filter", "slash", "Filter the list (esc clears)", "Navigate", hint="filter"),
+    # priority: opens the filter as the key arrives, so keys typed right after it go into the
+    # filter (see the module docstring); the action steps aside while a text field has focus
+    KeyAction("filter", "slash", "Filter the list (esc clears)", "Navigate", hint="filter", priority=True),
     # -- deciding
     KeyAction("approve", "y", "Approve the marked requests, or the highlighted one", "Decide", hint="approve"),
     KeyAction("deny", "n", "Deny the marked requests, or the highlighted one", "Decide", hint="deny"),

@@ -1,14 +1,18 @@
 """The parts every engine user shares: database, clock, flows, policy, data directory."""
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.clock import Clock, SystemClock, format_time
-from engine.flows.registry import FlowRegistry
 from engine.ids import RandomIds
 from engine.policy import SingleUserPolicy
 from engine.runtime.work import new_owner
 from engine.store import Database
+
+if TYPE_CHECKING:
+    from engine.flows.registry import FlowRegistry
 
 
 class Engine:
@@ -17,7 +21,7 @@ class Engine:
         self.data_dir = Path(data_dir)
         self.db = Database(self.data_dir)
         self.clock: Clock = clock or SystemClock()
-        self.flows = FlowRegistry(self.db, list(flow_dirs or []), self.clock)
+        self.flow_dirs = list(flow_dirs or [])
         self.policy = policy or SingleUserPolicy()
         self.app_url = app_url
         #: engine.notify.config.NotificationConfig, or None for no notifications
@@ -25,6 +29,14 @@ class Engine:
         self.owner = new_owner()
         #: where new execution and request ids come from (engine.ids.SequentialIds in tests)
         self.ids = ids or RandomIds()
+
+    @cached_property
+    def flows(self) -> FlowRegistry:
+        """The flows, made on first use: the console lists pending requests (its first screen)
+        without them, and the flow model and input modules take ~8 ms to import."""
+        from engine.flows.registry import FlowRegistry
+
+        return FlowRegistry(self.db, self.flow_dirs, self.clock)
 
     def now(self) -> str:
         return format_time(self.clock.now())

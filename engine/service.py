@@ -7,7 +7,7 @@ shapes (README, "JSON output").
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from engine import jsonutil
 from engine.approvals import outcome as oc
@@ -17,13 +17,17 @@ from engine.audit import append_event
 from engine.audit.service_mixin import AuditMixin
 from engine.core import Engine
 from engine.errors import InvalidInputs, NotFound, Refused, UsageError
-from engine.flows.model import Flow
 from engine.identity import Identity
-from engine.inputs.spec import InputSpec
 from engine.runtime import work
 
-# The runner, decisions, timers and notifications are imported where they are used: the
-# console paints its first screen before any of them is needed (start-up time matters there).
+if TYPE_CHECKING:
+    from engine.approvals.decide import DecisionRequest
+    from engine.flows.model import Flow
+    from engine.inputs.spec import InputSpec
+
+# The runner, decisions, timers, notifications, flows and input specs are imported where
+# they are used: the console paints its first screen before any of them is needed (start-up
+# time matters there).
 
 #: how many bulk items share one durable commit; each item still has its own savepoint
 BULK_CHUNK = 500
@@ -382,6 +386,8 @@ class ApprovalService(AuditMixin):
         return validate_form(row, inputs).errors
 
     def form_specs(self, request: Mapping[str, Any]) -> list[InputSpec]:
+        from engine.inputs.spec import InputSpec
+
         return [InputSpec.from_dict(d) for d in request.get("form", [])]
 
     # -- decisions ----------------------------------------------------------------------
@@ -422,7 +428,7 @@ class ApprovalService(AuditMixin):
         self._after_change(touched)
         return outcomes
 
-    def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: "DecisionRequest",
+    def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
                      idempotency_key: str | None) -> Outcome:
         from engine.approvals.decide import decide_in_tx
 

@@ -473,7 +473,7 @@ def test_filter_by_flow_request_execution(populated):
     assert [e["action"] for e in by_execution][::-1][:3] == ["execution.started", "request.created",
                                                               "request.denied"]
     assert {e["execution_id"] for e in by_execution} == {ids["e2"]}
-    both = svc.history(ALICE, f"ns:prod.payments flow:deploy action:request.approved")
+    both = svc.history(ALICE, "ns:prod.payments flow:deploy action:request.approved")
     assert [e["request_id"] for e in both] == [ids["r1"]]
 
 

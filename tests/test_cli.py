@@ -163,6 +163,39 @@ def test_no_subcommand_prints_help_and_unknown_subcommand_is_usage_error(cli: Cl
     assert "approvee" in r.err
 
 
+
+def test_every_command_is_listed_and_resolves_to_itself() -> None:
+    """Commands are imported on first use (console/cli.py, SUBCOMMANDS): each entry must name
+    the command it stands for, and the help must list all of them."""
+    import click
+
+    from console.cli import SUBCOMMANDS, LazyGroup
+
+    group = LazyGroup(lazy_subcommands=SUBCOMMANDS)
+    ctx = click.Context(group)
+    assert group.list_commands(ctx) == sorted(SUBCOMMANDS)
+    for name in SUBCOMMANDS:
+        command = group.get_command(ctx, name)
+        assert isinstance(command, click.Command) and command.name == name, name
+    assert group.get_command(ctx, "approvee") is None
+    help_text = run_cli("--help").out
+    for name in SUBCOMMANDS:
+        assert re.search(rf"^  {name} ", help_text, re.M), name
+
+
+def test_a_command_imports_only_its_own_module(cli: Cli) -> None:
+    probe = ("import sys\n"
+             "from console.cli import main\n"
+             "try:\n"
+             "    main(sys.argv[1:])\n"
+             "finally:\n"
+             "    print(sorted(m for m in sys.modules if m.startswith('console.cli_')), file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", probe, "--data-dir", str(cli.data_dir), "pending", "--json"],
+                          capture_output=True, text=True, env=cli.env, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "['console.cli_approvals']"
+
+
 # -- flows ----------------------------------------------------------------------------------
 
 

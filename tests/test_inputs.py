@@ -1,7 +1,6 @@
 """Input declarations (parse) and values (validate), Kestra's input types."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest

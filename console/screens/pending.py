@@ -397,8 +397,10 @@ class PendingView(Widget):
 
     # -- filter --------------------------------------------------------------------------
     def open_filter(self) -> None:
-        self.filter_input.add_class("-shown")
-        self.filter_input.focus()
+        field = self.filter_input
+        field.add_class("-shown")
+        # at once, not with focus() (which queues it): the keys read after "/" go to the filter
+        self.screen.set_focus(field)
 
     def action_clear_filter(self) -> None:
         if self.table.filter_text or self.filter_input.value:

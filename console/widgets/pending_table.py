@@ -18,7 +18,7 @@ Design
 """
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 

@@ -7,7 +7,6 @@ describes, or not at all.
 """
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from typing import Any
 
@@ -22,6 +21,8 @@ def event_content(seq: int, at: str, actor: str, action: str, namespace: str | N
 
 
 def event_hash(prev_hash: str, content: str) -> str:
+    import hashlib  # here, not at the top: the console starts without writing (and OpenSSL loads slowly)
+
     return hashlib.sha256((prev_hash + content).encode("utf-8")).hexdigest()
 
 

@@ -9,19 +9,28 @@ nothing is continued twice.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
-import uuid
 from datetime import timedelta
 
 from engine.clock import Clock, format_time
 
 LEASE = timedelta(minutes=5)
-HOST = socket.gethostname()
+
+
+def _host_name() -> str:
+    # what socket.gethostname() returns, without importing socket at every start-up
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket  # pragma: no cover - Windows
+
+    return socket.gethostname()
+
+
+HOST = _host_name()
 
 
 def new_owner() -> str:
-    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{HOST}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 class LeaseLost(Exception):

@@ -81,6 +81,27 @@ async def test_filter_and_approve_one_with_form(env):
         assert t.filter_text == "" and t.visible_count == 4
 
 
+async def test_keys_typed_in_one_burst_after_slash_go_to_the_filter(env):
+    """Over SSH "/globex" often arrives in one read: every key after "/" is queued before the
+    first one is handled. They must all land in the filter; none may reach the list as a
+    command (c = cancel, y = approve, ...)."""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        for ch in "/cglobex":
+            app.post_message(events.Key(_character_to_key(ch), ch))  # what the driver does per key read
+        await wait_for(pilot, lambda: app.pending_view.filter_input.value == "cglobex")
+        assert app.screen is app.main_screen  # no cancel dialog
+        assert app.focused is app.pending_view.filter_input
+        assert table(app).visible_count == 0
+        # inside the filter "/" is text, not "open the filter"
+        await pilot.press("slash")
+        assert app.pending_view.filter_input.value == "cglobex/"
+
+
 async def test_deny_with_reason(env):
     app = env.app()
     async with app.run_test(size=SIZE) as pilot:

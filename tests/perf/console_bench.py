@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench import ROOT, Figure, _k, at_most, identities, make_engine, missing
 
-CLI = [sys.executable, "-c", "from console.cli import main; main()"]
+CLI = [sys.executable, "-c", "from console.startup import main; main()"]  # what the `signoff` script runs
 BARE_APP = """
 from textual.app import App
 from textual.widgets import Static

@@ -1,0 +1,47 @@
+"""`signoff demo`: seed a demo data directory and open the console on it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from console.cli import actor, common_options, open_console, settings
+from engine.errors import UsageError
+
+
+@click.command()
+@common_options
+@click.option("--theme", metavar="NAME", help="Console theme for this run.")
+@click.option("--count", type=click.IntRange(1, 10000), default=40, show_default=True,
+              help="How many pending requests to create.")
+@click.option("--no-console", is_flag=True, help="Only create the demo data directory, then print where it is.")
+def demo(theme: str | None, count: int, no_console: bool) -> None:
+    """Create a demo data directory (sample flows, ~40 pending requests) and open the console on it.
+
+    Without --data-dir a fresh temporary directory is used; a given --data-dir must be empty
+    or not exist yet. The requests are started by demo people (dana, erik, ...); a policy in the
+    data directory lets you decide them all."""
+    import tempfile
+
+    from console.demo import seed
+
+    s = settings()
+    if s.data_dir is None:
+        s.data_dir = Path(tempfile.mkdtemp(prefix="signoff-demo-"))
+    elif s.data_dir.exists() and any(s.data_dir.iterdir()):
+        if not (s.data_dir / "policy.yaml").is_file() or not any(s.data_dir.glob("*.db*")):
+            raise UsageError(f"--data-dir {s.data_dir} is not empty; give an empty or new directory")
+        click.echo(f"reusing the demo data directory {s.data_dir}", err=True)
+    if not (s.data_dir / "policy.yaml").is_file():
+        report = seed(s.data_dir, user=actor().name, count=count)
+        click.echo(f"demo data in {report['data_dir']}: {report['pending']} pending requests", err=True)
+    else:
+        from console.demo import set_demo_environment
+
+        set_demo_environment()
+    s.demo = True
+    s.policy = s.data_dir / "policy.yaml"
+    if no_console:
+        click.echo(str(s.data_dir))
+        return
+    open_console(theme=theme)
