@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +105,8 @@ class ConsoleConfig:
             lines.insert(0, line)
         new_text = "\n".join(lines) + "\n"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # here: only saving needs it, and it costs ~4 ms of every start
+
         fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -75,13 +75,17 @@ class Settings:
         return load_policy(path) if path.is_file() else None
 
     def load_notifications(self):
+        """The notification targets given, else notifications.yaml in the config dir, else None."""
         from engine.errors import UsageError
-        from engine.notify.config import load_notifications
 
         path = self.notifications or config_dir() / "notifications.yaml"
         if self.notifications is not None and not path.is_file():
             raise UsageError(f"notifications file {path} does not exist")
-        return load_notifications(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        from engine.notify.config import load_notifications
+
+        return load_notifications(path)
 
     def resolved_flow_dirs(self) -> list[Path]:
         dirs = list(self.flow_dirs) or [config_dir() / "flows"]

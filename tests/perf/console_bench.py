@@ -3,7 +3,7 @@
 - ready: `signoff --data-dir D --flows F` (the console) is started under a pseudo-terminal of
   120x40; the time from the process start until the first pending row's text has been painted
   is compared with a bare Textual app (one Static) measured the same way in the same run.
-  Median of a few starts each; the figure is the ratio console / bare.
+  Median of five starts each (interleaved); the figure is the ratio console / bare.
 - rss: VmRSS of the console process at the big size after its first paint and the key
   presses, from /proc (the peak, VmHWM, is in the detail).
 - key: at the big size, keys are written to the console's pty (down, space = mark, then `/`
@@ -243,7 +243,7 @@ def run(ctx) -> list[Figure]:
     compile_bytecode()
     small_n, big_n = ctx.sizes["console_small"], ctx.sizes["console_big"]
     small, big = _k(small_n), _k(big_n)
-    repeats = 1 if ctx.quick else 3
+    repeats = 1 if ctx.quick else 5  # median of 5: one start is ~0.25 s and varies by +-15%
     config_dir = ctx.fresh_dir("console-config")
     env = _env(config_dir)
     bare_script = config_dir / "bare_app.py"
