@@ -26,9 +26,6 @@ class FakeClock:
     def advance(self, delta: timedelta) -> None:
         self._now += delta
 
-    def set(self, when: datetime | str) -> None:
-        self._now = parse_time(when) if isinstance(when, str) else when
-
 
 def format_time(when: datetime) -> str:
     """Fixed-width UTC ISO text, so stored times sort as strings."""

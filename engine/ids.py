@@ -6,7 +6,8 @@ import os
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
 
-def _token(length: int) -> str:
+def random_token(length: int) -> str:
+    """``length`` random characters of the alphabet (5 random bits each)."""
     # performance: one call for all the randomness (5 bits a character, 32 letters), not one
     # secrets.choice (and urandom read) per character; os.urandom is what secrets.token_bytes
     # calls, without importing secrets -> hmac -> OpenSSL at start-up (~4 ms of the console's)
@@ -16,12 +17,12 @@ def _token(length: int) -> str:
 
 def execution_id() -> str:
     """22 characters, like Kestra's short UUIDs (110 random bits)."""
-    return _token(22)
+    return random_token(22)
 
 
 def request_id() -> str:
     """12 characters (60 random bits): short enough to type, collision-free in practice."""
-    return "r" + _token(12)
+    return "r" + random_token(12)
 
 
 class RandomIds:

@@ -23,7 +23,6 @@ from engine.runtime import work
 if TYPE_CHECKING:
     from engine.approvals.decide import DecisionRequest
     from engine.flows.model import Flow
-    from engine.inputs.spec import InputSpec
 
 # The runner, decisions, timers, notifications, flows and input specs are imported where
 # they are used: the console paints its first screen before any of them is needed (start-up
@@ -31,6 +30,9 @@ if TYPE_CHECKING:
 
 #: how many bulk items share one durable commit; each item still has its own savepoint
 BULK_CHUNK = 500
+
+#: the approvals a request (``requests r``) has so far, as a column expression
+APPROVALS_SQL = "(SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d.verdict='approve')"
 
 
 class ApprovalService(AuditMixin):
@@ -63,6 +65,19 @@ class ApprovalService(AuditMixin):
             drive(self.engine, execution_ids)
         outbox.deliver_due(self.engine)
 
+    def _view_filter(self, actor: Identity) -> Callable[[str], bool]:
+        """namespace -> may ``actor`` view it; the policy is asked once per namespace."""
+        policy = self.engine.policy
+        verdicts: dict[str, bool] = {}
+
+        def visible(namespace: str) -> bool:
+            ok = verdicts.get(namespace)
+            if ok is None:
+                ok = verdicts[namespace] = bool(policy.allows(actor, "view", namespace))
+            return ok
+
+        return visible
+
     def _check(self, actor: Identity, action: str, namespace: str, what: str) -> None:
         if not self.engine.policy.allows(actor, action, namespace):
             with self.db.write() as tx:
@@ -72,8 +87,8 @@ class ApprovalService(AuditMixin):
 
     # -- flows --------------------------------------------------------------------------
     def list_flows(self, actor: Identity) -> list[dict[str, Any]]:
-        return [flow_info(f) for f in self.engine.flows.list()
-                if self.engine.policy.allows(actor, "view", f.namespace)]
+        visible = self._view_filter(actor)
+        return [flow_info(f) for f in self.engine.flows.list() if visible(f.namespace)]
 
     def flow_problems(self) -> list[str]:
         self.engine.flows.current  # noqa: B018 - loads on first use
@@ -86,8 +101,9 @@ class ApprovalService(AuditMixin):
         try:
             return self.engine.flows.get(namespace, flow_id)
         except NotFound as exc:
+            visible = self._view_filter(actor)
             known = ", ".join(f"{f.namespace}.{f.id}" for f in self.engine.flows.list()
-                              if self.engine.policy.allows(actor, "view", f.namespace)) or "none"
+                              if visible(f.namespace)) or "none"
             raise NotFound(f"{exc} (known flows: {known})") from None
 
     def get_flow(self, actor: Identity, namespace: str, flow_id: str) -> dict[str, Any]:
@@ -97,6 +113,7 @@ class ApprovalService(AuditMixin):
     # -- executions ---------------------------------------------------------------------
     def start_execution(self, actor: Identity, namespace: str, flow_id: str, inputs: Mapping[str, Any],
                         *, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        from engine.inputs.spec import mask
         from engine.runtime.runner import ExecutionRun
 
         flow = self._flow(actor, namespace, flow_id, "start")
@@ -183,8 +200,8 @@ class ApprovalService(AuditMixin):
             params.append(state.upper())
         sql += " ORDER BY created_at DESC LIMIT ?"
         params.append(limit)
-        return [execution_summary(r) for r in self.db.query(sql, params)
-                if self.engine.policy.allows(actor, "view", r["namespace"])]
+        visible = self._view_filter(actor)
+        return [execution_summary(r) for r in self.db.query(sql, params) if visible(r["namespace"])]
 
     def get_execution(self, actor: Identity, execution_id: str) -> dict[str, Any]:
         row = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
@@ -194,7 +211,8 @@ class ApprovalService(AuditMixin):
         runs = self.db.query("SELECT * FROM task_runs WHERE execution_id=? ORDER BY seq", (execution_id,))
         logs = self.db.query("SELECT path, level, message, at FROM logs WHERE execution_id=? ORDER BY id",
                              (execution_id,))
-        requests = self.db.query("SELECT * FROM requests WHERE execution_id=? ORDER BY created_at", (execution_id,))
+        requests = self.db.query(f"SELECT r.*, {APPROVALS_SQL} AS approvals FROM requests r WHERE r.execution_id=?"
+                                 " ORDER BY r.created_at", (execution_id,))
         return {
             **execution_summary(row),
             "task_runs": [{"path": r["path"], "task_id": r["task_id"], "type": r["type"], "state": r["state"],
@@ -203,20 +221,15 @@ class ApprovalService(AuditMixin):
                           for r in runs],
             "outputs": outputs_tree(runs),
             "logs": [dict(log) for log in logs],
-            "requests": [request_summary(r, self._approvals(r["id"])) for r in requests],
+            "requests": [request_summary(r, r["approvals"]) for r in requests],
         }
 
     # -- requests -----------------------------------------------------------------------
-    def _approvals(self, request_id: str) -> int:
-        row = self.db.query_one("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",
-                                (request_id,))
-        return row[0] if row else 0
-
     def list_pending(self, actor: Identity, *, namespace: str | None = None, flow: str | None = None,
-                     q: str | None = None, limit: int | None = None, after: str | None = None) -> list[dict[str, Any]]:
-        """Pending requests the actor may see, in due-time order (no due time last)."""
-        sql = ("SELECT r.*, (SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d.verdict='approve')"
-               " AS approvals FROM requests r WHERE r.state='PENDING'")
+                     q: str | None = None) -> list[dict[str, Any]]:
+        """Pending requests the actor may see, in due-time order (no due time last; see
+        :func:`pending_sort_key`)."""
+        sql = f"SELECT r.*, {APPROVALS_SQL} AS approvals FROM requests r WHERE r.state='PENDING'"
         params: list[Any] = []
         if namespace:
             if namespace.endswith("*"):
@@ -233,19 +246,8 @@ class ApprovalService(AuditMixin):
             sql += " AND (r.summary LIKE ? OR r.flow_id LIKE ? OR r.namespace LIKE ? OR r.requested_by LIKE ?)"
             params.extend([f"%{q}%"] * 4)
         sql += " ORDER BY r.due_at IS NULL, r.due_at, r.created_at, r.id"
-        rows = self.db.query(sql, params)
-        out = []
-        for r in rows:
-            if not self.engine.policy.allows(actor, "view", r["namespace"]):
-                continue
-            out.append(request_summary(r, r["approvals"]))
-        if after:
-            cursor = self.db.query_one("SELECT due_at, created_at, id FROM requests WHERE id=?", (after,))
-            if cursor is None:
-                raise NotFound(f"no approval request `{after}` (cursor)")
-            key = _pending_sort_key(cursor)
-            out = [o for o in out if _pending_sort_key(o) > key]
-        return out[:limit] if limit else out
+        visible = self._view_filter(actor)
+        return [request_summary(r, r["approvals"]) for r in self.db.query(sql, params) if visible(r["namespace"])]
 
     def pending_rows(self, actor: Identity, *, limit: int | None = None,
                      convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
@@ -257,18 +259,9 @@ class ApprovalService(AuditMixin):
         console's row objects), so a long list never exists twice in memory."""
         import sqlite3
 
-        policy = self.engine.policy
-        verdicts: dict[str, bool] = {}
-
-        def visible(namespace: str) -> bool:
-            ok = verdicts.get(namespace)
-            if ok is None:
-                ok = verdicts[namespace] = bool(policy.allows(actor, "view", namespace))
-            return ok
-
+        visible = self._view_filter(actor)
         select = ("SELECT r.id, r.execution_id, r.namespace, r.flow_id, r.task_id, r.summary, r.requested_by,"
-                  " r.created_at, r.due_at,"
-                  " (SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d.verdict='approve'),"
+                  f" r.created_at, r.due_at, {APPROVALS_SQL},"
                   " CAST(coalesce(nullif(nullif(json_extract(r.rules, '$.required'), 0), ''), 1) AS INTEGER)"
                   " FROM requests r WHERE r.state='PENDING'")
         parts = (select + " AND r.due_at IS NOT NULL ORDER BY r.due_at, r.created_at, r.id",
@@ -317,13 +310,13 @@ class ApprovalService(AuditMixin):
         """Summaries of these requests (any state), in the given order; unknown ids are skipped."""
         wanted = list(dict.fromkeys(request_ids))
         found: dict[str, dict[str, Any]] = {}
+        visible = self._view_filter(actor)
         for start in range(0, len(wanted), 500):
             chunk = wanted[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for r in self.db.query(
-                    "SELECT r.*, (SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d.verdict='approve')"
-                    f" AS approvals FROM requests r WHERE r.id IN ({marks})", chunk):
-                if self.engine.policy.allows(actor, "view", r["namespace"]):
+            for r in self.db.query(f"SELECT r.*, {APPROVALS_SQL} AS approvals FROM requests r"
+                                   f" WHERE r.id IN ({marks})", chunk):
+                if visible(r["namespace"]):
                     found[r["id"]] = request_summary(r, r["approvals"])
         return [found[i] for i in wanted if i in found]
 
@@ -344,24 +337,30 @@ class ApprovalService(AuditMixin):
         sql += " ORDER BY seq LIMIT ?"
         out: list[dict[str, Any]] = []
         cursor = after
+        visible = self._view_filter(actor)  # events without a namespace are shown to everyone here
         while len(out) < limit:  # visibility is filtered here, so read on until enough are visible
             rows = self.db.query(sql, [cursor, *params[1:], limit])
             if not rows:
                 break
             cursor = rows[-1]["seq"]
-            out += [dict(r) for r in rows
-                    if r["namespace"] is None or self.engine.policy.allows(actor, "view", r["namespace"])]
+            out += [dict(r) for r in rows if r["namespace"] is None or visible(r["namespace"])]
         return out[:limit]
 
-    def get_request(self, actor: Identity, request_id: str) -> dict[str, Any]:
+    def _request_row(self, actor: Identity, request_id: str):
+        """The request's row, after the view check."""
         row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))
         if row is None:
             raise NotFound(f"no approval request `{request_id}`")
         self._check(actor, "view", row["namespace"], f"request {request_id}")
+        return row
+
+    def get_request(self, actor: Identity, request_id: str) -> dict[str, Any]:
+        from engine.inputs.spec import mask
+
+        row = self._request_row(actor, request_id)
         decisions = self.db.query("SELECT actor, verdict, inputs, reason, at, origin, automatic FROM decisions"
                                   " WHERE request_id=? ORDER BY id", (request_id,))
         form = jsonutil.loads(row["form"], [])
-        secret_ids = {f["id"] for f in form if f.get("type") == "SECRET"}
         return {
             **request_summary(row, sum(1 for d in decisions if d["verdict"] == APPROVE)),
             "context": jsonutil.loads(row["context"], {}),
@@ -370,8 +369,7 @@ class ApprovalService(AuditMixin):
             "result": jsonutil.loads(row["result"], None),
             "decisions": [{"by": d["actor"], "verdict": d["verdict"], "reason": d["reason"], "at": d["at"],
                            "origin": d["origin"], "automatic": bool(d["automatic"]),
-                           "inputs": {k: ("***" if k in secret_ids else v)
-                                      for k, v in jsonutil.loads(d["inputs"], {}).items()}}
+                           "inputs": mask(form, jsonutil.loads(d["inputs"], {}))}
                           for d in decisions],
         }
 
@@ -379,16 +377,7 @@ class ApprovalService(AuditMixin):
         """Per-field messages for these form values (empty when valid); the console's live check."""
         from engine.approvals.decide import validate_form
 
-        row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))
-        if row is None:
-            raise NotFound(f"no approval request `{request_id}`")
-        self._check(actor, "view", row["namespace"], f"request {request_id}")
-        return validate_form(row, inputs).errors
-
-    def form_specs(self, request: Mapping[str, Any]) -> list[InputSpec]:
-        from engine.inputs.spec import InputSpec
-
-        return [InputSpec.from_dict(d) for d in request.get("form", [])]
+        return validate_form(self._request_row(actor, request_id), inputs).errors
 
     # -- decisions ----------------------------------------------------------------------
     def approve(self, actor: Identity, request_ids: Iterable[str], inputs: Mapping[str, Any] | None = None,
@@ -512,7 +501,7 @@ PENDING_ROW_FIELDS = ("id", "execution_id", "namespace", "flow_id", "task_id", "
                       "created_at", "due_at", "approvals", "required")
 
 
-def _pending_sort_key(r) -> tuple:
+def pending_sort_key(r) -> tuple:
     """The pending list's order: due time (none last), then creation, then id."""
     return (r["due_at"] is None, r["due_at"] or "", r["created_at"], r["id"])
 
@@ -542,11 +531,6 @@ def outputs_tree(runs) -> dict[str, Any]:
             node = node.setdefault(key, {})
         node[loop_keys[-1]] = outputs
     return tree
-
-
-def mask(specs: list[InputSpec], values: Mapping[str, Any]) -> dict[str, Any]:
-    secret = {s.id for s in specs if s.type == "SECRET"}
-    return {k: ("***" if k in secret else v) for k, v in values.items()}
 
 
 def flow_info(flow: Flow) -> dict[str, Any]:

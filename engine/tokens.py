@@ -28,9 +28,9 @@ from typing import Any
 from engine.audit import append_event
 from engine.clock import format_time, parse_time
 from engine.errors import NotFound, UsageError
+from engine.ids import random_token
 
 PREFIX = "so"
-_ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _ID_LENGTH = 12
 _TOKEN_RE = re.compile(r"so_([0-9a-z]{12})_([A-Za-z0-9_-]{20,100})")
 _USER_RE = re.compile(r"[^\s:/\\]{1,128}")
@@ -62,10 +62,6 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def _new_id() -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH))
-
-
 def issue(db, user: str, *, now: datetime, created_by: str, expires: timedelta | None = None,
           name: str | None = None) -> tuple[str, dict[str, Any]]:
     """Create a token for ``user``; returns (the token text - shown once, its listing row)."""
@@ -79,9 +75,9 @@ def issue(db, user: str, *, now: datetime, created_by: str, expires: timedelta |
     created = format_time(now)
     expires_at = format_time(now + expires) if expires is not None else None
     with db.write() as tx:
-        token_id = _new_id()
+        token_id = random_token(_ID_LENGTH)
         while tx.execute("SELECT 1 FROM tokens WHERE id=?", (token_id,)).fetchone():
-            token_id = _new_id()
+            token_id = random_token(_ID_LENGTH)
         tx.execute("INSERT INTO tokens(id, user, name, hash, created_at, created_by, expires_at)"
                    " VALUES (?,?,?,?,?,?,?)",
                    (token_id, user, name, hash_secret(secret), created, created_by, expires_at))

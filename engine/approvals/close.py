@@ -16,5 +16,10 @@ def close_request(tx: sqlite3.Connection, request_id: str, state: str, *, by: st
     result = {"state": state, "by": by, "on": now, **details}
     tx.execute("UPDATE requests SET state=?, decided_at=?, result=? WHERE id=?",
                (state, now, jsonutil.dumps(result), request_id))
-    tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))
+    retire_timers(tx, request_id, now)
     return result
+
+
+def retire_timers(tx: sqlite3.Connection, request_id: str, now: str) -> None:
+    """Mark the request's outstanding timers (expiry, reminders) done."""
+    tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request_id))

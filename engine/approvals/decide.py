@@ -18,7 +18,7 @@ from engine.approvals.close import close_request
 from engine.approvals.outcome import Outcome
 from engine.audit import append_event
 from engine.identity import Identity
-from engine.inputs.spec import InputSpec
+from engine.inputs.spec import InputSpec, mask
 
 from engine.approvals.outcome import APPROVE, DENY  # noqa: E402  (re-exported)
 
@@ -77,7 +77,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     # performance: the context and form JSON are parsed once per decision (bulk decides
     # thousands), not once per use
     context = jsonutil.loads(row["context"], {})
-    masked: dict[str, Any] | None = None
+    masked: dict[str, Any] = {}  # ``values`` as the audit shows them (secrets masked)
     if decision.verdict == APPROVE:
         values, masked, form_errors = _checked_form(row, decision, context)
         errors.update(form_errors)
@@ -98,8 +98,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
         approvals = tx.execute("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",
                                (request_id,)).fetchone()[0]
         state = "APPROVED" if approvals >= required else "PENDING"
-    event = {"verdict": decision.verdict, "inputs": masked if masked is not None else mask_secrets(row, values),
-             "reason": decision.reason,
+    event = {"verdict": decision.verdict, "inputs": masked, "reason": decision.reason,
              "origin": decision.origin, "state": state, "context": context}
     if decision.automatic:
         event["automatic"] = True
@@ -119,10 +118,8 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
             outbox.enqueue(tx, notifications, "decided", dict(row), now,
                            {"state": state, "by": actor.name, "reason": decision.reason})
         message = f"request {request_id} {state.lower()}"
-    else:
-        have = tx.execute("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",
-                          (request_id,)).fetchone()[0]
-        message = f"approval recorded for request {request_id} ({have} of {required})"
+    else:  # only an approval short of the quorum leaves the request pending
+        message = f"approval recorded for request {request_id} ({approvals} of {required})"
     return Outcome(**base, outcome=oc.DECIDED, state=state, message=message)
 
 
@@ -139,7 +136,7 @@ def _checked_form(row: sqlite3.Row, decision: DecisionRequest, context: dict[str
         return decision.checked[text]
     form = jsonutil.loads(text, [])
     result = validate_form(row, decision.inputs, context=context, form=form)
-    checked = (result.values, mask_secrets(row, result.values, form=form), dict(result.errors))
+    checked = (result.values, mask(form, result.values), dict(result.errors))
     if reusable:
         decision.checked[text] = checked
     return checked
@@ -202,12 +199,3 @@ def validate_form(row: sqlite3.Row, inputs: Mapping[str, Any], *, context: dict[
     variables = {"inputs": context.get("inputs", {}), "outputs": context.get("outputs", {})}
     return validate_inputs(form_specs(row, form), dict(inputs or {}), variables=variables)
 
-
-def mask_secrets(row: sqlite3.Row, values: Mapping[str, Any], *, form: list[dict[str, Any]] | None = None
-                 ) -> dict[str, Any]:
-    if not values:
-        return {}
-    if form is None:
-        form = jsonutil.loads(row["form"], [])
-    secret_ids = {d["id"] for d in form if d.get("type") == "SECRET"}
-    return {k: ("***" if k in secret_ids else v) for k, v in values.items()}

@@ -17,10 +17,10 @@ from engine.durations import format_duration, parse_duration
 from engine.runtime.timers import schedule
 from engine.expressions import is_template
 from engine.flows.model import Task
+from engine.flows.task_types import PAUSE
+from engine.inputs.spec import mask
 from engine.notify import outbox
 from engine.tasks.base import TaskFailed
-
-PAUSE = "io.kestra.plugin.core.flow.Pause"
 
 RULE_KEYS = ("required", "assignment", "allowSelfApproval", "commentRequired", "decisions", "autoApprove", "when",
              "escalation", "maxReissues", "reminders", "denyBehavior", "approveBehavior")
@@ -53,12 +53,11 @@ def create_request(run, task: Task, path: str, scope) -> str:
     summary = rendered.get("summary") or run.render(task, path, scope, task.props.get("message")
                                                      or task.props.get("description") or "") \
         or f"{run.flow.id} · {task.id}"
-    secret_inputs = {spec.id for spec in run.flow.inputs if spec.type == "SECRET"}
     context = {
         "summary": str(summary),
         "details": rendered.get("details"),
         "impact": rendered.get("impact"),
-        "inputs": {k: ("***" if k in secret_inputs else v) for k, v in run.inputs.items()},
+        "inputs": mask(run.flow.inputs, run.inputs),
         "outputs": copy.deepcopy(run.outputs),
         "task": {"id": task.id, "type": task.type, "description": task.props.get("description")},
         "flow": {"namespace": run.flow.namespace, "id": run.flow.id, "revision": run.flow.revision},

@@ -53,12 +53,3 @@ def render(events: Iterable[dict[str, Any]], fmt: str = "jsonl") -> Iterator[str
     from engine.errors import UsageError
 
     raise UsageError(f"unknown export format `{fmt}`; use one of {', '.join(FORMATS)}")
-
-
-def export(db: Any, query: Any, *, fmt: str = "jsonl", now: Any = None, visible: Any = None,
-           batch: int = 1000) -> Iterator[str]:
-    """Export the events matching ``query`` (text or AuditQuery), oldest first."""
-    from engine.audit.search import iter_events, parse_query
-
-    q = parse_query(query, now=now) if not hasattr(query, "terms") else query  # bad queries fail here, eagerly
-    return render(iter_events(db, q, now=now, visible=visible, batch=batch), fmt)

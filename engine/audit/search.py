@@ -35,6 +35,7 @@ from engine import jsonutil
 from engine.clock import format_time
 from engine.durations import parse_duration
 from engine.errors import UsageError
+from engine.store.db import connection_of
 
 FIELDS = ("actor", "action", "ns", "flow", "request", "execution", "since", "until")
 _FIELD_HELP = ", ".join(f"{f}:" for f in FIELDS)
@@ -405,10 +406,6 @@ def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
 # -- running ------------------------------------------------------------------------------
 
 
-def _conn(db: Any) -> sqlite3.Connection:
-    return db.connection() if hasattr(db, "connection") else db
-
-
 def event_dict(row: tuple) -> dict[str, Any]:
     return {"seq": row[0], "at": row[1], "actor": row[2], "action": row[3], "namespace": row[4],
             "flow_id": row[5], "execution_id": row[6], "request_id": row[7], "data": _data(row[8]),
@@ -456,7 +453,7 @@ def search(db: Any, query: AuditQuery | str | None, *, limit: int = 50, before_s
     if limit < 1:
         raise UsageError("limit must be at least 1")
     q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(timezone.utc))
-    conn = _conn(db)
+    conn = connection_of(db)
     out: list[dict[str, Any]] = []
     batch = limit if visible is None else max(limit, 200)
     for rows in _rows(conn, q, desc=True, cursor=before_seq, batch=batch):
@@ -475,7 +472,7 @@ def iter_events(db: Any, query: AuditQuery | str | None, *, now: datetime | None
                 after_seq: int | None = None) -> Iterator[dict[str, Any]]:
     """Every event matching ``query``, oldest first, read in batches (for export)."""
     q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(timezone.utc))
-    conn = _conn(db)
+    conn = connection_of(db)
     for rows in _rows(conn, q, desc=False, cursor=after_seq, batch=batch):
         for row in rows:
             if visible is None or visible(row[4]):

@@ -31,18 +31,17 @@ class AuditMixin:
     db: Any
     engine: Any
     _check: Callable[..., None]  # ApprovalService._check: refuses (and audits) what the policy forbids
+    _view_filter: Callable[[Any], Callable[[str], bool]]  # ApprovalService._view_filter: memoized view check
 
     def _audit_visible(self, actor: Any) -> Callable[[str | None], bool] | None:
-        """None when the actor sees every event, else a namespace -> bool predicate."""
-        policy = self.engine.policy
-        if policy.allows(actor, "admin", "*"):
+        """None when the actor sees every event, else a namespace -> bool predicate (events
+        without a namespace are for admins only)."""
+        if self.engine.policy.allows(actor, "admin", "*"):
             return None
-        seen: dict[str | None, bool] = {}
+        view = self._view_filter(actor)
 
         def visible(namespace: str | None) -> bool:
-            if namespace not in seen:
-                seen[namespace] = False if namespace is None else bool(policy.allows(actor, "view", namespace))
-            return seen[namespace]
+            return namespace is not None and view(namespace)
 
         return visible
 

@@ -28,6 +28,7 @@ from json.encoder import encode_basestring  # the C encoder json.dumps(ensure_as
 from typing import Any
 
 from engine.audit.log import GENESIS, event_content
+from engine.store.db import connection_of
 
 _COLUMNS = "seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash"
 
@@ -48,7 +49,7 @@ class VerifyResult:
 
 def head(db: Any) -> tuple[int, str] | None:
     """(seq, hash) of the latest event, or None when the log is empty."""
-    row = _conn(db).execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    row = connection_of(db).execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     return (row[0], row[1]) if row else None
 
 
@@ -74,10 +75,6 @@ def _content(row: tuple) -> str:
         return event_content(*row[:9])
 
 
-def _conn(db: Any) -> sqlite3.Connection:
-    return db.connection() if hasattr(db, "connection") else db
-
-
 def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] | None = None) -> VerifyResult:
     """Walk the whole chain in seq order; the first problem found is named in ``problem``.
 
@@ -85,7 +82,7 @@ def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] |
     (seq, hash) recorded earlier (e.g. from ``signoff audit head``): the chain must still
     contain that event with that hash, which detects removal of the newest events.
     """
-    conn = _conn(db)
+    conn = connection_of(db)
     last = conn.execute("SELECT max(seq) FROM audit").fetchone()[0]
     walked: tuple[int, int | None, str] = (0, None, GENESIS)
     if last is not None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from engine.errors import Location
 
@@ -65,6 +65,17 @@ class InputSpec:
             after=d.get("after"), before=d.get("before"), values=d.get("values"),
             allow_custom_value=bool(d.get("allowCustomValue")), item_type=d.get("itemType"),
         )
+
+
+def mask(specs: Iterable[InputSpec | Mapping[str, Any]], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the value of every SECRET input replaced by ``***`` (for the audit and
+    what approvers see). ``specs``: InputSpecs, or their :meth:`InputSpec.to_dict` form (the
+    form frozen into an approval request)."""
+    if not values:
+        return {}
+    secret = {s.id if isinstance(s, InputSpec) else s["id"] for s in specs
+              if (s.type if isinstance(s, InputSpec) else s.get("type")) == "SECRET"}
+    return {k: ("***" if k in secret else v) for k, v in values.items()}
 
 
 # --- additions (inputs parsing/validation) -------------------------------------------------

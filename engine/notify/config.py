@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import FlowLoadError, Problem
+from engine.policy import namespace_matches
 
 EVENTS = ("created", "reminded", "escalated", "reissued", "decided", "expired")
 KINDS = ("slack", "teams", "email")
@@ -48,14 +49,6 @@ class NotificationConfig:
 
     def for_event(self, namespace: str, event: str) -> list[Target]:
         return [t for t in self.targets if t.matches(namespace, event)]
-
-
-def namespace_matches(pattern: str, namespace: str) -> bool:
-    if pattern == "*":
-        return True
-    if pattern.endswith(".*"):
-        return namespace.startswith(pattern[:-1])
-    return namespace == pattern
 
 
 def load_notifications(path: Path) -> NotificationConfig:

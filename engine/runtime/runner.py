@@ -31,10 +31,11 @@ from engine.durations import parse_duration
 from engine.errors import ExpressionError
 from engine.expressions import evaluate, render_data, truthy
 from engine.flows.model import Flow, Task
+from engine.flows.task_types import APPROVAL, PAUSE
 from engine.identity import SYSTEM
 from engine.runtime import work
 from engine.runtime.functions import kv_lookup_from, make_functions
-from engine.tasks.base import TaskFailed
+from engine.tasks.base import SimpleContext, TaskFailed
 
 DONE, WAITING, FAILED = "DONE", "WAITING", "FAILED"
 FINISHED_RUN_STATES = {"SUCCESS", "WARNING", "SKIPPED"}
@@ -48,8 +49,6 @@ EXTERNAL_TYPES = {
     "io.kestra.plugin.notifications.mail.MailSend",
     "io.kestra.plugin.scripts.shell.Commands",
 }
-PAUSE = "io.kestra.plugin.core.flow.Pause"
-APPROVAL = "io.kestra.plugin.core.flow.Approval"
 
 
 class Stop(Exception):
@@ -66,33 +65,6 @@ class Scope:
     loop_values: tuple[Any, ...] = ()
     iteration: int | None = None
     parents: list[dict[str, Any]] = field(default_factory=list)
-
-
-class LiveContext:
-    """The RunContext a leaf handler gets while an execution advances."""
-
-    def __init__(self, run: "ExecutionRun", task: Task, path: str, scope: Scope, attempt: int) -> None:
-        self.task = task
-        self.execution_id = run.execution_id
-        self.namespace = run.flow.namespace
-        self.flow_id = run.flow.id
-        self.attempt = attempt
-        self.data_dir = run.engine.data_dir
-        self.idempotency_key = f"{run.execution_id}:{path}:{attempt}"
-        self.logs: list[tuple[str, str]] = []
-        self._variables = run.variables(task, path, scope, attempt)
-        self._functions = run.functions
-
-    def render(self, value: Any) -> Any:
-        return render_data(value, self._variables, self._functions)
-
-    def prop(self, name: str, default: Any = None) -> Any:
-        if name not in self.task.props:
-            return default
-        return self.render(self.task.props[name])
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
 
 
 class ExecutionRun:
@@ -484,7 +456,10 @@ class ExecutionRun:
         previous = self.runs.get(path)
         first_attempt = previous["attempt"] + 1 if previous else 1
         for attempt in range(first_attempt, first_attempt + max_attempts):
-            ctx = LiveContext(self, task, path, scope, attempt)
+            ctx = SimpleContext(task, self.variables(task, path, scope, attempt), execution_id=self.execution_id,
+                                namespace=self.flow.namespace, flow_id=self.flow.id, attempt=attempt,
+                                data_dir=self.engine.data_dir,
+                                idempotency_key=f"{self.execution_id}:{path}:{attempt}", functions=self.functions)
             if external:
                 # make the state before the effect durable, then run it outside a transaction
                 self.save_run(path, task, "RUNNING", attempt=attempt)
@@ -545,14 +520,14 @@ class ExecutionRun:
             request_id = create_request(self, task, path, scope)
             self.save_run(path, task, "PAUSED", value=request_id)
             auto = task.props.get("autoApprove") if task.type == APPROVAL else task.props.get("when")
+            state = "PENDING"
             if auto is not None:
                 value = self.evaluate(task, path, scope, auto)
                 if truthy(value):
-                    decide_in_tx(self.tx, now=self.now(), actor=SYSTEM, request_id=request_id,
-                                 decision=DecisionRequest("approve", {}, None, "auto", automatic=True,
-                                                          auto_expression=value),
-                                 policy=self.engine.policy, enqueue=lambda tx, eid: None)
-            state = self.tx.execute("SELECT state FROM requests WHERE id=?", (request_id,)).fetchone()[0]
+                    state = decide_in_tx(self.tx, now=self.now(), actor=SYSTEM, request_id=request_id,
+                                         decision=DecisionRequest("approve", {}, None, "auto", automatic=True,
+                                                                  auto_expression=value),
+                                         policy=self.engine.policy, enqueue=lambda tx, eid: None).state
             if state == "PENDING":
                 hook = "onPause" if task.type == PAUSE else "onWait"
                 status = self.walk_list(task.blocks.get(hook, []), f"{path}/{hook}/", scope)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from engine import jsonutil
-from engine.approvals.close import close_request
+from engine.approvals.close import close_request, retire_timers
 from engine.audit import append_event
 from engine.clock import format_time, parse_time
 from engine.durations import parse_duration
@@ -105,7 +105,7 @@ def reissue(engine, tx, request, rules: dict, now: str) -> None:
 
 
 def _reschedule(tx, request, rules: dict, due_at: str, now: str) -> None:
-    tx.execute("UPDATE timers SET done_at=? WHERE request_id=? AND done_at IS NULL", (now, request["id"]))
+    retire_timers(tx, request["id"], now)
     tx.execute("UPDATE requests SET due_at=?, rules=? WHERE id=?", (due_at, jsonutil.dumps(rules), request["id"]))
     schedule(tx, request["id"], due_at, rules.get("reminders"))
 

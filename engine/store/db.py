@@ -256,6 +256,11 @@ class Database:
             self._local.conn = None
 
 
+def connection_of(db: Database | sqlite3.Connection) -> sqlite3.Connection:
+    """This thread's connection of a :class:`Database`; a connection is returned as is."""
+    return db.connection() if hasattr(db, "connection") else db
+
+
 def _storage_error(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
     text = str(exc)
     if "readonly" in text or "read-only" in text:

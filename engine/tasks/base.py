@@ -61,7 +61,8 @@ def handler(*type_names: str) -> Callable[[Handler], Handler]:
 
 @dataclass
 class SimpleContext:
-    """A self-contained RunContext for tests of handlers and for one-off runs."""
+    """A self-contained RunContext: what the runner gives a leaf handler (with the execution's
+    variables and functions), and what tests of handlers and one-off runs build."""
 
     task: Task
     variables: dict[str, Any] = field(default_factory=dict)
