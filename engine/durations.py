@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from functools import lru_cache
+from typing import Any
 
-__all__ = ["parse_duration", "format_duration", "duration_hint"]
+__all__ = ["parse_duration", "format_duration", "duration_hint", "duration_seconds"]
 
 _NUM = r"([-+]?\d+)"
 _PATTERN = re.compile(
@@ -78,6 +79,34 @@ def parse_duration(text: str, *, allow_negative: bool = True) -> timedelta:
         shown = text if len(text) <= 80 else text[:79] + "…"
         raise ValueError(f"invalid duration `{shown}`: it must not be negative; write e.g. PT5M")
     return value
+
+
+def duration_seconds(value: object, what: str, error: type[Exception] = ValueError) -> float | None:
+    """Seconds in a task option such as a timeout: an ISO-8601 duration (``PT30S``), a number of
+    seconds (also as text), a timedelta, or None (also for ""). Anything else, or a duration that
+    is not positive, raises ``error`` with a message naming ``what`` (tasks pass TaskFailed)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise error(f"Invalid {what}: {value!r}")
+    seconds: Any
+    if isinstance(value, (int, float, timedelta)):
+        seconds = value
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                seconds = parse_duration(text)
+            except Exception as exc:  # the parser's own message names the problem
+                raise error(f"Invalid {what}: {exc}") from None
+    if isinstance(seconds, timedelta):
+        seconds = seconds.total_seconds()
+    seconds = float(seconds)
+    if seconds <= 0:
+        raise error(f"Invalid {what} {value!r}: must be positive")
+    return seconds
 
 
 def format_duration(td: timedelta) -> str:

@@ -43,22 +43,29 @@ class Template:
         single = significant[0] if len(significant) == 1 and type(significant[0]) is _n.Output else None
         self._single = compile_guarded(single.expr, single.source, source) if single is not None else None
         self._constant = body[0].text if len(body) == 1 and type(body[0]) is _n.Text else ("" if not body else None)
-        names: set[str] = set()
-        functions: set[str] = set()
-        _collect(body, frozenset(), names, functions)
-        self._names = frozenset(names)
-        self._functions = frozenset(functions)
+        self._names: frozenset[str] | None = None  # filled by _scan(), on first use
+        self._functions: frozenset[str] = frozenset()
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
 
     def names(self) -> set[str]:
         """Top-level variable names the template reads (loop and ``set`` variables excluded)."""
-        return set(self._names)
+        return set(self._scan()[0])
 
     def function_names(self) -> set[str]:
         """Names of the functions the template calls."""
-        return set(self._functions)
+        return set(self._scan()[1])
+
+    def _scan(self) -> tuple[frozenset[str], frozenset[str]]:
+        # Rendering never needs these: parse the source again only when asked (the tree is not kept).
+        if self._names is None:
+            names: set[str] = set()
+            functions: set[str] = set()
+            _collect(_parse(self.source), frozenset(), names, functions)
+            self._functions = frozenset(functions)
+            self._names = frozenset(names)
+        return self._names, self._functions
 
     def render(self, variables: Mapping[str, Any], functions: Functions | None = None) -> str:
         if self._constant is not None:

@@ -33,22 +33,14 @@ class Context:
         self.size = 0  # characters emitted by {{ }} so far in this render
 
 
-def _at(exc: ExpressionError, position: int) -> ExpressionError:
-    """``exc`` with ``position`` filled in when it has none."""
-    if exc.position is not None:
+def _at(exc: ExpressionError, position: int, source: str | None = None) -> ExpressionError:
+    """``exc`` with ``position`` filled in when it has none; with ``source``, ``exc`` naming the
+    expression it happened in (and a position, when it has none) unless it names one already."""
+    if (exc.position if source is None else exc.expression) is not None:
         return exc
     cls = type(exc) if type(exc) in (ExpressionError, UndefinedError) else ExpressionError
-    new = cls(exc.reason, expression=exc.expression, position=position)
-    new.__cause__ = exc.__cause__
-    return new
-
-
-def contextualize(exc: ExpressionError, source: str, position: int) -> ExpressionError:
-    """``exc`` naming the expression it happened in (and a position, when it has none)."""
-    if exc.expression is not None:
-        return exc
-    cls = type(exc) if type(exc) in (ExpressionError, UndefinedError) else ExpressionError
-    new = cls(exc.reason, expression=source, position=exc.position if exc.position is not None else position)
+    new = cls(exc.reason, expression=exc.expression if source is None else source,
+              position=exc.position if exc.position is not None else position)
     new.__cause__ = exc.__cause__
     return new
 
@@ -334,7 +326,7 @@ def compile_guarded(expr: n.Node, source: str, text: str) -> Evaluator:
         try:
             return fn(ctx)
         except ExpressionError as exc:
-            raise contextualize(exc, source, position) from None
+            raise _at(exc, position, source) from None
 
     return guarded
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ExpressionError, FlowLoadError, Location, Problem
+from engine.expressions import is_template, parse_template
 from engine.flows.model import Flow, Task
 from engine.flows.task_types import PAUSE, Prop, TaskType, resolve_type, suggest, suggest_type
 from engine.flows.yaml_source import describe_value as _what
@@ -30,14 +31,6 @@ KESTRA_FLOW_KEYS = (
 )
 
 NodePath = tuple[Any, ...]
-
-
-def _is_template(text: str) -> bool:
-    try:
-        from engine.expressions import is_template
-    except ImportError:  # pragma: no cover - only while the expression engine is missing
-        return "{{" in text or "{%" in text
-    return is_template(text)
 
 
 def _as_id(value: Any) -> Any:
@@ -81,7 +74,7 @@ class _FlowBuilder:
         return False
 
     def _fits(self, kind: str, v: Any) -> bool:
-        template = isinstance(v, str) and _is_template(v)
+        template = isinstance(v, str) and is_template(v)
         if kind == "str":
             return isinstance(v, (str, int, float))
         if kind == "bool":
@@ -99,11 +92,11 @@ class _FlowBuilder:
         return True  # any
 
     def _check_detail(self, kind: str, prop: Prop, v: Any, path: NodePath, name: str) -> None:
-        if kind == "enum" and not _is_template(v) and v not in prop.values:
+        if kind == "enum" and not is_template(v) and v not in prop.values:
             hint = suggest(v, prop.values)
             msg = f"`{name}` must be one of {', '.join(prop.values)}; found `{v}`"
             self.problem(self.loc.at(path), msg + (f", did you mean `{hint}`?" if hint else ""))
-        elif kind == "duration" and not _is_template(v):
+        elif kind == "duration" and not is_template(v):
             from engine.durations import parse_duration
 
             try:
@@ -266,9 +259,7 @@ class _FlowBuilder:
         elif isinstance(value, list):
             for i, v in enumerate(value):
                 self.check_expressions(v, (*path, i))
-        elif isinstance(value, str) and _is_template(value):
-            from engine.expressions import parse_template
-
+        elif isinstance(value, str) and is_template(value):
             try:
                 parse_template(value)
             except ExpressionError as err:

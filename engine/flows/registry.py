@@ -6,6 +6,7 @@ after the file was edited or removed.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from engine.clock import Clock, format_time
@@ -51,18 +52,27 @@ class FlowRegistry:
         return flow
 
     def ensure_revision(self, tx, flow: Flow) -> int:
-        """The revision number of this exact flow text, recording it if it is new."""
-        row = tx.execute("SELECT revision FROM flow_revisions WHERE namespace=? AND flow_id=? AND sha256=?",
+        """The revision number of this exact flow text, recording it if it is new.
+
+        A revision recorded earlier is put in :meth:`at_revision`'s cache with ``flow`` (already
+        parsed), so the run that follows does not parse the same text again. A new one is not:
+        its transaction may still roll back and the number go to another text.
+        """
+        row = tx.execute("SELECT revision, path FROM flow_revisions WHERE namespace=? AND flow_id=? AND sha256=?",
                          (flow.namespace, flow.id, flow.sha256)).fetchone()
         if row:
-            return row[0]
-        last = tx.execute("SELECT max(revision) FROM flow_revisions WHERE namespace=? AND flow_id=?",
-                          (flow.namespace, flow.id)).fetchone()[0] or 0
+            revision = row[0]
+            if row[1] == flow.path:  # else at_revision loads it with the path it was recorded with
+                self._by_revision.setdefault((flow.namespace, flow.id, revision),
+                                             dataclasses.replace(flow, revision=revision))
+            return revision
+        revision = (tx.execute("SELECT max(revision) FROM flow_revisions WHERE namespace=? AND flow_id=?",
+                               (flow.namespace, flow.id)).fetchone()[0] or 0) + 1
         tx.execute("INSERT INTO flow_revisions(namespace, flow_id, revision, sha256, source, path, created_at)"
                    " VALUES (?,?,?,?,?,?,?)",
-                   (flow.namespace, flow.id, last + 1, flow.sha256, flow.source, flow.path,
+                   (flow.namespace, flow.id, revision, flow.sha256, flow.source, flow.path,
                     format_time(self.clock.now())))
-        return last + 1
+        return revision
 
     def at_revision(self, namespace: str, flow_id: str, revision: int) -> Flow:
         key = (namespace, flow_id, revision)

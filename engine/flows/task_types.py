@@ -30,7 +30,6 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-BLOCK_KINDS = ("tasks", "task", "cases")
 LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 
 
@@ -43,7 +42,6 @@ class Prop:
     also: tuple[str, ...] = ()  # alternative kinds
     item: "Prop | None" = None  # list items
     fields: "dict[str, Prop] | None" = None  # map keys (strict when given)
-    deprecated: str | None = None  # the property to write instead
 
     def describe(self) -> str:
         """Human words for what the property takes, for 'expected ...' messages."""
@@ -66,8 +64,6 @@ class TaskType:
     name: str
     props: dict[str, Prop]
     aliases: tuple[str, ...] = ()
-    pausing: bool = False  # creates an approval request (Pause, Approval)
-    flowable: bool = False  # runs child tasks itself
 
     @property
     def short_name(self) -> str:
@@ -75,9 +71,6 @@ class TaskType:
 
     def all_props(self) -> dict[str, Prop]:
         return {**COMMON_PROPS, **self.props}
-
-    def blocks(self) -> list[str]:
-        return [n for n, p in self.props.items() if p.kind in BLOCK_KINDS]
 
 
 COMMON_PROPS: dict[str, Prop] = {
@@ -131,11 +124,11 @@ def _types() -> list[TaskType]:
             "timeout": Prop("duration"),
             "onPause": Prop("task"),
             "errors": Prop("tasks"),
-            "delay": Prop("duration", deprecated="pauseDuration"),
-            "tasks": Prop("tasks", deprecated="tasks after the Pause task"),  # run on resume
+            "delay": Prop("duration"),  # deprecated: the loader maps it to pauseDuration
+            "tasks": Prop("tasks"),  # deprecated (write them after the Pause): run on resume
             "when": Prop("str"),
             **GOVERNANCE_PROPS,
-        }, aliases=("io.kestra.core.tasks.flows.Pause",), pausing=True, flowable=True),
+        }, aliases=("io.kestra.core.tasks.flows.Pause",)),
         TaskType(APPROVAL, {
             "inputs": Prop("inputs"),
             "decisions": Prop("map", fields={"approve": Prop("str"), "deny": Prop("str")}),
@@ -152,29 +145,29 @@ def _types() -> list[TaskType]:
             "message": Prop("str"),
             "description": Prop("str"),
             **GOVERNANCE_PROPS,
-        }, pausing=True, flowable=True),
+        }),
         TaskType("io.kestra.plugin.core.flow.If", {
             "condition": Prop("str", required=True),
             "then": Prop("tasks", required=True),
             "else": Prop("tasks"),
-        }, aliases=("io.kestra.core.tasks.flows.If",), flowable=True),
+        }, aliases=("io.kestra.core.tasks.flows.If",)),
         TaskType("io.kestra.plugin.core.flow.Switch", {
             "value": Prop("any", required=True),
             "cases": Prop("cases"),
             "defaults": Prop("tasks"),
-        }, aliases=("io.kestra.core.tasks.flows.Switch",), flowable=True),
+        }, aliases=("io.kestra.core.tasks.flows.Switch",)),
         TaskType("io.kestra.plugin.core.flow.Sequential", {
             "tasks": Prop("tasks", required=True),
-        }, aliases=("io.kestra.core.tasks.flows.Sequential",), flowable=True),
+        }, aliases=("io.kestra.core.tasks.flows.Sequential",)),
         TaskType("io.kestra.plugin.core.flow.Parallel", {
             "tasks": Prop("tasks", required=True),
             "concurrent": Prop("int", min=0),
-        }, aliases=("io.kestra.core.tasks.flows.Parallel",), flowable=True),
+        }, aliases=("io.kestra.core.tasks.flows.Parallel",)),
         TaskType("io.kestra.plugin.core.flow.ForEach", {
             "values": Prop("list", required=True, also=("str",)),
             "tasks": Prop("tasks", required=True),
             "concurrencyLimit": Prop("int", min=0),
-        }, flowable=True),
+        }),
         TaskType("io.kestra.plugin.core.output.OutputValues", {
             "values": Prop("map", required=True),
         }, aliases=("io.kestra.core.tasks.outputs.OutputValues",)),

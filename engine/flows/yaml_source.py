@@ -92,9 +92,6 @@ class YamlLocator(Locator):
         """Where the key of the mapping entry at ``path`` is written (else as :meth:`at`)."""
         return self._loc(self._nearest(self._keys, tuple(path)))
 
-    def has(self, path: tuple[str | int, ...]) -> bool:
-        return tuple(path) in self._values
-
     def string_at(self, path: tuple[str | int, ...], offset: int | None) -> Location:
         """Where character ``offset`` of the string at ``path`` is, best effort.
 

@@ -5,12 +5,12 @@ message saying what to write instead.
 """
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from engine.errors import Locator, Problem
+from engine.flows.task_types import suggest  # a leaf module: no import cycle
 from engine.inputs.spec import (
     COMMON_PROPERTIES, INPUT_TYPES, ITEM_TYPES, TYPE_ALIASES, TYPE_PROPERTIES, DependsOn, InputSpec,
     allowed_properties,
@@ -33,16 +33,6 @@ def _join(names: list[str]) -> str:
     if len(names) <= 1:
         return "".join(names)
     return ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def _suggest(word: str, choices: tuple[str, ...] | list[str]) -> str | None:
-    if not isinstance(word, str):
-        return None
-    lowered = {c.lower(): c for c in choices}
-    if word.lower() in lowered:
-        return lowered[word.lower()]
-    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[close[0]] if close else None
 
 
 def _show(value: Any) -> str:
@@ -125,7 +115,7 @@ def _parse_one(item: Any, index: int, problem) -> InputSpec | None:
         if isinstance(raw_type, str) and raw_type in _ALL_TYPES:
             type_ = TYPE_ALIASES.get(raw_type, raw_type)
         else:
-            close = _suggest(str(raw_type), _ALL_TYPES)
+            close = suggest(str(raw_type), _ALL_TYPES)
             hint = f"did you mean `{TYPE_ALIASES.get(close, close)}`? " if close else ""
             problem((index, "type"), f"unknown input type `{_show(raw_type)}` on input `{label}`: "
                                      f"{hint}valid types are {', '.join(INPUT_TYPES)}")
@@ -137,7 +127,7 @@ def _parse_one(item: Any, index: int, problem) -> InputSpec | None:
             continue
         if not isinstance(key, str) or key not in _KNOWN_PROPERTIES:
             choices = allowed if allowed else _KNOWN_PROPERTIES
-            close = _suggest(str(key), [c for c in choices if c != "name"])
+            close = suggest(str(key), [c for c in choices if c != "name"])
             hint = f", did you mean `{close}`?" if close else \
                 f"; allowed: {', '.join(c for c in choices if c != 'name')}"
             problem((index, key), f"unknown property `{_show(key)}` on input `{label}`{hint}")
@@ -184,7 +174,7 @@ def _parse_depends(item: Mapping, index: int, label: str, problem) -> DependsOn 
         return None
     for key in raw:
         if key not in _DEPENDS_KEYS:
-            close = _suggest(str(key), _DEPENDS_KEYS)
+            close = suggest(str(key), _DEPENDS_KEYS)
             hint = f", did you mean `{close}`?" if close else "; allowed: inputs, condition"
             problem((index, "dependsOn", key), f"unknown property `{_show(key)}` in `dependsOn` of input `{label}`{hint}")
     names: list[str] = []
@@ -206,6 +196,7 @@ def _parse_depends(item: Mapping, index: int, label: str, problem) -> DependsOn 
 
 
 def _parse_type_props(spec: InputSpec, item: Mapping, index: int, problem) -> None:
+    from engine.expressions import is_template
     from engine.inputs.validate import _Bad, format_bound, to_float, to_int
 
     t = spec.type
@@ -230,9 +221,9 @@ def _parse_type_props(spec: InputSpec, item: Mapping, index: int, problem) -> No
                 if t == "INT":
                     setattr(spec, key, to_int(value))
                 elif t == "FLOAT":
-                    to_float(value)
+                    number = to_float(value)
                     setattr(spec, key, value if isinstance(value, (int, float)) and not isinstance(value, bool)
-                            else to_float(value))
+                            else number)
                 else:
                     setattr(spec, key, format_bound("DURATION", value))
             except _Bad:
@@ -266,7 +257,7 @@ def _parse_type_props(spec: InputSpec, item: Mapping, index: int, problem) -> No
             problem((index,), f"input `{spec.id}` of type {t} needs `values`: list the choices, "
                               f"e.g. `values: [APPROVE, REJECT]`")
         elif isinstance(values, str):
-            if "{{" not in values and "{%" not in values:
+            if not is_template(values):
                 problem((index, "values"), f"`values` on input `{spec.id}` must be a list such as "
                                            f"`[APPROVE, REJECT]` or an expression `{{{{ ... }}}}`")
             else:
@@ -289,7 +280,7 @@ def _parse_type_props(spec: InputSpec, item: Mapping, index: int, problem) -> No
         if raw is None:
             problem((index,), f"input `{spec.id}` of type ARRAY needs `itemType`, one of {', '.join(ITEM_TYPES)}")
         elif not isinstance(raw, str) or raw not in ITEM_TYPES:
-            close = _suggest(str(raw), ITEM_TYPES)
+            close = suggest(str(raw), ITEM_TYPES)
             hint = f"did you mean `{close}`? " if close else ""
             problem((index, "itemType"), f"unknown itemType `{_show(raw)}` on input `{spec.id}`: "
                                          f"{hint}valid item types are {', '.join(ITEM_TYPES)}")
@@ -363,7 +354,7 @@ def _check_depends(specs: list[InputSpec], index_of: dict[str, int], problem) ->
                 problem((index_of[spec.id], "dependsOn", "inputs", j),
                         f"input `{spec.id}` cannot depend on itself (dependsOn cycle: {spec.id} -> {spec.id})")
             elif name not in index_of:
-                close = _suggest(name, list(index_of))
+                close = suggest(name, list(index_of))
                 hint = f"did you mean `{close}`?" if close else \
                     f"declared inputs: {', '.join(index_of) or '(none)'}"
                 problem((index_of[spec.id], "dependsOn", "inputs", j),

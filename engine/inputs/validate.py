@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import re
 from dataclasses import dataclass, field
@@ -193,8 +194,6 @@ def to_datetime(value: Any) -> datetime:
         raise _Bad(DATETIME_REASON)
     m = _DATETIME_RE.fullmatch(value.strip())
     if m is None:
-        if _DATE_RE.fullmatch(value.strip()):
-            raise _Bad(DATETIME_REASON)
         raise _Bad(DATETIME_REASON)
     y, mo, d, h, mi, s, frac, z, sign, oh, om = m.groups()
     if z is None and sign is None:
@@ -304,16 +303,16 @@ def _has_template(obj: Any) -> bool:
     return contains_template(obj)
 
 
-_SINGLE_EXPR = re.compile(r"\s*\{\{(?:(?!\{\{|\}\}).)*\}\}\s*", re.DOTALL)
-
-
 def _render(obj: Any, variables: Mapping[str, Any], functions: Mapping | None) -> Any:
     """Render templates in ``obj``; a text that is one ``{{ expr }}`` gives the native value."""
-    from engine import expressions  # lazy: written concurrently, heavy to import
+    from engine import expressions  # lazy: heavy to import
 
-    if isinstance(obj, str) and _SINGLE_EXPR.fullmatch(obj):
-        return expressions.evaluate(obj.strip(), variables, functions)
+    if isinstance(obj, str) and expressions.is_template(obj):
+        return expressions.evaluate(obj, variables, functions)
     return expressions.render_data(obj, variables, functions)
+
+
+# Wider than expressions.truthy on purpose: a text result (a form answer) is also false as no/0/null.
 _FALSE_TEXTS = frozenset({"", "false", "0", "no", "null", "none"})
 
 
@@ -324,10 +323,7 @@ def _condition_true(condition: Any, variables: Mapping[str, Any], functions: Map
         return condition
     if not isinstance(condition, str):
         return expressions.truthy(condition)
-    if _SINGLE_EXPR.fullmatch(condition):
-        value = expressions.evaluate(condition.strip(), variables, functions)
-    else:
-        value = expressions.render_data(condition, variables, functions)
+    value = _render(condition, variables, functions)
     if isinstance(value, str):
         return value.strip().lower() not in _FALSE_TEXTS
     return bool(expressions.truthy(value))
@@ -344,7 +340,6 @@ class _Ctx:
     variables: Mapping[str, Any]
     functions: Mapping | None
     store_file: Callable[[str], str] | None
-    now: datetime | None
 
 
 def _text(value: Any) -> str:
@@ -384,38 +379,40 @@ def _c_secret(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
     return text
 
 
-def _numeric_bounds(spec: InputSpec, value: Any, convert: Callable[[Any], Any]) -> None:
-    if spec.min is not None:
+def _check_bounds(spec: InputSpec, value: Any, convert: Callable[[Any], Any],
+                  fmt: Callable[[Any], str] | None = None) -> None:
+    """Inclusive bounds, as in Kestra (a bound that does not convert is ignored): ``min``/``max``,
+    shown as written, without ``fmt``; else ``after``/``before``, shown as ``fmt(bound)``."""
+    if fmt is None:
+        checks = ((spec.min, "more than", operator.lt), (spec.max, "less than", operator.gt))
+    else:
+        checks = ((spec.after, "after", operator.lt), (spec.before, "before", operator.gt))
+    for bound, word, outside in checks:
+        if bound is None:
+            continue
         try:
-            low = convert(spec.min)
+            limit = convert(bound)
         except _Bad:
-            low = None
-        if low is not None and value < low:
-            raise _Bad(f"it must be more than `{_s(spec.min)}`")
-    if spec.max is not None:
-        try:
-            high = convert(spec.max)
-        except _Bad:
-            high = None
-        if high is not None and value > high:
-            raise _Bad(f"it must be less than `{_s(spec.max)}`")
+            continue
+        if outside(value, limit):
+            raise _Bad(f"it must be {word} `{_s(bound) if fmt is None else fmt(limit)}`")
 
 
 def _c_int(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
     out = to_int(value)
-    _numeric_bounds(spec, out, to_float)
+    _check_bounds(spec, out, to_float)
     return out
 
 
 def _c_float(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
     out = to_float(value)
-    _numeric_bounds(spec, out, to_float)
+    _check_bounds(spec, out, to_float)
     return out
 
 
 def _c_duration(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
     out = to_duration(value)
-    _numeric_bounds(spec, out, to_duration)
+    _check_bounds(spec, out, to_duration)
     return format_duration(out)
 
 
@@ -433,38 +430,21 @@ def _c_bool(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
     raise _Bad(BOOL_REASON)
 
 
-def _time_bounds(spec: InputSpec, value: Any, convert: Callable[[Any], Any], fmt: Callable) -> None:
-    if spec.after is not None:
-        try:
-            low = convert(spec.after)
-        except _Bad:
-            low = None
-        if low is not None and value < low:
-            raise _Bad(f"it must be after `{fmt(low)}`")
-    if spec.before is not None:
-        try:
-            high = convert(spec.before)
-        except _Bad:
-            high = None
-        if high is not None and value > high:
-            raise _Bad(f"it must be before `{fmt(high)}`")
-
-
 def _c_date(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
     out = to_date(value)
-    _time_bounds(spec, out, to_date, date.isoformat)
+    _check_bounds(spec, out, to_date, date.isoformat)
     return out.isoformat()
 
 
 def _c_datetime(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
     out = to_datetime(value)
-    _time_bounds(spec, out, to_datetime, format_datetime)
+    _check_bounds(spec, out, to_datetime, format_datetime)
     return format_datetime(out)
 
 
 def _c_time(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
     out = to_time(value)
-    _time_bounds(spec, out, to_time, format_time)
+    _check_bounds(spec, out, to_time, format_time)
     return format_time(out)
 
 
@@ -658,14 +638,13 @@ _COERCERS: dict[str, Callable[[InputSpec, Any, _Ctx], Any]] = {
 
 
 def coerce_value(spec: InputSpec, raw_value: Any, *, variables: Mapping[str, Any] | None = None,
-                 functions: Mapping | None = None, store_file: Callable[[str], str] | None = None,
-                 now: datetime | None = None) -> Any:
+                 functions: Mapping | None = None, store_file: Callable[[str], str] | None = None) -> Any:
     """Check one given (non-missing) value against ``spec``; return its canonical JSON-able form.
 
     Raises :class:`InputError` with the user-facing message. ``variables``/``functions`` render
     a SELECT's templated ``values``; ``store_file`` copies a FILE input and returns its URI.
     """
-    ctx = _Ctx(variables or {}, functions, store_file, now)
+    ctx = _Ctx(variables or {}, functions, store_file)
     convert = _COERCERS.get(str(spec.type).upper())
     if convert is None:
         raise InputError(f"Invalid input for `{spec.id}`, its type `{spec.type}` is unknown")
@@ -766,14 +745,12 @@ def _is_missing(spec: InputSpec, value: Any) -> bool:
 
 def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
                     variables: Mapping[str, Any] | None = None, functions: Mapping | None = None,
-                    store_file: Callable[[str], str] | None = None,
-                    now: datetime | None = None) -> ValidationResult:
+                    store_file: Callable[[str], str] | None = None) -> ValidationResult:
     """Validate every input at once; never raises for a bad value (see ``ValidationResult.errors``).
 
     ``raw`` keys are dotted ids or nested maps; values are text (command line) or typed JSON.
     ``defaults`` templates and ``dependsOn.condition`` see ``variables`` with ``inputs`` set to the
     caller's ``inputs`` (if any) merged with the values validated so far (dependency order).
-    ``now`` is passed through for callers' symmetry; validation does not read the clock.
     """
     result = ValidationResult()
     base_vars = dict(variables or {})
@@ -795,8 +772,7 @@ def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
 
     for spec in _order(specs):
         try:
-            _validate_one(spec, flat, flat_values, shown, result, current_vars, functions,
-                          store_file, now)
+            _validate_one(spec, flat, flat_values, shown, result, current_vars, functions, store_file)
         except Exception as exc:  # noqa: BLE001 - a form must always get an answer
             result.errors[spec.id] = f"Invalid input for `{spec.id}`, {_error_text(exc)}"
 
@@ -811,8 +787,7 @@ def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
 
 def _validate_one(spec: InputSpec, flat: Mapping[str, Any], flat_values: dict[str, Any],
                   shown: set[str], result: ValidationResult, current_vars: Callable[[], dict],
-                  functions: Mapping | None, store_file: Callable[[str], str] | None,
-                  now: datetime | None) -> None:
+                  functions: Mapping | None, store_file: Callable[[str], str] | None) -> None:
     dep = spec.depends_on
     if dep is not None:
         for name in dep.inputs or []:
@@ -849,6 +824,6 @@ def _validate_one(spec: InputSpec, flat: Mapping[str, Any], flat_values: dict[st
     try:
         variables = current_vars() if _has_template(spec.values) else None
         flat_values[spec.id] = coerce_value(spec, value, variables=variables, functions=functions,
-                                            store_file=store_file, now=now)
+                                            store_file=store_file)
     except InputError as exc:
         result.errors[spec.id] = exc.message

@@ -1,11 +1,12 @@
 """``io.kestra.plugin.core.log.Log``: write one or more messages to the execution's logs."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from engine.flows.task_types import LEVELS
 from engine.tasks.base import RunContext, TaskFailed, handler
 
-LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 _ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "FATAL": "ERROR", "CRITICAL": "ERROR"}
 
 
@@ -22,6 +23,16 @@ def normalize_level(value: Any, default: str = "INFO") -> str:
 
 def as_text(value: Any) -> str:
     return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def param_text(value: Any) -> str:
+    """A value as the text of a form field, request body or environment variable: maps and
+    lists as JSON, booleans as true/false, null as ""."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
 
 
 @handler("io.kestra.plugin.core.log.Log")

@@ -11,6 +11,7 @@ The ``Message-ID`` is derived from the idempotency key so a re-sent mail is reco
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import smtplib
@@ -77,6 +78,13 @@ def teams_incoming_webhook(ctx: RunContext) -> dict[str, Any]:
 # -- mail -------------------------------------------------------------------------------
 
 STRATEGIES = ("SMTP", "SMTP_TLS", "SMTPS")
+
+
+@functools.cache
+def _mail_tls() -> ssl.SSLContext:
+    """The system's default verifying context, built once (loading the CA store takes tens of ms).
+    Not shared with the HTTP tasks: httpcore sets ALPN ``http/1.1`` on the context it is given."""
+    return ssl.create_default_context()
 
 
 def _addresses(value: Any) -> list[str]:
@@ -151,16 +159,15 @@ def mail_send(ctx: RunContext) -> dict[str, Any]:
 
     msg, sender, recipients = build_message(ctx)
     where = f"{host}:{port}"
-    tls = ssl.create_default_context()
     try:
         if strategy == "SMTPS":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=tls)
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=_mail_tls())
         else:
             smtp = smtplib.SMTP(host, port, timeout=timeout)
         with smtp:
             smtp.ehlo_or_helo_if_needed()
             if strategy == "SMTP_TLS":
-                smtp.starttls(context=tls)
+                smtp.starttls(context=_mail_tls())
                 smtp.ehlo()
             if username:
                 smtp.login(as_text(username), as_text(password))

@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from engine.durations import duration_seconds
 from engine.tasks.base import RunContext, TaskFailed, handler
-from engine.tasks.http import duration_seconds
-from engine.tasks.log import LEVELS, as_text
+from engine.tasks.log import LEVELS, as_text, param_text
 
 DEFAULT_INTERPRETER = ["/bin/sh", "-c"]
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"}
@@ -47,16 +47,6 @@ def _text_list(value: Any, what: str) -> list[str]:
     if isinstance(value, str):
         return [value]
     raise TaskFailed(f"`{what}` must be a list of commands")
-
-
-def _env_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
 
 
 def _safe_name(text: str) -> str:
@@ -141,7 +131,7 @@ def commands(ctx: RunContext) -> dict[str, Any]:
     if isinstance(fail_fast, str):
         fail_fast = fail_fast.strip().lower() not in ("false", "no", "0", "off")
     timeout_raw = ctx.prop("timeout")
-    timeout = duration_seconds(timeout_raw, "timeout")
+    timeout = duration_seconds(timeout_raw, "timeout", TaskFailed)
     input_files = ctx.prop("inputFiles") or {}
     if not isinstance(input_files, dict):
         raise TaskFailed("`inputFiles` must be a map of file names to contents")
@@ -154,7 +144,7 @@ def commands(ctx: RunContext) -> dict[str, Any]:
     script = "\n".join(lines)
 
     env = dict(os.environ)
-    env.update({str(k): _env_value(v) for k, v in env_prop.items()})
+    env.update({str(k): param_text(v) for k, v in env_prop.items()})
 
     base = Path(ctx.data_dir) / "work" / _safe_name(ctx.execution_id)
     base.mkdir(parents=True, exist_ok=True)
