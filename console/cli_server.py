@@ -13,20 +13,15 @@ from pathlib import Path
 import click
 
 from console import output
-from console.cli import common_options, settings
+from console.cli import actor, common_options, settings
 from engine.errors import UsageError
+from engine.server.run import DEFAULT_HOST, DEFAULT_PORT
 
 
 def _db():
     from engine.store import Database
 
     return Database(settings().resolved_data_dir())
-
-
-def _local_name() -> str:
-    from engine.identity import os_identity
-
-    return os_identity().name
 
 
 def _now():
@@ -37,9 +32,9 @@ def _now():
 
 @click.command()
 @common_options
-@click.option("--host", default="127.0.0.1", show_default=True,
+@click.option("--host", default=DEFAULT_HOST, show_default=True,
               help="Address to listen on (not loopback: needs TLS or --insecure-http).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8750, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port to listen on (0: any free port; the one used is printed).")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
@@ -53,19 +48,13 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, singl
           log_level: str) -> None:
     """Run the approval server: the JSON API under /api/v1 (OpenAPI at /openapi.json), the
     execution runner and the timers. Stops cleanly on SIGTERM."""
-    from engine.server.run import check_listen, serve as run_server
+    from engine.server.run import serve as run_server
 
     s = settings()
-    cert = Path(tls_cert) if tls_cert else None
-    key = Path(tls_key) if tls_key else None
-    check_listen(host, tls_cert=cert, tls_key=key, insecure_http=insecure_http)  # before loading anything
-    policy = s.load_policy()
-    if policy is None and not single_user:
-        raise UsageError("refusing to start without a policy file: give --policy FILE (who may view, start, decide "
-                         "and administer), or --single-user to let every valid token holder do everything")
-    run_server(data_dir=s.resolved_data_dir(), flow_dirs=s.resolved_flow_dirs(), policy=policy,
-               single_user=single_user, host=host, port=port, tls_cert=cert, tls_key=key,
-               insecure_http=insecure_http, notifications=s.load_notifications(), log_level=log_level)
+    run_server(data_dir=s.resolved_data_dir(), flow_dirs=s.resolved_flow_dirs(), policy=s.load_policy(),
+               single_user=single_user, host=host, port=port, tls_cert=Path(tls_cert) if tls_cert else None,
+               tls_key=Path(tls_key) if tls_key else None, insecure_http=insecure_http,
+               notifications=s.load_notifications(), log_level=log_level)
 
 
 @click.group()
@@ -93,7 +82,7 @@ def token_issue(user: str, expires: str | None, label: str | None, as_json: bool
             raise UsageError(f"--expires: {exc}") from None
     db = _db()
     try:
-        text, info = tokens.issue(db, user, now=_now(), created_by=_local_name(), expires=lifetime, name=label)
+        text, info = tokens.issue(db, user, now=_now(), created_by=actor().name, expires=lifetime, name=label)
     finally:
         db.close()
     if as_json:
@@ -143,7 +132,7 @@ def token_revoke(token_id: str) -> None:
 
     db = _db()
     try:
-        info = tokens.revoke(db, token_id, now=_now(), revoked_by=_local_name())
+        info = tokens.revoke(db, token_id, now=_now(), revoked_by=actor().name)
     finally:
         db.close()
     click.echo(f"token {info['id']} of {info['user']} revoked")

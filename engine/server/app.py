@@ -22,12 +22,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from engine.approvals import outcome as oc
 from engine.approvals.outcome import Outcome
-from engine.clock import Clock
 from engine.errors import SignoffError
 from engine.identity import Identity
 from engine.server import models as m
 from engine.server.auth import Authenticator
-from engine.server.problems import MEDIA_TYPE, ProblemError, install, problem_response
+from engine.server.problems import KINDS, MEDIA_TYPE, ProblemError, install, problem_response
+from engine.service import pending_sort_key
 
 log = logging.getLogger("signoff.server")
 
@@ -39,25 +39,16 @@ MAX_BODY = 1024 * 1024
 from engine.audit.actions import CHANGE_ACTIONS as EVENT_ACTIONS  # noqa: E402
 KEEPALIVE_S = 15.0
 EVENT_POLL_S = 0.25
-EXECUTION_STATES = ("CREATED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED")
 ExecutionState = Literal["CREATED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"]
 
-#: single decision outcome -> HTTP status
-DECISION_STATUS = {
-    oc.DECIDED: 200,
-    oc.CANCELLED: 200,
-    oc.ALREADY_DECIDED: 409,
-    oc.NOT_ELIGIBLE: 403,
-    oc.SELF_APPROVAL: 403,
-    oc.INVALID_INPUTS: 422,
-    oc.NOT_FOUND: 404,
-}
-_OUTCOME_TITLES = {
-    oc.ALREADY_DECIDED: ("already-decided", "Already decided"),
-    oc.NOT_ELIGIBLE: ("not-eligible", "Not eligible"),
-    oc.SELF_APPROVAL: ("self-approval", "Self-approval refused (four-eyes)"),
-    oc.INVALID_INPUTS: ("invalid-inputs", "Invalid inputs"),
-    oc.NOT_FOUND: ("not-found", "Not found"),
+#: unsuccessful single decision outcome -> (HTTP status, problem type slug, title); the
+#: successful ones (outcome.SUCCESSFUL) answer 200
+DECISION_PROBLEMS: dict[str, tuple[int, str, str]] = {
+    oc.ALREADY_DECIDED: (409, "already-decided", "Already decided"),
+    oc.NOT_ELIGIBLE: (403, "not-eligible", "Not eligible"),
+    oc.SELF_APPROVAL: (403, "self-approval", "Self-approval refused (four-eyes)"),
+    oc.INVALID_INPUTS: (422, *KINDS[422]),
+    oc.NOT_FOUND: (404, *KINDS[404]),
 }
 
 
@@ -114,22 +105,17 @@ def _origin(request: Request) -> str:
 def _outcome_response(result: Outcome) -> JSONResponse:
     """One decision's outcome as its HTTP answer: 200 with the outcome, or a problem."""
     body = result.to_dict()
-    status = DECISION_STATUS.get(result.outcome)
-    if status == 200:
+    if result.ok:
         return JSONResponse(body)
-    if status is None:  # "error": an unexpected failure while deciding - a server fault
+    kind = DECISION_PROBLEMS.get(result.outcome)
+    if kind is None:  # "error": an unexpected failure while deciding - a server fault
         log.error("decision on %s failed: %s", result.id, result.message)
         return problem_response(500, "the decision could not be recorded; it was logged on the server",
                                 extra={"outcome": body})
-    slug, title = _OUTCOME_TITLES[result.outcome]
+    status, slug, title = kind
     return problem_response(status, result.message, slug=slug, title=title,
                             errors=result.errors if result.outcome == oc.INVALID_INPUTS else None,
                             extra={"outcome": body})
-
-
-def _sort_key(item: dict[str, Any]) -> tuple:
-    """The pending list's order (engine.service.list_pending): due first, then created, id."""
-    return (item["due_at"] is None, item["due_at"] or "", item["created_at"], item["id"])
 
 
 def _check_text(value: str | None, name: str) -> None:
@@ -154,6 +140,8 @@ _ERROR_TEXT = {
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema with problem responses, bearer security, and the models only
+    hand-written response docs refer to (Problem, ChangePage, Change); built once."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
@@ -161,8 +149,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas = components.setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
-    if "Problem" not in schemas:
-        schemas["Problem"] = m.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    for model in (m.Problem, m.ChangePage, m.Change):
+        if model.__name__ not in schemas:
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in definition.pop("$defs", {}).items():
+                schemas.setdefault(name, sub)
+            schemas[model.__name__] = definition
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "so_<id>_<secret>",
                                                 "description": "A token from `signoff token issue USER`"}}
     for path, item in schema.get("paths", {}).items():
@@ -189,13 +181,12 @@ def _ok(model: type, description: str = "OK", status: int = 200) -> dict[int | s
 # -- the app -----------------------------------------------------------------------------
 
 
-def create_app(service, *, single_user: bool, clock: Clock | None = None, background: bool = True,
-               runner_interval: float = 0.2) -> FastAPI:
-    """The ASGI app over ``service`` (an ApprovalService, normally with ``run_inline=False``).
+def create_app(service, *, single_user: bool) -> FastAPI:
+    """The ASGI app over ``service`` (an ApprovalService, normally with ``run_inline=False``);
+    while it runs, a thread runs the executions and timers (engine.server.runner).
 
     ``single_user``: the service's policy allows everything to every valid token holder; it
     must be said explicitly, so a server never runs without a policy by accident.
-    ``background``: run the execution runner and timers in a thread while the app runs.
     """
     from engine.policy import SingleUserPolicy
     from engine.server.runner import Runner
@@ -203,15 +194,13 @@ def create_app(service, *, single_user: bool, clock: Clock | None = None, backgr
     policy = service.engine.policy
     if not single_user and isinstance(policy, SingleUserPolicy):
         raise ValueError("no policy: give the engine a policy file, or create the app with single_user=True")
-    clock = clock or service.engine.clock
-    auth = Authenticator(service, clock=clock)
+    auth = Authenticator(service, clock=service.engine.clock)
     stopping = threading.Event()
-    runner = Runner(service, interval=runner_interval) if background else None
+    runner = Runner(service)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
-        if runner is not None:
-            runner.start()
+        runner.start()
 
         async def flush_failures() -> None:
             while True:
@@ -227,19 +216,14 @@ def create_app(service, *, single_user: bool, clock: Clock | None = None, backgr
             with contextlib.suppress(BaseException):
                 await flusher
             await anyio.to_thread.run_sync(lambda: auth.flush(force=True))
-            if runner is not None:
-                await anyio.to_thread.run_sync(runner.stop)
+            await anyio.to_thread.run_sync(runner.stop)
 
     app = FastAPI(title="signoff", version=_version(), lifespan=lifespan,
                   description="Human approvals for automated workflows. Every /api/v1 call needs "
                               "`Authorization: Bearer <token>` (tokens: `signoff token issue USER`). "
                               "Errors are RFC 9457 problem details.",
                   docs_url=None, redoc_url=None)
-    app.state.service = service
     app.state.stopping = stopping
-    app.state.runner = runner
-    app.state.auth = auth
-    app.state.single_user = single_user
     install(app)
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -292,8 +276,8 @@ def create_app(service, *, single_user: bool, clock: Clock | None = None, backgr
             if not found:
                 raise ProblemError(404, "`cursor` names no request you may see; start again without it",
                                    slug="unknown-cursor", title="Unknown cursor")
-            after = _sort_key(found[0])
-            items = [i for i in items if _sort_key(i) > after]
+            after = pending_sort_key(found[0])
+            items = [i for i in items if pending_sort_key(i) > after]
         page = items[:limit]
         more = len(items) > limit
         return {"items": page, "next_cursor": page[-1]["id"] if more and page else None}
@@ -427,6 +411,8 @@ def create_app(service, *, single_user: bool, clock: Clock | None = None, backgr
         """Changes in (after, last]: last = min(head, after + limit). Audit seqs are dense, so
         the window holds at most ``limit`` events and the service's limit never cuts it."""
         head = service.last_change()
+        if head <= after:
+            return [], head
         last = min(head, after + limit)
         rows = service.changes(identity, after, limit=limit, actions=EVENT_ACTIONS)
         items = [{"seq": r["seq"], "action": r["action"], "request_id": r["request_id"],
@@ -491,30 +477,7 @@ def create_app(service, *, single_user: bool, clock: Clock | None = None, backgr
 
     app.include_router(router)
     app.state.plain_routes = [*router.routes, *app.router.routes]
-    # registered on the app so the schema is in /openapi.json even if no route returns it
-    app.openapi_schema = None
-    _ensure_components(app)
     return app
-
-
-def _ensure_components(app: FastAPI) -> None:
-    """Add models referenced by hand-written response docs (ChangePage, Problem)."""
-    original = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = original()
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (m.ChangePage, m.Change, m.Problem):
-            if model.__name__ not in schemas:
-                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
-                for name, sub in definition.pop("$defs", {}).items():
-                    schemas.setdefault(name, sub)
-                schemas[model.__name__] = definition
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _version() -> str:

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import InvalidInputs, NotFound, Refused, SignoffError, StorageError, UsageError
+from engine.errors import InvalidInputs, NotFound, Refused, SignoffError, StorageError
 
 log = logging.getLogger("signoff.server")
 
@@ -90,9 +90,7 @@ def from_error(exc: SignoffError) -> JSONResponse:
         log.error("storage error: %s", exc.message)
         return problem_response(503, "the server cannot use its database right now; try again later",
                                 slug="storage")
-    if isinstance(exc, UsageError):
-        return problem_response(400, exc.message)
-    return problem_response(400, exc.message)
+    return problem_response(400, exc.message)  # a UsageError or another engine refusal
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

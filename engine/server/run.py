@@ -74,14 +74,15 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy, single_user: bool = 
           port: int = DEFAULT_PORT, tls_cert: Path | None = None, tls_key: Path | None = None,
           insecure_http: bool = False, notifications=None, log_level: str = "info",
           graceful_timeout: float = 10.0, echo: Callable[[str], None] | None = None) -> None:
-    """Run `signoff serve` until SIGTERM/SIGINT (see the module docstring)."""
+    """Run `signoff serve` until SIGTERM/SIGINT (see the module docstring). The refusals come
+    first, in this order: listening options, then the policy."""
+    tls = check_listen(host, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http)
     if policy is None and not single_user:
         raise UsageError("refusing to start without a policy file: give --policy FILE (who may view, start, "
                          "decide and administer), or --single-user to let every valid token holder do everything")
     if policy is not None and single_user:
         where = getattr(policy, "path", None) or "a policy file"
         raise UsageError(f"--single-user was given but {where} is in use; use one or the other")
-    tls = check_listen(host, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http)
 
     try:
         import uvicorn

@@ -22,19 +22,12 @@ class Runner:
         self.error_pause = error_pause
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        #: ticks done and items handled (for tests and /healthz-style introspection)
-        self.ticks = 0
-        self.handled = 0
 
     def start(self) -> "Runner":
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="signoff-runner", daemon=True)
             self._thread.start()
         return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -44,8 +37,6 @@ class Runner:
                 log.exception("background runner: tick failed; retrying in %.1fs", self.error_pause)
                 self._stop.wait(self.error_pause)
                 continue
-            self.ticks += 1
-            self.handled += done or 0
             if not done:
                 self._stop.wait(self.interval)
         try:
