@@ -14,33 +14,28 @@ from console.themes, and the config file from console.config.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from textual import work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.actions import SkipAction
 from textual.widgets import ContentSwitcher, Input, Static
 
 from console import keymap as km
 from console.commands import SignoffCommands
 from console.config import ConsoleConfig
 from console.screens.pending import PendingView
-from console.themes import DEFAULT_THEME, load_themes
 from console.startup import release_collector
+from console.themes import DEFAULT_THEME, load_themes
 from console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
+from engine.clock import SystemClock
 
 VIEWS = ("pending", "history", "flows")
 VIEW_TITLES = {"pending": "Pending", "history": "History", "flows": "Flows"}
-
-
-class _SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
 
 
 class MainScreen(Screen):
@@ -93,7 +88,7 @@ class SignoffApp(App[None]):
         super().__init__()
         self.backend = backend
         #: engine-style clock (``now() -> aware datetime``); the countdowns and the views use it
-        self.clock = clock or _SystemClock()
+        self.clock = clock or SystemClock()
         self.config = config if config is not None else ConsoleConfig.load()
         self.poll_interval = poll_interval
         self.problems: list[str] = list(self.config.problems)
@@ -361,7 +356,7 @@ class SignoffApp(App[None]):
         self._nav("cursor_last", "scroll_end")
 
     # -- pending actions -----------------------------------------------------------------
-    def _pending(self) -> PendingView | None:
+    def _pending(self) -> PendingView:
         if self.current_view != "pending":
             self.show_view("pending")
         return self.pending_view
@@ -371,18 +366,14 @@ class SignoffApp(App[None]):
             # a priority binding (console/keymap.py): a "/" typed in a field is text (the only
             # multi-line fields, TextAreas, live on modal screens, out of this binding's reach)
             raise SkipAction()
-        view = self._pending()
-        if view is not None:
-            view.open_filter()
+        self._pending().open_filter()
 
     def action_toggle_mark(self) -> None:
         if self.current_view == "pending":
             self.pending_view.table.toggle_mark()
 
     def action_mark_all(self) -> None:
-        view = self._pending()
-        if view is not None:
-            view.table.mark_all()
+        self._pending().table.mark_all()
 
     def action_clear_marks(self) -> None:
         self.pending_view.table.clear_marks()
@@ -390,9 +381,7 @@ class SignoffApp(App[None]):
     def action_approve(self) -> None:
         if self._refuse_while_offline():
             return
-        view = self._pending()
-        if view is not None:
-            view.approve(False)
+        self._pending().approve(False)
 
     def action_open_form(self) -> None:
         if self.current_view != "pending":
@@ -404,16 +393,12 @@ class SignoffApp(App[None]):
     def action_deny(self) -> None:
         if self._refuse_while_offline():
             return
-        view = self._pending()
-        if view is not None:
-            view.deny()
+        self._pending().deny()
 
     def action_cancel_request(self) -> None:
         if self._refuse_while_offline():
             return
-        view = self._pending()
-        if view is not None:
-            view.cancel_requests()
+        self._pending().cancel_requests()
 
     def action_refresh(self) -> None:
         view = self.pending_view

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 from engine.approvals.outcome import Outcome
+from engine.errors import SignoffError
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,21 @@ class Change:
     execution_id: str | None
     actor: str
 
+
+class AuthError(SignoffError):
+    """The server does not accept our token (missing, wrong, revoked or expired)."""
+
+    exit_code = 1
+
+
+class ConnectionLost(SignoffError):
+    """The server cannot be reached (refused, reset, timed out, TLS failure)."""
+
+    exit_code = 1
+
+
+# (the two above are raised by the remote backend only; they live here so that the console
+# can catch them without importing the HTTP client in local mode)
 
 #: the console paints this many pending rows first, then loads the rest of a long list
 FIRST_PAGE = 200
@@ -93,12 +109,16 @@ class Backend(Protocol):
 
 
 class LocalBackend:
-    """The embedded engine, in this process, acting as this process's OS account."""
+    """The embedded engine, in this process, acting as this process's OS account.
 
-    def __init__(self, service, identity=None) -> None:
+    ``origin`` is what the audit trail records as the decisions' source ("console", or "cli"
+    when the command line uses this backend)."""
+
+    def __init__(self, service, identity=None, *, origin: str = "console") -> None:
         from engine.identity import os_identity
 
         self.service = service
+        self.origin = origin
         self.actor = identity or os_identity()
         self.identity = self.actor.name
         self.location = f"embedded · {service.engine.data_dir}"
@@ -162,10 +182,10 @@ class LocalBackend:
                reason: str | None = None, idempotency_key: str | None = None,
                progress: Callable[[int, int], bool] | None = None) -> list[Outcome]:
         return self.service.decide(self.actor, request_ids, verdict, inputs=inputs, reason=reason,
-                                   idempotency_key=idempotency_key, origin="console", progress=progress)
+                                   idempotency_key=idempotency_key, origin=self.origin, progress=progress)
 
     def cancel(self, request_ids: Sequence[str], reason: str | None = None) -> list[Outcome]:
-        return self.service.cancel(self.actor, request_ids, reason, origin="console")
+        return self.service.cancel(self.actor, request_ids, reason, origin=self.origin)
 
     def history(self, query: str, *, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:
         return self.service.history(self.actor, query, limit=limit, before_seq=before_seq)

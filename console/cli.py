@@ -96,11 +96,13 @@ def actor():
     return os_identity()
 
 
-def backend(*, tick: bool = True):
+def backend(*, tick: bool = True, origin: str = "cli", check_token: bool = False):
     """What every command talks to: the embedded engine, or a server with --server/$SIGNOFF_SERVER.
 
     Both implement console.backend.Backend with the same results, so commands behave and
-    print the same in both modes."""
+    print the same in both modes. ``origin``: the decisions' source in the audit trail
+    (embedded mode; a server records its own). ``check_token``: ask the server who we are
+    now (the console, before it opens); a command finds out with its own first call."""
     root = click.get_current_context().find_root()
     current = root.meta.get("backend")
     if current is None:
@@ -111,12 +113,13 @@ def backend(*, tick: bool = True):
             from console.remote import RemoteBackend
 
             current = RemoteBackend(url, resolve_token(url, s.token_file),
-                                    ca_cert=str(s.ca_cert) if s.ca_cert else None)
+                                    ca_cert=str(s.ca_cert) if s.ca_cert else None, check=check_token,
+                                    token_source=lambda: resolve_token(url, s.token_file))
             root.call_on_close(current.close)
         else:
             from console.backend import LocalBackend
 
-            current = LocalBackend(service(tick=tick), actor())
+            current = LocalBackend(service(tick=tick), actor(), origin=origin)
             current.tick_after_load = not tick
         root.meta["backend"] = current
     return current
@@ -135,13 +138,6 @@ def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
             raise UsageError(f"-i expects KEY=VALUE, got `{pair}`")
         values[key.strip()] = value
     return values
-
-
-def new_key() -> str:
-    """An idempotency key per command run: a retried HTTP call never decides twice."""
-    import uuid
-
-    return uuid.uuid4().hex
 
 
 def fail_if_any(outcomes: list) -> None:
@@ -227,13 +223,13 @@ def open_console(*, theme: str | None = None) -> None:
     Start-up is kept short: the engine's tick (timers, queued work, notifications) runs in the
     pending view's load worker instead of before the first paint, and the first screenful
     of pending rows is read in a thread while the console's modules are still importing."""
-    b = backend(tick=False)
+    b = backend(tick=False, origin="console", check_token=True)
     prefetch = getattr(b, "prefetch_pending", None)
     if callable(prefetch):
         prefetch()
     from console.app import SignoffApp
 
-    SignoffApp(b, theme=theme).run()
+    SignoffApp(b, theme=theme, config=settings().console_config()).run()
 
 
 # -- entry point --------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from console import output
-from console.cli import backend, common_options, fail_if_any, new_key, parse_inputs
+from console.cli import backend, common_options, fail_if_any, parse_inputs
 
 
 @click.command()
@@ -56,8 +56,7 @@ def _report(outcomes: list, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def approve(request_ids: tuple[str, ...], inputs: tuple[str, ...], reason: str | None, as_json: bool) -> None:
     """Approve one or more requests with the same form values."""
-    _report(backend().decide(request_ids, "approve", inputs=parse_inputs(inputs), reason=reason,
-                             idempotency_key=new_key()), as_json)
+    _report(backend().decide(request_ids, "approve", inputs=parse_inputs(inputs), reason=reason), as_json)
 
 
 @click.command()
@@ -67,7 +66,7 @@ def approve(request_ids: tuple[str, ...], inputs: tuple[str, ...], reason: str |
 @click.option("--json", "as_json", is_flag=True)
 def deny(request_ids: tuple[str, ...], reason: str | None, as_json: bool) -> None:
     """Deny one or more requests; their executions are killed unless the task says otherwise."""
-    _report(backend().decide(request_ids, "deny", reason=reason, idempotency_key=new_key()), as_json)
+    _report(backend().decide(request_ids, "deny", reason=reason), as_json)
 
 
 @click.command()

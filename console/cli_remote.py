@@ -32,6 +32,7 @@ def _read_token(url: str) -> str:
 def login(url: str, ca_cert: str | None) -> None:
     """Ask for a token for the signoff server at URL, check it, and keep it in the OS keyring."""
     from console import credentials
+    from console.cli import settings
     from console.remote import RemoteBackend, is_loopback, normalize_url
 
     url = normalize_url(url)
@@ -39,7 +40,9 @@ def login(url: str, ca_cert: str | None) -> None:
     if url.startswith("http://") and not is_loopback(url):
         click.echo(f"warning: {url} is plain HTTP; the token will cross the network unencrypted", err=True)
     token = _read_token(url)
-    backend = RemoteBackend(url, token, ca_cert=ca_cert or os.environ.get("SIGNOFF_CA_CERT") or None)
+    root_ca = settings().ca_cert  # `signoff --ca-cert F login URL` works as for every command
+    backend = RemoteBackend(url, token, ca_cert=ca_cert or (str(root_ca) if root_ca else None)
+                            or os.environ.get("SIGNOFF_CA_CERT") or None)
     try:
         name = backend.identity
     finally:
@@ -51,11 +54,13 @@ def login(url: str, ca_cert: str | None) -> None:
 @click.command("logout")
 @click.argument("url", required=False)
 def logout(url: str | None) -> None:
-    """Forget the token kept for the signoff server at URL (default: $SIGNOFF_SERVER)."""
+    """Forget the token kept for the signoff server at URL (default: --server, $SIGNOFF_SERVER
+    or `server` in the config file, as for every other command)."""
     from console import credentials
+    from console.cli import settings
     from console.remote import normalize_url
 
-    url = url or _configured_server()
+    url = url or settings().resolved_server()
     if not url:
         raise UsageError("which server? run `signoff logout URL`")
     url = normalize_url(url)
@@ -63,9 +68,3 @@ def logout(url: str | None) -> None:
         click.echo(f"logged out of {url}")
     else:
         click.echo(f"no token was stored for {url}")
-
-
-def _configured_server() -> str | None:
-    ctx = click.get_current_context(silent=True)
-    settings = ctx.find_root().obj if ctx is not None else None
-    return getattr(settings, "server", None) or os.environ.get("SIGNOFF_SERVER") or None

@@ -96,7 +96,7 @@ def resolve_token(url: str, token_file: str | os.PathLike[str] | None = None) ->
     token = keyring_token(url)
     if token:
         return token
-    from console.remote import AuthError
+    from console.backend import AuthError
 
     where = "" if keyring_available() else " (there is no OS keyring on this machine)"
     raise AuthError(f"no token for {_key(url)}{where}: run `signoff login {_key(url)}`, or set {ENV_TOKEN}, "

@@ -34,7 +34,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from console.backend import REQUEST_ACTIONS, Change
+from console.backend import REQUEST_ACTIONS, AuthError, Change, ConnectionLost  # noqa: F401  (re-exported)
 from engine.approvals import outcome as oc
 from engine.approvals.outcome import Outcome
 from engine.errors import InvalidInputs, NotFound, Refused, SignoffError, UsageError
@@ -51,18 +51,6 @@ AUDIT_PAGE = 1000
 MAX_SEQ = 2**63 - 1
 
 
-class AuthError(SignoffError):
-    """The server does not accept our token (missing, wrong, revoked or expired)."""
-
-    exit_code = 1
-
-
-class ConnectionLost(SignoffError):
-    """The server cannot be reached (refused, reset, timed out, TLS failure)."""
-
-    exit_code = 1
-
-
 def normalize_url(url: str) -> str:
     """``https://host:port[/prefix]`` without a trailing slash; refuses anything else."""
     text = (url or "").strip()
@@ -75,8 +63,10 @@ def normalize_url(url: str) -> str:
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """Does ``url`` point at this machine? (the server's own rule, applied to a URL's host)"""
+    from engine.server.run import is_loopback as host_is_loopback
+
+    return host_is_loopback(urlsplit(url).hostname or "")
 
 
 def _ssl_context(ca_cert: str | None) -> ssl.SSLContext:
@@ -89,10 +79,13 @@ def _ssl_context(ca_cert: str | None) -> ssl.SSLContext:
 
 
 class RemoteBackend:
-    """A `Backend` on a signoff server, acting as the owner of ``token``."""
+    """A `Backend` on a signoff server, acting as the owner of ``token``.
+
+    ``token_source``: where the token came from (keyring, environment, file); with it,
+    :meth:`refresh_token` picks up a new one (`signoff login` while the console runs)."""
 
     def __init__(self, url: str, token: str, *, ca_cert: str | None = None, timeout: float = 10.0,
-                 check: bool = True) -> None:
+                 check: bool = True, token_source: Callable[[], str] | None = None) -> None:
         self.url = normalize_url(url)
         #: shown in the console's status bar
         self.location = self.url
@@ -107,7 +100,7 @@ class RemoteBackend:
         self._http_once = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
                                        transport=httpx.HTTPTransport(verify=self._ssl, retries=0))
         self.identity = "?"
-        self._me: dict[str, Any] | None = None
+        self._token_source = token_source
         if check:
             try:
                 self.me()
@@ -117,6 +110,14 @@ class RemoteBackend:
 
     def __repr__(self) -> str:  # never shows the token
         return f"RemoteBackend({self.url!r}, identity={self.identity!r})"
+
+    def refresh_token(self) -> None:
+        """Read the token again from where it came from (no-op without a ``token_source``)."""
+        if self._token_source is None:
+            return
+        authorization = f"Bearer {self._token_source()}"
+        for client in (self._http, self._http_once):
+            client.headers["Authorization"] = authorization
 
     # -- plumbing -------------------------------------------------------------------------
     def _call(self, method: str, path: str, *, idempotent: bool, params: Mapping[str, Any] | None = None,
@@ -179,7 +180,6 @@ class RemoteBackend:
     def me(self) -> dict[str, Any]:
         """Who the token belongs to: {name, groups, roles...}; also sets ``identity``."""
         me = self._get("/me")
-        self._me = me
         self.identity = str(me.get("name") or "?")
         return me
 
@@ -260,13 +260,6 @@ class RemoteBackend:
                     outcomes.append(Outcome(request_id, "skipped", "not decided: the bulk action was cancelled"))
                 break
         return outcomes
-
-    def approve(self, request_ids: Sequence[str], inputs: Mapping[str, Any] | None = None,
-                reason: str | None = None, **kw: Any) -> list[Outcome]:
-        return self.decide(request_ids, "approve", inputs=inputs, reason=reason, **kw)
-
-    def deny(self, request_ids: Sequence[str], reason: str | None = None, **kw: Any) -> list[Outcome]:
-        return self.decide(request_ids, "deny", reason=reason, **kw)
 
     def cancel(self, request_ids: Sequence[str], reason: str | None = None) -> list[Outcome]:
         outcomes: list[Outcome] = []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 APP = "signoff"
 
@@ -49,6 +50,7 @@ class Settings:
     token_file: Path | None = None
     ca_cert: Path | None = None
     demo: bool = False
+    _console_config: Any = field(default=None, repr=False, compare=False)
 
     def resolved_server(self) -> str | None:
         """--server, else $SIGNOFF_SERVER, else `server` in the config file; None = embedded engine."""
@@ -57,9 +59,15 @@ class Settings:
         env = os.environ.get("SIGNOFF_SERVER")
         if env:
             return env
-        from console.config import ConsoleConfig
+        return self.console_config().server
 
-        return ConsoleConfig.load().server
+    def console_config(self):
+        """The console config file (console.config.ConsoleConfig), read once per run."""
+        if self._console_config is None:
+            from console.config import ConsoleConfig
+
+            self._console_config = ConsoleConfig.load()
+        return self._console_config
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or default_data_dir()

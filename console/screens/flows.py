@@ -18,8 +18,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
-from textual.widgets.data_table import ColumnKey
 
+from console.widgets.column_fit import fit_last_column
 
 #: (key, width); the description column takes the width that is left
 COLUMNS = (("namespace", 16), ("flow", 18), ("inputs", 6))
@@ -143,16 +143,7 @@ class FlowsView(Vertical):
 
     def _fit_description(self) -> None:
         """Give the description column the width the table has left."""
-        table = self.table
-        fixed = sum(w for _, w in COLUMNS) + 2 * table.cell_padding * (len(COLUMNS) + 1) + 1
-        width = max(DESCRIPTION_MIN, table.size.width - fixed)
-        column = table.columns.get(ColumnKey("description"))  # type: ignore[call-overload]
-        if column is not None and column.width != width:
-            column.width = width
-            column.auto_width = False
-            table._clear_caches()  # DataTable caches row renders and its virtual size
-            table._require_update_dimensions = True
-            table.refresh(layout=True)
+        fit_last_column(self.table, COLUMNS, "description", DESCRIPTION_MIN, self.table.size.width)
 
     # -- loading ------------------------------------------------------------------------
     def on_show_view(self) -> None:

@@ -21,7 +21,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static
-from textual.widgets.data_table import ColumnKey
+
+from console.widgets.column_fit import fit_last_column
 
 #: events per page: a large audit trail is never loaded at once
 PAGE = 100
@@ -83,8 +84,7 @@ def summarize(event: dict[str, Any], width: int = 80) -> str:
         if not parts:
             parts = [f"{k}: {v}" for k, v in data.items() if isinstance(v, (str, int, float, bool)) and k != "context"]
         text = " · ".join(parts)
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return fit(text, width)
 
 
 def ago(at: str | None, now: datetime) -> str:
@@ -193,7 +193,6 @@ class HistoryView(Vertical):
         self.query_text = ""
         self.exhausted = False
         self.fetching = False
-        self.verify_result: dict[str, Any] | None = None
         self._generation = 0
         self._verify_generation = 0
         self._shown = False
@@ -222,17 +221,7 @@ class HistoryView(Vertical):
 
     def _fit_summary(self) -> None:
         """Give the summary column the width the fixed columns leave."""
-        table = self.table
-        fixed = sum(w for _, w in COLUMNS) + 2 * table.cell_padding * (len(COLUMNS) + 1) + 1
-        width = max(SUMMARY_MIN, self.size.width - fixed - 1)
-        column = table.columns.get(ColumnKey("summary"))  # type: ignore[call-overload]
-        if column is not None and column.width != width:
-            column.width = width
-            column.auto_width = False
-            # DataTable caches row renders and its virtual size: make it measure again
-            table._clear_caches()
-            table._require_update_dimensions = True
-            table.refresh(layout=True)
+        fit_last_column(self.table, COLUMNS, "summary", SUMMARY_MIN, self.size.width - 1)
 
     @property
     def table(self) -> DataTable:
@@ -377,7 +366,6 @@ class HistoryView(Vertical):
     def _show_verify(self, generation: int, result: dict[str, Any] | None, error: str | None) -> None:
         if generation != self._verify_generation:
             return
-        self.verify_result = result
         chain = self.query_one("#history-chain", Static)
         if error is not None or result is None:
             chain.set_classes("-broken")

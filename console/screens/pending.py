@@ -24,7 +24,7 @@ from textual.worker import WorkerFailed
 
 from console.widgets.context_pane import ContextPane
 from console.widgets.pending_table import PendingTable, build_rows
-from console.backend import FIRST_PAGE
+from console.backend import FIRST_PAGE, AuthError, ConnectionLost
 from engine.approvals.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class PendingView(Widget):
             else:
                 seq = backend.last_change()  # first, so nothing between the two calls is missed
                 if fast is None:
-                    items = backend.list_pending()
+                    items = build_rows(backend.list_pending())
                 else:
                     items = fast(limit=FIRST_PAGE, convert=build_rows)
                     if len(items) >= FIRST_PAGE:
@@ -208,7 +208,7 @@ class PendingView(Widget):
                         if worker.is_cancelled:
                             return
                         items = fast(convert=build_rows)
-            rows = build_rows(items)
+            rows = items  # PendingRows already (converted by the backend, batch by batch)
         except Exception as exc:  # noqa: BLE001 - shown to the operator
             self.app.call_from_thread(self._load_failed, exc)
             return
@@ -225,7 +225,6 @@ class PendingView(Widget):
     def _loaded(self, rows: list[Any], seq: int, first_page: threading.Event | None = None) -> None:
         """The list (or, with ``first_page``, its first rows: the event is set once painted)."""
         if not self.is_attached or not self.children:
-            self._polling = False
             if first_page is not None:
                 first_page.set()
             return
@@ -255,6 +254,8 @@ class PendingView(Widget):
     RETRY_MAX = 10.0
     connection_lost = False
     auth_failed = False
+    #: ctrl+r after a refused token: poll once more, with the token read again
+    _retry_auth = False
     _retry_delay = 0.0
     _retry_at = 0.0
 
@@ -264,25 +265,27 @@ class PendingView(Widget):
         token is refused, not at all until :meth:`reset_connection` (ctrl+r)."""
         import time
 
-        if not self.loaded or self._polling or self.auth_failed:
+        if not self.loaded or self._polling or (self.auth_failed and not self._retry_auth):
             return
         if self.connection_lost and time.monotonic() < self._retry_at:
             return
         self._polling = True
         self._poll_count += 1
-        self._poll(self.last_seq, self._poll_count % TICK_EVERY == 0, self.connection_lost)
+        reauth, self._retry_auth = self._retry_auth, False
+        self._poll(self.last_seq, self._poll_count % TICK_EVERY == 0, self.connection_lost, reauth)
 
     def reset_connection(self) -> None:
-        """Retry at the next poll (after `signoff login`, or not to wait for the backoff)."""
-        self.auth_failed = False
+        """Retry at the next poll (after `signoff login`, or not to wait for the backoff).
+        The refused state stays until a poll succeeds, which then clears the banner."""
+        self._retry_auth = self.auth_failed
         self._retry_at = 0.0
 
     @work(thread=True, group="pending-poll", exit_on_error=False)
-    def _poll(self, after: int, tick: bool, recovering: bool = False) -> None:
-        from console.remote import AuthError, ConnectionLost
-
+    def _poll(self, after: int, tick: bool, recovering: bool = False, reauth: bool = False) -> None:
         backend = self.backend
         try:
+            if reauth and callable(getattr(backend, "refresh_token", None)):
+                backend.refresh_token()  # `signoff login` may have stored a new one
             if recovering and backend.last_change() < after:
                 # the server came back with an older database (restored): read everything again
                 self.app.call_from_thread(self._poll_restart)
@@ -325,7 +328,7 @@ class PendingView(Widget):
         remove = [s["id"] for s in summaries if s.get("state") != "PENDING"]
         remove += [i for i in ids if i not in found]  # no longer visible to us
         if ended:
-            remove += [r.id for r in self._rows_of_executions(ended)]
+            remove += [r.id for r in self.table.rows_of_executions(ended)]
         highlighted = self.table.highlighted_id
         if add:
             self.table.add_rows(add)
@@ -382,10 +385,6 @@ class PendingView(Widget):
         self.loaded = False  # no polls until the list is read again
         self.last_seq = 0
         self.reload()
-
-    def _rows_of_executions(self, execution_ids: set[str]) -> list:
-        rows = (self.table.row(i) for i in self.table.all_ids)
-        return [row for row in rows if row is not None and row.execution_id in execution_ids]
 
     def tick_countdown(self) -> None:
         self.table.tick()
@@ -466,7 +465,6 @@ class PendingView(Widget):
 
     def _context_fetched(self, request: dict[str, Any]) -> None:
         if not self.is_attached or not self.children:
-            self._polling = False
             return
         self._remember(request)
         if request["id"] == self.table.highlighted_id:
@@ -474,7 +472,6 @@ class PendingView(Widget):
 
     def _context_failed(self, request_id: str, exc: Exception) -> None:
         if not self.is_attached or not self.children:
-            self._polling = False
             return
         if request_id == self.table.highlighted_id:
             self.context.show_message(f"Could not load {request_id}: {exc}")
@@ -556,16 +553,31 @@ class PendingView(Widget):
             return None
         return ids
 
-    @work(exclusive=True, group="pending-decide", exit_on_error=False)
+    # The journeys are not exclusive workers: ``busy`` already refuses a second one, and an
+    # exclusive worker would cancel the running journey (and lose its result) on that press.
+    @work(group="pending-decide", exit_on_error=False)
     async def approve(self, with_form: bool = False) -> None:
+        await self._journey("Approve", lambda ids: self._approve(ids, with_form))
+
+    @work(group="pending-decide", exit_on_error=False)
+    async def deny(self) -> None:
+        await self._journey("Deny", self._deny)
+
+    @work(group="pending-decide", exit_on_error=False)
+    async def cancel_requests(self) -> None:
+        await self._journey("Cancel", self._cancel)
+
+    async def _journey(self, verb: str, run: Callable[[list[str]], Any]) -> None:
+        """One decision journey at a time, on the marked (or highlighted) requests; a failure
+        is shown, never raised."""
         ids = self._begin()
         if ids is None:
             return
         self.busy = True
         try:
-            await self._approve(ids, with_form)
+            await run(ids)
         except Exception as exc:  # noqa: BLE001
-            self.app.notify(str(exc), title="Approve failed", severity="error")
+            self.app.notify(str(exc), title=f"{verb} failed", severity="error")
         finally:
             self.busy = False
 
@@ -629,53 +641,30 @@ class PendingView(Widget):
                 return
         await self._run_bulk("approve", ids, inputs=values, reason=reason)
 
-    @work(exclusive=True, group="pending-decide", exit_on_error=False)
-    async def deny(self) -> None:
+    async def _deny(self, ids: list[str]) -> None:
+        requests = await self._requests_for(ids)
+        modes = {str((r.get("rules") or {}).get("commentRequired") or "NEVER").upper()
+                 for r in requests.values()}
+        await self._with_reason("deny", ids, required=bool(modes & {"ALWAYS", "ON_DENY"}),
+                                confirm_label="Deny")
+
+    async def _cancel(self, ids: list[str]) -> None:
+        await self._with_reason("cancel", ids, required=False, confirm_label="Cancel requests",
+                                note="; their executions are killed")
+
+    async def _with_reason(self, verb: str, ids: list[str], *, required: bool, confirm_label: str,
+                           note: str = "") -> None:
+        """Deny or cancel: ask why, confirm (a danger button), then decide in bulk."""
         from console.screens.confirm import ConfirmScreen, ReasonScreen
 
-        ids = self._begin()
-        if ids is None:
+        title, body = self._confirm_text(verb.capitalize(), ids)
+        reason = await self.app.push_screen_wait(
+            ReasonScreen(f"Why {verb}? ({title.lower()}){note}", required=required))
+        if reason is None:
             return
-        self.busy = True
-        try:
-            requests = await self._requests_for(ids)
-            modes = {str((r.get("rules") or {}).get("commentRequired") or "NEVER").upper()
-                     for r in requests.values()}
-            required = bool(modes & {"ALWAYS", "ON_DENY"})
-            title, body = self._confirm_text("Deny", ids)
-            reason = await self.app.push_screen_wait(ReasonScreen(f"Why deny? ({title.lower()})", required=required))
-            if reason is None:
-                return
-            if not await self.app.push_screen_wait(ConfirmScreen(title, body, confirm_label="Deny", danger=True)):
-                return
-            await self._run_bulk("deny", ids, reason=reason or None)
-        except Exception as exc:  # noqa: BLE001
-            self.app.notify(str(exc), title="Deny failed", severity="error")
-        finally:
-            self.busy = False
-
-    @work(exclusive=True, group="pending-decide", exit_on_error=False)
-    async def cancel_requests(self) -> None:
-        from console.screens.confirm import ConfirmScreen, ReasonScreen
-
-        ids = self._begin()
-        if ids is None:
+        if not await self.app.push_screen_wait(ConfirmScreen(title, body, confirm_label=confirm_label, danger=True)):
             return
-        self.busy = True
-        try:
-            title, body = self._confirm_text("Cancel", ids)
-            reason = await self.app.push_screen_wait(
-                ReasonScreen(f"Why cancel? ({title.lower()}); their executions are killed", required=False))
-            if reason is None:
-                return
-            if not await self.app.push_screen_wait(ConfirmScreen(title, body, confirm_label="Cancel requests",
-                                                                 danger=True)):
-                return
-            await self._run_bulk("cancel", ids, reason=reason or None)
-        except Exception as exc:  # noqa: BLE001
-            self.app.notify(str(exc), title="Cancel failed", severity="error")
-        finally:
-            self.busy = False
+        await self._run_bulk(verb, ids, reason=reason or None)
 
     async def _run_bulk(self, verb: str, ids: list[str], *, inputs: dict[str, Any] | None = None,
                         reason: str | None = None) -> None:

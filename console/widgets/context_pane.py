@@ -19,7 +19,7 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
-from console.widgets.pending_table import format_span, _epoch
+from console.widgets.pending_table import epoch_seconds, format_span
 
 
 def compact(value: Any, limit: int = 80) -> str:
@@ -208,7 +208,7 @@ class ContextPane(VerticalScroll, can_focus=True):
         behaviour = rules.get("expireBehavior") or rules.get("behavior")
         if due:
             text.append(_short_time(due))
-            due_epoch = _epoch(due)
+            due_epoch = epoch_seconds(due)
             if self._clock is not None and due_epoch is not None:
                 left = due_epoch - self._clock().timestamp()
                 if left < 0:

@@ -32,21 +32,21 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from engine.clock import parse_time
+
 #: due within this many seconds -> warning colour
 DUE_SOON_SECONDS = 15 * 60
 MARK = "●"
 
 
-def _epoch(text: str | None) -> float | None:
+def epoch_seconds(text: str | None) -> float | None:
+    """A stored time as seconds since the epoch, or None if missing or unreadable."""
     if not text:
         return None
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text).timestamp()
     except ValueError:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.timestamp()
 
 
 #: fields of a compact row tuple (engine.service.PENDING_ROW_FIELDS)
@@ -132,13 +132,13 @@ class PendingRow:
     @property
     def due(self) -> float | None:
         if self._due is False:
-            self._due = _epoch(self.due_at)
+            self._due = epoch_seconds(self.due_at)
         return self._due  # type: ignore[return-value]
 
     @property
     def created(self) -> float | None:
         if self._created is False:
-            self._created = _epoch(self.created_at)
+            self._created = epoch_seconds(self.created_at)
         return self._created  # type: ignore[return-value]
 
 
@@ -147,11 +147,6 @@ def build_rows(items: Iterable[Any]) -> list[PendingRow]:
     make = PendingRow.from_tuple
     return [item if isinstance(item, PendingRow) else (make(item) if isinstance(item, tuple) else PendingRow(item))
             for item in items]
-
-
-def sort_key(data: dict[str, Any]) -> tuple:
-    due = data.get("due_at")
-    return (due is None, due or "", data.get("created_at") or "", data.get("id") or "")
 
 
 def format_span(seconds: float) -> str:
@@ -290,6 +285,9 @@ class PendingTable(ScrollView, can_focus=True):
 
     def row(self, request_id: str) -> PendingRow | None:
         return self._by_id.get(request_id)
+
+    def rows_of_executions(self, execution_ids: set[str]) -> list[PendingRow]:
+        return [r for r in self._rows if r.execution_id in execution_ids]
 
     @property
     def highlighted(self) -> PendingRow | None:
@@ -481,12 +479,6 @@ class PendingTable(ScrollView, can_focus=True):
         self._set_cursor(len(self._visible) - 1)
 
     # Textual's scroll actions (mouse wheel is handled by ScrollView itself)
-    def action_cursor_down(self) -> None:
-        self.cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.cursor_up()
-
     # The scroll container's own key bindings (down, up, pagedown, pageup, home, end) would
     # scroll the view (animated) and leave the cursor behind: on this list they move the
     # cursor, as the same keys do through the main screen's bindings.

@@ -32,9 +32,8 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, SelectionList, Switch, TextArea
 from textual.widgets.selection_list import Selection
 
-__all__ = ["ResumeForm", "COMMENT_MODES", "comment_required", "comment_message", "verdict_for_label"]
+__all__ = ["ResumeForm", "comment_required", "comment_message", "verdict_for_label"]
 
-COMMENT_MODES = ("NEVER", "ALWAYS", "ON_DENY", "ON_APPROVE")
 
 #: key of the reason/comment field in ``show_errors`` (the engine's key too)
 REASON_KEY = "reason"

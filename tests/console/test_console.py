@@ -279,6 +279,27 @@ async def test_confirmation_can_be_declined(env):
         assert env.service.get_request(ME, t.highlighted_id)["state"] == "PENDING"
 
 
+async def test_a_refused_second_decision_leaves_the_running_one_alone(env):
+    """While one journey waits (here on its confirmation), another decision is refused as
+    "already in progress" - and the first one must still finish when confirmed."""
+    app = env.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        t = table(app)
+        await pilot.press("G")
+        target = t.highlighted_id
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ReasonScreen))
+        app.pending_view.deny()  # a second decision while the first is open (e.g. from the palette)
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ReasonScreen)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: target not in t.all_ids)
+        assert env.service.get_request(ME, target)["state"] == "CANCELLED"
+
+
 async def test_help_lists_every_key(env):
     from console import keymap as km
 

@@ -55,7 +55,9 @@ class Remote:
     def console_backend(self):
         from console.remote import RemoteBackend
 
-        backend = RemoteBackend(self.server.url, self.tokens["olivia"], timeout=5.0)
+        # the token is read again from here on ctrl+r, as the CLI reads the keyring again
+        backend = RemoteBackend(self.server.url, self.tokens["olivia"], timeout=5.0,
+                                token_source=lambda: self.tokens["olivia"])
         self.backends.append(backend)
         return backend
 
@@ -193,7 +195,7 @@ async def test_request_decided_elsewhere_disappears_live_remote(remote):
         await loaded(pilot)
         t = table(app)
         target = t.highlighted_id
-        [outcome] = remote.bob.deny([target], reason="not today")
+        [outcome] = remote.bob.decide([target], "deny", reason="not today")
         assert outcome.ok
         await wait_for(pilot, lambda: target not in t.all_ids, timeout=10)
         assert t.row_count == 4
@@ -252,7 +254,7 @@ async def test_server_killed_mid_session_then_back(remote):
 
         # and decisions work again
         target = t.highlighted_id
-        remote.bob.deny([target], reason="after the restart")
+        remote.bob.decide([target], "deny", reason="after the restart")
         await wait_for(pilot, lambda: target not in t.all_ids, timeout=10)
 
 
@@ -274,3 +276,14 @@ async def test_revoked_token_shows_login_banner(remote):
         await pilot.press("n")
         await pilot.pause(0.1)
         await wait_for(pilot, lambda: any("Not signed in" in m for m in notices(app)))  # notify() posts a message
+
+        # ctrl+r with the same refused token: still signed out
+        await pilot.press("ctrl+r")
+        await pilot.pause(1.0)
+        assert banner.shown and app.connection_problem == "auth"
+        # `signoff login` with a new token, then ctrl+r: back, and the banner goes
+        remote.tokens["olivia"] = remote.server.issue_token("olivia")
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: not banner.shown, timeout=20)
+        assert app.connection_problem is None and not app.pending_view.auth_failed
+        assert app.status_bar.connection == ""
