@@ -1,13 +1,29 @@
-"""Helpers for engine tests: a real engine on a temporary data dir with flows written inline."""
+"""Helpers shared by the tests: a real engine on a temporary data dir with flows written inline,
+the real `signoff` program as a subprocess (its command line, a clean environment, waiting for
+`signoff serve` to listen), loopback addresses for clients, and databases of an older schema."""
 from __future__ import annotations
 
+import itertools
+import os
+import re
+import sqlite3
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 from engine.clock import FakeClock
 from engine.core import Engine
 from engine.identity import Identity
 from engine.service import ApprovalService
+from engine.store.db import APPLICATION_ID, DB_FILENAME
+from engine.store.schema import MIGRATIONS
+
+REPO = Path(__file__).resolve().parents[1]
+#: the `signoff` program of this checkout, run by this interpreter: ``python -m console`` calls
+#: console.startup.main, the same function as the installed `signoff` console script
+SIGNOFF = [sys.executable, "-m", "console"]
 
 ALICE = Identity("alice", ("finance",), source="os")
 BOB = Identity("bob", ("ops",), source="os")
@@ -36,3 +52,82 @@ def runs(execution: dict) -> dict[str, str]:
 
 def pending_ids(svc: ApprovalService, who: Identity = ALICE) -> list[str]:
     return [r["id"] for r in svc.list_pending(who)]
+
+
+# -- the `signoff` program as a subprocess ------------------------------------------------------
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without anything signoff reads on its own (``SIGNOFF_*``,
+    ``SECRET_*``, ``PYTHON_KEYRING*``), this checkout first on PYTHONPATH, then ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SIGNOFF_", "SECRET_", "PYTHON_KEYRING"))}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    env.update(extra)
+    return env
+
+
+_LISTENING = re.compile(r"listening on (https?)://[\d.]+:(\d+)")
+
+
+def wait_listening(proc: subprocess.Popen, log_path: Path, *, timeout: float = 60, verify: object = True,
+                   error: type[Exception] = AssertionError) -> str:
+    """Wait until `signoff serve` (``proc``, its output going to ``log_path``) prints where it
+    listens and answers /healthz there (``verify``: as httpx takes it, for https); return its
+    URL, ``scheme://127.0.0.1:port``. Raises ``error`` with the log's end when the process
+    exits or ``timeout`` seconds pass first."""
+    import httpx
+
+    def fail(what: str) -> Exception:
+        return error(f"{what}:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+    deadline = time.monotonic() + timeout
+    while True:
+        m = _LISTENING.search(log_path.read_text(errors="replace"))
+        if m:
+            url = f"{m.group(1)}://127.0.0.1:{m.group(2)}"
+            break
+        if proc.poll() is not None:
+            raise fail(f"signoff serve exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise fail("signoff serve did not print where it listens")
+        time.sleep(0.05)
+    while True:
+        try:
+            if httpx.get(url + "/healthz", verify=verify, timeout=2).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise fail(f"signoff serve exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise fail("/healthz never answered")
+        time.sleep(0.05)
+
+
+_addresses = itertools.count(1)
+
+
+def fresh_address() -> str:
+    """A loopback address (127.x.y.z) no other client of this test process uses: failed
+    authentications are slowed down per client address, so clients that fail on purpose each
+    take their own, never 127.0.0.1 which the rest of the suite shares."""
+    n = next(_addresses)
+    return f"127.{20 + os.getpid() % 200}.{n // 250 % 250 + 1}.{n % 250 + 1}"
+
+
+# -- databases of an older schema ---------------------------------------------------------------
+
+
+def old_schema_db(data_dir: Path, version: int) -> sqlite3.Connection:
+    """A signoff database in ``data_dir`` as schema ``version`` left it (migrations 1..version,
+    our application id, that user_version), open in autocommit mode for the caller to fill."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(data_dir / DB_FILENAME, isolation_level=None)
+    for step in range(1, version + 1):
+        for statement in MIGRATIONS[step].split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version={version}")
+    return conn

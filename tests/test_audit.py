@@ -12,7 +12,6 @@ import io
 import json
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from datetime import timedelta
 from pathlib import Path
@@ -27,9 +26,7 @@ from engine.audit.verify import _content, head, verify_chain
 from engine.clock import FakeClock, parse_time
 from engine.errors import Refused, UsageError
 from engine.identity import Identity
-from tests.support import ALICE, BOB, make_service
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import ALICE, BOB, REPO, SIGNOFF, clean_env, make_service, old_schema_db
 
 DEPLOY_FLOW = """
 id: deploy
@@ -363,8 +360,8 @@ def test_appends_after_verify_continue_the_chain(tmp_path):
 
 
 def run_cli(*args, data_dir: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-c", "from console.cli import main; main()", "--data-dir",
-                           str(data_dir), *map(str, args)], capture_output=True, text=True, cwd=REPO,
+    proc = subprocess.run([*SIGNOFF, "--data-dir", str(data_dir), *map(str, args)], capture_output=True,
+                          text=True, env=clean_env(), cwd=REPO,
                           timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
@@ -662,16 +659,10 @@ def test_fts_index_follows_appends_and_rebuild_backfills(tmp_path):
 def test_migration_from_schema_1_backfills_the_index(tmp_path):
     """A database written at schema 1 gains the index (with its old events) on open."""
     from engine.store import db as dbmod
-    from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
+    from engine.store.schema import SCHEMA_VERSION
 
     data = tmp_path / "old"
-    data.mkdir()
-    conn = sqlite3.connect(data / "signoff.db", isolation_level=None)
-    for statement in MIGRATIONS[1].split(";\n"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute(f"PRAGMA application_id={dbmod.APPLICATION_ID}")
-    conn.execute("PRAGMA user_version=1")
+    conn = old_schema_db(data, 1)
     conn.execute("BEGIN")
     append_event(conn, at="2026-01-01T00:00:00.000000Z", actor="old", action="legacy.event", namespace="x",
                  data={"reason": "persimmon"})

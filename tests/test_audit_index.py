@@ -11,7 +11,8 @@ from engine.audit import append_event
 from engine.audit.search import search
 from engine.audit.verify import verify_chain
 from engine.store import db as dbmod
-from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
+from engine.store.schema import SCHEMA_VERSION
+from tests.support import old_schema_db
 
 
 def _fts_check(conn: sqlite3.Connection) -> None:
@@ -64,14 +65,7 @@ def test_a_plain_connection_indexes_each_event_itself(tmp_path):
 
 def test_a_schema_3_database_upgrades_and_keeps_its_index(tmp_path):
     data = tmp_path / "old"
-    data.mkdir()
-    conn = sqlite3.connect(data / "signoff.db", isolation_level=None)
-    for version in (1, 2, 3):
-        for statement in MIGRATIONS[version].split(";\n"):
-            if statement.strip():
-                conn.execute(statement)
-    conn.execute(f"PRAGMA application_id={dbmod.APPLICATION_ID}")
-    conn.execute("PRAGMA user_version=3")
+    conn = old_schema_db(data, 3)
     conn.execute("BEGIN")
     append_event(conn, at="2026-01-01T00:00:00.000000Z", actor="old", action="legacy.event", namespace="x",
                  request_id="r000000000001", data={"reason": "persimmon"})

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO, SIGNOFF, clean_env
+
 FLOWS = REPO / "tests" / "data" / "cli_flows"
 SAMPLE_FLOWS = REPO / "sample_flows"
-_SCRIPT = Path(sys.executable).parent / "signoff"
-#: the installed console script when present, else the same entry point through -c
-SIGNOFF = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from console.cli import main; main()"]
 
 REQUEST_KEYS = {"id", "execution_id", "namespace", "flow_id", "task_id", "kind", "state", "summary",
                 "requested_by", "created_at", "due_at", "decided_at", "approvals", "required"}
@@ -29,14 +27,6 @@ OUTCOME_KEYS = {"id", "outcome", "message", "state", "by", "errors", "execution_
 EXECUTION_KEYS = {"id", "namespace", "flow_id", "revision", "state", "inputs", "labels", "started_by",
                   "created_at", "updated_at", "ended_at", "error", "task_runs", "outputs", "logs", "requests"}
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without anything signoff reads on its own."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SIGNOFF_", "SECRET_", "PYTHON_KEYRING"))}
-    env.update(extra)
-    return env
 
 
 class Result:
@@ -452,6 +442,8 @@ def test_approve_with_invalid_values_then_valid(cli: Cli) -> None:
     assert done["outputs"]["done"]["values"]["note"] == "ship it"
     assert done["requests"][0]["state"] != "PENDING"
     assert cli("pending", "--json").json == []
+    # the audit trail says where the decision came from
+    assert [d["origin"] for d in cli.request(request_id)["decisions"]] == ["cli"]
 
 
 def test_approve_text_output(cli: Cli) -> None:

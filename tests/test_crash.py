@@ -2,10 +2,8 @@
 nothing: after a restart every execution has finished exactly once."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 
 from engine.core import Engine
 from engine.service import ApprovalService
-from tests.support import ALICE, BOB, write_flows
+from tests.support import ALICE, BOB, SIGNOFF, clean_env, write_flows
 
 FLOW = """
 id: crashy
@@ -37,7 +35,7 @@ COUNT = 60
 
 
 def signoff(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from console.cli import main; main()", *args]
+    return [*SIGNOFF, *args]
 
 
 def finished(data_dir: Path) -> int:
@@ -62,7 +60,7 @@ def test_worker_killed_mid_continuation_finishes_each_execution_once(tmp_path, k
     outcomes = svc.approve(ALICE, ids)
     assert all(o.state == "APPROVED" for o in outcomes)
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = clean_env()
     worker = subprocess.Popen(signoff("worker", "--data-dir", str(data), "--flows", str(flows), "--interval", "0.05"),
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

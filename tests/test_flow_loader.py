@@ -31,12 +31,6 @@ def problems(text: str, dedent: bool = True) -> list[str]:
     return [str(p) for p in info.value.problems]
 
 
-def one_problem(text: str) -> str:
-    found = problems(text)
-    assert len(found) == 1, found
-    return found[0]
-
-
 def task_yaml(body: str) -> str:
     """A flow whose single task is ``body`` (written with 4-space indent under `- `)."""
     return HEAD + textwrap.indent(textwrap.dedent(body).strip("\n"), "    ").replace("    ", "  - ", 1) + "\n"

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.store.db import DB_FILENAME
 from engine.store.schema import SCHEMA_VERSION
+from tests.support import REPO, SIGNOFF, clean_env
 
-REPO = Path(__file__).resolve().parents[1]
 FLOWS = REPO / "tests" / "data" / "cli_flows"
-_SCRIPT = Path(sys.executable).parent / "signoff"
-SIGNOFF = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-c", "from console.cli import main; main()"]
 
 #: commands that open the database (flows validate and secret set do not)
 DB_COMMANDS = [
@@ -36,12 +32,6 @@ DB_COMMANDS = [
     ("kv", "set", "K", "V"),
     ("worker", "--once"),
 ]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNOFF_", "SECRET_"))}
-    env.update(extra)
-    return env
 
 
 def signoff(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -1,12 +1,7 @@
 """The flows view on a real engine: the list, the detail pane, starting with and without inputs."""
 from __future__ import annotations
 
-import asyncio
-import io
-from typing import Callable
-
 import pytest
-from rich.console import Console
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Static
 
@@ -14,6 +9,8 @@ from console.backend import LocalBackend
 from console.screens.flows import FlowsView
 from engine.clock import FakeClock
 from engine.ids import SequentialIds
+from tests.console.conftest import wait_for
+from tests.console.screen_text import rendered
 from tests.support import ALICE, make_service
 
 pytestmark = pytest.mark.anyio
@@ -77,22 +74,6 @@ def build(tmp_path):
     svc = make_service(tmp_path, FLOWS, clock=clock)
     svc.engine.ids = SequentialIds()
     return svc, FlowsApp(LocalBackend(svc, identity=ALICE), clock)
-
-
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
-
-
-def rendered(widget: Static, width: int = 100) -> str:
-    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
-    content = widget.content
-    console.print(content if not isinstance(content, str) else str(content))
-    return console.export_text()
 
 
 async def test_lists_flows_with_details(tmp_path):

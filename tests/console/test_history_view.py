@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import sqlite3
 from datetime import timedelta
 
 import pytest
 
-from rich.console import Console
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input, Static
 
@@ -19,6 +17,7 @@ from console.screens.history import PAGE, HistoryView
 from engine.audit import append_event
 from engine.clock import FakeClock
 from engine.ids import SequentialIds
+from tests.console.screen_text import rendered
 from tests.support import ALICE, BOB, make_service
 
 pytestmark = pytest.mark.anyio
@@ -91,14 +90,6 @@ async def settle(pilot, rounds: int = 4) -> None:
     for _ in range(rounds):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
-
-
-def rendered(widget: Static, width: int = 100) -> str:
-    """Plain text of a Static's content (a Rich renderable or Content)."""
-    content = getattr(widget, "content", None)
-    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
-    console.print(content if content is not None and not isinstance(content, str) else str(content))
-    return console.export_text()
 
 
 def actors(view: HistoryView) -> list[str]:

@@ -6,16 +6,16 @@ subprocesses get (a private config dir, the test keyring backend).
 """
 from __future__ import annotations
 
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from tests.support import SIGNOFF, clean_env
 
 HERE = Path(__file__).parent
 FLOWS = HERE / "flows"
@@ -34,17 +34,13 @@ def free_port() -> int:
 
 def signoff_cmd(*args: str) -> list[str]:
     """Run the `signoff` command line of this checkout with this interpreter."""
-    return [sys.executable, "-c", "import sys; from console.cli import main; main(sys.argv[1:])", *args]
+    return [*SIGNOFF, *args]
 
 
 def child_env(config_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SIGNOFF_") and k not in ("PYTHON_KEYRING_BACKEND",)}
-    env["SIGNOFF_CONFIG_DIR"] = str(config_dir)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
+    """A clean environment (tests/support.py) with a private config dir, then ``extra`` (the
+    keyring tests pass their PYTHON_KEYRING_BACKEND and SIGNOFF_TEST_KEYRING here)."""
+    return clean_env(**{"SIGNOFF_CONFIG_DIR": str(config_dir), "PYTHONUNBUFFERED": "1", **extra})
 
 
 def run_cli(*args: str, env: dict[str, str], input: str | None = None,

@@ -31,7 +31,11 @@ from pathlib import Path
 
 from bench import ROOT, Figure, _k, at_most, identities, make_engine, missing
 
-CLI = [sys.executable, "-c", "from console.startup import main; main()"]  # what the `signoff` script runs
+from tests.support import SIGNOFF, clean_env
+
+#: `python -m console`: console/__main__.py calls console.startup.main, the function the
+#: installed `signoff` script runs (collector held during start-up included)
+CLI = SIGNOFF
 BARE_APP = """
 from textual.app import App
 from textual.widgets import Static
@@ -172,9 +176,7 @@ def _memory(pid: int) -> dict[str, int]:
 
 
 def _env(config_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")}
-    env.update(SIGNOFF_CONFIG_DIR=str(config_dir), PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    return env
+    return clean_env(SIGNOFF_CONFIG_DIR=str(config_dir))
 
 
 # -- key latency through the pty ------------------------------------------------------------

@@ -7,19 +7,17 @@ one bulk call (until the response arrives, i.e. every decision is committed dura
 """
 from __future__ import annotations
 
-import os
-import re
 import signal
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from bench import ROOT, Figure, _k, at_most, identities, make_engine, missing, start_many
 
-CLI = [sys.executable, "-c", "from console.cli import main; main()"]
+from tests.support import SIGNOFF, clean_env, wait_listening
+
+CLI = SIGNOFF  # `python -m console`: console.startup.main, what the `signoff` script runs
 
 
 def unavailable() -> str | None:
@@ -33,11 +31,8 @@ def unavailable() -> str | None:
     return None
 
 
-def _env(data_dir: Path, flows: Path, config: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")}
-    env.update(SIGNOFF_DATA_DIR=str(data_dir), SIGNOFF_CONFIG_DIR=str(config), PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    return env
+def _env(data_dir: Path, config: Path) -> dict[str, str]:
+    return clean_env(SIGNOFF_DATA_DIR=str(data_dir), SIGNOFF_CONFIG_DIR=str(config), PYTHONUNBUFFERED="1")
 
 
 def run(ctx) -> list[Figure]:
@@ -56,7 +51,7 @@ def run(ctx) -> list[Figure]:
     bulk_ids = start_many(svc, requester, ctx.sizes["remote_bulk"], offset=len(singles))
     engine.close()
 
-    env = _env(data_dir, ctx.flows, config)
+    env = _env(data_dir, config)
     issued = subprocess.run([*CLI, "--flows", str(ctx.flows), "token", "issue", approver.name], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     if issued.returncode != 0:
@@ -68,10 +63,10 @@ def run(ctx) -> list[Figure]:
         proc = subprocess.Popen([*CLI, "--flows", str(ctx.flows), "serve", "--port", "0", "--single-user",
                                  "--log-level", "warning"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        url = _wait_listening(proc, log_path)
+        # 60 s to say where it listens and 30 s more for /healthz, as before the shared helper
+        url = wait_listening(proc, log_path, timeout=90, error=RuntimeError)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-            _wait_healthy(client)
             times: list[float] = []
             for request_id in singles:
                 t0 = time.perf_counter()
@@ -100,29 +95,3 @@ def run(ctx) -> list[Figure]:
             proc.kill()
             proc.wait()
 
-
-def _wait_listening(proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = log_path.read_text()
-        m = re.search(r"listening on (https?)://([\d.]+):(\d+)", text)
-        if m:
-            return f"{m.group(1)}://127.0.0.1:{m.group(3)}"
-        if proc.poll() is not None:
-            raise RuntimeError(f"signoff serve exited with {proc.returncode}: {text[-500:]}")
-        time.sleep(0.05)
-    raise RuntimeError("signoff serve did not say where it listens")
-
-
-def _wait_healthy(client: Any, timeout: float = 30) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if client.get("/healthz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("/healthz never answered")

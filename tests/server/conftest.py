@@ -15,14 +15,11 @@ do it from their own loopback address (``fresh_address()``: 127.x.y.z), never fr
 """
 from __future__ import annotations
 
-import itertools
-import os
 import re
 import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,31 +28,24 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support import SIGNOFF, clean_env, fresh_address, wait_listening
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
 POLICY = DATA / "policy.yaml"
 FLOWS = DATA / "flows"
 USERS = ("root-admin", "alice", "bob", "victor", "rita")
 
-_addresses = itertools.count(1)
-
-
-def fresh_address() -> str:
-    """A loopback address no other test uses (for clients that fail to authenticate)."""
-    n = next(_addresses)
-    return f"127.{20 + os.getpid() % 200}.{n // 250 % 250 + 1}.{n % 250 + 1}"
+#: what the server tests import from here (fresh_address lives in tests/support.py)
+__all__ = ["Server", "cli_env", "fresh_address", "issue_token", "make_server", "signoff"]
 
 
 def cli_env(data_dir: Path, config_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNOFF_")}
-    env.update(SIGNOFF_DATA_DIR=str(data_dir), SIGNOFF_CONFIG_DIR=str(config_dir), PYTHONUNBUFFERED="1",
-               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    return env
+    return clean_env(SIGNOFF_DATA_DIR=str(data_dir), SIGNOFF_CONFIG_DIR=str(config_dir), PYTHONUNBUFFERED="1")
 
 
 def signoff(args: list[str], env: dict[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from console.cli import main; main()", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*SIGNOFF, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def issue_token(user: str, env: dict[str, str], *extra: str) -> str:
@@ -73,7 +63,6 @@ class Server:
     base: Path
     args: list[str]
     env: dict[str, str]
-    scheme: str = "http"
     verify: Any = True
     proc: subprocess.Popen | None = None
     url: str = ""
@@ -87,31 +76,10 @@ class Server:
     def start(self, timeout: float = 30) -> "Server":
         self.log_path = self.base / f"serve-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from console.cli import main; main()", "serve", "--port", "0", *self.args],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.log_path.read_text()
-            m = re.search(r"listening on (https?)://([\d.]+):(\d+)", text)
-            if m:
-                self.url = f"{m.group(1)}://127.0.0.1:{m.group(3)}"
-                break
-            if self.proc.poll() is not None:
-                raise AssertionError(f"signoff serve exited with {self.proc.returncode}:\n{text}")
-            time.sleep(0.05)
-        else:
-            raise AssertionError(f"signoff serve did not print where it listens:\n{self.log_path.read_text()}")
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", verify=self.verify, timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise AssertionError(f"signoff serve exited:\n{self.log_path.read_text()}")
-            time.sleep(0.05)
-        raise AssertionError(f"/healthz never answered:\n{self.log_path.read_text()}")
+        self.proc = subprocess.Popen([*SIGNOFF, "serve", "--port", "0", *self.args],
+                                     env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        self.url = wait_listening(self.proc, self.log_path, timeout=timeout, verify=self.verify)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
         if self.proc is None or self.proc.poll() is not None:
@@ -180,7 +148,7 @@ class Server:
 
 
 def make_server(base: Path, *, args: list[str] | None = None, policy: bool = True, tokens: bool = True,
-                scheme: str = "http", verify: Any = True) -> Server:
+                verify: Any = True) -> Server:
     """A server (not started) with its own data dir, the test flows and policy, and tokens."""
     data_dir = base / "data"
     config_dir = base / "config"
@@ -192,7 +160,7 @@ def make_server(base: Path, *, args: list[str] | None = None, policy: bool = Tru
     server_args = ["--flows", str(flows)]
     if policy:
         server_args += ["--policy", str(POLICY)]
-    server = Server(base=base, args=server_args + list(args or []), env=env, scheme=scheme, verify=verify)
+    server = Server(base=base, args=server_args + list(args or []), env=env, verify=verify)
     if tokens:
         for user in USERS:
             server.tokens[user] = issue_token(user, env, "--name", f"{user} (tests)")

@@ -81,8 +81,7 @@ def _self_signed(directory) -> tuple:
 def test_tls_with_a_self_signed_certificate(tmp_path):
     cert, key = _self_signed(tmp_path)
     context = ssl.create_default_context(cafile=str(cert))
-    srv = make_server(tmp_path, args=["--tls-cert", str(cert), "--tls-key", str(key)], scheme="https",
-                      verify=context)
+    srv = make_server(tmp_path, args=["--tls-cert", str(cert), "--tls-key", str(key)], verify=context)
     srv.start()
     try:
         assert srv.url.startswith("https://") and "https://" in srv.log

@@ -12,6 +12,8 @@ from tests.server.conftest import fresh_address, issue_token, signoff
 def test_only_the_hash_is_stored_and_listing_never_shows_secrets(server):
     token = server.tokens["alice"]
     _, token_id, secret = token.split("_", 2)
+    with server.client(token=token) as c:  # used at least once, whatever ran before on this worker
+        assert c.get("/api/v1/me").status_code == 200
     with server.db() as db:
         row = db.execute("SELECT * FROM tokens WHERE id=?", (token_id,)).fetchone()
         assert row["hash"] == hashlib.sha256(secret.encode()).hexdigest()

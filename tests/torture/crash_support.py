@@ -1,9 +1,15 @@
-"""What crashes (a) and (c) share: the flow whose executions are bulk-approved, and the
-invariants checked after a kill and a restart."""
+"""What crashes (a) and (c) share: the flow whose executions are bulk-approved, the template
+data directory of paused executions, the choice of the kill moment, and the invariants checked
+after a kill and a restart."""
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+from engine.core import Engine
+from engine.identity import Identity
+from engine.service import ApprovalService
+from tests.support import write_flows
 from tests.torture.support import connect, no_traceback, signoff
 
 BULK_FLOW = """
@@ -19,6 +25,34 @@ tasks:
     type: io.kestra.plugin.core.log.Log
     message: "approved {{ inputs.n }}"
 """
+
+
+def build_template(root: Path, count: int) -> tuple[Path, Path, list[str]]:
+    """``count`` executions of BULK_FLOW paused at their gate, in a closed data directory kept as
+    a template: (flows dir, template dir, pending request ids)."""
+    flows = write_flows(root / "flows", {"bulk.yaml": BULK_FLOW})
+    template = root / "template"
+    engine = Engine(template, [flows])
+    # building the template needs no durability (it is closed cleanly below): skip the fsyncs
+    engine.db.connection().execute("PRAGMA synchronous=OFF")
+    svc = ApprovalService(engine, run_inline=False)
+    for n in range(count):
+        svc.start_execution(Identity("bob"), "torture.crash", "bulk", {"n": n})
+    svc.tick()  # run them all to their gate, in chunks
+    ids = [r["id"] for r in svc.list_pending(Identity("bob"))]
+    assert len(ids) == count
+    engine.close()
+    return flows, template, ids
+
+
+def kill_delay(seed: str, kill_point: int, decide: float, duration: float) -> float:
+    """Seconds to wait before the kill, from ``random.Random(seed)``: even kill points kill while
+    decisions are being committed (within ``decide``), odd ones while the approved executions
+    are being continued (between ``decide`` and ``duration``): the two phases of a bulk approve."""
+    rng = random.Random(seed)
+    if kill_point % 2 == 0:
+        return rng.uniform(0.0, decide)
+    return rng.uniform(decide, duration)
 
 
 def check(data: Path, flows: Path, *, acked: set[str], ids: list[str], after_worker: bool,

@@ -14,22 +14,13 @@ to appear.
 """
 from __future__ import annotations
 
-import itertools
-import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support import fresh_address
 from tests.torture.support import db_snapshot
-
-_addresses = itertools.count(1)
-
-
-def _fresh_address() -> str:
-    """Failed authentications are slowed down per client address: each case uses its own."""
-    n = next(_addresses)
-    return f"127.{100 + os.getpid() % 100}.{n // 250 % 250 + 1}.{n % 250 + 1}"
 
 
 def _snapshot(world) -> dict[str, Any]:
@@ -62,7 +53,8 @@ def run_http_case(header: dict[str, Any], body: bytes, world) -> None:
         content = iter(pieces)
     path = header["path"].replace("{request}", world.request_id)
     before = _snapshot(world)
-    transport = httpx.HTTPTransport(local_address=_fresh_address())
+    # failed authentications are slowed down per client address: each case uses its own
+    transport = httpx.HTTPTransport(local_address=fresh_address())
     with httpx.Client(base_url=world.server.url, timeout=60, transport=transport) as client:
         response = client.request(header.get("method", "POST"), path, headers=headers,
                                   content=content if header.get("method", "POST") != "GET" else None)

@@ -3,14 +3,11 @@ may do everything; tokens issued with the real `signoff token issue`)."""
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
-
+from tests.support import wait_listening
 from tests.torture.support import REPO, SIGNOFF, clean_env, signoff
 
 
@@ -49,25 +46,8 @@ class Serve:
                  "--flows", str(self.flows), "--log-level", "warning"],
                 env=clean_env(PYTHONUNBUFFERED="1"), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = re.search(r"listening on (https?)://[\d.]+:(\d+)", self.log_path.read_text())
-            if m:
-                self.url = f"http://127.0.0.1:{m.group(2)}"
-                break
-            if self.proc.poll() is not None:
-                raise AssertionError(f"signoff serve exited with {self.proc.returncode}:\n{self.log}")
-            time.sleep(0.05)
-        else:
-            raise AssertionError(f"signoff serve did not say where it listens:\n{self.log}")
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"/healthz never answered:\n{self.log}")
+        self.url = wait_listening(self.proc, self.log_path, timeout=timeout)
+        return self
 
     @property
     def log(self) -> str:
@@ -85,7 +65,3 @@ class Serve:
                 self.proc.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-    def client(self, token: str | None, timeout: float = 120) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)

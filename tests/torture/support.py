@@ -3,25 +3,14 @@ snapshot of everything a data directory holds (to prove that bad input wrote not
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-#: the real entry point, as the issue asks (not the console script, so no PATH games)
-SIGNOFF = [sys.executable, "-c", "from console.cli import main; main()"]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without anything signoff reads on its own."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SIGNOFF_", "SECRET_", "PYTHON_KEYRING"))}
-    env["PYTHONPATH"] = str(REPO)
-    env.update(extra)
-    return env
+# SIGNOFF: the real entry point, as the issue asks (`python -m console`, not the console script,
+# so no PATH games); the torture tests import REPO, SIGNOFF and clean_env from here
+from tests.support import REPO, SIGNOFF, clean_env
 
 
 def signoff(*args: Any, data_dir: Path | None = None, flows: Path | None = None, timeout: float = 120,

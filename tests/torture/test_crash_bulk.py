@@ -20,7 +20,6 @@ task), both measured once per session on an uninterrupted run; 3 seeds in CI, 20
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import signal
 import subprocess
@@ -30,11 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.core import Engine
-from engine.identity import Identity
-from engine.service import ApprovalService
-from tests.support import write_flows
-from tests.torture.crash_support import BULK_FLOW, check
+from tests.torture.crash_support import build_template, check, kill_delay
 from tests.torture.support import REPO, clean_env, json_lines, no_traceback, signoff
 
 COUNT = 2000
@@ -86,18 +81,7 @@ def bulk_world(tmp_path_factory):
     """2,000 executions paused at their gate, in a closed data directory kept as a template,
     plus how long an uninterrupted bulk approve (decide and continue) takes here."""
     root = tmp_path_factory.mktemp("crash-bulk")
-    flows = write_flows(root / "flows", {"bulk.yaml": BULK_FLOW})
-    template = root / "template"
-    engine = Engine(template, [flows])
-    # building the template needs no durability (it is closed cleanly below): skip the fsyncs
-    engine.db.connection().execute("PRAGMA synchronous=OFF")
-    svc = ApprovalService(engine, run_inline=False)
-    for n in range(COUNT):
-        svc.start_execution(Identity("bob"), "torture.crash", "bulk", {"n": n})
-    svc.tick()  # run them all to their gate, in chunks
-    ids = [r["id"] for r in svc.list_pending(Identity("bob"))]
-    assert len(ids) == COUNT
-    engine.close()
+    flows, template, ids = build_template(root, COUNT)
     ids_file = root / "ids.json"
     ids_file.write_text(json.dumps(ids))
 
@@ -123,16 +107,12 @@ def bulk_world(tmp_path_factory):
 
 
 def test_sigkill_during_bulk_approve_of_2000(bulk_world, tmp_path: Path, kill_point: int) -> None:
-    rng = random.Random(f"crash-bulk-{kill_point}")
     flows, ids = bulk_world["flows"], bulk_world["ids"]
     data = tmp_path / "data"
     shutil.copytree(bulk_world["template"], data)
     # even seeds kill while decisions are being committed, odd ones while the approved
     # executions are being continued (the two phases of a bulk approve)
-    if kill_point % 2 == 0:
-        delay = rng.uniform(0.0, bulk_world["decide"])
-    else:
-        delay = rng.uniform(bulk_world["decide"], bulk_world["duration"])
+    delay = kill_delay(f"crash-bulk-{kill_point}", kill_point, bulk_world["decide"], bulk_world["duration"])
 
     proc = _client(tmp_path, data, flows, bulk_world["ids_file"])
     _wait_ready(proc)

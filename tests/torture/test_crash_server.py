@@ -10,7 +10,6 @@ retries everything: it completes with nothing doubled.
 """
 from __future__ import annotations
 
-import random
 import shutil
 import threading
 import time
@@ -19,13 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.core import Engine
-from engine.identity import Identity
-from engine.service import ApprovalService
-from tests.support import write_flows
+from tests.torture.crash_support import build_template, check, kill_delay
 from tests.torture.server_support import Serve, issue_token
 from tests.torture.support import connect, no_traceback, signoff
-from tests.torture.crash_support import BULK_FLOW, check
 
 COUNT = 1000
 BATCH = 100
@@ -73,17 +68,7 @@ def _all_finished(data: Path) -> bool:
 @pytest.fixture(scope="session")
 def server_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("crash-server")
-    flows = write_flows(root / "flows", {"bulk.yaml": BULK_FLOW})
-    template = root / "template"
-    engine = Engine(template, [flows])
-    engine.db.connection().execute("PRAGMA synchronous=OFF")  # the template needs no durability
-    svc = ApprovalService(engine, run_inline=False)
-    for n in range(COUNT):
-        svc.start_execution(Identity("bob"), "torture.crash", "bulk", {"n": n})
-    svc.tick()
-    ids = [r["id"] for r in svc.list_pending(Identity("bob"))]
-    assert len(ids) == COUNT
-    engine.close()
+    flows, template, ids = build_template(root, COUNT)
     token = issue_token(template, "alice")["token"]
 
     # calibration: an uninterrupted run, checked like the others
@@ -109,14 +94,10 @@ def server_world(tmp_path_factory):
 
 
 def test_sigkill_server_during_http_bulk_approve(server_world, tmp_path: Path, kill_point: int) -> None:
-    rng = random.Random(f"crash-server-{kill_point}")
     flows, ids = server_world["flows"], server_world["ids"]
     data = tmp_path / "data"
     shutil.copytree(server_world["template"], data)
-    if kill_point % 2 == 0:
-        delay = rng.uniform(0.0, server_world["decide"])
-    else:
-        delay = rng.uniform(server_world["decide"], server_world["duration"])
+    delay = kill_delay(f"crash-server-{kill_point}", kill_point, server_world["decide"], server_world["duration"])
 
     server = Serve(data, flows, tmp_path).start()
     try:
