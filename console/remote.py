@@ -176,6 +176,21 @@ class RemoteBackend:
     def _get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, idempotent=True, params=params)
 
+    def _paged(self, path: str, *, page_size: int, limit: int | None = None, cursor: Any = None,
+               **params: Any) -> list[dict[str, Any]]:
+        """The items of a cursor-paged list (``{items, next_cursor}``), page after page until
+        ``limit`` items (None: all of them) or the end."""
+        items: list[dict[str, Any]] = []
+        while limit is None or len(items) < limit:
+            size = page_size if limit is None else min(page_size, limit - len(items))
+            page = self._get(path, limit=size, cursor=cursor, **params)
+            got = page.get("items") or []
+            items.extend(got)
+            cursor = page.get("next_cursor")
+            if cursor is None or cursor == "" or not got:
+                break
+        return items if limit is None else items[:limit]
+
     # -- identity -------------------------------------------------------------------------
     def me(self) -> dict[str, Any]:
         """Who the token belongs to: {name, groups, roles...}; also sets ``identity``."""
@@ -186,34 +201,17 @@ class RemoteBackend:
     # -- requests -------------------------------------------------------------------------
     def list_pending(self, *, q: str | None = None, namespace: str | None = None,
                      flow: str | None = None) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            page = self._get("/approvals", status="pending", q=q or None, namespace=namespace, flow=flow,
-                             limit=PAGE, cursor=cursor)
-            items.extend(page.get("items") or [])
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return items
+        return self._paged("/approvals", page_size=PAGE, status="pending", q=q or None, namespace=namespace,
+                           flow=flow)
 
     def pending_rows(self, *, limit: int | None = None,
                      convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
         """list_pending as compact tuples (engine.service.PENDING_ROW_FIELDS); with ``limit``
         only the first pages are fetched."""
-        if limit is None:
-            items = self.list_pending()
-        else:
-            items = []
-            cursor: str | None = None
-            while len(items) < limit:
-                page = self._get("/approvals", status="pending", limit=min(PAGE, limit - len(items)), cursor=cursor)
-                items.extend(page.get("items") or [])
-                cursor = page.get("next_cursor")
-                if not cursor:
-                    break
+        items = self._paged("/approvals", page_size=PAGE, limit=limit, status="pending")
         rows = [(i["id"], i.get("execution_id"), i.get("namespace"), i.get("flow_id"), i.get("task_id"),
                  i.get("summary"), i.get("requested_by"), i.get("created_at"), i.get("due_at"),
-                 i.get("approvals", 0), i.get("required", 1)) for i in items[:limit]]
+                 i.get("approvals", 0), i.get("required", 1)) for i in items]
         return convert(rows) if convert is not None else rows
 
     def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -293,15 +291,7 @@ class RemoteBackend:
         """Newest first, as the service; pages of at most 1000 (the server's limit) are joined."""
         if limit < 1:
             raise UsageError("--limit must be at least 1")
-        items: list[dict[str, Any]] = []
-        cursor: Any = before_seq
-        while len(items) < limit:
-            page = self._get("/audit", q=query or None, limit=min(limit - len(items), AUDIT_PAGE), cursor=cursor)
-            items.extend(page.get("items") or [])
-            cursor = page.get("next_cursor")
-            if cursor is None or not page.get("items"):
-                break
-        return items[:limit]
+        return self._paged("/audit", page_size=AUDIT_PAGE, limit=limit, cursor=before_seq, q=query or None)
 
     def verify_audit(self, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
         if expect_head is None:
@@ -314,15 +304,7 @@ class RemoteBackend:
     def export_audit(self, query: str) -> Iterator[dict[str, Any]]:
         """Every matching event, oldest first. Pages are read now (so permission and query
         errors surface before the first event), newest first, then handed out reversed."""
-        pages: list[list[dict[str, Any]]] = []
-        cursor: Any = None
-        while True:
-            page = self._get("/audit", q=query or None, limit=AUDIT_PAGE, cursor=cursor)
-            pages.append(page.get("items") or [])
-            cursor = page.get("next_cursor")
-            if cursor is None or not pages[-1]:
-                break
-        return (event for page in reversed(pages) for event in reversed(page))
+        return reversed(self._paged("/audit", page_size=AUDIT_PAGE, q=query or None))
 
     # -- flows and executions ------------------------------------------------------------
     def flow_problems(self) -> list[str]:

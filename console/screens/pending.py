@@ -25,7 +25,7 @@ from textual.worker import WorkerFailed
 from console.widgets.context_pane import ContextPane
 from console.widgets.pending_table import PendingTable, build_rows
 from console.backend import FIRST_PAGE, AuthError, ConnectionLost
-from engine.approvals.outcome import Outcome
+from engine.approvals.outcome import APPROVE, DENY, Outcome, comment_mode, comment_required
 
 if TYPE_CHECKING:
     from console.screens.bulk import BulkProgressScreen
@@ -503,31 +503,26 @@ class PendingView(Widget):
         except WorkerFailed as exc:
             raise exc.error from None
 
-    async def _requests_for(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """One full request per (namespace, flow, task) among ``ids``: their forms and rules."""
+    async def _requests_for(self, ids: list[str]) -> dict[tuple, dict[str, Any]]:
+        """One full request per group (:meth:`_group_key`) among ``ids``: their forms and rules."""
         reps: dict[tuple, str] = {}
         for request_id in ids:
-            row = self.table.row(request_id)
-            data = row.data if row else {"id": request_id}
-            key = (data.get("namespace"), data.get("flow_id"), data.get("task_id"))
-            reps.setdefault(key, request_id)
-        out: dict[str, dict[str, Any]] = {}
+            reps.setdefault(self._group_key(request_id), request_id)
         missing = [i for i in reps.values() if i not in self._cache]
         if missing:
             fetched = await self._call(lambda: [self.backend.get_request(i) for i in missing])
             for request in fetched:
                 self._remember(request)
-        for key, request_id in reps.items():
-            out[request_id] = self._cache[request_id]
-        return out
+        return {key: self._cache[request_id] for key, request_id in reps.items()}
 
     def _group_key(self, request_id: str) -> tuple:
+        """(namespace, flow, task): requests of one group ask for the same form."""
         row = self.table.row(request_id)
         data = row.data if row else {}
         return (data.get("namespace"), data.get("flow_id"), data.get("task_id"))
 
     def _flows_of(self, ids: list[str]) -> list[tuple[str, int]]:
-        counts = Counter((self.table.row(i).flow if self.table.row(i) else "?") for i in ids)
+        counts = Counter(row.flow if (row := self.table.row(i)) else "?" for i in ids)
         return counts.most_common()
 
     def _confirm_text(self, verb: str, ids: list[str]) -> tuple[str, str]:
@@ -586,12 +581,10 @@ class PendingView(Widget):
 
         requests = await self._requests_for(ids)
         # group the targets by the form they ask for
-        by_key = {self._group_key(i): i for i in requests}
         signatures: dict[str, list[str]] = {}
         forms: dict[str, list[dict]] = {}
         for request_id in ids:
-            rep = by_key.get(self._group_key(request_id), request_id)
-            form = (requests.get(rep) or {}).get("form") or []
+            form = (requests.get(self._group_key(request_id)) or {}).get("form") or []
             sig = form_signature(form)
             signatures.setdefault(sig, []).append(request_id)
             forms[sig] = form
@@ -608,9 +601,9 @@ class PendingView(Widget):
             return
         (sig, _), = signatures.items()
         form = forms[sig]
-        modes = {str((r.get("rules") or {}).get("commentRequired") or "NEVER").upper() for r in requests.values()}
-        comment_mode = "ALWAYS" if "ALWAYS" in modes else ("ON_APPROVE" if "ON_APPROVE" in modes else
-                                                          ("ON_DENY" if "ON_DENY" in modes else "NEVER"))
+        modes = {comment_mode(r.get("rules")) for r in requests.values()}
+        # the strictest rule of the group decides whether this approval needs a reason
+        combined = next((m for m in ("ALWAYS", "ON_APPROVE", "ON_DENY") if m in modes), "NEVER")
         values: dict[str, Any] = {}
         reason: str | None = None
         form_shown = False
@@ -623,7 +616,7 @@ class PendingView(Widget):
                             else flows_summary(self._flows_of(ids)))
                 result = await self.app.push_screen_wait(screen_cls(
                     title, form, validate=lambda v: self.backend.validate(first, v),
-                    comment_mode=comment_mode, subtitle=subtitle))
+                    comment_mode=combined, subtitle=subtitle))
                 if result is None:
                     return
                 values, reason = dict(result.values), result.reason
@@ -631,7 +624,7 @@ class PendingView(Widget):
             elif form:
                 self.app.notify("The form editor is not available; the form's defaults are used.",
                                 severity="warning")
-        if not form_shown and comment_mode in ("ALWAYS", "ON_APPROVE"):
+        if not form_shown and comment_required(combined, APPROVE):
             reason = await self.app.push_screen_wait(ReasonScreen("Why approve?", required=True))
             if reason is None:
                 return
@@ -643,10 +636,8 @@ class PendingView(Widget):
 
     async def _deny(self, ids: list[str]) -> None:
         requests = await self._requests_for(ids)
-        modes = {str((r.get("rules") or {}).get("commentRequired") or "NEVER").upper()
-                 for r in requests.values()}
-        await self._with_reason("deny", ids, required=bool(modes & {"ALWAYS", "ON_DENY"}),
-                                confirm_label="Deny")
+        required = any(comment_required(comment_mode(r.get("rules")), DENY) for r in requests.values())
+        await self._with_reason("deny", ids, required=required, confirm_label="Deny")
 
     async def _cancel(self, ids: list[str]) -> None:
         await self._with_reason("cancel", ids, required=False, confirm_label="Cancel requests",

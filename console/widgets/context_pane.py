@@ -20,6 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from console.widgets.pending_table import epoch_seconds, format_span
+from engine.approvals.outcome import comment_mode
 
 
 def compact(value: Any, limit: int = 80) -> str:
@@ -167,7 +168,7 @@ class ContextPane(VerticalScroll, can_focus=True):
             if description:
                 form_text.append(f"\n  {description}", style="italic")
             form_text.append("\n")
-        comment = (rules.get("commentRequired") or "NEVER").upper()
+        comment = comment_mode(rules)
         if comment != "NEVER":
             form_text.append(f"comment required: {comment.replace('_', ' ').lower()}", style="italic")
         else:

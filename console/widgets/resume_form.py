@@ -32,6 +32,8 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, SelectionList, Switch, TextArea
 from textual.widgets.selection_list import Selection
 
+from engine.approvals.outcome import comment_message, comment_required
+
 __all__ = ["ResumeForm", "comment_required", "comment_message", "verdict_for_label"]
 
 
@@ -71,21 +73,6 @@ _LINE_HINTS = {
 def verdict_for_label(label: str) -> str:
     """``"approve"`` or ``"deny"`` from a submit button label ("Approve", "Deny 3", ...)."""
     return "deny" if label.strip().lower().startswith(("deny", "reject")) else "approve"
-
-
-def comment_required(comment_mode: str | None, verdict: str | None) -> bool:
-    mode = (comment_mode or "NEVER").upper()
-    if mode == "ALWAYS":
-        return True
-    if verdict is None:
-        return False
-    return (mode == "ON_DENY" and verdict == "deny") or (mode == "ON_APPROVE" and verdict == "approve")
-
-
-def comment_message(comment_mode: str | None, verdict: str) -> str:
-    """The engine's message (engine.approvals.decide.comment_errors), word for word."""
-    mode = (comment_mode or "NEVER").upper()
-    return f"A comment is required to {verdict} this request (commentRequired: {mode})"
 
 
 def _s(value: Any) -> str:

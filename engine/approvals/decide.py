@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from engine import jsonutil
 from engine.approvals import outcome as oc
 from engine.approvals.close import close_request
-from engine.approvals.outcome import Outcome
+from engine.approvals.outcome import Outcome, comment_message, comment_mode, comment_required
 from engine.audit import append_event
 from engine.identity import Identity
 from engine.inputs.spec import InputSpec, mask
@@ -177,11 +177,9 @@ def self_approval_allowed(rules: Mapping[str, Any], policy) -> bool:
 
 
 def comment_errors(rules: Mapping[str, Any], decision: DecisionRequest) -> dict[str, str]:
-    mode = (rules.get("commentRequired") or "NEVER").upper()
-    needed = mode == "ALWAYS" or (mode == "ON_DENY" and decision.verdict == DENY) or (
-        mode == "ON_APPROVE" and decision.verdict == APPROVE)
-    if needed and not (decision.reason or "").strip() and not decision.automatic:
-        return {"reason": f"A comment is required to {decision.verdict} this request (commentRequired: {mode})"}
+    mode = comment_mode(rules)
+    if comment_required(mode, decision.verdict) and not (decision.reason or "").strip() and not decision.automatic:
+        return {"reason": comment_message(mode, decision.verdict)}
     return {}
 
 

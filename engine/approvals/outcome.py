@@ -19,6 +19,24 @@ CANCELLED = "cancelled"
 SUCCESSFUL = {DECIDED, CANCELLED}
 
 
+# -- the commentRequired rule (here, not in decide.py, so the console checks it as it types
+# without importing the decision code)
+
+def comment_mode(rules: Any) -> str:
+    """A request's ``commentRequired``: NEVER, ALWAYS, ON_DENY or ON_APPROVE."""
+    return str((rules or {}).get("commentRequired") or "NEVER").upper()
+
+
+def comment_required(mode: str | None, verdict: str | None) -> bool:
+    """Must a decision with ``verdict`` (None: not chosen yet) give a reason?"""
+    mode = (mode or "NEVER").upper()
+    return mode == "ALWAYS" or (mode == "ON_DENY" and verdict == DENY) or (mode == "ON_APPROVE" and verdict == APPROVE)
+
+
+def comment_message(mode: str | None, verdict: str) -> str:
+    return f"A comment is required to {verdict} this request (commentRequired: {(mode or 'NEVER').upper()})"
+
+
 @dataclass
 class Outcome:
     id: str
