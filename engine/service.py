@@ -121,7 +121,7 @@ class ApprovalService(AuditMixin):
         execution_id = self.engine.ids.execution_id()
         now = self.engine.now()
         all_labels = {**flow.labels, **dict(labels or {})}
-        with self.db.write() as tx:
+        with self.db.foreground(), self.db.write() as tx:
             revision = self.engine.flows.ensure_revision(tx, flow)
             row = {"id": execution_id, "namespace": namespace, "flow_id": flow_id, "revision": revision,
                    "state": "CREATED", "inputs": jsonutil.dumps(values), "labels": jsonutil.dumps(all_labels),
@@ -402,18 +402,19 @@ class ApprovalService(AuditMixin):
         decision = DecisionRequest(verdict, dict(inputs or {}), reason, origin)
         outcomes: list[Outcome] = []
         touched: list[str] = []
-        for start in range(0, len(id_list), BULK_CHUNK):
-            chunk = id_list[start:start + BULK_CHUNK]
-            with self.db.write() as tx:
-                now = self.engine.now()
-                for request_id in chunk:
-                    outcomes.append(self._decide_item(tx, now, actor, request_id, decision, idempotency_key))
-            touched.extend(o.execution_id for o in outcomes[-len(chunk):]
-                           if o.outcome == oc.DECIDED and o.state != "PENDING" and o.execution_id)
-            if progress is not None and progress(len(outcomes), len(id_list)) is False:
-                for request_id in id_list[len(outcomes):]:
-                    outcomes.append(Outcome(request_id, "skipped", "not decided: the bulk action was cancelled"))
-                break
+        with self.db.foreground():  # before the background runner's transactions
+            for start in range(0, len(id_list), BULK_CHUNK):
+                chunk = id_list[start:start + BULK_CHUNK]
+                with self.db.write() as tx:
+                    now = self.engine.now()
+                    for request_id in chunk:
+                        outcomes.append(self._decide_item(tx, now, actor, request_id, decision, idempotency_key))
+                touched.extend(o.execution_id for o in outcomes[-len(chunk):]
+                               if o.outcome == oc.DECIDED and o.state != "PENDING" and o.execution_id)
+                if progress is not None and progress(len(outcomes), len(id_list)) is False:
+                    for request_id in id_list[len(outcomes):]:
+                        outcomes.append(Outcome(request_id, "skipped", "not decided: the bulk action was cancelled"))
+                    break
         self._after_change(touched)
         return outcomes
 
@@ -448,7 +449,7 @@ class ApprovalService(AuditMixin):
 
         outcomes: list[Outcome] = []
         touched: list[str] = []
-        with self.db.write() as tx:
+        with self.db.foreground(), self.db.write() as tx:
             now = self.engine.now()
             for request_id in dict.fromkeys(request_ids):
                 row = tx.execute("SELECT r.*, e.started_by FROM requests r JOIN executions e ON e.id=r.execution_id"

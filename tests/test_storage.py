@@ -310,3 +310,74 @@ def test_concurrent_runs_and_decisions_never_report_locked(tmp_path: Path) -> No
         assert "locked" not in err and "Traceback" not in err, err
     r = signoff(data_dir, "executions", "list", "--state", "SUCCESS", "--json")
     assert len(json.loads(r.stdout)) == 4
+
+
+# -- person-facing writes first --------------------------------------------------------------
+
+
+def test_background_work_waits_for_foreground_writes(tmp_path: Path) -> None:
+    """The server's runner (background) must not take the write lock while a decision
+    (foreground) is going: it waits until the foreground work is done."""
+    import threading
+
+    from engine.store.db import Database
+
+    db = Database(tmp_path)
+    order: list[str] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def decision() -> None:
+        with db.foreground():
+            inside.set()
+            release.wait(10)
+            order.append("decision done")
+
+    def runner() -> None:
+        db.yield_to_foreground(max_wait=30)
+        order.append("runner went")
+
+    front = threading.Thread(target=decision)
+    front.start()
+    assert inside.wait(10)
+    back = threading.Thread(target=runner)
+    back.start()
+    back.join(0.3)
+    assert back.is_alive() and order == []  # still waiting
+    release.set()
+    front.join(10)
+    back.join(10)
+    assert order == ["decision done", "runner went"]
+
+
+def test_background_work_is_never_starved_and_never_waits_for_itself(tmp_path: Path) -> None:
+    import threading
+
+    from engine.store.db import Database
+
+    db = Database(tmp_path)
+    release = threading.Event()
+
+    def endless_decision() -> None:
+        with db.foreground():
+            release.wait(30)
+
+    front = threading.Thread(target=endless_decision)
+    front.start()
+    try:
+        waited = threading.Thread(target=db.yield_to_foreground, kwargs={"max_wait": 0.2})
+        waited.start()
+        waited.join(10)
+        assert not waited.is_alive()  # gave up waiting after max_wait
+    finally:
+        release.set()
+        front.join(10)
+
+    def own_foreground() -> None:
+        with db.foreground():
+            db.yield_to_foreground(max_wait=30)  # its own foreground work: no wait
+
+    own = threading.Thread(target=own_foreground)
+    own.start()
+    own.join(10)
+    assert not own.is_alive()

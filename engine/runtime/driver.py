@@ -26,6 +26,7 @@ def drive(engine, execution_ids: Iterable[str] | None = None, *, max_rounds: int
         again: list[str] = []
         round_advanced = 0
         for start in range(0, len(batch), CHUNK):
+            engine.db.yield_to_foreground()
             engine.db.begin()
             try:
                 round_advanced += advance_in_tx(engine, batch[start:start + CHUNK], again)
