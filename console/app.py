@@ -10,7 +10,7 @@ The app talks to the engine only through ``backend`` (console.backend.Backend), 
 worker threads. In remote mode a banner under the status bar says when the server is lost
 (the pending view retries with backoff and catches up from the last seen change) or no longer
 accepts the token; decisions are refused with a notice meanwhile. Key bindings come from console.keymap (overridable in the config file), themes
-from console.themes, and the config file from console.config.
+from signoff.console.themes, and the config file from console.config.
 """
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static
 
-from console import keymap as km
-from console.commands import SignoffCommands
-from console.config import ConsoleConfig
-from console.screens.pending import PendingView
-from console.startup import release_collector
-from console.themes import DEFAULT_THEME, load_themes
-from console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
-from engine.clock import SystemClock
+from signoff.console import keymap as km
+from signoff.console.commands import SignoffCommands
+from signoff.console.config import ConsoleConfig
+from signoff.console.screens.pending import PendingView
+from signoff.console.startup import release_collector
+from signoff.console.themes import DEFAULT_THEME, load_themes
+from signoff.console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
+from signoff.engine.clock import SystemClock
 
 VIEWS = ("pending", "history", "flows")
 VIEW_TITLES = {"pending": "Pending", "history": "History", "flows": "Flows"}
@@ -299,11 +299,11 @@ class SignoffApp(App[None]):
     def _make_view(self, name: str) -> Widget:
         try:
             if name == "history":
-                from console.screens.history import HistoryView
+                from signoff.console.screens.history import HistoryView
 
                 return HistoryView(id="history")
             if name == "flows":
-                from console.screens.flows import FlowsView
+                from signoff.console.screens.flows import FlowsView
 
                 return FlowsView(id="flows")
         except ImportError:
@@ -409,7 +409,7 @@ class SignoffApp(App[None]):
         self.notify("Reloading the pending list…", timeout=2)
 
     def action_help(self) -> None:
-        from console.screens.help import HelpScreen
+        from signoff.console.screens.help import HelpScreen
 
         path = str(self.config.path) if self.config.path else ""
         self.push_screen(HelpScreen(self.key_actions, path))

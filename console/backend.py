@@ -8,11 +8,12 @@ All methods block (they do I/O): the console calls them from worker threads only
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
-from engine.approvals.outcome import Outcome
-from engine.errors import SignoffError
+from signoff.engine.approvals.outcome import Outcome
+from signoff.engine.errors import SignoffError
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class ConnectionLost(SignoffError):
 #: the console paints this many pending rows first, then loads the rest of a long list
 FIRST_PAGE = 200
 
-from engine.audit.actions import CHANGE_ACTIONS as REQUEST_ACTIONS  # noqa: E402  (re-exported)
+from signoff.engine.audit.actions import CHANGE_ACTIONS as REQUEST_ACTIONS  # noqa: E402  (re-exported)
 
 
 class Backend(Protocol):
@@ -115,7 +116,7 @@ class LocalBackend:
     when the command line uses this backend)."""
 
     def __init__(self, service, identity=None, *, origin: str = "console") -> None:
-        from engine.identity import os_identity
+        from signoff.engine.identity import os_identity
 
         self.service = service
         self.origin = origin

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from console.settings import Settings
-from console.startup import release_collector
-from engine.errors import SignoffError, UsageError
+from signoff.console.settings import Settings
+from signoff.console.startup import release_collector
+from signoff.engine.errors import SignoffError, UsageError
 
 # -- shared options ---------------------------------------------------------------------
 
@@ -76,8 +77,8 @@ def service(*, tick: bool = True):
     root = ctx.find_root()
     svc = root.meta.get("service")
     if svc is None:
-        from engine.core import Engine
-        from engine.service import ApprovalService
+        from signoff.engine.core import Engine
+        from signoff.engine.service import ApprovalService
 
         s = settings()
         engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs(), policy=s.load_policy(),
@@ -91,7 +92,7 @@ def service(*, tick: bool = True):
 
 
 def actor():
-    from engine.identity import os_identity
+    from signoff.engine.identity import os_identity
 
     return os_identity()
 
@@ -109,15 +110,15 @@ def backend(*, tick: bool = True, origin: str = "cli", check_token: bool = False
         s = settings()
         url = s.resolved_server()
         if url:
-            from console.credentials import resolve_token
-            from console.remote import RemoteBackend
+            from signoff.console.credentials import resolve_token
+            from signoff.console.remote import RemoteBackend
 
             current = RemoteBackend(url, resolve_token(url, s.token_file),
                                     ca_cert=str(s.ca_cert) if s.ca_cert else None, check=check_token,
                                     token_source=lambda: resolve_token(url, s.token_file))
             root.call_on_close(current.close)
         else:
-            from console.backend import LocalBackend
+            from signoff.console.backend import LocalBackend
 
             current = LocalBackend(service(tick=tick), actor(), origin=origin)
             current.tick_after_load = not tick
@@ -149,24 +150,24 @@ def fail_if_any(outcomes: list) -> None:
 
 #: command name -> "module:object" of its click command or group
 SUBCOMMANDS = {
-    "flows": "console.cli_flows:flows",
-    "run": "console.cli_executions:run",
-    "executions": "console.cli_executions:executions",
-    "worker": "console.cli_executions:worker",
-    "pending": "console.cli_approvals:pending",
-    "show": "console.cli_approvals:show",
-    "approve": "console.cli_approvals:approve",
-    "deny": "console.cli_approvals:deny",
-    "cancel": "console.cli_approvals:cancel",
-    "kv": "console.cli_kv:kv",
-    "secret": "console.cli_kv:secret",
-    "history": "console.cli_audit:history",
-    "audit": "console.cli_audit:audit",
-    "login": "console.cli_remote:login",
-    "logout": "console.cli_remote:logout",
-    "serve": "console.cli_server:serve",
-    "token": "console.cli_server:token",
-    "demo": "console.cli_demo:demo",
+    "flows": "signoff.console.cli_flows:flows",
+    "run": "signoff.console.cli_executions:run",
+    "executions": "signoff.console.cli_executions:executions",
+    "worker": "signoff.console.cli_executions:worker",
+    "pending": "signoff.console.cli_approvals:pending",
+    "show": "signoff.console.cli_approvals:show",
+    "approve": "signoff.console.cli_approvals:approve",
+    "deny": "signoff.console.cli_approvals:deny",
+    "cancel": "signoff.console.cli_approvals:cancel",
+    "kv": "signoff.console.cli_kv:kv",
+    "secret": "signoff.console.cli_kv:secret",
+    "history": "signoff.console.cli_audit:history",
+    "audit": "signoff.console.cli_audit:audit",
+    "login": "signoff.console.cli_remote:login",
+    "logout": "signoff.console.cli_remote:logout",
+    "serve": "signoff.console.cli_server:serve",
+    "token": "signoff.console.cli_server:token",
+    "demo": "signoff.console.cli_demo:demo",
 }
 
 
@@ -227,7 +228,7 @@ def open_console(*, theme: str | None = None) -> None:
     prefetch = getattr(b, "prefetch_pending", None)
     if callable(prefetch):
         prefetch()
-    from console.app import SignoffApp
+    from signoff.console.app import SignoffApp
 
     SignoffApp(b, theme=theme, config=settings().console_config()).run()
 

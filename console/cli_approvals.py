@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import click
 
-from console import output
-from console.cli import backend, common_options, fail_if_any, parse_inputs
+from signoff.console import output
+from signoff.console.cli import backend, common_options, fail_if_any, parse_inputs
 
 
 @click.command()

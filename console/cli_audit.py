@@ -9,9 +9,9 @@ import sys
 
 import click
 
-from console import output
-from console.cli import backend, common_options
-from engine.errors import UsageError
+from signoff.console import output
+from signoff.console.cli import backend, common_options
+from signoff.engine.errors import UsageError
 
 QUERY_HELP = ("QUERY: free text (every word must occur; \"quoted phrase\"; word* for a prefix) and field filters "
               "actor:NAME action:NAME (action:request.* for a prefix) ns:NAMESPACE (ns:prod* for a prefix) "
@@ -66,7 +66,7 @@ def history(query: tuple[str, ...], as_json: bool, as_csv: bool, limit: int, bef
         output.emit_json(events)
         return
     if as_csv:
-        from engine.audit.export import csv_lines
+        from signoff.engine.audit.export import csv_lines
 
         for chunk in csv_lines(events):
             click.echo(chunk, nl=False)
@@ -132,7 +132,7 @@ def audit_head(as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 def audit_export(query: tuple[str, ...], fmt: str) -> None:
     """Stream matching events to stdout, oldest first (same QUERY as history)."""
-    from engine.audit.export import render
+    from signoff.engine.audit.export import render
 
     events = backend().export_audit(join_query(query))
     write = sys.stdout.write

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from console.cli import actor, common_options, open_console, settings
-from engine.errors import UsageError
+from signoff.console.cli import actor, common_options, open_console, settings
+from signoff.engine.errors import UsageError
 
 
 @click.command()
@@ -23,7 +23,7 @@ def demo(theme: str | None, count: int, no_console: bool) -> None:
     data directory lets you decide them all."""
     import tempfile
 
-    from console.demo import seed
+    from signoff.console.demo import seed
 
     s = settings()
     if s.data_dir is None:
@@ -36,7 +36,7 @@ def demo(theme: str | None, count: int, no_console: bool) -> None:
         report = seed(s.data_dir, user=actor().name, count=count)
         click.echo(f"demo data in {report['data_dir']}: {report['pending']} pending requests", err=True)
     else:
-        from console.demo import set_demo_environment
+        from signoff.console.demo import set_demo_environment
 
         set_demo_environment()
     s.demo = True

@@ -5,8 +5,8 @@ import time
 
 import click
 
-from console import output
-from console.cli import backend, common_options, local_only, parse_inputs, service
+from signoff.console import output
+from signoff.console.cli import backend, common_options, local_only, parse_inputs, service
 
 
 @click.command()
@@ -21,7 +21,7 @@ def run(namespace: str, flow_id: str, inputs: tuple[str, ...], wait: bool, as_js
     b = backend()
     execution = b.start_execution(namespace, flow_id, parse_inputs(inputs))
     if wait:
-        from engine.runtime.runner import TERMINAL_EXECUTION_STATES
+        from signoff.engine.runtime.runner import TERMINAL_EXECUTION_STATES
 
         while execution["state"] not in TERMINAL_EXECUTION_STATES:
             time.sleep(0.5)

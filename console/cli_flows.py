@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from console import output
-from console.cli import backend, common_options, settings
+from signoff.console import output
+from signoff.console.cli import backend, common_options, settings
 
 
 @click.group()
@@ -37,8 +37,8 @@ def flows_list(as_json: bool) -> None:
 @click.argument("paths", nargs=-1, type=click.Path())
 def flows_validate(paths: tuple[str, ...]) -> None:
     """Check flow files (or the flow folders) and report every problem with file:line:col."""
-    from engine.errors import FlowLoadError
-    from engine.flows.loader import load_flow_dirs, load_flow_file
+    from signoff.engine.errors import FlowLoadError
+    from signoff.engine.flows.loader import load_flow_dirs, load_flow_file
 
     targets = [Path(p) for p in paths] or [d for d in settings().resolved_flow_dirs()]
     problems: list[str] = []

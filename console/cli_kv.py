@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from console.cli import backend, common_options
-from engine.errors import SignoffError, UsageError
+from signoff.console.cli import backend, common_options
+from signoff.engine.errors import SignoffError, UsageError
 
 
 @click.group()
@@ -45,7 +45,7 @@ def secret() -> None:
 @click.argument("name")
 def secret_set(name: str) -> None:
     """Store secret NAME in the OS keyring; the value is read from the terminal or stdin, never argv."""
-    from engine.runtime.functions import KEYRING_SERVICE
+    from signoff.engine.runtime.functions import KEYRING_SERVICE
 
     if sys.stdin.isatty():
         value = click.prompt(f"Value for secret {name}", hide_input=True, confirmation_prompt=True)

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from engine.errors import UsageError
+from signoff.engine.errors import UsageError
 
 
 def _read_token(url: str) -> str:
@@ -31,9 +31,9 @@ def _read_token(url: str) -> str:
               help="CA certificate (PEM) that signed the server's TLS certificate, for private CAs.")
 def login(url: str, ca_cert: str | None) -> None:
     """Ask for a token for the signoff server at URL, check it, and keep it in the OS keyring."""
-    from console import credentials
-    from console.cli import settings
-    from console.remote import RemoteBackend, is_loopback, normalize_url
+    from signoff.console import credentials
+    from signoff.console.cli import settings
+    from signoff.console.remote import RemoteBackend, is_loopback, normalize_url
 
     url = normalize_url(url)
     credentials.ensure_keyring(url)  # say so before anyone pastes a token
@@ -56,9 +56,9 @@ def login(url: str, ca_cert: str | None) -> None:
 def logout(url: str | None) -> None:
     """Forget the token kept for the signoff server at URL (default: --server, $SIGNOFF_SERVER
     or `server` in the config file, as for every other command)."""
-    from console import credentials
-    from console.cli import settings
-    from console.remote import normalize_url
+    from signoff.console import credentials
+    from signoff.console.cli import settings
+    from signoff.console.remote import normalize_url
 
     url = url or settings().resolved_server()
     if not url:

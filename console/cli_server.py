@@ -12,20 +12,20 @@ from pathlib import Path
 
 import click
 
-from console import output
-from console.cli import actor, common_options, settings
-from engine.errors import UsageError
-from engine.server.run import DEFAULT_HOST, DEFAULT_PORT
+from signoff.console import output
+from signoff.console.cli import actor, common_options, settings
+from signoff.engine.errors import UsageError
+from signoff.engine.server.run import DEFAULT_HOST, DEFAULT_PORT
 
 
 def _db():
-    from engine.store import Database
+    from signoff.engine.store import Database
 
     return Database(settings().resolved_data_dir())
 
 
 def _now():
-    from engine.clock import SystemClock
+    from signoff.engine.clock import SystemClock
 
     return SystemClock().now()
 
@@ -48,7 +48,7 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, singl
           log_level: str) -> None:
     """Run the approval server: the JSON API under /api/v1 (OpenAPI at /openapi.json), the
     execution runner and the timers. Stops cleanly on SIGTERM."""
-    from engine.server.run import serve as run_server
+    from signoff.engine.server.run import serve as run_server
 
     s = settings()
     run_server(data_dir=s.resolved_data_dir(), flow_dirs=s.resolved_flow_dirs(), policy=s.load_policy(),
@@ -71,8 +71,8 @@ def token() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (includes the token).")
 def token_issue(user: str, expires: str | None, label: str | None, as_json: bool) -> None:
     """Create a token for USER and print it once; only its hash is kept."""
-    from engine import tokens
-    from engine.durations import parse_duration
+    from signoff.engine import tokens
+    from signoff.engine.durations import parse_duration
 
     lifetime = None
     if expires is not None:
@@ -100,7 +100,7 @@ def token_issue(user: str, expires: str | None, label: str | None, as_json: bool
 @click.option("--json", "as_json", is_flag=True)
 def token_list(user: str | None, as_json: bool) -> None:
     """Every token: id, user, name, created, expires, last used, revoked (never the secret)."""
-    from engine import tokens
+    from signoff.engine import tokens
 
     db = _db()
     try:
@@ -128,7 +128,7 @@ def token_list(user: str | None, as_json: bool) -> None:
 @click.argument("token_id")
 def token_revoke(token_id: str) -> None:
     """Revoke token TOKEN_ID (from `signoff token list`); the server refuses it at once."""
-    from engine import tokens
+    from signoff.engine import tokens
 
     db = _db()
     try:

@@ -1,13 +1,13 @@
 """The command palette (ctrl+p): every action of the key table, the views and the themes."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Callable, Iterator
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
-from console.keymap import display_key
+from signoff.console.keymap import display_key
 
 #: palette titles for the key table's actions
 TITLES = {

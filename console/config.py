@@ -27,7 +27,7 @@ _TABLE_LINE = re.compile(r"^\s*\[")
 
 
 def default_path() -> Path:
-    from console.settings import config_dir
+    from signoff.console.settings import config_dir
 
     return config_dir() / FILE_NAME
 
@@ -41,7 +41,7 @@ class ConsoleConfig:
     problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, path: Path | str | None = None) -> "ConsoleConfig":
+    def load(cls, path: Path | str | None = None) -> ConsoleConfig:
         target = Path(path) if path is not None else default_path()
         config = cls(path=target)
         if not target.is_file():

@@ -13,7 +13,7 @@ import os
 import stat
 from pathlib import Path
 
-from engine.errors import SignoffError, UsageError
+from signoff.engine.errors import SignoffError, UsageError
 
 KEYRING_SERVICE = "signoff"
 ENV_TOKEN = "SIGNOFF_TOKEN"
@@ -26,7 +26,7 @@ def _no_keyring_message(url: str) -> str:
 
 
 def _key(url: str) -> str:
-    from console.remote import normalize_url
+    from signoff.console.remote import normalize_url
 
     return normalize_url(url)
 
@@ -96,7 +96,7 @@ def resolve_token(url: str, token_file: str | os.PathLike[str] | None = None) ->
     token = keyring_token(url)
     if token:
         return token
-    from console.backend import AuthError
+    from signoff.console.backend import AuthError
 
     where = "" if keyring_available() else " (there is no OS keyring on this machine)"
     raise AuthError(f"no token for {_key(url)}{where}: run `signoff login {_key(url)}`, or set {ENV_TOKEN}, "

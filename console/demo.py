@@ -16,10 +16,10 @@ from __future__ import annotations
 import base64
 import os
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from engine.identity import Identity
+from signoff.engine.identity import Identity
 
 DEMO_PEOPLE = ("dana", "erik", "fatima", "gustav", "hana", "ivan")
 GROUPS = ("finance", "cfo", "security", "platform-oncall", "release-managers", "moderators", "data-stewards")
@@ -42,7 +42,7 @@ class _ShiftedClock:
         self.offset = timedelta(0)
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) - self.offset
+        return datetime.now(UTC) - self.offset
 
 
 def set_demo_environment() -> None:
@@ -129,10 +129,10 @@ MAKERS = [_payment, _payment, _payment, _access, _access, _config, _deploy, _mod
 
 def seed(data_dir: Path, *, user: str, count: int = 40, seed_value: int = 42) -> dict:
     """Start executions until about ``count`` requests are pending; returns a short report."""
-    from engine.core import Engine
-    from engine.policy import load_policy
-    from engine.service import ApprovalService
-    from console.settings import sample_flows_dir
+    from signoff.console.settings import sample_flows_dir
+    from signoff.engine.core import Engine
+    from signoff.engine.policy import load_policy
+    from signoff.engine.service import ApprovalService
 
     data_dir.mkdir(parents=True, exist_ok=True)
     policy_path = write_policy(data_dir, user)

@@ -26,8 +26,8 @@ so a ``/`` typed into a field stays text.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
 
 from textual.binding import Binding
 

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
-from engine.clock import parse_time
+from signoff.engine.clock import parse_time
 
 
 def emit_json(value: Any) -> None:
@@ -35,7 +36,7 @@ def relative(when: str | None, now: datetime | None = None) -> str:
     """'in 3h 5m' / '12m ago' for a stored time; '' when there is none."""
     if not when:
         return ""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     delta = (parse_time(when) - now).total_seconds()
     text = short_duration(abs(delta))
     return f"in {text}" if delta >= 0 else f"{text} ago"

@@ -29,15 +29,16 @@ import ssl
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from console.backend import REQUEST_ACTIONS, AuthError, Change, ConnectionLost  # noqa: F401  (re-exported)
-from engine.approvals import outcome as oc
-from engine.approvals.outcome import Outcome
-from engine.errors import InvalidInputs, NotFound, Refused, SignoffError, UsageError
+from signoff.console.backend import REQUEST_ACTIONS, AuthError, Change, ConnectionLost
+from signoff.engine.approvals import outcome as oc
+from signoff.engine.approvals.outcome import Outcome
+from signoff.engine.errors import InvalidInputs, NotFound, Refused, SignoffError, UsageError
 
 #: most ids sent in one bulk decision request (one idempotency sub-key each)
 DECIDE_SLICE = 500
@@ -64,7 +65,7 @@ def normalize_url(url: str) -> str:
 
 def is_loopback(url: str) -> bool:
     """Does ``url`` point at this machine? (the server's own rule, applied to a URL's host)"""
-    from engine.server.run import is_loopback as host_is_loopback
+    from signoff.engine.server.run import is_loopback as host_is_loopback
 
     return host_is_loopback(urlsplit(url).hostname or "")
 
@@ -467,7 +468,7 @@ class RemoteBackend:
         self._http.close()
         self._http_once.close()
 
-    def __enter__(self) -> "RemoteBackend":
+    def __enter__(self) -> RemoteBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:

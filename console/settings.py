@@ -35,8 +35,7 @@ def default_data_dir() -> Path:
 
 def sample_flows_dir() -> Path:
     """The bundled sample flows; a package so they are found after a plain `pip install .`."""
-    import sample_flows
-
+    from signoff import sample_flows
     return Path(sample_flows.__file__).parent
 
 
@@ -64,7 +63,7 @@ class Settings:
     def console_config(self):
         """The console config file (console.config.ConsoleConfig), read once per run."""
         if self._console_config is None:
-            from console.config import ConsoleConfig
+            from signoff.console.config import ConsoleConfig
 
             self._console_config = ConsoleConfig.load()
         return self._console_config
@@ -74,8 +73,8 @@ class Settings:
 
     def load_policy(self):
         """The policy file given, else policy.yaml in the config dir, else single-user mode (None)."""
-        from engine.errors import UsageError
-        from engine.policy import load_policy
+        from signoff.engine.errors import UsageError
+        from signoff.engine.policy import load_policy
 
         path = self.policy or config_dir() / "policy.yaml"
         if self.policy is not None and not path.is_file():
@@ -84,14 +83,14 @@ class Settings:
 
     def load_notifications(self):
         """The notification targets given, else notifications.yaml in the config dir, else None."""
-        from engine.errors import UsageError
+        from signoff.engine.errors import UsageError
 
         path = self.notifications or config_dir() / "notifications.yaml"
         if self.notifications is not None and not path.is_file():
             raise UsageError(f"notifications file {path} does not exist")
         if not path.is_file():
             return None
-        from engine.notify.config import load_notifications
+        from signoff.engine.notify.config import load_notifications
 
         return load_notifications(path)
 

@@ -37,8 +37,8 @@ def release_collector() -> None:
 
 
 def main() -> None:
-    """`signoff` (the console script) and `python -m console`."""
+    """`signoff` (the console script) and `python -m signoff`."""
     hold_collector()
-    from console.cli import main as cli_main
+    from signoff.console.cli import main as cli_main
 
     cli_main()

@@ -31,13 +31,12 @@ _FLOAT_FIELDS = ("luminosity_spread", "text_alpha")
 
 
 def bundled_dir() -> Path:
-    import themes
-
+    from signoff import themes
     return Path(themes.__file__).parent
 
 
 def user_dir() -> Path:
-    from console.settings import config_dir
+    from signoff.console.settings import config_dir
 
     return config_dir() / "themes"
 

@@ -5,14 +5,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.clock import Clock, SystemClock, format_time
-from engine.ids import RandomIds
-from engine.policy import SingleUserPolicy
-from engine.runtime.work import new_owner
-from engine.store import Database
+from signoff.engine.clock import Clock, SystemClock, format_time
+from signoff.engine.ids import RandomIds
+from signoff.engine.policy import SingleUserPolicy
+from signoff.engine.runtime.work import new_owner
+from signoff.engine.store import Database
 
 if TYPE_CHECKING:
-    from engine.flows.registry import FlowRegistry
+    from signoff.engine.flows.registry import FlowRegistry
 
 
 class Engine:
@@ -34,7 +34,7 @@ class Engine:
     def flows(self) -> FlowRegistry:
         """The flows, made on first use: the console lists pending requests (its first screen)
         without them, and the flow model and input modules take ~8 ms to import."""
-        from engine.flows.registry import FlowRegistry
+        from signoff.engine.flows.registry import FlowRegistry
 
         return FlowRegistry(self.db, self.flow_dirs, self.clock)
 

@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import Location, UsageError
-from engine.identity import Identity
+from signoff.engine.errors import Location, UsageError
+from signoff.engine.identity import Identity
 
 ROLES = ("viewer", "requester", "approver", "admin")
 #: what each role may do; roles add up
@@ -65,10 +65,10 @@ class SingleUserPolicy:
     four_eyes: bool = False
     single_user: bool = True
 
-    def roles(self, identity: Identity, namespace: str) -> set[str]:  # noqa: ARG002
+    def roles(self, identity: Identity, namespace: str) -> set[str]:
         return set(ROLES)
 
-    def allows(self, identity: Identity, action: str, namespace: str) -> bool:  # noqa: ARG002
+    def allows(self, identity: Identity, action: str, namespace: str) -> bool:
         return True
 
     def in_group(self, identity: Identity, group: str) -> bool:
@@ -169,7 +169,7 @@ class FilePolicy:
 def load_policy(path: Path) -> FilePolicy:
     """Read and validate a policy file; :class:`FlowLoadError` lists every problem found
     (``file:line:col: message``). A file that cannot be read raises :class:`UsageError`."""
-    from engine.governance.policy_file import parse_policy  # noqa: PLC0415 - it imports this module
+    from signoff.engine.governance.policy_file import parse_policy
 
     try:
         text = Path(path).read_text(encoding="utf-8")

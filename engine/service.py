@@ -7,22 +7,23 @@ shapes (README, "JSON output").
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from engine import jsonutil
-from engine.approvals import outcome as oc
-from engine.approvals.close import close_request
-from engine.approvals.outcome import APPROVE, DENY, Outcome
-from engine.audit import append_event
-from engine.audit.service_mixin import AuditMixin
-from engine.core import Engine
-from engine.errors import InvalidInputs, NotFound, Refused, UsageError
-from engine.identity import Identity
-from engine.runtime import work
+from signoff.engine import jsonutil
+from signoff.engine.approvals import outcome as oc
+from signoff.engine.approvals.close import close_request
+from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome
+from signoff.engine.audit import append_event
+from signoff.engine.audit.service_mixin import AuditMixin
+from signoff.engine.core import Engine
+from signoff.engine.errors import InvalidInputs, NotFound, Refused, UsageError
+from signoff.engine.identity import Identity
+from signoff.engine.runtime import work
 
 if TYPE_CHECKING:
-    from engine.approvals.decide import DecisionRequest
-    from engine.flows.model import Flow
+    from signoff.engine.approvals.decide import DecisionRequest
+    from signoff.engine.flows.model import Flow
 
 # The runner, decisions, timers, notifications, flows and input specs are imported where
 # they are used: the console paints its first screen before any of them is needed (start-up
@@ -46,9 +47,9 @@ class ApprovalService(AuditMixin):
     # -- housekeeping -------------------------------------------------------------------
     def tick(self) -> int:
         """Apply due timers and continue any work left behind (by a killed process too)."""
-        from engine.notify import outbox
-        from engine.runtime.driver import drive
-        from engine.runtime.timers import process_due_timers
+        from signoff.engine.notify import outbox
+        from signoff.engine.runtime.driver import drive
+        from signoff.engine.runtime.timers import process_due_timers
 
         handled = process_due_timers(self.engine)
         handled += drive(self.engine)
@@ -56,8 +57,8 @@ class ApprovalService(AuditMixin):
 
     def _after_change(self, execution_ids: list[str]) -> None:
         """Embedded mode: continue touched executions and send their notifications now."""
-        from engine.notify import outbox
-        from engine.runtime.driver import drive
+        from signoff.engine.notify import outbox
+        from signoff.engine.runtime.driver import drive
 
         if not self.run_inline:
             return
@@ -113,8 +114,8 @@ class ApprovalService(AuditMixin):
     # -- executions ---------------------------------------------------------------------
     def start_execution(self, actor: Identity, namespace: str, flow_id: str, inputs: Mapping[str, Any],
                         *, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        from engine.inputs.spec import mask
-        from engine.runtime.runner import ExecutionRun
+        from signoff.engine.inputs.spec import mask
+        from signoff.engine.runtime.runner import ExecutionRun
 
         flow = self._flow(actor, namespace, flow_id, "start")
         values = self.validate_flow_inputs(flow, inputs)
@@ -165,13 +166,13 @@ class ApprovalService(AuditMixin):
     def check_flow_inputs(self, actor: Identity, namespace: str, flow_id: str,
                           inputs: Mapping[str, Any]) -> dict[str, str]:
         """Per-field messages for a start form (empty when valid); nothing is stored."""
-        from engine.inputs import validate_inputs
+        from signoff.engine.inputs import validate_inputs
 
         flow = self._flow(actor, namespace, flow_id, "view")
         return validate_inputs(flow.inputs, dict(inputs), variables={}).errors
 
     def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        from engine.inputs import validate_inputs
+        from signoff.engine.inputs import validate_inputs
 
         result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=self._store_file)
         if result.errors:
@@ -355,7 +356,7 @@ class ApprovalService(AuditMixin):
         return row
 
     def get_request(self, actor: Identity, request_id: str) -> dict[str, Any]:
-        from engine.inputs.spec import mask
+        from signoff.engine.inputs.spec import mask
 
         row = self._request_row(actor, request_id)
         decisions = self.db.query("SELECT actor, verdict, inputs, reason, at, origin, automatic FROM decisions"
@@ -375,7 +376,7 @@ class ApprovalService(AuditMixin):
 
     def validate(self, actor: Identity, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
         """Per-field messages for these form values (empty when valid); the console's live check."""
-        from engine.approvals.decide import validate_form
+        from signoff.engine.approvals.decide import validate_form
 
         return validate_form(self._request_row(actor, request_id), inputs).errors
 
@@ -394,7 +395,7 @@ class ApprovalService(AuditMixin):
         """Decide one or many requests. Each item is atomic and independent; the result has
         one outcome per id, in order. ``progress(done, total)`` may return False to stop
         between chunks (the rest are reported as not decided)."""
-        from engine.approvals.decide import DecisionRequest
+        from signoff.engine.approvals.decide import DecisionRequest
 
         if verdict not in (APPROVE, DENY):
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
@@ -420,7 +421,7 @@ class ApprovalService(AuditMixin):
 
     def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
                      idempotency_key: str | None) -> Outcome:
-        from engine.approvals.decide import decide_in_tx
+        from signoff.engine.approvals.decide import decide_in_tx
 
         if idempotency_key:
             seen = tx.execute("SELECT outcome FROM idempotency WHERE actor=? AND key=? AND request_id=?",
@@ -445,7 +446,7 @@ class ApprovalService(AuditMixin):
     def cancel(self, actor: Identity, request_ids: Iterable[str], reason: str | None = None,
                origin: str = "cli") -> list[Outcome]:
         """Cancel pending requests (the requester or an admin); their executions are killed."""
-        from engine.notify import outbox
+        from signoff.engine.notify import outbox
 
         outcomes: list[Outcome] = []
         touched: list[str] = []

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.audit import append_event
-from engine.clock import format_time, parse_time
-from engine.errors import NotFound, UsageError
-from engine.ids import random_token
+from signoff.engine.audit import append_event
+from signoff.engine.clock import format_time, parse_time
+from signoff.engine.errors import NotFound, UsageError
+from signoff.engine.ids import random_token
 
 PREFIX = "so"
 _ID_LENGTH = 12

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-
 # ---------------------------------------------------------------------------------------
 # Local fakes of the outside world (owner: task handlers) — `http_listener`, `smtp_listener`
 # ---------------------------------------------------------------------------------------

@@ -13,17 +13,17 @@ import textwrap
 import time
 from pathlib import Path
 
-from engine.clock import FakeClock
-from engine.core import Engine
-from engine.identity import Identity
-from engine.service import ApprovalService
-from engine.store.db import APPLICATION_ID, DB_FILENAME
-from engine.store.schema import MIGRATIONS
+from signoff.engine.clock import FakeClock
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
+from signoff.engine.store.db import APPLICATION_ID, DB_FILENAME
+from signoff.engine.store.schema import MIGRATIONS
 
 REPO = Path(__file__).resolve().parents[1]
-#: the `signoff` program of this checkout, run by this interpreter: ``python -m console`` calls
+#: the `signoff` program of this checkout, run by this interpreter: ``python -m signoff`` calls
 #: console.startup.main, the same function as the installed `signoff` console script
-SIGNOFF = [sys.executable, "-m", "console"]
+SIGNOFF = [sys.executable, "-m", "signoff"]
 
 ALICE = Identity("alice", ("finance",), source="os")
 BOB = Identity("bob", ("ops",), source="os")

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.audit import append_event
-from engine.audit.export import CSV_HEADER, csv_lines, jsonl_lines
-from engine.audit.log import GENESIS, event_content
-from engine.audit.search import AuditQuery, parse_query, search
-from engine.audit.verify import _content, head, verify_chain
-from engine.clock import FakeClock, parse_time
-from engine.errors import Refused, UsageError
-from engine.identity import Identity
+from signoff.engine.audit import append_event
+from signoff.engine.audit.export import CSV_HEADER, csv_lines, jsonl_lines
+from signoff.engine.audit.log import GENESIS, event_content
+from signoff.engine.audit.search import AuditQuery, parse_query, search
+from signoff.engine.audit.verify import _content, head, verify_chain
+from signoff.engine.clock import FakeClock, parse_time
+from signoff.engine.errors import Refused, UsageError
+from signoff.engine.identity import Identity
 from tests.support import ALICE, BOB, REPO, SIGNOFF, clean_env, make_service, old_schema_db
 
 DEPLOY_FLOW = """
@@ -310,7 +310,7 @@ def test_blob_value_falls_back_to_the_exact_walk_and_is_named(tmp_path):
 
 def test_fast_path_spelling_differences_are_rechecked_exactly(tmp_path, monkeypatch):
     """The SQLite-built content is only a shortcut: a different spelling never fails an event."""
-    from engine.audit import verify as verify_mod
+    from signoff.engine.audit import verify as verify_mod
 
     svc = _svc(tmp_path)
     _populate(svc)
@@ -593,7 +593,7 @@ def test_search_directly_and_visibility(tmp_path, populated):
 
 
 def _policy(tmp_path, text):
-    from engine.policy import load_policy
+    from signoff.engine.policy import load_policy
 
     path = tmp_path / "policy.yaml"
     path.write_text(textwrap.dedent(text).lstrip())
@@ -658,8 +658,8 @@ def test_fts_index_follows_appends_and_rebuild_backfills(tmp_path):
 
 def test_migration_from_schema_1_backfills_the_index(tmp_path):
     """A database written at schema 1 gains the index (with its old events) on open."""
-    from engine.store import db as dbmod
-    from engine.store.schema import SCHEMA_VERSION
+    from signoff.engine.store import db as dbmod
+    from signoff.engine.store.schema import SCHEMA_VERSION
 
     data = tmp_path / "old"
     conn = old_schema_db(data, 1)

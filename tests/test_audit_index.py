@@ -7,11 +7,11 @@ import sqlite3
 
 import pytest
 
-from engine.audit import append_event
-from engine.audit.search import search
-from engine.audit.verify import verify_chain
-from engine.store import db as dbmod
-from engine.store.schema import SCHEMA_VERSION
+from signoff.engine.audit import append_event
+from signoff.engine.audit.search import search
+from signoff.engine.audit.verify import verify_chain
+from signoff.engine.store import db as dbmod
+from signoff.engine.store.schema import SCHEMA_VERSION
 from tests.support import old_schema_db
 
 

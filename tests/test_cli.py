@@ -159,7 +159,7 @@ def test_every_command_is_listed_and_resolves_to_itself() -> None:
     the command it stands for, and the help must list all of them."""
     import click
 
-    from console.cli import SUBCOMMANDS, LazyGroup
+    from signoff.console.cli import SUBCOMMANDS, LazyGroup
 
     group = LazyGroup(lazy_subcommands=SUBCOMMANDS)
     ctx = click.Context(group)
@@ -179,11 +179,11 @@ def test_a_command_imports_only_its_own_module(cli: Cli) -> None:
              "try:\n"
              "    main(sys.argv[1:])\n"
              "finally:\n"
-             "    print(sorted(m for m in sys.modules if m.startswith('console.cli_')), file=sys.stderr)\n")
+             "    print(sorted(m for m in sys.modules if m.startswith('signoff.console.cli_')), file=sys.stderr)\n")
     proc = subprocess.run([sys.executable, "-c", probe, "--data-dir", str(cli.data_dir), "pending", "--json"],
                           capture_output=True, text=True, env=cli.env, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "['console.cli_approvals']"
+    assert proc.stderr.strip().splitlines()[-1] == "['signoff.console.cli_approvals']"
 
 
 # -- flows ----------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.core import Engine
-from engine.service import ApprovalService
+from signoff.engine.core import Engine
+from signoff.engine.service import ApprovalService
 from tests.support import ALICE, BOB, SIGNOFF, clean_env, write_flows
 
 FLOW = """

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from engine.durations import format_duration, parse_duration
+from signoff.engine.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize("text, expected", [

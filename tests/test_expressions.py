@@ -5,8 +5,8 @@ import datetime as dt
 
 import pytest
 
-from engine.errors import ExpressionError
-from engine.expressions import (Template, evaluate, is_template, parse_template, render, render_data, truthy)
+from signoff.engine.errors import ExpressionError
+from signoff.engine.expressions import Template, evaluate, is_template, parse_template, render, render_data, truthy
 
 VARS = {
     "inputs": {
@@ -137,7 +137,7 @@ def test_evaluate_returns_native_values(text, expected):
 
 
 def test_output_of_dates_is_iso():
-    when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert r("{{ d }}", {"d": when}) == "2024-01-02T03:04:05+00:00"
     assert r("{{ d }}", {"d": dt.date(2024, 1, 2)}) == "2024-01-02"
     assert r("{{ m }}", {"m": {"at": when}}) == '{"at": "2024-01-02T03:04:05+00:00"}'
@@ -405,7 +405,7 @@ def test_date_filter(text, expected):
 
 
 def test_date_filter_accepts_datetime_objects():
-    when = dt.datetime(2024, 12, 25, 8, 30, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 12, 25, 8, 30, tzinfo=dt.UTC)
     assert r("{{ d | date('dd MMM yyyy HH:mm') }}", {"d": when}) == "25 Dec 2024 08:30"
 
 
@@ -457,7 +457,7 @@ def test_builtin_functions():
 def test_function_kwargs_and_override():
     seen = {}
 
-    def kv(key, namespace_=None, errorOnMissing=True):  # noqa: N803
+    def kv(key, namespace_=None, errorOnMissing=True):
         seen.update(key=key, ns=namespace_, strict=errorOnMissing)
         return None
 

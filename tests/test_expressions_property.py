@@ -4,8 +4,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ExpressionError
-from engine.expressions import Template, parse_template, render_data, truthy
+from signoff.engine.errors import ExpressionError
+from signoff.engine.expressions import Template, parse_template, render_data, truthy
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

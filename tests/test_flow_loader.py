@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.errors import FlowLoadError, Location
-from engine.flows.loader import FlowSet, load_flow_dirs, load_flow_file, load_flow_text
-from engine.flows.task_types import ALIASES, TASK_TYPES, resolve_type, suggest_type
-from engine.flows.yaml_source import parse_yaml
+from signoff.engine.errors import FlowLoadError, Location
+from signoff.engine.flows.loader import FlowSet, load_flow_dirs, load_flow_file, load_flow_text
+from signoff.engine.flows.task_types import ALIASES, TASK_TYPES, resolve_type, suggest_type
+from signoff.engine.flows.yaml_source import parse_yaml
 
 DATA = Path(__file__).parent / "data"
 GOOD = DATA / "flows_good"
@@ -410,7 +410,7 @@ def test_unknown_key_in_structured_map():
 
 
 def test_bad_duration():
-    from engine.durations import parse_duration
+    from signoff.engine.durations import parse_duration
 
     with pytest.raises(ValueError) as err:
         parse_duration("1h")
@@ -516,8 +516,8 @@ def test_inputs_not_a_list():
 
 
 def _expr_error(text: str):
-    from engine.errors import ExpressionError
-    from engine.expressions import parse_template
+    from signoff.engine.errors import ExpressionError
+    from signoff.engine.expressions import parse_template
 
     with pytest.raises(ExpressionError) as err:
         parse_template(text)

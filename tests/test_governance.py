@@ -7,9 +7,9 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from engine.clock import FakeClock
-from engine.identity import Identity
-from engine.notify.config import NotificationConfig, Target
+from signoff.engine.clock import FakeClock
+from signoff.engine.identity import Identity
+from signoff.engine.notify.config import NotificationConfig, Target
 from tests.support import ALICE, BOB, make_service, write_flows
 
 CFO = Identity("carla", ("cfo",))
@@ -156,9 +156,9 @@ def test_failed_notification_is_audited_and_never_blocks(tmp_path, http_listener
 
 RACE_SCRIPT = r"""
 import json, sys
-from engine.core import Engine
-from engine.identity import Identity
-from engine.service import ApprovalService
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
 data, flows, who, ids_file, verdict = sys.argv[1:6]
 svc = ApprovalService(Engine(data, [flows]))
 ids = json.load(open(ids_file))

@@ -6,9 +6,15 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.errors import Location, Locator
-from engine.inputs import (
-    DependsOn, InputError, InputSpec, ValidationResult, coerce_value, parse_input_specs, validate_inputs,
+from signoff.engine.errors import Location, Locator
+from signoff.engine.inputs import (
+    DependsOn,
+    InputError,
+    InputSpec,
+    ValidationResult,
+    coerce_value,
+    parse_input_specs,
+    validate_inputs,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -65,7 +71,7 @@ def refused(spec: InputSpec, raw: Any, **kw: Any) -> str:
 
 def needs_expressions():
     """Tests of templates run once engine.expressions (written concurrently) provides its API."""
-    import engine.expressions as mod
+    import signoff.engine.expressions as mod
 
     return mod
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.durations import format_duration, parse_duration
-from engine.errors import Locator
-from engine.inputs import InputSpec, ValidationResult, parse_input_specs, validate_inputs
+from signoff.engine.durations import format_duration, parse_duration
+from signoff.engine.errors import Locator
+from signoff.engine.inputs import InputSpec, ValidationResult, parse_input_specs, validate_inputs
 
 SPECS = [
     InputSpec(id="s", type="STRING", validator="^[a-z]{1,5}$"),

@@ -7,10 +7,18 @@ import textwrap
 
 import pytest
 
-from engine.errors import FlowLoadError, Location, Refused, UsageError
-from engine.identity import Identity
-from engine.policy import (ACTIONS, PERMISSIONS, ROLES, Binding, FilePolicy, SingleUserPolicy, load_policy,
-                           namespace_matches)
+from signoff.engine.errors import FlowLoadError, Location, Refused, UsageError
+from signoff.engine.identity import Identity
+from signoff.engine.policy import (
+    ACTIONS,
+    PERMISSIONS,
+    ROLES,
+    Binding,
+    FilePolicy,
+    SingleUserPolicy,
+    load_policy,
+    namespace_matches,
+)
 from tests.support import make_service
 
 

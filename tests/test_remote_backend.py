@@ -16,10 +16,11 @@ import keyring
 import pytest
 from keyring.backends import fail
 
-from console import credentials
-from console.remote import AuthError, ConnectionLost, RemoteBackend
-from engine.errors import NotFound, UsageError
+from signoff.console import credentials
+from signoff.console.remote import AuthError, ConnectionLost, RemoteBackend
+from signoff.engine.errors import NotFound, UsageError
 from tests.contract.server import NS, ServerProcess, free_port, make_certs, run_cli
+
 FAKE_KEYRING = "tests.contract.keyring_fake.FileKeyring"
 
 
@@ -238,7 +239,7 @@ def test_extra_calls_list_executions_and_kv(server):
 
 
 def test_list_pending_follows_cursors(server, monkeypatch):
-    import console.remote as remote
+    import signoff.console.remote as remote
 
     with RemoteBackend(server.url, server.tokens["bob"]) as bob, \
             RemoteBackend(server.url, server.tokens["alice"]) as alice:
@@ -250,7 +251,7 @@ def test_list_pending_follows_cursors(server, monkeypatch):
 
 
 def test_history_and_export_follow_audit_cursors(server, monkeypatch):
-    import console.remote as remote
+    import signoff.console.remote as remote
 
     with RemoteBackend(server.url, server.tokens["bob"]) as bob, \
             RemoteBackend(server.url, server.tokens["alice"]) as alice:
@@ -307,7 +308,7 @@ def test_decide_retries_a_lost_slice_once_with_the_same_key(server):
 
 
 def test_decide_uses_slices_with_sub_keys(server, monkeypatch):
-    import console.remote as remote
+    import signoff.console.remote as remote
 
     monkeypatch.setattr(remote, "DECIDE_SLICE", 2)
     with RemoteBackend(server.url, server.tokens["bob"]) as bob, \

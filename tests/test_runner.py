@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from engine.clock import FakeClock
-from engine.errors import InvalidInputs, NotFound
+from signoff.engine.clock import FakeClock
+from signoff.engine.errors import InvalidInputs, NotFound
 from tests.support import ALICE, BOB, make_service, pending_ids, runs, write_flows
 
 PAUSE_FLOW = """

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import FakeClock
-from engine.core import Engine
-from engine.errors import InvalidInputs
-from engine.flows.loader import load_flow_dirs
-from engine.identity import Identity
-from engine.service import ApprovalService
+from signoff.engine.clock import FakeClock
+from signoff.engine.core import Engine
+from signoff.engine.errors import InvalidInputs
+from signoff.engine.flows.loader import load_flow_dirs
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_flows"

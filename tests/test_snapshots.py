@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from console.config import ConsoleConfig
-from console.screens.bulk import BulkResultScreen
-from console.screens.confirm import ConfirmScreen
-from console.screens.help import HelpScreen
+from signoff.console.config import ConsoleConfig
+from signoff.console.screens.bulk import BulkResultScreen
+from signoff.console.screens.confirm import ConfirmScreen
+from signoff.console.screens.help import HelpScreen
 from tests.console.conftest import BOB, make_env
 
 LOCATION = "embedded · /srv/signoff/data"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.store.db import DB_FILENAME
-from engine.store.schema import SCHEMA_VERSION
+from signoff.engine.store.db import DB_FILENAME
+from signoff.engine.store.schema import SCHEMA_VERSION
 from tests.support import REPO, SIGNOFF, clean_env
 
 FLOWS = REPO / "tests" / "data" / "cli_flows"
@@ -320,7 +320,7 @@ def test_background_work_waits_for_foreground_writes(tmp_path: Path) -> None:
     (foreground) is going: it waits until the foreground work is done."""
     import threading
 
-    from engine.store.db import Database
+    from signoff.engine.store.db import Database
 
     db = Database(tmp_path)
     order: list[str] = []
@@ -353,7 +353,7 @@ def test_background_work_waits_for_foreground_writes(tmp_path: Path) -> None:
 def test_background_work_is_never_starved_and_never_waits_for_itself(tmp_path: Path) -> None:
     import threading
 
-    from engine.store.db import Database
+    from signoff.engine.store.db import Database
 
     db = Database(tmp_path)
     release = threading.Event()

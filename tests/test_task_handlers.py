@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine.flows.model import Task
-from engine.tasks.base import SimpleContext, TaskFailed
-from engine.tasks.registry import load_handlers
+from signoff.engine.flows.model import Task
+from signoff.engine.tasks.base import SimpleContext, TaskFailed
+from signoff.engine.tasks.registry import load_handlers
 from tests.fakes.smtp_listener import SmtpListener
 
 HANDLERS = load_handlers()

@@ -11,8 +11,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, ProgressBar, Static
 
-from console.screens.confirm import DIALOG_CSS
-from engine.approvals.outcome import Outcome
+from signoff.console.screens.confirm import DIALOG_CSS
+from signoff.engine.approvals.outcome import Outcome
 
 VERB = {"approve": "Approving", "deny": "Denying", "cancel": "Cancelling"}
 

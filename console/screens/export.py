@@ -8,10 +8,11 @@ only after the operator pressed Export a second time on the same path.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -33,14 +34,14 @@ class ExportResult:
 
 
 def default_path(now: datetime, fmt: str = "csv") -> str:
-    return f"./signoff-audit-{now.astimezone(timezone.utc).strftime('%Y%m%d-%H%M%S')}{EXTENSIONS[fmt]}"
+    return f"./signoff-audit-{now.astimezone(UTC).strftime('%Y%m%d-%H%M%S')}{EXTENSIONS[fmt]}"
 
 
 def write_events(events: Iterable[dict[str, Any]], handle, fmt: str, *, cancelled=lambda: False,
                  progress=lambda n: None) -> int:
     """Write events to an open text file in the CLI's export format (engine.audit.export);
     returns how many were written. ``cancelled()`` is asked every 1000 events."""
-    from engine.audit.export import render
+    from signoff.engine.audit.export import render
 
     count = 0
 
@@ -87,7 +88,7 @@ class ExportScreen(ModalScreen[ExportResult | None]):
         super().__init__()
         self.query_text = query
         self._backend_arg = backend
-        self.now = now or datetime.now(timezone.utc)
+        self.now = now or datetime.now(UTC)
         self.format = "csv"
         self._initial_path = path or default_path(self.now, "csv")
         self._confirmed_overwrite: Path | None = None

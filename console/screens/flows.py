@@ -8,7 +8,8 @@ waiting on are shown in the result line and as a notification. Errors are shown,
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -19,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from console.widgets.column_fit import fit_last_column
+from signoff.console.widgets.column_fit import fit_last_column
 
 #: (key, width); the description column takes the width that is left
 COLUMNS = (("namespace", 16), ("flow", 18), ("inputs", 6))
@@ -224,7 +225,7 @@ class FlowsView(Vertical):
         namespace, flow_id = flow["namespace"], flow["id"]
         if flow.get("inputs"):
             try:
-                from console.screens.form_screen import FormScreen
+                from signoff.console.screens.form_screen import FormScreen
             except ImportError as exc:
                 self._show_result(f"the start form is not available: {exc}", error=True)
                 return
@@ -240,7 +241,7 @@ class FlowsView(Vertical):
 
             self.app.push_screen(screen, submitted)
         else:
-            from console.screens.confirm import ConfirmScreen
+            from signoff.console.screens.confirm import ConfirmScreen
 
             def confirmed(yes: bool | None) -> None:
                 if yes:
@@ -258,7 +259,7 @@ class FlowsView(Vertical):
 
     @work(thread=True, group="flows-start")
     def _start(self, backend: Any, namespace: str, flow_id: str, inputs: dict[str, Any]) -> None:
-        from engine.errors import InvalidInputs
+        from signoff.engine.errors import InvalidInputs
 
         try:
             execution, error = backend.start_execution(namespace, flow_id, inputs), None

@@ -14,8 +14,9 @@ reason is required.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -25,8 +26,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label
 from textual.worker import Worker, WorkerState
 
-from console.widgets.resume_form import (
-    REASON_KEY, ResumeForm, comment_message, verdict_for_label,
+from signoff.console.widgets.resume_form import (
+    REASON_KEY,
+    ResumeForm,
+    comment_message,
+    verdict_for_label,
 )
 
 __all__ = ["FormResult", "FormScreen"]

@@ -11,7 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-from console.keymap import FIXED_KEYS, KeyAction, display_key
+from signoff.console.keymap import FIXED_KEYS, KeyAction, display_key
 
 
 def help_table(keys: list[KeyAction]) -> Table:

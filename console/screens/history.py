@@ -8,7 +8,7 @@ page (``before_seq`` = the oldest loaded event) is fetched when the cursor nears
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
-from console.widgets.column_fit import fit_last_column
+from signoff.console.widgets.column_fit import fit_last_column
 
 #: events per page: a large audit trail is never loaded at once
 PAGE = 100
@@ -39,7 +39,7 @@ SUMMARY_MIN = 20
 
 def now_of(app: Any) -> datetime:
     clock = getattr(app, "clock", None)
-    return clock.now() if clock is not None else datetime.now(timezone.utc)
+    return clock.now() if clock is not None else datetime.now(UTC)
 
 
 def short_time(at: str | None, now: datetime) -> str:
@@ -48,10 +48,10 @@ def short_time(at: str | None, now: datetime) -> str:
     if not at:
         return ""
     try:
-        when = datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(timezone.utc)
+        when = datetime.fromisoformat(at.replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         return at[:12]
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     if when.date() == now.date():
         return when.strftime("%H:%M:%S")
     if when.year == now.year:
@@ -91,7 +91,7 @@ def ago(at: str | None, now: datetime) -> str:
     if not at:
         return ""
     try:
-        from console.output import relative
+        from signoff.console.output import relative
 
         return relative(at, now)
     except Exception:  # noqa: BLE001 - a malformed (hand-edited) time just shows no age
@@ -454,7 +454,7 @@ class HistoryView(Vertical):
         self.verify()
 
     def action_export(self) -> None:
-        from console.screens.export import ExportResult, ExportScreen
+        from signoff.console.screens.export import ExportResult, ExportScreen
 
         def done(result: ExportResult | None) -> None:
             if result is not None:

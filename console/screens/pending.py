@@ -11,7 +11,8 @@ import json
 import threading
 import uuid
 from collections import Counter, OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,13 +23,13 @@ from textual.widget import Widget
 from textual.widgets import Input
 from textual.worker import WorkerFailed
 
-from console.widgets.context_pane import ContextPane
-from console.widgets.pending_table import PendingTable, build_rows
-from console.backend import FIRST_PAGE, AuthError, ConnectionLost
-from engine.approvals.outcome import APPROVE, DENY, Outcome, comment_mode, comment_required
+from signoff.console.backend import FIRST_PAGE, AuthError, ConnectionLost
+from signoff.console.widgets.context_pane import ContextPane
+from signoff.console.widgets.pending_table import PendingTable, build_rows
+from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_mode, comment_required
 
 if TYPE_CHECKING:
-    from console.screens.bulk import BulkProgressScreen
+    from signoff.console.screens.bulk import BulkProgressScreen
 
 # The decision dialogs (console.screens.confirm and .bulk) are imported by the journeys that
 # open them: the first screen does without them (~4 ms of the console's start-up).
@@ -526,7 +527,7 @@ class PendingView(Widget):
         return counts.most_common()
 
     def _confirm_text(self, verb: str, ids: list[str]) -> tuple[str, str]:
-        from console.screens.confirm import flows_summary
+        from signoff.console.screens.confirm import flows_summary
 
         flows = self._flows_of(ids)
         noun = "request" if len(ids) == 1 else "requests"
@@ -577,7 +578,13 @@ class PendingView(Widget):
             self.busy = False
 
     async def _approve(self, ids: list[str], with_form: bool) -> None:
-        from console.screens.confirm import ConfirmScreen, FormGroup, FormGroupsScreen, ReasonScreen, flows_summary
+        from signoff.console.screens.confirm import (
+            ConfirmScreen,
+            FormGroup,
+            FormGroupsScreen,
+            ReasonScreen,
+            flows_summary,
+        )
 
         requests = await self._requests_for(ids)
         # group the targets by the form they ask for
@@ -646,7 +653,7 @@ class PendingView(Widget):
     async def _with_reason(self, verb: str, ids: list[str], *, required: bool, confirm_label: str,
                            note: str = "") -> None:
         """Deny or cancel: ask why, confirm (a danger button), then decide in bulk."""
-        from console.screens.confirm import ConfirmScreen, ReasonScreen
+        from signoff.console.screens.confirm import ConfirmScreen, ReasonScreen
 
         title, body = self._confirm_text(verb.capitalize(), ids)
         reason = await self.app.push_screen_wait(
@@ -662,7 +669,7 @@ class PendingView(Widget):
         progress: BulkProgressScreen | None = None
         stop = threading.Event()
         if len(ids) >= PROGRESS_FROM:
-            from console.screens import bulk
+            from signoff.console.screens import bulk
 
             progress = bulk.BulkProgressScreen(verb, len(ids))
             stop = progress.stop_requested
@@ -699,7 +706,7 @@ class PendingView(Widget):
         self._finish(verb, ids, outcomes, labels)
 
     def _finish(self, verb: str, ids: list[str], outcomes: list[Outcome], labels: dict[str, str]) -> None:
-        from console.screens.bulk import BulkResultScreen
+        from signoff.console.screens.bulk import BulkResultScreen
 
         table = self.table
         had_marks = bool(table.marked)
@@ -752,7 +759,7 @@ def _deferred_tick(backend) -> None:
 
 def _form_screen():
     try:
-        from console.screens.form_screen import FormScreen
+        from signoff.console.screens.form_screen import FormScreen
     except ImportError:  # built by another part of the project; degrade gracefully without it
         return None
     return FormScreen

@@ -1,7 +1,7 @@
 """Fitting a DataTable's last column to the room the fixed columns leave (History, Flows)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey

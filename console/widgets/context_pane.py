@@ -10,8 +10,9 @@ paint of the list.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -19,8 +20,8 @@ from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
-from console.widgets.pending_table import epoch_seconds, format_span
-from engine.approvals.outcome import comment_mode
+from signoff.console.widgets.pending_table import epoch_seconds, format_span
+from signoff.engine.approvals.outcome import comment_mode
 
 
 def compact(value: Any, limit: int = 80) -> str:

@@ -19,8 +19,9 @@ Design
 from __future__ import annotations
 
 from bisect import bisect_left
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
@@ -32,7 +33,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from engine.clock import parse_time
+from signoff.engine.clock import parse_time
 
 #: due within this many seconds -> warning colour
 DUE_SOON_SECONDS = 15 * 60
@@ -81,13 +82,13 @@ class PendingRow:
                    data.get("due_at"), data.get("approvals", 0), data.get("required", 1))
 
     @classmethod
-    def from_tuple(cls, t: tuple) -> "PendingRow":
+    def from_tuple(cls, t: tuple) -> PendingRow:
         """From a :data:`ROW_FIELDS` tuple (the backend's ``pending_rows``)."""
         row = cls.__new__(cls)
         row._fill(*t)
         return row
 
-    def _fill(self, id, execution_id, namespace, flow_id, task_id, summary, requested_by, created_at,  # noqa: A002
+    def _fill(self, id, execution_id, namespace, flow_id, task_id, summary, requested_by, created_at,
               due_at, approvals, required) -> None:
         self.id: str = id
         self.execution_id: str | None = execution_id
@@ -249,7 +250,7 @@ class PendingTable(ScrollView, can_focus=True):
     def __init__(self, *, clock: Callable[[], datetime] | None = None, name: str | None = None,
                  id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
-        self._now = clock or (lambda: datetime.now(timezone.utc))
+        self._now = clock or (lambda: datetime.now(UTC))
         self._rows: list[PendingRow] = []
         self._sort_keys: list[tuple] | None = []
         self._by_id: dict[str, PendingRow] = {}

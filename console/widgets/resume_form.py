@@ -20,8 +20,9 @@ refer to the execution's own inputs or outputs.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -32,7 +33,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Select, SelectionList, Switch, TextArea
 from textual.widgets.selection_list import Selection
 
-from engine.approvals.outcome import comment_message, comment_required
+from signoff.engine.approvals.outcome import comment_message, comment_required
 
 __all__ = ["ResumeForm", "comment_required", "comment_message", "verdict_for_label"]
 
@@ -85,7 +86,7 @@ def _s(value: Any) -> str:
 
 
 def _is_template(value: Any) -> bool:
-    from engine.expressions import contains_template
+    from signoff.engine.expressions import contains_template
 
     return contains_template(value)
 
@@ -266,12 +267,12 @@ class ResumeForm(Widget, can_focus=False):
     """
 
     class _FormMessage(Message):
-        def __init__(self, form: "ResumeForm") -> None:
+        def __init__(self, form: ResumeForm) -> None:
             super().__init__()
             self.form = form
 
         @property
-        def control(self) -> "ResumeForm":
+        def control(self) -> ResumeForm:
             return self.form
 
     class Changed(_FormMessage):
@@ -575,7 +576,7 @@ class ResumeForm(Widget, can_focus=False):
 
     def _engine_visible(self) -> set[str]:
         try:
-            from engine.inputs import InputSpec, validate_inputs
+            from signoff.engine.inputs import InputSpec, validate_inputs
 
             if self._specs is None:
                 self._specs = [InputSpec.from_dict(d) for d in self.form]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from engine import jsonutil
+from signoff.engine import jsonutil
 
 
 def close_request(tx: sqlite3.Connection, request_id: str, state: str, *, by: str, now: str,

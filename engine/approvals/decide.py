@@ -9,18 +9,17 @@ continuation, audit event - or not at all.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from engine import jsonutil
-from engine.approvals import outcome as oc
-from engine.approvals.close import close_request
-from engine.approvals.outcome import Outcome, comment_message, comment_mode, comment_required
-from engine.audit import append_event
-from engine.identity import Identity
-from engine.inputs.spec import InputSpec, mask
-
-from engine.approvals.outcome import APPROVE, DENY  # noqa: E402  (re-exported)
+from signoff.engine import jsonutil
+from signoff.engine.approvals import outcome as oc
+from signoff.engine.approvals.close import close_request
+from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_message, comment_mode, comment_required
+from signoff.engine.audit import append_event
+from signoff.engine.identity import Identity
+from signoff.engine.inputs.spec import InputSpec, mask
 
 
 @dataclass
@@ -113,7 +112,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                       automatic=decision.automatic)
         enqueue(tx, execution_id)
         if notifications is not None:  # (enqueue sends nothing without a configuration)
-            from engine.notify import outbox
+            from signoff.engine.notify import outbox
 
             outbox.enqueue(tx, notifications, "decided", dict(row), now,
                            {"state": state, "by": actor.name, "reason": decision.reason})
@@ -190,7 +189,7 @@ def form_specs(row: sqlite3.Row, form: list[dict[str, Any]] | None = None) -> li
 def validate_form(row: sqlite3.Row, inputs: Mapping[str, Any], *, context: dict[str, Any] | None = None,
                   form: list[dict[str, Any]] | None = None):
     """``context`` / ``form``: the row's already-parsed JSON columns, when the caller has them."""
-    from engine.inputs import validate_inputs
+    from signoff.engine.inputs import validate_inputs
 
     if context is None:
         context = jsonutil.loads(row["context"], {})

@@ -58,5 +58,5 @@ class Outcome:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Outcome":
+    def from_dict(cls, d: dict[str, Any]) -> Outcome:
         return cls(**{k: d[k] for k in ("id", "outcome", "message", "state", "by", "errors", "execution_id") if k in d})

@@ -10,17 +10,17 @@ import copy
 from datetime import timedelta
 from typing import Any
 
-from engine import jsonutil
-from engine.audit import append_event
-from engine.clock import format_time
-from engine.durations import format_duration, parse_duration
-from engine.runtime.timers import schedule
-from engine.expressions import is_template
-from engine.flows.model import Task
-from engine.flows.task_types import PAUSE
-from engine.inputs.spec import mask
-from engine.notify import outbox
-from engine.tasks.base import TaskFailed
+from signoff.engine import jsonutil
+from signoff.engine.audit import append_event
+from signoff.engine.clock import format_time
+from signoff.engine.durations import format_duration, parse_duration
+from signoff.engine.expressions import is_template
+from signoff.engine.flows.model import Task
+from signoff.engine.flows.task_types import PAUSE
+from signoff.engine.inputs.spec import mask
+from signoff.engine.notify import outbox
+from signoff.engine.runtime.timers import schedule
+from signoff.engine.tasks.base import TaskFailed
 
 RULE_KEYS = ("required", "assignment", "allowSelfApproval", "commentRequired", "decisions", "autoApprove", "when",
              "escalation", "maxReissues", "reminders", "denyBehavior", "approveBehavior")

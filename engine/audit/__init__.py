@@ -1,4 +1,4 @@
 """The append-only, hash-chained audit trail."""
-from engine.audit.log import append_event
+from signoff.engine.audit.log import append_event
 
 __all__ = ["append_event"]

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from engine import jsonutil
+from signoff.engine import jsonutil
 
 FORMATS = ("jsonl", "csv")
 CSV_HEADER = ("seq", "at", "actor", "action", "namespace", "flow_id", "execution_id", "request_id", "data", "hash")
@@ -50,6 +51,6 @@ def render(events: Iterable[dict[str, Any]], fmt: str = "jsonl") -> Iterator[str
         return jsonl_lines(events)
     if fmt == "csv":
         return csv_lines(events)
-    from engine.errors import UsageError
+    from signoff.engine.errors import UsageError
 
     raise UsageError(f"unknown export format `{fmt}`; use one of {', '.join(FORMATS)}")

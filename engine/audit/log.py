@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from engine import jsonutil
+from signoff.engine import jsonutil
 
 GENESIS = "0" * 64
 

@@ -26,16 +26,17 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from engine import jsonutil
-from engine.clock import format_time
-from engine.durations import parse_duration
-from engine.errors import UsageError
-from engine.store.db import connection_of
+from signoff.engine import jsonutil
+from signoff.engine.clock import format_time
+from signoff.engine.durations import parse_duration
+from signoff.engine.errors import UsageError
+from signoff.engine.store.db import connection_of
 
 FIELDS = ("actor", "action", "ns", "flow", "request", "execution", "since", "until")
 _FIELD_HELP = ", ".join(f"{f}:" for f in FIELDS)
@@ -198,7 +199,7 @@ def _parse_time(value: str, token: str, now: datetime | None) -> tuple[datetime,
     """(moment, is a bare date)."""
     if _DATE.fullmatch(value):
         try:
-            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc), True
+            return datetime.fromisoformat(value).replace(tzinfo=UTC), True
         except ValueError:
             raise UsageError(f"`{token}` is not a valid date; {_TIME_HELP}") from None
     age: timedelta | None = None
@@ -221,8 +222,8 @@ def _parse_time(value: str, token: str, now: datetime | None) -> tuple[datetime,
         except ValueError:
             raise UsageError(f"`{token}` is not a time; {_TIME_HELP}") from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.astimezone(timezone.utc), False
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC), False
     raise UsageError(f"`{token}` is not a time; {_TIME_HELP}")
 
 
@@ -452,7 +453,7 @@ def search(db: Any, query: AuditQuery | str | None, *, limit: int = 50, before_s
     """
     if limit < 1:
         raise UsageError("limit must be at least 1")
-    q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(timezone.utc))
+    q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(UTC))
     conn = connection_of(db)
     out: list[dict[str, Any]] = []
     batch = limit if visible is None else max(limit, 200)
@@ -471,7 +472,7 @@ def iter_events(db: Any, query: AuditQuery | str | None, *, now: datetime | None
                 visible: Callable[[str | None], bool] | None = None, batch: int = 1000,
                 after_seq: int | None = None) -> Iterator[dict[str, Any]]:
     """Every event matching ``query``, oldest first, read in batches (for export)."""
-    q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(timezone.utc))
+    q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(UTC))
     conn = connection_of(db)
     for rows in _rows(conn, q, desc=False, cursor=after_seq, batch=batch):
         for row in rows:

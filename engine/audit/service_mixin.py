@@ -9,20 +9,21 @@ rule applies to them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from engine.errors import UsageError
+from signoff.engine.errors import UsageError
 
 
 def _search():
     """engine.audit.search, imported on first use (kept off the console's start-up path)."""
-    from engine.audit import search
+    from signoff.engine.audit import search
 
     return search
 
 
 def _verify():
-    from engine.audit import verify
+    from signoff.engine.audit import verify
 
     return verify
 

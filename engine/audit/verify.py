@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from json.encoder import encode_basestring  # the C encoder json.dumps(ensure_ascii=False) uses
 from typing import Any
 
-from engine.audit.log import GENESIS, event_content
-from engine.store.db import connection_of
+from signoff.engine.audit.log import GENESIS, event_content
+from signoff.engine.store.db import connection_of
 
 _COLUMNS = "seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash"
 
@@ -62,7 +62,7 @@ def _content(row: tuple) -> str:
     """event_content() for a row, byte-identical, without json.dumps' per-call overhead."""
     seq, at, actor, action, ns, flow, execution, request, data = row[:9]
     try:
-        if type(seq) is not int:  # noqa: E721 - bool is an int subclass and dumps differently
+        if type(seq) is not int:
             raise TypeError
         return "[%d,%s,%s,%s,%s,%s,%s,%s,%s]" % (
             seq, encode_basestring(at), encode_basestring(actor), encode_basestring(action),

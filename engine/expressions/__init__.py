@@ -12,10 +12,10 @@ errors (Kestra's strict mode) except under ``is defined``, ``is null``, ``??`` a
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from engine.errors import ExpressionError
+from signoff.engine.errors import ExpressionError
 
 from . import nodes as _n
 from .compiler import Context, compile_body, compile_guarded
@@ -78,7 +78,7 @@ class Template:
             raise
         except RecursionError:
             raise ExpressionError("template is nested too deeply to evaluate") from None
-        except Exception as exc:  # noqa: BLE001 - safety net: never leak another exception type
+        except Exception as exc:
             raise ExpressionError(f"cannot evaluate template: unexpected {type(exc).__name__}") from exc
         return "".join(out)
 
@@ -92,7 +92,7 @@ class Template:
             raise
         except RecursionError:
             raise ExpressionError("expression is nested too deeply to evaluate") from None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ExpressionError(f"cannot evaluate expression: unexpected {type(exc).__name__}") from exc
 
 

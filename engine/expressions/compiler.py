@@ -6,15 +6,27 @@ No Python ``eval``/``exec`` and no ``getattr`` on values: every lookup goes thro
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from engine.errors import ExpressionError
+from signoff.engine.errors import ExpressionError
 
 from . import nodes as n
 from .filters import BUILTIN_FUNCTIONS, FILTERS, TESTS
-from .runtime import (BINARY_OPS, MAX_LOOP_ITERATIONS, MAX_OUTPUT, UndefinedError, get_key, is_list, is_map, op_neg, op_pos,
-                      to_str, truthy, type_name)
+from .runtime import (
+    BINARY_OPS,
+    MAX_LOOP_ITERATIONS,
+    MAX_OUTPUT,
+    UndefinedError,
+    get_key,
+    is_list,
+    is_map,
+    op_neg,
+    op_pos,
+    to_str,
+    truthy,
+    type_name,
+)
 
 Evaluator = Callable[["Context"], Any]
 Emitter = Callable[["Context", list], None]
@@ -156,7 +168,7 @@ def _compile_call(node: n.Call, text: str) -> Evaluator:
             raise ExpressionError(f"function `{name}` failed: {exc}", position=position) from exc
         except RecursionError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a caller-supplied function failed: report it as ours
+        except Exception as exc:
             raise ExpressionError(f"function `{name}` failed: {exc}", position=position) from exc
 
     return call

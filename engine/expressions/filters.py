@@ -14,13 +14,13 @@ import json
 import re
 import unicodedata
 import urllib.parse
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
-from engine.errors import ExpressionError
+from signoff.engine.errors import ExpressionError
 
-from .runtime import (MAX_STRING, check_string, is_list, is_map, is_number, make_range, to_json, to_str,
-                      type_name)
+from .runtime import MAX_STRING, check_string, is_list, is_map, is_number, make_range, to_json, to_str, type_name
 
 
 class FilterSpec(NamedTuple):
@@ -426,7 +426,7 @@ _NAMED_FORMATS = {"iso": None, "iso_date_time": None, "sql": "yyyy-MM-dd HH:mm:s
 def _zone(name: Any) -> _dt.tzinfo:
     key = to_str(name)
     if key.upper() in ("UTC", "Z", "GMT"):
-        return _dt.timezone.utc
+        return _dt.UTC
     if len(key) > 64 or ".." in key or key.startswith("/"):
         raise ExpressionError(f"unknown time zone `{key[:64]}`")
     try:
@@ -445,7 +445,7 @@ def to_datetime(value: Any) -> tuple[_dt.datetime, bool]:
         return _dt.datetime(value.year, value.month, value.day), True
     elif is_number(value):
         try:
-            d = _dt.datetime.fromtimestamp(float(value), _dt.timezone.utc)
+            d = _dt.datetime.fromtimestamp(float(value), _dt.UTC)
         except (OverflowError, OSError, ValueError):
             raise ExpressionError(f"`{value}` is not a valid epoch timestamp") from None
     elif isinstance(value, str):
@@ -461,7 +461,7 @@ def to_datetime(value: Any) -> tuple[_dt.datetime, bool]:
         raise ExpressionError(f"filter `date` needs a date, an ISO date string or an epoch number, "
                               f"got a {type_name(value)}")
     if d.tzinfo is None:
-        d = d.replace(tzinfo=_dt.timezone.utc)
+        d = d.replace(tzinfo=_dt.UTC)
     return d, False
 
 
@@ -472,7 +472,7 @@ def f_date(v: Any, fmt: Any = None, time_zone: Any = None, existing_format: Any 
         tz = _zone(time_zone)
         d = d.replace(tzinfo=tz) if date_only else d.astimezone(tz)
     elif date_only:
-        d = d.replace(tzinfo=_dt.timezone.utc)
+        d = d.replace(tzinfo=_dt.UTC)
     pattern = None if fmt is None else to_str(fmt)
     if pattern is not None and pattern.lower() in _NAMED_FORMATS:
         pattern = _NAMED_FORMATS[pattern.lower()]

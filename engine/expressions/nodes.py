@@ -15,7 +15,7 @@ class Node:
         self.start = start
         self.end = end
 
-    def children(self) -> tuple["Node", ...]:
+    def children(self) -> tuple[Node, ...]:
         return ()
 
 

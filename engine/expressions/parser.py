@@ -11,7 +11,7 @@ import difflib
 import re
 from typing import Any
 
-from engine.errors import ExpressionError
+from signoff.engine.errors import ExpressionError
 
 from . import nodes as n
 from .filters import FILTERS, TESTS

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from engine.errors import ExpressionError
+from signoff.engine.errors import ExpressionError
 
 MAX_STRING = 10_000_000          # characters a single produced string may have
 MAX_INT = 2 ** 63 - 1            # Pebble numbers are Java longs; we refuse to overflow

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ExpressionError, FlowLoadError, Location, Problem
-from engine.expressions import is_template, parse_template
-from engine.flows.model import Flow, Task
-from engine.flows.task_types import PAUSE, Prop, TaskType, resolve_type, suggest, suggest_type
-from engine.flows.yaml_source import describe_value as _what
-from engine.flows.yaml_source import YamlLocator, parse_yaml
+from signoff.engine.errors import ExpressionError, FlowLoadError, Location, Problem
+from signoff.engine.expressions import is_template, parse_template
+from signoff.engine.flows.model import Flow, Task
+from signoff.engine.flows.task_types import PAUSE, Prop, TaskType, resolve_type, suggest, suggest_type
+from signoff.engine.flows.yaml_source import YamlLocator, parse_yaml
+from signoff.engine.flows.yaml_source import describe_value as _what
 
 ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 NAMESPACE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*(\.[a-zA-Z0-9][a-zA-Z0-9_-]*)*$")
@@ -53,7 +53,7 @@ class _FlowBuilder:
         self.problems.append(Problem(location, message))
 
     def _inputs(self, items: Any, path: NodePath) -> list:
-        from engine.inputs.parse import parse_input_specs
+        from signoff.engine.inputs.parse import parse_input_specs
 
         specs, problems = parse_input_specs(items, path, self.loc)
         self.problems.extend(problems)
@@ -97,7 +97,7 @@ class _FlowBuilder:
             msg = f"`{name}` must be one of {', '.join(prop.values)}; found `{v}`"
             self.problem(self.loc.at(path), msg + (f", did you mean `{hint}`?" if hint else ""))
         elif kind == "duration" and not is_template(v):
-            from engine.durations import parse_duration
+            from signoff.engine.durations import parse_duration
 
             try:
                 parse_duration(v)

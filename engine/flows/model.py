@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import Location
-from engine.inputs.spec import InputSpec
+from signoff.engine.errors import Location
+from signoff.engine.inputs.spec import InputSpec
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Task:
     props: dict[str, Any]
     # Child task lists by block name: "tasks", "then", "else", "errors", "defaults",
     # "onPause", "onWait", "onApprove", "onDeny", and "cases.<value>" for Switch.
-    blocks: dict[str, list["Task"]] = field(default_factory=dict)
+    blocks: dict[str, list[Task]] = field(default_factory=dict)
     # Form of a Pause (onResume) or Approval (inputs) task.
     form: list[InputSpec] = field(default_factory=list)
     location: Location | None = None

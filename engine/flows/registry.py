@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from engine.clock import Clock, format_time
-from engine.errors import NotFound, Problem, UsageError
-from engine.flows.model import Flow
-from engine.store import Database
+from signoff.engine.clock import Clock, format_time
+from signoff.engine.errors import NotFound, Problem, UsageError
+from signoff.engine.flows.model import Flow
+from signoff.engine.store import Database
 
 
 class FlowRegistry:
@@ -25,7 +25,7 @@ class FlowRegistry:
         self._by_revision: dict[tuple[str, str, int], Flow] = {}
 
     def reload(self) -> None:
-        from engine.flows.loader import load_flow_dirs
+        from signoff.engine.flows.loader import load_flow_dirs
 
         flow_set = load_flow_dirs([d for d in self.dirs if d.is_dir()])
         self._current = dict(flow_set.flows)
@@ -78,7 +78,7 @@ class FlowRegistry:
         key = (namespace, flow_id, revision)
         flow = self._by_revision.get(key)
         if flow is None:
-            from engine.flows.loader import load_flow_text
+            from signoff.engine.flows.loader import load_flow_text
 
             row = self.db.query_one("SELECT source, path FROM flow_revisions WHERE namespace=? AND flow_id=?"
                                     " AND revision=?", key)

@@ -40,8 +40,8 @@ class Prop:
     values: tuple[str, ...] = ()  # enum
     min: int | None = None  # int
     also: tuple[str, ...] = ()  # alternative kinds
-    item: "Prop | None" = None  # list items
-    fields: "dict[str, Prop] | None" = None  # map keys (strict when given)
+    item: Prop | None = None  # list items
+    fields: dict[str, Prop] | None = None  # map keys (strict when given)
 
     def describe(self) -> str:
         """Human words for what the property takes, for 'expected ...' messages."""

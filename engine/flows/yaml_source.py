@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import FlowLoadError, Location, Locator, Problem
+from signoff.engine.errors import FlowLoadError, Location, Locator, Problem
 
 Path = tuple[Any, ...]
 

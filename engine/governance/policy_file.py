@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from engine.errors import FlowLoadError, Problem
-from engine.flows.yaml_source import describe_value as _what
-from engine.flows.task_types import suggest
-from engine.policy import BINDING_KEYS, ROLES, SUBJECT_KINDS, TOP_KEYS, Binding, FilePolicy
+from signoff.engine.errors import FlowLoadError, Problem
+from signoff.engine.flows.task_types import suggest
+from signoff.engine.flows.yaml_source import describe_value as _what
+from signoff.engine.policy import BINDING_KEYS, ROLES, SUBJECT_KINDS, TOP_KEYS, Binding, FilePolicy
 
 _NAME = r"[a-zA-Z0-9][a-zA-Z0-9_-]*"
 #: ``*``, ``a.b`` or ``a.b.*`` (namespace segments as in flow files)
@@ -36,7 +36,7 @@ _WHOLE_FILE = {  # parse_yaml speaks of flows; say "policy" for these whole-file
 
 
 def _parse_yaml(text: str, file: str):
-    from engine.flows.yaml_source import parse_yaml
+    from signoff.engine.flows.yaml_source import parse_yaml
 
     try:
         return parse_yaml(text, file)

@@ -1,8 +1,13 @@
 """Flow input declarations (Kestra's input types) and validation of their values."""
-from engine.inputs.parse import ID_PATTERN, parse_input_specs
-from engine.inputs.spec import INPUT_TYPES, ITEM_TYPES, DependsOn, InputSpec
-from engine.inputs.validate import (
-    InputError, ValidationResult, coerce_value, nest_values, show_value, validate_inputs,
+from signoff.engine.inputs.parse import ID_PATTERN, parse_input_specs
+from signoff.engine.inputs.spec import INPUT_TYPES, ITEM_TYPES, DependsOn, InputSpec
+from signoff.engine.inputs.validate import (
+    InputError,
+    ValidationResult,
+    coerce_value,
+    nest_values,
+    show_value,
+    validate_inputs,
 )
 
 __all__ = [

@@ -9,10 +9,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.errors import Locator, Problem
-from engine.flows.task_types import suggest  # a leaf module: no import cycle
-from engine.inputs.spec import (
-    COMMON_PROPERTIES, INPUT_TYPES, ITEM_TYPES, TYPE_ALIASES, TYPE_PROPERTIES, DependsOn, InputSpec,
+from signoff.engine.errors import Locator, Problem
+from signoff.engine.flows.task_types import suggest  # a leaf module: no import cycle
+from signoff.engine.inputs.spec import (
+    COMMON_PROPERTIES,
+    INPUT_TYPES,
+    ITEM_TYPES,
+    TYPE_ALIASES,
+    TYPE_PROPERTIES,
+    DependsOn,
+    InputSpec,
     allowed_properties,
 )
 
@@ -196,8 +202,8 @@ def _parse_depends(item: Mapping, index: int, label: str, problem) -> DependsOn 
 
 
 def _parse_type_props(spec: InputSpec, item: Mapping, index: int, problem) -> None:
-    from engine.expressions import is_template
-    from engine.inputs.validate import _Bad, format_bound, to_float, to_int
+    from signoff.engine.expressions import is_template
+    from signoff.engine.inputs.validate import _Bad, format_bound, to_float, to_int
 
     t = spec.type
     if t in ("STRING", "SECRET") and item.get("validator") is not None:
@@ -289,7 +295,7 @@ def _parse_type_props(spec: InputSpec, item: Mapping, index: int, problem) -> No
 
 
 def _check_order(spec: InputSpec, low_key: str, high_key: str, index: int, problem) -> None:
-    from engine.inputs.validate import _Bad, to_date, to_datetime, to_duration, to_time
+    from signoff.engine.inputs.validate import _Bad, to_date, to_datetime, to_duration, to_time
 
     low, high = getattr(spec, low_key), getattr(spec, high_key)
     if low is None or high is None:
@@ -306,7 +312,7 @@ def _check_order(spec: InputSpec, low_key: str, high_key: str, index: int, probl
 
 def _check_default(spec: InputSpec, index: int, problem) -> None:
     """A literal default must itself be a valid value (templates are checked at validation)."""
-    from engine.inputs.validate import InputError, _has_template, coerce_value
+    from signoff.engine.inputs.validate import InputError, _has_template, coerce_value
 
     if spec.defaults is None or spec.type == "FILE" or _has_template(spec.defaults) \
             or _has_template(spec.values):
@@ -322,7 +328,7 @@ def _check_default(spec: InputSpec, index: int, problem) -> None:
 
 def _plain(value: Any) -> Any:
     """YAML dates/times in defaults become ISO text (values are stored as JSON)."""
-    from engine.inputs.validate import _jsonable
+    from signoff.engine.inputs.validate import _jsonable
 
     try:
         return _jsonable(value)

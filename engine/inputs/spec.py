@@ -1,10 +1,11 @@
 """Declaration of one input (flow ``inputs``, Pause ``onResume``, Approval ``inputs``)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from engine.errors import Location
+from signoff.engine.errors import Location
 
 INPUT_TYPES = (
     "STRING", "INT", "FLOAT", "BOOLEAN", "BOOL", "SELECT", "MULTISELECT", "DATE", "DATETIME",
@@ -54,7 +55,7 @@ class InputSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
         dep = d.get("dependsOn")
         return cls(
             id=d["id"], type=d["type"], display_name=d.get("displayName"),

@@ -29,15 +29,16 @@ import math
 import operator
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from engine.durations import format_duration, parse_duration
-from engine.errors import UsageError
-from engine.inputs.spec import InputSpec
+from signoff.engine.durations import format_duration, parse_duration
+from signoff.engine.errors import UsageError
+from signoff.engine.inputs.spec import InputSpec
 
 __all__ = ["InputError", "ValidationResult", "validate_inputs", "coerce_value", "nest_values",
            "show_value"]
@@ -187,7 +188,7 @@ def to_datetime(value: Any) -> datetime:
         if value.tzinfo is None or value.utcoffset() is None:
             raise _Bad(NAIVE_REASON)
         try:
-            return value.astimezone(timezone.utc)
+            return value.astimezone(UTC)
         except (OverflowError, ValueError):
             raise _Bad(DATETIME_REASON) from None
     if not isinstance(value, str):
@@ -199,13 +200,13 @@ def to_datetime(value: Any) -> datetime:
     if z is None and sign is None:
         raise _Bad(NAIVE_REASON)
     try:
-        tz = timezone.utc
+        tz = UTC
         if sign is not None:
             off = timedelta(hours=int(oh), minutes=int(om or 0))
             tz = timezone(-off if sign == "-" else off)
         micro = int((frac + "000000")[:6]) if frac else 0
         dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s or 0), micro, tzinfo=tz)
-        return dt.astimezone(timezone.utc)
+        return dt.astimezone(UTC)
     except (ValueError, OverflowError):
         raise _Bad(DATETIME_REASON) from None
 
@@ -238,7 +239,7 @@ def to_duration(value: Any) -> timedelta:
 
 def format_datetime(dt: datetime) -> str:
     """UTC ISO form with Z, fraction only when there is one (like java.time.Instant)."""
-    dt = dt.astimezone(timezone.utc)
+    dt = dt.astimezone(UTC)
     text = dt.strftime("%Y-%m-%dT%H:%M:%S")
     if dt.microsecond:
         text += "." + f"{dt.microsecond:06d}".rstrip("0")
@@ -298,14 +299,14 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
 # --- templates (engine.expressions is imported lazily) -----------------------------------------
 
 def _has_template(obj: Any) -> bool:
-    from engine.expressions import contains_template
+    from signoff.engine.expressions import contains_template
 
     return contains_template(obj)
 
 
 def _render(obj: Any, variables: Mapping[str, Any], functions: Mapping | None) -> Any:
     """Render templates in ``obj``; a text that is one ``{{ expr }}`` gives the native value."""
-    from engine import expressions  # lazy: heavy to import
+    from signoff.engine import expressions  # lazy: heavy to import
 
     if isinstance(obj, str) and expressions.is_template(obj):
         return expressions.evaluate(obj, variables, functions)
@@ -317,7 +318,7 @@ _FALSE_TEXTS = frozenset({"", "false", "0", "no", "null", "none"})
 
 
 def _condition_true(condition: Any, variables: Mapping[str, Any], functions: Mapping | None) -> bool:
-    from engine import expressions
+    from signoff.engine import expressions
 
     if isinstance(condition, bool):
         return condition

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import FlowLoadError, Problem
-from engine.policy import namespace_matches
+from signoff.engine.errors import FlowLoadError, Problem
+from signoff.engine.policy import namespace_matches
 
 EVENTS = ("created", "reminded", "escalated", "reissued", "decided", "expired")
 KINDS = ("slack", "teams", "email")
@@ -52,7 +52,7 @@ class NotificationConfig:
 
 
 def load_notifications(path: Path) -> NotificationConfig:
-    from engine.flows.yaml_source import parse_yaml
+    from signoff.engine.flows.yaml_source import parse_yaml
 
     text = Path(path).read_text(encoding="utf-8")
     data, where = parse_yaml(text, str(path))

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 
-from engine import jsonutil
-from engine.audit import append_event
-from engine.clock import format_time
-from engine.flows.model import Task
-from engine.identity import SYSTEM
-from engine.notify.config import NotificationConfig
-from engine.tasks.base import SimpleContext, TaskFailed
+from signoff.engine import jsonutil
+from signoff.engine.audit import append_event
+from signoff.engine.clock import format_time
+from signoff.engine.flows.model import Task
+from signoff.engine.identity import SYSTEM
+from signoff.engine.notify.config import NotificationConfig
+from signoff.engine.tasks.base import SimpleContext, TaskFailed
 
 #: waits before attempts 2, 3, 4, 5; after the 5th failure the message is given up (audited)
 BACKOFF = (timedelta(seconds=10), timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30))
@@ -118,9 +119,9 @@ class _PlainContext(SimpleContext):
 
 def send(engine, row: dict[str, Any]) -> str | None:
     """Deliver one message; the error text, or None on success."""
-    from engine.expressions import render_data
-    from engine.runtime.functions import read_secret
-    from engine.tasks.registry import load_handlers
+    from signoff.engine.expressions import render_data
+    from signoff.engine.runtime.functions import read_secret
+    from signoff.engine.tasks.registry import load_handlers
 
     payload = jsonutil.loads(row["payload"])
     kind = payload["kind"]

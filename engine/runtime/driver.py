@@ -2,10 +2,10 @@
 `signoff worker`)."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from engine.runtime import work
-from engine.runtime.runner import ExecutionRun
+from signoff.engine.runtime import work
+from signoff.engine.runtime.runner import ExecutionRun
 
 #: executions claimed and advanced per durable commit (performance: one fsync per chunk
 #: instead of two per execution; bounded so the write lock is never held for long)

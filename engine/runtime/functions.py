@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from engine import jsonutil
-from engine.clock import Clock
-from engine.errors import ExpressionError
+from signoff.engine import jsonutil
+from signoff.engine.clock import Clock
+from signoff.engine.errors import ExpressionError
 
 KEYRING_SERVICE = "signoff"
 
@@ -52,7 +53,7 @@ def make_functions(*, clock: Clock, namespace: str, kv_lookup: Callable[[str, st
     def kv(key: str, *args: Any, **kwargs: Any) -> Any:
         """Kestra's kv(key, namespace=None, errorOnMissing=true), positional or named."""
         ns = kwargs.get("namespace", args[0] if args else None) or namespace
-        errorOnMissing = kwargs.get("errorOnMissing", args[1] if len(args) > 1 else True)  # noqa: N806
+        errorOnMissing = kwargs.get("errorOnMissing", args[1] if len(args) > 1 else True)
         value = kv_lookup(ns, key)
         if value is None and errorOnMissing:
             raise ExpressionError(f"kv key `{key}` is not set in namespace `{ns}`: run "
@@ -62,7 +63,7 @@ def make_functions(*, clock: Clock, namespace: str, kv_lookup: Callable[[str, st
     def now(*_args: Any) -> str:
         return clock.now().isoformat().replace("+00:00", "Z")
 
-    def appLink(appId: str | None = None) -> str:  # noqa: N802,N803 - Kestra's name
+    def appLink(appId: str | None = None) -> str:
         return app_link(appId)
 
     return {"secret": secret, "kv": kv, "now": now, "appLink": appLink}

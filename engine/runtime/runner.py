@@ -22,20 +22,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import jsonutil
-from engine.approvals.close import close_request
-from engine.approvals.decide import DecisionRequest, decide_in_tx
-from engine.audit import append_event
-from engine.clock import format_time
-from engine.durations import parse_duration
-from engine.errors import ExpressionError
-from engine.expressions import evaluate, render_data, truthy
-from engine.flows.model import Flow, Task
-from engine.flows.task_types import APPROVAL, PAUSE
-from engine.identity import SYSTEM
-from engine.runtime import work
-from engine.runtime.functions import kv_lookup_from, make_functions
-from engine.tasks.base import SimpleContext, TaskFailed
+from signoff.engine import jsonutil
+from signoff.engine.approvals.close import close_request
+from signoff.engine.approvals.decide import DecisionRequest, decide_in_tx
+from signoff.engine.audit import append_event
+from signoff.engine.clock import format_time
+from signoff.engine.durations import parse_duration
+from signoff.engine.errors import ExpressionError
+from signoff.engine.expressions import evaluate, render_data, truthy
+from signoff.engine.flows.model import Flow, Task
+from signoff.engine.flows.task_types import APPROVAL, PAUSE
+from signoff.engine.identity import SYSTEM
+from signoff.engine.runtime import work
+from signoff.engine.runtime.functions import kv_lookup_from, make_functions
+from signoff.engine.tasks.base import SimpleContext, TaskFailed
 
 DONE, WAITING, FAILED = "DONE", "WAITING", "FAILED"
 FINISHED_RUN_STATES = {"SUCCESS", "WARNING", "SKIPPED"}
@@ -444,7 +444,7 @@ class ExecutionRun:
 
     # -- leaf tasks ---------------------------------------------------------------------
     def leaf_task(self, task: Task, path: str, scope: Scope) -> str:
-        from engine.tasks.registry import load_handlers
+        from signoff.engine.tasks.registry import load_handlers
 
         handler = load_handlers().get(task.type)
         if handler is None:  # the loader refuses unknown types; this guards old revisions
@@ -514,7 +514,7 @@ class ExecutionRun:
 
     # -- Pause and Approval -----------------------------------------------------------------
     def pause_task(self, task: Task, path: str, scope: Scope, run: dict | None) -> str:
-        from engine.approvals.requests import create_request
+        from signoff.engine.approvals.requests import create_request
 
         if run is None:
             request_id = create_request(self, task, path, scope)
@@ -634,7 +634,7 @@ class ExecutionRun:
         return FAILED
 
     def default_values(self, request: sqlite3.Row) -> dict[str, Any]:
-        from engine.approvals.decide import validate_form
+        from signoff.engine.approvals.decide import validate_form
 
         return validate_form(request, {}).values
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine import jsonutil
-from engine.approvals.close import close_request, retire_timers
-from engine.audit import append_event
-from engine.clock import format_time, parse_time
-from engine.durations import parse_duration
-from engine.identity import SYSTEM
-from engine.notify import outbox
-from engine.runtime import work
+from signoff.engine import jsonutil
+from signoff.engine.approvals.close import close_request, retire_timers
+from signoff.engine.audit import append_event
+from signoff.engine.clock import format_time, parse_time
+from signoff.engine.durations import parse_duration
+from signoff.engine.identity import SYSTEM
+from signoff.engine.notify import outbox
+from signoff.engine.runtime import work
 
 
 def process_due_timers(engine, limit: int = 500) -> int:

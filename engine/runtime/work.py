@@ -12,7 +12,7 @@ import os
 import sqlite3
 from datetime import timedelta
 
-from engine.clock import Clock, format_time
+from signoff.engine.clock import Clock, format_time
 
 LEASE = timedelta(minutes=5)
 

@@ -20,14 +20,14 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from engine.approvals import outcome as oc
-from engine.approvals.outcome import Outcome
-from engine.errors import SignoffError
-from engine.identity import Identity
-from engine.server import models as m
-from engine.server.auth import Authenticator
-from engine.server.problems import KINDS, MEDIA_TYPE, ProblemError, install, problem_response
-from engine.service import pending_sort_key
+from signoff.engine.approvals import outcome as oc
+from signoff.engine.approvals.outcome import Outcome
+from signoff.engine.errors import SignoffError
+from signoff.engine.identity import Identity
+from signoff.engine.server import models as m
+from signoff.engine.server.auth import Authenticator
+from signoff.engine.server.problems import KINDS, MEDIA_TYPE, ProblemError, install, problem_response
+from signoff.engine.service import pending_sort_key
 
 log = logging.getLogger("signoff.server")
 
@@ -36,7 +36,8 @@ API = "/api/v1"
 MAX_BODY = 1024 * 1024
 #: audit actions sent on /api/v1/events: those after which a request may have entered or
 #: left the pending list (the console's live updates)
-from engine.audit.actions import CHANGE_ACTIONS as EVENT_ACTIONS  # noqa: E402
+from signoff.engine.audit.actions import CHANGE_ACTIONS as EVENT_ACTIONS  # noqa: E402
+
 KEEPALIVE_S = 15.0
 EVENT_POLL_S = 0.25
 ExecutionState = Literal["CREATED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"]
@@ -188,8 +189,8 @@ def create_app(service, *, single_user: bool) -> FastAPI:
     ``single_user``: the service's policy allows everything to every valid token holder; it
     must be said explicitly, so a server never runs without a policy by accident.
     """
-    from engine.policy import SingleUserPolicy
-    from engine.server.runner import Runner
+    from signoff.engine.policy import SingleUserPolicy
+    from signoff.engine.server.runner import Runner
 
     policy = service.engine.policy
     if not single_user and isinstance(policy, SingleUserPolicy):
@@ -457,7 +458,7 @@ def create_app(service, *, single_user: bool) -> FastAPI:
                 return
             try:
                 items, window = await anyio.to_thread.run_sync(_changes_window, identity, last, 500)
-            except Exception:  # noqa: BLE001 - a server fault: end the stream; the client reconnects
+            except Exception:
                 log.exception("event stream failed")
                 return
             for item in items:

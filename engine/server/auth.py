@@ -19,17 +19,17 @@ import pwd
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import anyio
 from fastapi import Request
 
-from engine import tokens
-from engine.audit import append_event
-from engine.clock import Clock, format_time
-from engine.identity import Identity, os_groups
-from engine.server.problems import ProblemError
+from signoff.engine import tokens
+from signoff.engine.audit import append_event
+from signoff.engine.clock import Clock, format_time
+from signoff.engine.identity import Identity, os_groups
+from signoff.engine.server.problems import ProblemError
 
 log = logging.getLogger("signoff.server.auth")
 
@@ -173,7 +173,7 @@ class Authenticator:
         try:
             with self.db.write() as tx:
                 append_event(tx, at=format_time(self.clock.now()), actor="anonymous", action="auth.failed", data=data)
-        except Exception:  # noqa: BLE001 - the 401 is still sent; the fault is logged
+        except Exception:
             log.exception("could not audit a failed authentication from %s", client)
 
 

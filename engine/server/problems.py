@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import InvalidInputs, NotFound, Refused, SignoffError, StorageError
+from signoff.engine.errors import InvalidInputs, NotFound, Refused, SignoffError, StorageError
 
 log = logging.getLogger("signoff.server")
 

@@ -20,10 +20,10 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from engine.errors import SignoffError, UsageError
+from signoff.engine.errors import SignoffError, UsageError
 
 log = logging.getLogger("signoff.server")
 
@@ -89,9 +89,9 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy, single_user: bool = 
     except ImportError:  # pragma: no cover - depends on the installation
         raise SignoffError("`signoff serve` needs the server extras: pip install 'signoff[server]' "
                            "(fastapi and uvicorn)") from None
-    from engine.core import Engine
-    from engine.server.app import create_app
-    from engine.service import ApprovalService
+    from signoff.engine.core import Engine
+    from signoff.engine.server.app import create_app
+    from signoff.engine.service import ApprovalService
 
     if not logging.getLogger("signoff").handlers:
         handler = logging.StreamHandler(sys.stderr)
@@ -108,7 +108,7 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy, single_user: bool = 
         sock = _bind(host, port)
 
         class Server(uvicorn.Server):
-            def handle_exit(self, sig, frame):  # noqa: ANN001 - uvicorn's signature
+            def handle_exit(self, sig, frame):
                 stopping.set()  # end event streams now, so in-flight requests are all that is waited for
                 super().handle_exit(sig, frame)
 

@@ -23,7 +23,7 @@ class Runner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "Runner":
+    def start(self) -> Runner:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="signoff-runner", daemon=True)
             self._thread.start()
@@ -33,7 +33,7 @@ class Runner:
         while not self._stop.is_set():
             try:
                 done = self.service.tick()
-            except Exception:  # noqa: BLE001 - keep running; the next tick retries
+            except Exception:
                 log.exception("background runner: tick failed; retrying in %.1fs", self.error_pause)
                 self._stop.wait(self.error_pause)
                 continue

@@ -1,4 +1,4 @@
 """The single SQLite file behind everything: schema, migrations, connections, transactions."""
-from engine.store.db import Database
+from signoff.engine.store.db import Database
 
 __all__ = ["Database"]

@@ -19,12 +19,13 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from engine.errors import StorageError
-from engine.store.schema import MIGRATIONS, SCHEMA_VERSION
+from signoff.engine.errors import StorageError
+from signoff.engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "signoff.db"
 APPLICATION_ID = 0x5349474E  # "SIGN", written in the header so we know our own files
@@ -43,7 +44,7 @@ def _commit(conn: sqlite3.Connection) -> None:
     """COMMIT, after indexing the audit events this transaction appended (same transaction)."""
     first = getattr(conn, "audit_index_from", None)
     if first is not None:
-        from engine.audit.log import index_events
+        from signoff.engine.audit.log import index_events
 
         index_events(conn, first)
         conn.audit_index_from = None

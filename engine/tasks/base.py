@@ -7,11 +7,12 @@ its outputs as JSON-able data. It raises :class:`TaskFailed` to fail the task ru
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from engine.flows.model import Task
+from signoff.engine.flows.model import Task
 
 
 class TaskFailed(Exception):
@@ -76,7 +77,7 @@ class SimpleContext:
     functions: dict[str, Callable[..., Any]] = field(default_factory=dict)
 
     def render(self, value: Any) -> Any:
-        from engine.expressions import render_data
+        from signoff.engine.expressions import render_data
 
         return render_data(value, self.variables, self.functions)
 

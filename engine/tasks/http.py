@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from engine.durations import duration_seconds
-from engine.tasks.base import RunContext, TaskFailed, handler
-from engine.tasks.log import param_text
+from signoff.engine.durations import duration_seconds
+from signoff.engine.tasks.base import RunContext, TaskFailed, handler
+from signoff.engine.tasks.log import param_text
 
 DEFAULT_TIMEOUT = 30.0
 #: Transient connection failures are retried by httpx's transport (with its own backoff).

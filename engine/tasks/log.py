@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from engine.flows.task_types import LEVELS
-from engine.tasks.base import RunContext, TaskFailed, handler
+from signoff.engine.flows.task_types import LEVELS
+from signoff.engine.tasks.base import RunContext, TaskFailed, handler
 
 _ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "FATAL": "ERROR", "CRITICAL": "ERROR"}
 

@@ -21,10 +21,9 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
-from engine.tasks.base import RunContext, TaskFailed, handler
-from engine.tasks.http import build_request, check_status, idempotent_headers, make_client, send
-from engine.tasks.log import as_text
-
+from signoff.engine.tasks.base import RunContext, TaskFailed, handler
+from signoff.engine.tasks.http import build_request, check_status, idempotent_headers, make_client, send
+from signoff.engine.tasks.log import as_text
 
 # -- webhooks ---------------------------------------------------------------------------
 
@@ -192,7 +191,7 @@ def mail_send(ctx: RunContext) -> dict[str, Any]:
         raise TaskFailed(f"Cannot send mail via {where}: TLS failed ({exc.reason or exc})") from None
     except ConnectionRefusedError:
         raise TaskFailed(f"Cannot send mail via {where}: connection refused") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         raise TaskFailed(f"Cannot send mail via {where}: timed out after {timeout:g}s") from None
     except socket.gaierror:
         raise TaskFailed(f"Cannot send mail via {where}: unknown host {host!r}") from None

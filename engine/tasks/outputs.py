@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.tasks.base import RunContext, TaskFailed, handler
-from engine.tasks.log import as_text, normalize_level
+from signoff.engine.tasks.base import RunContext, TaskFailed, handler
+from signoff.engine.tasks.log import as_text, normalize_level
 
 
 @handler("io.kestra.plugin.core.output.OutputValues")
@@ -24,7 +24,7 @@ def output_values(ctx: RunContext) -> dict[str, Any]:
 @handler("io.kestra.plugin.core.execution.Fail")
 def fail(ctx: RunContext) -> dict[str, Any]:
     if "condition" in ctx.task.props:
-        from engine.expressions import truthy
+        from signoff.engine.expressions import truthy
 
         if not truthy(ctx.prop("condition")):
             return {}

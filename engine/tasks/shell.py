@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from engine.durations import duration_seconds
-from engine.tasks.base import RunContext, TaskFailed, handler
-from engine.tasks.log import LEVELS, as_text, param_text
+from signoff.engine.durations import duration_seconds
+from signoff.engine.tasks.base import RunContext, TaskFailed, handler
+from signoff.engine.tasks.log import LEVELS, as_text, param_text
 
 DEFAULT_INTERPRETER = ["/bin/sh", "-c"]
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"}
@@ -53,7 +53,7 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text) or "task"
 
 
-def _pump(stream: IO[bytes], name: str, out: "queue.Queue[tuple[str, str | None]]") -> None:
+def _pump(stream: IO[bytes], name: str, out: queue.Queue[tuple[str, str | None]]) -> None:
     try:
         for raw in iter(stream.readline, b""):
             out.put((name, raw.decode("utf-8", errors="replace").rstrip("\r\n")))

@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from console.backend import LocalBackend
-from console.config import ConsoleConfig
-from engine.clock import FakeClock
-from engine.core import Engine
-from engine.identity import Identity
-from engine.ids import SequentialIds
-from engine.service import ApprovalService
+from signoff.console.backend import LocalBackend
+from signoff.console.config import ConsoleConfig
+from signoff.engine.clock import FakeClock
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.ids import SequentialIds
+from signoff.engine.service import ApprovalService
 from tests.support import write_flows
 
 START = "2026-01-05T09:00:00Z"
@@ -112,7 +113,7 @@ class Env:
         return ApprovalService(engine)
 
     def app(self, **kwargs: Any):
-        from console.app import SignoffApp
+        from signoff.console.app import SignoffApp
 
         kwargs.setdefault("config", ConsoleConfig.load(self.config_path))
         kwargs.setdefault("clock", self.clock)

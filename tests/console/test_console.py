@@ -5,10 +5,10 @@ import tomllib
 
 import pytest
 
-from console.screens.bulk import BulkResultScreen
-from console.screens.confirm import ConfirmScreen, FormGroupsScreen, ReasonScreen
-from console.screens.help import HelpScreen
-from console.widgets.pending_table import PendingTable
+from signoff.console.screens.bulk import BulkResultScreen
+from signoff.console.screens.confirm import ConfirmScreen, FormGroupsScreen, ReasonScreen
+from signoff.console.screens.help import HelpScreen
+from signoff.console.widgets.pending_table import PendingTable
 from tests.console.conftest import BOB, ME, loaded, make_env, wait_for
 from tests.console.screen_text import screen_text
 
@@ -56,7 +56,7 @@ async def test_filter_and_approve_one_with_form(env):
         await pilot.press("backspace", "enter")  # keep the filter, back to the list
         assert t.visible_count == 1 and app.focused is t
         await pilot.press("enter")  # open the form
-        from console.screens.form_screen import FormScreen
+        from signoff.console.screens.form_screen import FormScreen
 
         await wait_for(pilot, lambda: isinstance(app.screen, FormScreen))
         form = app.screen
@@ -164,7 +164,7 @@ async def test_bulk_approve_with_one_shared_form(env):
         marked = set(t.marked)
         assert {t.row(i).flow for i in marked} == {"payment"}
         await pilot.press("y")
-        from console.screens.form_screen import FormScreen
+        from signoff.console.screens.form_screen import FormScreen
 
         await wait_for(pilot, lambda: isinstance(app.screen, FormScreen))
         await type_text(pilot, "T-7")
@@ -301,7 +301,7 @@ async def test_a_refused_second_decision_leaves_the_running_one_alone(env):
 
 
 async def test_help_lists_every_key(env):
-    from console import keymap as km
+    from signoff.console import keymap as km
 
     app = env.app()
     async with app.run_test(size=(120, 60)) as pilot:
@@ -382,7 +382,7 @@ async def test_80x24_layout(env):
         assert "Pay 100 EUR to Acme" in text
         assert all(len(line) <= 80 for line in text.splitlines())
         await pilot.press("j", "space", "y")
-        from console.screens.form_screen import FormScreen
+        from signoff.console.screens.form_screen import FormScreen
 
         await wait_for(pilot, lambda: isinstance(app.screen, FormScreen))
         await pilot.press("escape")
@@ -404,7 +404,7 @@ async def test_empty_list_message(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["signoff-dark", "signoff-light", "signoff-high-contrast"])
 def test_bundled_themes_load(name):
-    from console.themes import load_themes
+    from signoff.console.themes import load_themes
 
     themes, problems = load_themes()
     assert name in themes and not problems

@@ -5,10 +5,10 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Static
 
-from console.backend import LocalBackend
-from console.screens.flows import FlowsView
-from engine.clock import FakeClock
-from engine.ids import SequentialIds
+from signoff.console.backend import LocalBackend
+from signoff.console.screens.flows import FlowsView
+from signoff.engine.clock import FakeClock
+from signoff.engine.ids import SequentialIds
 from tests.console.conftest import wait_for
 from tests.console.screen_text import rendered
 from tests.support import ALICE, make_service
@@ -96,7 +96,7 @@ async def test_lists_flows_with_details(tmp_path):
 
 
 async def test_start_flow_with_inputs_through_the_form(tmp_path):
-    from console.screens.form_screen import FormScreen
+    from signoff.console.screens.form_screen import FormScreen
 
     svc, app = build(tmp_path)
     async with app.run_test(size=(140, 40)) as pilot:
@@ -126,7 +126,7 @@ async def test_start_flow_with_inputs_through_the_form(tmp_path):
 
 
 async def test_start_flow_without_inputs_asks_first(tmp_path):
-    from console.screens.confirm import ConfirmScreen
+    from signoff.console.screens.confirm import ConfirmScreen
 
     svc, app = build(tmp_path)
     async with app.run_test(size=(140, 40)) as pilot:

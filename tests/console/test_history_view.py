@@ -7,16 +7,15 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input, Static
 
-from console.backend import LocalBackend
-from console.screens.export import ExportScreen
-from console.screens.history import PAGE, HistoryView
-from engine.audit import append_event
-from engine.clock import FakeClock
-from engine.ids import SequentialIds
+from signoff.console.backend import LocalBackend
+from signoff.console.screens.export import ExportScreen
+from signoff.console.screens.history import PAGE, HistoryView
+from signoff.engine.audit import append_event
+from signoff.engine.clock import FakeClock
+from signoff.engine.ids import SequentialIds
 from tests.console.screen_text import rendered
 from tests.support import ALICE, BOB, make_service
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from console.backend import FIRST_PAGE
-from console.widgets.pending_table import ROW_FIELDS, PendingRow, build_rows
-from engine.service import PENDING_ROW_FIELDS
+from signoff.console.backend import FIRST_PAGE
+from signoff.console.widgets.pending_table import ROW_FIELDS, PendingRow, build_rows
+from signoff.engine.service import PENDING_ROW_FIELDS
 from tests.console.conftest import ME, make_env
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +42,7 @@ def test_prefetch_is_taken_once(env):
 
 async def test_long_list_loads_in_two_steps_and_keys_move_the_cursor(tmp_path, monkeypatch):
     monkeypatch.setenv("SIGNOFF_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setattr("console.screens.pending.FIRST_PAGE", 3)
+    monkeypatch.setattr("signoff.console.screens.pending.FIRST_PAGE", 3)
     env = make_env(tmp_path, payments=4, deploys=4)
     try:
         app = env.app()

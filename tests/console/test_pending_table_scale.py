@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from textual.app import App, ComposeResult
 
-from console.widgets.pending_table import PendingTable
-from engine.clock import FakeClock
+from signoff.console.widgets.pending_table import PendingTable
+from signoff.engine.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 N = 100_000

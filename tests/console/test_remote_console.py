@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from console.config import ConsoleConfig
-from console.screens.confirm import ConfirmScreen
+from signoff.console.config import ConsoleConfig
+from signoff.console.screens.confirm import ConfirmScreen
 from tests.console.conftest import FLOWS, loaded, wait_for
 from tests.console.screen_text import screen_text
 from tests.contract.server import ServerProcess, run_cli
@@ -40,7 +40,7 @@ class Remote:
     """One server and the people using it: olivia (at the console), dana (starts), bob (decides)."""
 
     def __init__(self, root: Path) -> None:
-        from console.remote import RemoteBackend
+        from signoff.console.remote import RemoteBackend
 
         self.flows = write_flows(root / "flows", FLOWS)
         self.policy = root / "policy.yaml"
@@ -53,7 +53,7 @@ class Remote:
         self.backends = [self.dana, self.bob]
 
     def console_backend(self):
-        from console.remote import RemoteBackend
+        from signoff.console.remote import RemoteBackend
 
         # the token is read again from here on ctrl+r, as the CLI reads the keyring again
         backend = RemoteBackend(self.server.url, self.tokens["olivia"], timeout=5.0,
@@ -101,7 +101,7 @@ def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def console(remote: Remote, **kwargs: Any):
-    from console.app import SignoffApp
+    from signoff.console.app import SignoffApp
 
     kwargs.setdefault("config", ConsoleConfig(path=None))
     return SignoffApp(remote.console_backend(), **kwargs)
@@ -142,7 +142,7 @@ async def test_approve_one_with_form_remote(remote):
         await wait_for(pilot, lambda: t.visible_count == 1)
         target = t.highlighted_id
         await pilot.press("enter")  # the form
-        from console.screens.form_screen import FormScreen
+        from signoff.console.screens.form_screen import FormScreen
 
         await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), timeout=10)
         form = app.screen
@@ -171,7 +171,7 @@ async def test_bulk_approve_with_marks_remote(remote):
         marked = set(t.marked)
         assert len(marked) == 3 and {t.row(i).flow for i in marked} == {"payment"}
         await pilot.press("y")
-        from console.screens.form_screen import FormScreen
+        from signoff.console.screens.form_screen import FormScreen
 
         await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), timeout=10)
         await type_text(pilot, "T-7")
@@ -207,10 +207,10 @@ async def test_request_decided_elsewhere_disappears_live_remote(remote):
 
 
 async def test_server_killed_mid_session_then_back(remote):
-    from engine.core import Engine
-    from engine.identity import Identity
-    from engine.policy import load_policy
-    from engine.service import ApprovalService
+    from signoff.engine.core import Engine
+    from signoff.engine.identity import Identity
+    from signoff.engine.policy import load_policy
+    from signoff.engine.service import ApprovalService
 
     app = console(remote, poll_interval=0.2)
     async with app.run_test(size=SIZE) as pilot:

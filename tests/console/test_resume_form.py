@@ -10,9 +10,9 @@ import pytest
 from textual.app import App
 from textual.widgets import Input, Select, SelectionList, Switch, TextArea
 
-from console.backend import LocalBackend
-from console.screens.form_screen import FormResult, FormScreen
-from console.widgets.resume_form import ResumeForm
+from signoff.console.backend import LocalBackend
+from signoff.console.screens.form_screen import FormResult, FormScreen
+from signoff.console.widgets.resume_form import ResumeForm
 from tests.support import ALICE, BOB, make_service
 
 PENDING = object()
@@ -431,7 +431,7 @@ class WidgetApp(App):
 
 @pytest.mark.anyio
 async def test_other_types_values_and_engine_agreement():
-    from engine.inputs import InputSpec, validate_inputs
+    from signoff.engine.inputs import InputSpec, validate_inputs
 
     app = WidgetApp(OTHER_FORM)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -6,8 +6,8 @@ import gc
 
 import pytest
 
-from console import startup
-from console.cli import main
+from signoff.console import startup
+from signoff.console.cli import main
 from tests.console.conftest import loaded
 
 SIZE = (120, 40)

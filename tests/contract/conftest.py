@@ -71,11 +71,11 @@ class World:
 
 
 def _local_world(tmp_path_factory) -> World:
-    from console.backend import LocalBackend
-    from engine.core import Engine
-    from engine.identity import Identity
-    from engine.policy import load_policy
-    from engine.service import ApprovalService
+    from signoff.console.backend import LocalBackend
+    from signoff.engine.core import Engine
+    from signoff.engine.identity import Identity
+    from signoff.engine.policy import load_policy
+    from signoff.engine.service import ApprovalService
 
     root = tmp_path_factory.mktemp("local-world")
     engine = Engine(root / "data", [FLOWS], policy=load_policy(POLICY))
@@ -87,7 +87,7 @@ def _local_world(tmp_path_factory) -> World:
 
 
 def _remote_world(tmp_path_factory) -> World:
-    from console.remote import RemoteBackend
+    from signoff.console.remote import RemoteBackend
 
     server = ServerProcess(tmp_path_factory.mktemp("remote-world"))
     tokens = {name: server.issue_token(name) for name in ("alice", "bob", "carol")}

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from console.backend import Change
-from engine.approvals.outcome import Outcome
-from engine.errors import InvalidInputs, NotFound, Refused
-from engine.inputs import validate_inputs
-from engine.inputs.spec import InputSpec
+from signoff.console.backend import Change
+from signoff.engine.approvals.outcome import Outcome
+from signoff.engine.errors import InvalidInputs, NotFound, Refused
+from signoff.engine.inputs import validate_inputs
+from signoff.engine.inputs.spec import InputSpec
 from tests.contract.server import NS
 
 SUMMARY_KEYS = {"id", "execution_id", "namespace", "flow_id", "task_id", "kind", "state", "summary", "requested_by",
@@ -296,14 +296,14 @@ def test_export_is_oldest_first(world):
 
 
 def test_history_bad_query_is_a_usage_error(world):
-    from engine.errors import UsageError
+    from signoff.engine.errors import UsageError
 
     with pytest.raises(UsageError):
         world.alice.history("since:notadate")
 
 
 def test_usage_errors_say_the_same(world):
-    from engine.errors import UsageError
+    from signoff.engine.errors import UsageError
 
     with pytest.raises(UsageError) as verdict:
         world.alice.decide(["r-any"], "maybe")

@@ -20,9 +20,10 @@ import email.policy
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -147,10 +148,10 @@ def _parse_body(req: RecordedRequest) -> None:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _read_body(self) -> bytes:
@@ -212,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
-    listener: "HttpListener"
+    listener: HttpListener
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
@@ -234,7 +235,7 @@ class HttpListener:
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> "HttpListener":
+    def start(self) -> HttpListener:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -250,7 +251,7 @@ class HttpListener:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> "HttpListener":
+    def __enter__(self) -> HttpListener:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

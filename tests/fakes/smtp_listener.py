@@ -46,7 +46,7 @@ def _address(arg: str) -> str:
 
 
 class _Session(socketserver.StreamRequestHandler):
-    server: "_Server"
+    server: _Server
     timeout = 30
 
     def _send(self, line: str) -> None:
@@ -178,7 +178,7 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
-    listener: "SmtpListener"
+    listener: SmtpListener
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
@@ -204,7 +204,7 @@ class SmtpListener:
         self._server.listener = self
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "SmtpListener":
+    def start(self) -> SmtpListener:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -220,7 +220,7 @@ class SmtpListener:
             self._thread = None
         self._server.server_close()
 
-    def __enter__(self) -> "SmtpListener":
+    def __enter__(self) -> SmtpListener:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

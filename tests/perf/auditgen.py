@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine import jsonutil
-from engine.audit.log import GENESIS, event_content, event_hash
+from signoff.engine import jsonutil
+from signoff.engine.audit.log import GENESIS, event_content, event_hash
 
 try:  # verify's byte-identical fast spelling of event_content (checked below on a sample)
-    from engine.audit.verify import _content as fast_content
+    from signoff.engine.audit.verify import _content as fast_content
 except ImportError:  # pragma: no cover
     def fast_content(row: tuple) -> str:
         return event_content(*row)
@@ -45,7 +45,7 @@ def build_audit(db, count: int, *, days: int = 90, now: datetime | None = None, 
 
     Returns samples useful as query values (a request id, an execution id, ...)."""
     rng = random.Random(seed)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     start = now - timedelta(days=days)
     span = (now - start).total_seconds()
     action_names = [a for a, _ in ACTIONS]

@@ -30,9 +30,10 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -128,7 +129,7 @@ def missing(name: str, unit: str, target: str, note: str) -> Figure:
 
 
 def make_engine(data_dir: Path, flows_dir: Path):
-    from engine.core import Engine
+    from signoff.engine.core import Engine
 
     return Engine(data_dir, [flows_dir])
 
@@ -149,7 +150,7 @@ def check_durability(engine) -> dict[str, Any]:
 
 
 def identities():
-    from engine.identity import Identity
+    from signoff.engine.identity import Identity
 
     return Identity("requester", ("dev",), source="os"), Identity("approver", ("ops",), source="os")
 
@@ -170,8 +171,8 @@ def start_many(svc, actor, count: int, offset: int = 0) -> list[str]:
 # -- figures: engine ----------------------------------------------------------------------
 
 
-def fig_start_rate(ctx: "Bench") -> list[Figure]:
-    from engine.service import ApprovalService
+def fig_start_rate(ctx: Bench) -> list[Figure]:
+    from signoff.engine.service import ApprovalService
 
     engine = make_engine(ctx.fresh_dir("start"), ctx.flows)
     svc = ApprovalService(engine)
@@ -189,8 +190,8 @@ def fig_start_rate(ctx: "Bench") -> list[Figure]:
     return [at_least("start_rate", n / elapsed, "/s", 500, detail={"executions": n, "seconds": round(elapsed, 3)})]
 
 
-def _bulk_setup(ctx: "Bench", label: str, run_inline: bool):
-    from engine.service import ApprovalService
+def _bulk_setup(ctx: Bench, label: str, run_inline: bool):
+    from signoff.engine.service import ApprovalService
 
     engine = make_engine(ctx.fresh_dir(label), ctx.flows)
     starter = ApprovalService(engine)
@@ -200,7 +201,7 @@ def _bulk_setup(ctx: "Bench", label: str, run_inline: bool):
     return engine, ApprovalService(engine, run_inline=run_inline), approver, ids
 
 
-def fig_bulk_decide(ctx: "Bench") -> list[Figure]:
+def fig_bulk_decide(ctx: Bench) -> list[Figure]:
     engine, svc, approver, ids = _bulk_setup(ctx, "bulk_decide", run_inline=False)
     n = len(ids)
     t0 = time.perf_counter()
@@ -218,14 +219,14 @@ def fig_bulk_decide(ctx: "Bench") -> list[Figure]:
     return [at_most(name, elapsed, "s", 2, detail={"requests": n})]
 
 
-def fig_bulk_finish(ctx: "Bench") -> list[Figure]:
+def fig_bulk_finish(ctx: Bench) -> list[Figure]:
     engine, svc, approver, ids = _bulk_setup(ctx, "bulk_finish", run_inline=True)
     n = len(ids)
     t0 = time.perf_counter()
     outcomes = svc.approve(approver, ids, reason="bulk benchmark")
     # the call advances what it touched; anything left in the queue would be finished by a
     # runner, so it counts too (it should be empty)
-    from engine.runtime.driver import drive
+    from signoff.engine.runtime.driver import drive
 
     drive(engine)
     elapsed = time.perf_counter() - t0
@@ -247,7 +248,7 @@ def _k(n: int) -> str:
 # -- figures: audit -----------------------------------------------------------------------
 
 
-def _audit_engine(ctx: "Bench"):
+def _audit_engine(ctx: Bench):
     """One engine with ``sizes['audit']`` events, built once for both audit figures."""
     if ctx.audit is None:
         from auditgen import build_audit
@@ -259,8 +260,8 @@ def _audit_engine(ctx: "Bench"):
     return ctx.audit
 
 
-def fig_audit_search(ctx: "Bench") -> list[Figure]:
-    from engine.service import ApprovalService
+def fig_audit_search(ctx: Bench) -> list[Figure]:
+    from signoff.engine.service import ApprovalService
 
     engine, samples, build_s = _audit_engine(ctx)
     svc = ApprovalService(engine)
@@ -300,8 +301,8 @@ def fig_audit_search(ctx: "Bench") -> list[Figure]:
     return [fig]
 
 
-def fig_audit_verify(ctx: "Bench") -> list[Figure]:
-    from engine.service import ApprovalService
+def fig_audit_verify(ctx: Bench) -> list[Figure]:
+    from signoff.engine.service import ApprovalService
 
     engine, _, _ = _audit_engine(ctx)
     svc = ApprovalService(engine)
@@ -318,7 +319,7 @@ def fig_audit_verify(ctx: "Bench") -> list[Figure]:
 # -- figures: console and server (owned elsewhere; measured when they exist) ----------------
 
 
-def fig_console(ctx: "Bench") -> list[Figure]:
+def fig_console(ctx: Bench) -> list[Figure]:
     try:
         import console_bench
     except ImportError as exc:  # pragma: no cover - the helper ships with this script
@@ -330,7 +331,7 @@ def fig_console(ctx: "Bench") -> list[Figure]:
     return console_bench.run(ctx)
 
 
-def _console_missing(ctx: "Bench", note: str) -> list[Figure]:
+def _console_missing(ctx: Bench, note: str) -> list[Figure]:
     small, big = _k(ctx.sizes["console_small"]), _k(ctx.sizes["console_big"])
     return [missing(f"console_ready_{small}", "x", "<= 1.5", note),
             missing(f"console_ready_{big}", "x", "<= 2", note),
@@ -338,7 +339,7 @@ def _console_missing(ctx: "Bench", note: str) -> list[Figure]:
             missing(f"console_rss_{big}", "MB", "<= 250", note)]
 
 
-def fig_remote(ctx: "Bench") -> list[Figure]:
+def fig_remote(ctx: Bench) -> list[Figure]:
     try:
         import remote_bench
     except ImportError as exc:  # pragma: no cover
@@ -352,7 +353,7 @@ def fig_remote(ctx: "Bench") -> list[Figure]:
 
 
 #: figure groups in run order: (names they print, function)
-GROUPS: list[tuple[tuple[str, ...], Callable[["Bench"], list[Figure]]]] = [
+GROUPS: list[tuple[tuple[str, ...], Callable[[Bench], list[Figure]]]] = [
     (("start_rate",), fig_start_rate),
     (("bulk_decide",), fig_bulk_decide),
     (("bulk_finish",), fig_bulk_finish),

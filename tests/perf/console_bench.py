@@ -33,7 +33,7 @@ from bench import ROOT, Figure, _k, at_most, identities, make_engine, missing
 
 from tests.support import SIGNOFF, clean_env
 
-#: `python -m console`: console/__main__.py calls console.startup.main, the function the
+#: `python -m signoff`: src/signoff/__main__.py calls console.startup.main, the function the
 #: installed `signoff` script runs (collector held during start-up included)
 CLI = SIGNOFF
 BARE_APP = """
@@ -56,9 +56,9 @@ def unavailable() -> str | None:
     try:
         import textual  # noqa: F401
 
-        from console.app import SignoffApp  # noqa: F401
-        from console.backend import LocalBackend  # noqa: F401
-        from console.screens.pending import PendingView  # noqa: F401
+        from signoff.console.app import SignoffApp  # noqa: F401
+        from signoff.console.backend import LocalBackend  # noqa: F401
+        from signoff.console.screens.pending import PendingView  # noqa: F401
     except ImportError as exc:
         return f"the console app is not available ({exc})"
     if not hasattr(os, "openpty"):
@@ -71,7 +71,7 @@ def unavailable() -> str | None:
 
 def build_pending(ctx, count: int) -> Path:
     """A data dir with ``count`` pending requests (one real, the rest cloned with SQL)."""
-    from engine.service import ApprovalService
+    from signoff.engine.service import ApprovalService
 
     data_dir = ctx.fresh_dir(f"console-{_k(count)}") / "data"
     engine = make_engine(data_dir, ctx.flows)
@@ -237,7 +237,7 @@ def compile_bytecode() -> None:
     each start (~60 ms) and measure the development tree instead of the product."""
     import compileall
 
-    for package in ("console", "engine", "themes", "sample_flows"):
+    for package in ("console", "engine", "themes", "sample_flows", "src"):
         compileall.compile_dir(str(ROOT / package), quiet=1)
 
 

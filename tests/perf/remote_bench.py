@@ -17,15 +17,15 @@ from bench import ROOT, Figure, _k, at_most, identities, make_engine, missing, s
 
 from tests.support import SIGNOFF, clean_env, wait_listening
 
-CLI = SIGNOFF  # `python -m console`: console.startup.main, what the `signoff` script runs
+CLI = SIGNOFF  # `python -m signoff`: console.startup.main, what the `signoff` script runs
 
 
 def unavailable() -> str | None:
     try:
         import httpx  # noqa: F401
 
-        import engine.server.app  # noqa: F401
-        import engine.server.run  # noqa: F401
+        import signoff.engine.server.app
+        import signoff.engine.server.run  # noqa: F401
     except ImportError as exc:
         return f"the HTTP server is not available ({exc})"
     return None
@@ -38,7 +38,7 @@ def _env(data_dir: Path, config: Path) -> dict[str, str]:
 def run(ctx) -> list[Figure]:
     import httpx
 
-    from engine.service import ApprovalService
+    from signoff.engine.service import ApprovalService
 
     bulk_name = f"remote_bulk_{_k(ctx.sizes['remote_bulk'])}"
     base = ctx.fresh_dir("remote")

@@ -73,7 +73,7 @@ class Server:
     def data_dir(self) -> Path:
         return Path(self.env["SIGNOFF_DATA_DIR"])
 
-    def start(self, timeout: float = 30) -> "Server":
+    def start(self, timeout: float = 30) -> Server:
         self.log_path = self.base / f"serve-{int(time.time() * 1000)}.log"
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen([*SIGNOFF, "serve", "--port", "0", *self.args],

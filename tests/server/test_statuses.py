@@ -265,6 +265,6 @@ def test_me_flows_executions_and_kv(server, admin):
     assert ex["items"] and all(e["state"] == "PAUSED" for e in ex["items"])
     r = admin.put("/api/v1/kv/company.finance/limit", json={"value": {"max": 7}})
     assert r.status_code == 200 and r.json() == {"namespace": "company.finance", "key": "limit"}
-    from engine.store.schema import SCHEMA_VERSION
+    from signoff.engine.store.schema import SCHEMA_VERSION
 
     assert admin.get("/healthz").json() == {"status": "ok", "schema": SCHEMA_VERSION}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from engine.core import Engine
-from engine.identity import Identity
-from engine.service import ApprovalService
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
 from tests.support import write_flows
 from tests.torture.support import connect, no_traceback, signoff
 

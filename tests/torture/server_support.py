@@ -37,7 +37,7 @@ class Serve:
         self.log_path: Path | None = None
         self.logs: list[Path] = []
 
-    def start(self, timeout: float = 60) -> "Serve":
+    def start(self, timeout: float = 60) -> Serve:
         self.log_path = self.log_dir / f"serve-{len(self.logs)}.log"
         self.logs.append(self.log_path)
         with open(self.log_path, "w") as log:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-# SIGNOFF: the real entry point, as the issue asks (`python -m console`, not the console script,
+# SIGNOFF: the real entry point, as the issue asks (`python -m signoff`, not the console script,
 # so no PATH games); the torture tests import REPO, SIGNOFF and clean_env from here
 from tests.support import REPO, SIGNOFF, clean_env
 

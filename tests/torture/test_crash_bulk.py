@@ -38,9 +38,9 @@ COUNT = 2000
 #: the client: bulk-approve every id, printing each durable chunk's ids as a JSON line
 CLIENT = r"""
 import json, sys
-from engine.core import Engine
-from engine.identity import Identity
-from engine.service import ApprovalService
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
 
 data, flows, ids_file = sys.argv[1:4]
 svc = ApprovalService(Engine(data, [flows]))

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import httpx
 
-from engine.core import Engine
-from engine.identity import Identity
-from engine.service import ApprovalService
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
 from tests.support import write_flows
 from tests.torture.server_support import Serve, issue_token
 from tests.torture.support import REPO, SIGNOFF, clean_env, connect, no_traceback, signoff
