@@ -32,7 +32,8 @@ from signoff.console.screens.pending import PendingView
 from signoff.console.startup import release_collector
 from signoff.console.themes import DEFAULT_THEME, load_themes
 from signoff.console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
-from signoff.engine.clock import SystemClock
+from signoff.console.backend import Backend
+from signoff.engine.clock import Clock, SystemClock
 
 VIEWS = ("pending", "history", "flows")
 VIEW_TITLES = {"pending": "Pending", "history": "History", "flows": "Flows"}
@@ -52,7 +53,7 @@ class MainScreen(Screen):
     MainScreen .view-missing { padding: 1 2; color: $text-muted; }
     """
 
-    def __init__(self, hints: list[tuple[str, str]], clock, backend) -> None:
+    def __init__(self, hints: list[tuple[str, str]], clock: Clock, backend: Backend) -> None:
         super().__init__()
         self._hints = hints
         self._clock = clock
@@ -60,8 +61,8 @@ class MainScreen(Screen):
 
     def compose(self) -> ComposeResult:
         status = StatusBar(id="status")
-        status.identity = getattr(self._backend, "identity", "?")
-        status.location = getattr(self._backend, "location", "")
+        status.identity = self._backend.identity
+        status.location = self._backend.location
         status.view = VIEW_TITLES["pending"]
         yield status
         yield ConnectionBanner(id="connection-banner")
@@ -83,12 +84,12 @@ class SignoffApp(App[None]):
     Input:focus { border: tall $primary; }
     """
 
-    def __init__(self, backend: Any, *, clock: Any = None, theme: str | None = None,
+    def __init__(self, backend: Backend, *, clock: Clock | None = None, theme: str | None = None,
                  config: ConsoleConfig | None = None, poll_interval: float = 1.0) -> None:
         super().__init__()
         self.backend = backend
         #: engine-style clock (``now() -> aware datetime``); the countdowns and the views use it
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
         self.config = config if config is not None else ConsoleConfig.load()
         self.poll_interval = poll_interval
         self.problems: list[str] = list(self.config.problems)
@@ -122,7 +123,7 @@ class SignoffApp(App[None]):
         # the first screen is painted by the refresh after this: start-up is over
         self.call_after_refresh(release_collector)
         self.set_interval(self.poll_interval, self._every_second, name="live")
-        if str(getattr(self.backend, "identity", "") or "?") == "?" and hasattr(self.backend, "me"):
+        if (self.backend.identity or "?") == "?":
             self._fetch_identity()  # a remote backend made without checking the token yet
         for problem in self.problems:
             self.notify(problem, title="Config", severity="warning", timeout=10)
@@ -187,7 +188,7 @@ class SignoffApp(App[None]):
 
     def _show_identity(self) -> None:
         try:
-            self.status_bar.identity = str(getattr(self.backend, "identity", "?"))
+            self.status_bar.identity = self.backend.identity or "?"
         except Exception:  # noqa: BLE001 - shutting down
             pass
 
@@ -198,7 +199,7 @@ class SignoffApp(App[None]):
 
     @property
     def server_location(self) -> str:
-        return str(getattr(self.backend, "location", "") or "the server")
+        return self.backend.location or "the server"
 
     def connection_lost(self, last_seq: int, detail: str = "") -> None:
         """The backend cannot be reached; the pending view keeps retrying with backoff."""
@@ -229,7 +230,7 @@ class SignoffApp(App[None]):
     def authentication_lost(self, detail: str = "") -> None:
         """The server refuses the token (revoked or expired): no retries until ctrl+r."""
         self.connection_problem = "auth"
-        url = getattr(self.backend, "url", None) or self.server_location
+        url = self.server_location
         try:
             self.connection_banner.show(f"{url} no longer accepts your token — run `signoff login {url}` "
                                         f"with a valid token, then press ctrl+r to reconnect")
@@ -402,9 +403,7 @@ class SignoffApp(App[None]):
 
     def action_refresh(self) -> None:
         view = self.pending_view
-        reset = getattr(view, "reset_connection", None)
-        if callable(reset):
-            reset()  # retry now (also after `signoff login` when the token was refused)
+        view.reset_connection()  # retry now (also after `signoff login` when the token was refused)
         view.reload()
         self.notify("Reloading the pending list…", timeout=2)
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from signoff.engine.approvals.outcome import Outcome
 from signoff.engine.errors import SignoffError
+
+if TYPE_CHECKING:
+    from signoff.engine.identity import Identity
+    from signoff.engine.service import ApprovalService
 
 
 @dataclass(frozen=True)
@@ -49,22 +53,56 @@ from signoff.engine.audit.actions import CHANGE_ACTIONS as REQUEST_ACTIONS  # no
 
 
 class Backend(Protocol):
-    #: who is acting, as shown in the status bar
+    """What the console and the CLI may ask of the engine; both backends subclass this
+    Protocol explicitly, so a type checker holds them to it, and they inherit the defaults
+    below for the parts where a backend has nothing to do (the remote backend prefetches
+    nothing and never defers a tick; the local one has no token to refresh)."""
+
+    #: who is acting, as shown in the status bar ("?" until a remote backend asked the server)
     identity: str
     #: where the engine is: "embedded · /path/to/data" or the server URL
     location: str
+    #: the engine's tick that start-up skipped (console.cli) and the pending view owes once
+    #: its list is loaded: see :meth:`run_deferred_tick`
+    tick_after_load: bool = False
 
-    def me(self) -> dict[str, Any]: ...
+    def me(self) -> dict[str, Any]:
+        """Who we are to the engine: {name, groups, roles...}; also sets ``identity``."""
+        ...
 
     def list_pending(self, *, q: str | None = None, namespace: str | None = None,
                      flow: str | None = None) -> list[dict[str, Any]]: ...
 
     def pending_rows(self, *, limit: int | None = None,
-                     convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
+                     convert: Callable[[list[tuple[Any, ...]]], list[Any]] | None = None) -> list[Any]:
         """The pending list (as list_pending, unfiltered) as compact tuples with the fields of
-        engine.service.PENDING_ROW_FIELDS; ``limit``: only the first rows (the console's first
-        paint); ``convert`` maps batches of tuples (to the console's row objects)."""
+        engine.approvals.rows.PENDING_ROW_FIELDS; ``limit``: only the first rows (the console's
+        first paint); ``convert`` maps batches of tuples (to the console's row objects)."""
         ...
+
+    def prefetch_pending(self, limit: int = FIRST_PAGE) -> None:
+        """Start reading the first ``limit`` pending rows while the console is still starting
+        (see :meth:`take_prefetched`). Default: nothing (a backend without a head start)."""
+
+    def take_prefetched(self, limit: int) -> tuple[int, list[tuple[Any, ...]]] | None:
+        """(change sequence, rows) read by :meth:`prefetch_pending`, if they are there already
+        (never waits); only once, only for the same ``limit``. Default: None (nothing read)."""
+        return None
+
+    def refresh_token(self) -> None:
+        """Read the credentials again (after `signoff login` while the console runs).
+        Default: nothing (a backend without a token)."""
+
+    def run_deferred_tick(self) -> None:
+        """Run the tick that start-up left for later (``tick_after_load``), once; its changes
+        reach the console through the next poll. A failure is left to the poll's own tick."""
+        if not self.tick_after_load:
+            return
+        self.tick_after_load = False
+        try:
+            self.tick()
+        except Exception:  # noqa: BLE001 - the poll ticks again within seconds
+            pass
 
     def get_request(self, request_id: str) -> dict[str, Any]: ...
 
@@ -109,13 +147,14 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """The embedded engine, in this process, acting as this process's OS account.
 
     ``origin`` is what the audit trail records as the decisions' source ("console", or "cli"
     when the command line uses this backend)."""
 
-    def __init__(self, service, identity=None, *, origin: str = "console") -> None:
+    def __init__(self, service: ApprovalService, identity: Identity | None = None, *,
+                 origin: str = "console") -> None:
         from signoff.engine.identity import os_identity
 
         self.service = service
@@ -125,8 +164,7 @@ class LocalBackend:
         self.location = f"embedded · {service.engine.data_dir}"
 
     def me(self) -> dict[str, Any]:
-        describe = getattr(self.service.engine.policy, "describe", None)
-        info = describe(self.actor) if describe else {}
+        info = self.service.engine.policy.describe(self.actor)
         return {**info, "name": self.actor.name, "groups": list(info.get("groups", self.actor.groups))}
 
     def list_pending(self, *, q: str | None = None, namespace: str | None = None,
@@ -134,16 +172,13 @@ class LocalBackend:
         return self.service.list_pending(self.actor, q=q, namespace=namespace, flow=flow)
 
     def pending_rows(self, *, limit: int | None = None,
-                     convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
+                     convert: Callable[[list[tuple[Any, ...]]], list[Any]] | None = None) -> list[Any]:
         return self.service.pending_rows(self.actor, limit=limit, convert=convert)
 
     def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
         return self.service.request_summaries(self.actor, request_ids)
 
-    #: set by the console's start-up (console.cli) when it skipped the engine's tick: the
-    #: pending view ticks once its list is loaded
-    tick_after_load = False
-    _prefetch: tuple | None = None
+    _prefetch: tuple[Any, ...] | None = None
 
     def prefetch_pending(self, limit: int = FIRST_PAGE) -> None:
         """Start reading the change sequence and the first ``limit`` pending rows in a thread,
@@ -162,7 +197,7 @@ class LocalBackend:
         self._prefetch = (thread, box, limit)
         thread.start()
 
-    def take_prefetched(self, limit: int) -> tuple[int, list[tuple]] | None:
+    def take_prefetched(self, limit: int) -> tuple[int, list[tuple[Any, ...]]] | None:
         """(sequence, rows) read by :meth:`prefetch_pending` if they are there already (never
         waits); only once, and only for the same ``limit``."""
         prefetch, self._prefetch = self._prefetch, None
@@ -171,7 +206,8 @@ class LocalBackend:
         thread, box, wanted = prefetch
         if wanted != limit or thread.is_alive():
             return None
-        return box.get("value")
+        value: tuple[int, list[tuple[Any, ...]]] | None = box.get("value")
+        return value
 
     def get_request(self, request_id: str) -> dict[str, Any]:
         return self.service.get_request(self.actor, request_id)

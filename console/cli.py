@@ -16,13 +16,16 @@ import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from signoff.console.settings import Settings
 from signoff.console.startup import release_collector
 from signoff.engine.errors import SignoffError, UsageError
+
+if TYPE_CHECKING:
+    from signoff.console.backend import Backend
 
 # -- shared options ---------------------------------------------------------------------
 
@@ -97,7 +100,7 @@ def actor():
     return os_identity()
 
 
-def backend(*, tick: bool = True, origin: str = "cli", check_token: bool = False):
+def backend(*, tick: bool = True, origin: str = "cli", check_token: bool = False) -> Backend:
     """What every command talks to: the embedded engine, or a server with --server/$SIGNOFF_SERVER.
 
     Both implement console.backend.Backend with the same results, so commands behave and
@@ -105,7 +108,7 @@ def backend(*, tick: bool = True, origin: str = "cli", check_token: bool = False
     (embedded mode; a server records its own). ``check_token``: ask the server who we are
     now (the console, before it opens); a command finds out with its own first call."""
     root = click.get_current_context().find_root()
-    current = root.meta.get("backend")
+    current: Backend | None = root.meta.get("backend")
     if current is None:
         s = settings()
         url = s.resolved_server()
@@ -225,9 +228,7 @@ def open_console(*, theme: str | None = None) -> None:
     pending view's load worker instead of before the first paint, and the first screenful
     of pending rows is read in a thread while the console's modules are still importing."""
     b = backend(tick=False, origin="console", check_token=True)
-    prefetch = getattr(b, "prefetch_pending", None)
-    if callable(prefetch):
-        prefetch()
+    b.prefetch_pending()
     from signoff.console.app import SignoffApp
 
     SignoffApp(b, theme=theme, config=settings().console_config()).run()

@@ -35,7 +35,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from signoff.console.backend import REQUEST_ACTIONS, AuthError, Change, ConnectionLost
+from signoff.console.backend import REQUEST_ACTIONS, AuthError, Backend, Change, ConnectionLost
 from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.outcome import Outcome
 from signoff.engine.errors import InvalidInputs, NotFound, Refused, SignoffError, UsageError
@@ -79,7 +79,7 @@ def _ssl_context(ca_cert: str | None) -> ssl.SSLContext:
         raise UsageError(f"cannot use CA certificate {ca_cert}: {exc}") from None
 
 
-class RemoteBackend:
+class RemoteBackend(Backend):
     """A `Backend` on a signoff server, acting as the owner of ``token``.
 
     ``token_source``: where the token came from (keyring, environment, file); with it,
@@ -206,7 +206,7 @@ class RemoteBackend:
                            flow=flow)
 
     def pending_rows(self, *, limit: int | None = None,
-                     convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
+                     convert: Callable[[list[tuple[Any, ...]]], list[Any]] | None = None) -> list[Any]:
         """list_pending as compact tuples (engine.service.PENDING_ROW_FIELDS); with ``limit``
         only the first pages are fetched."""
         items = self._paged("/approvals", page_size=PAGE, limit=limit, status="pending")
@@ -330,7 +330,7 @@ class RemoteBackend:
     def get_execution(self, execution_id: str) -> dict[str, Any]:
         return self._get(f"/executions/{_seg(execution_id)}")
 
-    def list_executions(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_executions(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         # the server answers at most AUDIT_PAGE executions and has no cursor for them
         return self._get("/executions", state=state, limit=min(limit, AUDIT_PAGE)).get("items") or []
 

@@ -23,7 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Input
 from textual.worker import WorkerFailed
 
-from signoff.console.backend import FIRST_PAGE, AuthError, ConnectionLost
+from signoff.console.backend import FIRST_PAGE, AuthError, Backend, ConnectionLost
 from signoff.console.widgets.context_pane import ContextPane
 from signoff.console.widgets.pending_table import PendingTable, build_rows
 from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_mode, comment_required
@@ -139,8 +139,8 @@ class PendingView(Widget):
         return self._filter
 
     @property
-    def backend(self):
-        return self.app.backend  # type: ignore[attr-defined]
+    def backend(self) -> Backend:
+        return self.app.backend  # type: ignore[attr-defined, no-any-return]
 
     def on_mount(self) -> None:
         self._apply_width(self.app.size.width)
@@ -163,8 +163,7 @@ class PendingView(Widget):
     def load(self) -> None:
         """(Re)load the list. Rows the backend prefetched while the app was starting are shown
         at once (before the first paint, no I/O here); everything else is read in a worker."""
-        take = getattr(self.backend, "take_prefetched", None)
-        ready = take(FIRST_PAGE) if callable(take) else None  # never waits
+        ready = self.backend.take_prefetched(FIRST_PAGE)  # never waits
         if ready is None:
             self._load_worker(None)
             return
@@ -172,8 +171,8 @@ class PendingView(Widget):
         rows = build_rows(items)
         if len(rows) < FIRST_PAGE:
             self._loaded(rows, seq)
-            if getattr(self.backend, "tick_after_load", False):
-                self.run_worker(lambda: _deferred_tick(self.backend), thread=True, group="pending-load-tick",
+            if self.backend.tick_after_load:
+                self.run_worker(self.backend.run_deferred_tick, thread=True, group="pending-load-tick",
                                 exit_on_error=False)
             return
         painted = threading.Event()
@@ -190,25 +189,21 @@ class PendingView(Widget):
 
         backend = self.backend
         worker = get_current_worker()
-        fast = getattr(backend, "pending_rows", None)
         try:
             if first is not None:
                 seq, painted = first
                 painted.wait(2.0)  # let the first paint have the CPU
-                items: list[Any] = fast(convert=build_rows)
+                items: list[Any] = backend.pending_rows(convert=build_rows)
             else:
                 seq = backend.last_change()  # first, so nothing between the two calls is missed
-                if fast is None:
-                    items = build_rows(backend.list_pending())
-                else:
-                    items = fast(limit=FIRST_PAGE, convert=build_rows)
-                    if len(items) >= FIRST_PAGE:
-                        painted = threading.Event()
-                        self.app.call_from_thread(self._loaded, items, seq, painted)
-                        painted.wait(2.0)
-                        if worker.is_cancelled:
-                            return
-                        items = fast(convert=build_rows)
+                items = backend.pending_rows(limit=FIRST_PAGE, convert=build_rows)
+                if len(items) >= FIRST_PAGE:
+                    painted = threading.Event()
+                    self.app.call_from_thread(self._loaded, items, seq, painted)
+                    painted.wait(2.0)
+                    if worker.is_cancelled:
+                        return
+                    items = backend.pending_rows(convert=build_rows)
             rows = items  # PendingRows already (converted by the backend, batch by batch)
         except Exception as exc:  # noqa: BLE001 - shown to the operator
             self.app.call_from_thread(self._load_failed, exc)
@@ -216,7 +211,7 @@ class PendingView(Widget):
         if worker.is_cancelled:
             return
         self.app.call_from_thread(self._loaded, rows, seq)
-        _deferred_tick(backend)
+        backend.run_deferred_tick()
 
     def _load_failed(self, exc: Exception) -> None:
         self.table.loading_text = f"Could not load the pending list: {exc}"
@@ -285,7 +280,7 @@ class PendingView(Widget):
     def _poll(self, after: int, tick: bool, recovering: bool = False, reauth: bool = False) -> None:
         backend = self.backend
         try:
-            if reauth and callable(getattr(backend, "refresh_token", None)):
+            if reauth:
                 backend.refresh_token()  # `signoff login` may have stored a new one
             if recovering and backend.last_change() < after:
                 # the server came back with an older database (restored): read everything again
@@ -743,18 +738,6 @@ class PendingView(Widget):
         except Exception:  # noqa: BLE001 - the next poll will catch up
             return
         self.app.call_from_thread(self.table.add_rows, [s for s in summaries if s.get("state") == "PENDING"])
-
-
-def _deferred_tick(backend) -> None:
-    """The engine's tick that start-up left for after the list is loaded (console.cli); its
-    changes reach the list through the next poll."""
-    if not getattr(backend, "tick_after_load", False):
-        return
-    backend.tick_after_load = False
-    try:
-        backend.tick()
-    except Exception:  # noqa: BLE001 - the poll ticks again soon
-        pass
 
 
 def _form_screen():
