@@ -28,9 +28,11 @@ from textual.widgets import ContentSwitcher, Input, Static
 from signoff.console import keymap as km
 from signoff.console.commands import SignoffCommands
 from signoff.console.config import ConsoleConfig
+from signoff.console.live import PendingLive, Problem
 from signoff.console.screens.pending import PendingView
 from signoff.console.startup import release_collector
 from signoff.console.themes import DEFAULT_THEME, load_themes
+from signoff.console.widgets.pending_table import build_rows
 from signoff.console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
 from signoff.console.backend import Backend
 from signoff.engine.clock import Clock, SystemClock
@@ -53,21 +55,21 @@ class MainScreen(Screen):
     MainScreen .view-missing { padding: 1 2; color: $text-muted; }
     """
 
-    def __init__(self, hints: list[tuple[str, str]], clock: Clock, backend: Backend) -> None:
+    def __init__(self, hints: list[tuple[str, str]], clock: Clock, live: PendingLive) -> None:
         super().__init__()
         self._hints = hints
         self._clock = clock
-        self._backend = backend
+        self._live = live
 
     def compose(self) -> ComposeResult:
         status = StatusBar(id="status")
-        status.identity = self._backend.identity
-        status.location = self._backend.location
+        status.identity = self._live.backend.identity
+        status.location = self._live.backend.location
         status.view = VIEW_TITLES["pending"]
         yield status
         yield ConnectionBanner(id="connection-banner")
         with ContentSwitcher(initial="pending", id="views"):
-            yield PendingView(clock=self._clock.now, id="pending")
+            yield PendingView(self._live, clock=self._clock.now, id="pending")
         yield KeyHints(self._hints, id="hints")
 
 
@@ -112,12 +114,25 @@ class SignoffApp(App[None]):
         self.current_view = "pending"
         self._mounting: set[str] = set()
         self._status_values: dict[str, Any] = {}
-        #: None while the backend answers; else why it does not ("lost" or "auth")
-        self.connection_problem: str | None = None
+        #: the pending list's live state; its connection state is the one the banner shows
+        self.live = PendingLive(backend, convert=build_rows)
+
+    @property
+    def connection_problem(self) -> Problem | None:
+        """None while the backend answers; else why it does not ("lost" or "auth")."""
+        return self.live.problem
+
+    #: actions that work on the pending list only: elsewhere their keys are left to the view
+    PENDING_ONLY = frozenset({"toggle_mark", "open_form"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.PENDING_ONLY:
+            return self.current_view == "pending"
+        return True
 
     # -- screens and layout --------------------------------------------------------------
     def get_default_screen(self) -> Screen:
-        return MainScreen(km.hints(self.key_actions), self.clock, self.backend)
+        return MainScreen(km.hints(self.key_actions), self.clock, self.live)
 
     def on_mount(self) -> None:
         # the first screen is painted by the refresh after this: start-up is over
@@ -201,10 +216,17 @@ class SignoffApp(App[None]):
     def server_location(self) -> str:
         return self.backend.location or "the server"
 
-    def connection_lost(self, last_seq: int, detail: str = "") -> None:
+    def on_pending_view_connection_changed(self, message: PendingView.ConnectionChanged) -> None:
+        if message.transition == "lost":
+            self.connection_lost(message.live.last_seq, message.detail, first=message.live.retry_delay
+                                 == message.live.RETRY_FIRST)
+        elif message.transition == "auth":
+            self.authentication_lost(message.detail)
+        else:
+            self.connection_restored()
+
+    def connection_lost(self, last_seq: int, detail: str = "", *, first: bool = True) -> None:
         """The backend cannot be reached; the pending view keeps retrying with backoff."""
-        first = self.connection_problem != "lost"
-        self.connection_problem = "lost"
         try:
             self.connection_banner.show(f"Connection to {self.server_location} lost — reconnecting… "
                                         f"(last change seen: seq {last_seq})")
@@ -216,9 +238,6 @@ class SignoffApp(App[None]):
             self.log.warning(f"connection lost: {detail}")
 
     def connection_restored(self) -> None:
-        if self.connection_problem is None:
-            return
-        self.connection_problem = None
         try:
             self.connection_banner.hide()
             self.status_bar.connection = ""
@@ -229,7 +248,6 @@ class SignoffApp(App[None]):
 
     def authentication_lost(self, detail: str = "") -> None:
         """The server refuses the token (revoked or expired): no retries until ctrl+r."""
-        self.connection_problem = "auth"
         url = self.server_location
         try:
             self.connection_banner.show(f"{url} no longer accepts your token — run `signoff login {url}` "
@@ -370,8 +388,7 @@ class SignoffApp(App[None]):
         self._pending().open_filter()
 
     def action_toggle_mark(self) -> None:
-        if self.current_view == "pending":
-            self.pending_view.table.toggle_mark()
+        self.pending_view.table.toggle_mark()
 
     def action_mark_all(self) -> None:
         self._pending().table.mark_all()
@@ -385,8 +402,6 @@ class SignoffApp(App[None]):
         self._pending().approve(False)
 
     def action_open_form(self) -> None:
-        if self.current_view != "pending":
-            return
         if self._refuse_while_offline():
             return
         self.pending_view.approve(True)

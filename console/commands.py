@@ -38,7 +38,10 @@ class SignoffCommands(Provider):
                 continue
             title = TITLES.get(key.id, key.description)
             first = display_key(key.keys.split(",")[0])
-            method = getattr(app, f"action_{key.action_name.removeprefix('app.')}", None)
+            name = key.action_name.removeprefix("app.")
+            if not app.check_action(name, ()):
+                continue  # not here (e.g. marking outside the pending list)
+            method = getattr(app, f"action_{name}", None)
             if callable(method):
                 yield title, escape(f"{key.description} · key {first}"), method
         if hasattr(app, "pending_view"):

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Label, ProgressBar, Static
 
@@ -37,6 +38,14 @@ class BulkProgressScreen(ModalScreen[None]):
     """
     BINDINGS = [Binding("escape,c", "stop", "Stop", priority=True)]
 
+    class Advanced(Message):
+        """Posted by the bulk worker after each slice: ``done`` of ``total`` have an outcome."""
+
+        def __init__(self, done: int, total: int) -> None:
+            super().__init__()
+            self.done = done
+            self.total = total
+
     def __init__(self, verb: str, total: int) -> None:
         super().__init__()
         self.verb = verb
@@ -54,8 +63,8 @@ class BulkProgressScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         self.query_one("#dialog").border_title = "Working"
 
-    def advance(self, done: int, total: int) -> None:
-        self.query_one(ProgressBar).update(total=total, progress=done)
+    def on_bulk_progress_screen_advanced(self, message: Advanced) -> None:
+        self.query_one(ProgressBar).update(total=message.total, progress=message.done)
 
     def action_stop(self) -> None:
         self.stop_requested.set()
