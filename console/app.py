@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Input, Static
+from textual.widgets import ContentSwitcher, Input
 
 from signoff.console import keymap as km
 from signoff.console.commands import SignoffCommands
@@ -52,7 +52,6 @@ class MainScreen(Screen):
     MainScreen > KeyHints { dock: bottom; }
     MainScreen > ConnectionBanner { height: auto; }
     MainScreen > #views { height: 1fr; }
-    MainScreen .view-missing { padding: 1 2; color: $text-muted; }
     """
 
     def __init__(self, hints: list[tuple[str, str]], clock: Clock, live: PendingLive) -> None:
@@ -316,19 +315,14 @@ class SignoffApp(App[None]):
         self.show_view(name)
 
     def _make_view(self, name: str) -> Widget:
-        try:
-            if name == "history":
-                from signoff.console.screens.history import HistoryView
+        """The History and Flows views, imported when first shown (start-up does without them)."""
+        if name == "history":
+            from signoff.console.screens.history import HistoryView
 
-                return HistoryView(id="history")
-            if name == "flows":
-                from signoff.console.screens.flows import FlowsView
+            return HistoryView(id="history")
+        from signoff.console.screens.flows import FlowsView
 
-                return FlowsView(id="flows")
-        except ImportError:
-            pass
-        return Static(f"The {VIEW_TITLES[name]} view is not available in this build.", id=name,
-                      classes="view-missing")
+        return FlowsView(id="flows")
 
     def action_view_pending(self) -> None:
         self.show_view("pending")

@@ -53,18 +53,15 @@ def secret_set(name: str) -> None:
         value = sys.stdin.read().rstrip("\n")
     if not value:
         raise UsageError("empty secret value")
-    try:
-        import keyring
-        from keyring.errors import KeyringError, NoKeyringError
+    import keyring
+    from keyring.errors import KeyringError, NoKeyringError
 
-        try:
-            keyring.set_password(KEYRING_SERVICE, f"secret:{name}", value)
-        except NoKeyringError:
-            raise UsageError(
-                f"no OS keyring is available on this machine; instead export SECRET_{name} with the "
-                f"base64-encoded value (e.g. `export SECRET_{name}=$(printf %s VALUE | base64)`)") from None
-        except KeyringError as exc:
-            raise SignoffError(f"the OS keyring refused the secret: {exc}") from None
-    except ImportError:  # pragma: no cover - keyring is a dependency
-        raise SignoffError("the keyring package is missing") from None
+    try:
+        keyring.set_password(KEYRING_SERVICE, f"secret:{name}", value)
+    except NoKeyringError:
+        raise UsageError(
+            f"no OS keyring is available on this machine; instead export SECRET_{name} with the "
+            f"base64-encoded value (e.g. `export SECRET_{name}=$(printf %s VALUE | base64)`)") from None
+    except KeyringError as exc:
+        raise SignoffError(f"the OS keyring refused the secret: {exc}") from None
     click.echo(f"secret {name} stored in the OS keyring")

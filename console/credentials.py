@@ -61,11 +61,9 @@ def read_token_file(path: str | os.PathLike[str]) -> str:
 
 def keyring_token(url: str) -> str | None:
     """The token stored for ``url`` in the OS keyring, or None (also when there is no keyring)."""
-    try:
-        import keyring
-        from keyring.errors import KeyringError
-    except ImportError:  # pragma: no cover - keyring is a dependency
-        return None
+    import keyring
+    from keyring.errors import KeyringError
+
     try:
         return keyring.get_password(KEYRING_SERVICE, _key(url)) or None
     except KeyringError:  # includes NoKeyringError
@@ -73,11 +71,9 @@ def keyring_token(url: str) -> str | None:
 
 
 def keyring_available() -> bool:
-    try:
-        import keyring
-        from keyring.backends import fail
-    except ImportError:  # pragma: no cover
-        return False
+    import keyring
+    from keyring.backends import fail
+
     backend = keyring.get_keyring()
     if isinstance(backend, fail.Keyring):
         return False

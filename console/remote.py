@@ -16,18 +16,15 @@ Network rules:
   ``DECIDE_SLICE`` ids, each slice with the key ``f"{key}:{slice_index}"``: progress callbacks
   work between slices, and a slice retried after a lost connection (once) is never decided
   twice - the server answers the stored outcomes.
-* ``follow()`` reads the server-sent event stream and reconnects with backoff when the
-  connection drops, reporting the connection state for the console's banner.
+* Live updates: the console polls :meth:`changes` (console.live), which also notices a server
+  that came back with an older database; the server's event stream (``GET /events`` as
+  ``text/event-stream``) is for other clients.
 
 The token is sent as ``Authorization: Bearer ...`` and never logged, printed or stored here.
 """
 from __future__ import annotations
 
-import json
-import socket
 import ssl
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -38,6 +35,7 @@ import httpx
 from signoff.console.backend import REQUEST_ACTIONS, AuthError, Backend, Change, ConnectionLost
 from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.outcome import Outcome
+from signoff.engine.approvals.rows import row_tuple
 from signoff.engine.errors import InvalidInputs, NotFound, Refused, SignoffError, UsageError
 
 #: most ids sent in one bulk decision request (one idempotency sub-key each)
@@ -207,12 +205,10 @@ class RemoteBackend(Backend):
 
     def pending_rows(self, *, limit: int | None = None,
                      convert: Callable[[list[tuple[Any, ...]]], list[Any]] | None = None) -> list[Any]:
-        """list_pending as compact tuples (engine.service.PENDING_ROW_FIELDS); with ``limit``
+        """list_pending as compact tuples (engine.approvals.rows.PENDING_ROW_FIELDS); with ``limit``
         only the first pages are fetched."""
         items = self._paged("/approvals", page_size=PAGE, limit=limit, status="pending")
-        rows = [(i["id"], i.get("execution_id"), i.get("namespace"), i.get("flow_id"), i.get("task_id"),
-                 i.get("summary"), i.get("requested_by"), i.get("created_at"), i.get("due_at"),
-                 i.get("approvals", 0), i.get("required", 1)) for i in items]
+        rows = [row_tuple(item) for item in items]
         return convert(rows) if convert is not None else rows
 
     def pending_summaries(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -358,108 +354,6 @@ class RemoteBackend(Backend):
             cursor = last
         return found[:limit]
 
-    def follow(self, after: int, on_change: Callable[[Change], Any], stop_event: threading.Event, *,
-               on_state: Callable[[bool], Any] | None = None, backoff: float = 0.5, max_backoff: float = 10.0,
-               idle_timeout: float = 60.0) -> None:
-        """Deliver every request change after ``after`` to ``on_change`` until ``stop_event``
-        is set, from the server-sent event stream. When the connection drops it reconnects
-        (from the last seen sequence) with exponential backoff; ``on_state(False)`` is called
-        when the server is lost and ``on_state(True)`` when (re)connected. A stream that stays
-        silent for ``idle_timeout`` seconds is quietly re-opened. Raises `AuthError` when the
-        server no longer accepts the token."""
-        last = after
-        connected: bool | None = None
-        delay = backoff
-        failures = 0
-
-        def set_state(value: bool) -> None:
-            nonlocal connected
-            if value != connected:
-                connected = value
-                if on_state is not None:
-                    on_state(value)
-
-        while not stop_event.is_set():
-            opened_at = None
-
-            def opened() -> None:
-                nonlocal opened_at
-                opened_at = time.monotonic()
-                set_state(True)
-
-            try:
-                for change, seq in self._stream(last, stop_event, idle_timeout, opened):
-                    if seq is not None:
-                        last = max(last, seq)
-                    if change is not None:
-                        on_change(change)
-                    failures, delay = 0, backoff
-            except _Idle:
-                continue  # a silent stream: re-open quietly
-            except (httpx.TransportError, _StreamBroken):
-                if opened_at is not None and time.monotonic() - opened_at > 1.0:
-                    failures, delay = 0, backoff  # it worked for a while: the first retry is immediate
-                failures += 1
-            if stop_event.is_set():
-                break
-            if failures == 1 and connected:
-                continue  # the stream ended: try once at once before showing anything
-            set_state(False)
-            if stop_event.wait(delay):
-                break
-            delay = min(delay * 2, max_backoff)
-
-    def _stream(self, after: int, stop_event: threading.Event, idle_timeout: float,
-                on_open: Callable[[], None]) -> Iterator[tuple[Change | None, int | None]]:
-        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
-        timeout = httpx.Timeout(self.timeout, read=idle_timeout)
-        with self._http_once.stream("GET", "/events", params={"after": after}, headers=headers,
-                                    timeout=timeout) as response:
-            if response.status_code == 401:
-                response.read()
-                raise self._error(response)
-            if response.status_code >= 400:
-                response.read()
-                raise _StreamBroken(response.status_code)
-            on_open()
-            done = threading.Event()
-            watcher = threading.Thread(target=_close_on_stop, args=(response, stop_event, done), daemon=True)
-            watcher.start()
-            try:
-                fields: dict[str, str] = {}
-                data: list[str] = []
-                for line in response.iter_lines():
-                    if stop_event.is_set():
-                        return
-                    if line == "":
-                        if fields.get("event") == "unauthorized":  # the token was revoked or expired
-                            raise AuthError(f"{self.url} no longer accepts the token; "
-                                            f"run `signoff login {self.url}` with a valid token")
-                        if data or fields:
-                            yield _dispatch(fields, data)
-                        fields, data = {}, []
-                        continue
-                    if line.startswith(":"):
-                        continue  # comment / keep-alive
-                    name, _, value = line.partition(":")
-                    value = value[1:] if value.startswith(" ") else value
-                    if name == "data":
-                        data.append(value)
-                    elif name in ("id", "event", "retry"):
-                        fields[name] = value
-            except httpx.ReadTimeout:
-                if stop_event.is_set():
-                    return
-                raise _Idle() from None
-            except (httpx.TransportError, httpx.StreamError):
-                if stop_event.is_set():
-                    return
-                raise _StreamBroken(0) from None
-            finally:
-                done.set()
-        # a clean end of the stream means the server went away
-        raise _StreamBroken(0)
-
     # -- housekeeping ---------------------------------------------------------------------
     def tick(self) -> None:
         """Nothing to do: the server runs the timers and the executions."""
@@ -473,49 +367,6 @@ class RemoteBackend(Backend):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _StreamBroken(Exception):
-    """The event stream could not be opened or ended; follow() reconnects."""
-
-
-class _Idle(Exception):
-    """Nothing arrived on the event stream for ``idle_timeout`` seconds."""
-
-
-def _close_on_stop(response: httpx.Response, stop_event: threading.Event, done: threading.Event) -> None:
-    """Wake a reader blocked on the event stream when the caller asks to stop."""
-    while not done.is_set():
-        if stop_event.wait(0.2):
-            stream = response.extensions.get("network_stream")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            return
-
-
-def _dispatch(fields: Mapping[str, str], data: list[str]) -> tuple[Change | None, int | None]:
-    seq: int | None = None
-    if fields.get("id", "").strip().isdigit():
-        seq = int(fields["id"])
-    if not data:
-        return None, seq
-    try:
-        doc = json.loads("\n".join(data))
-    except ValueError:
-        return None, seq
-    if not isinstance(doc, dict):
-        return None, seq
-    if seq is None and isinstance(doc.get("seq"), int):
-        seq = doc["seq"]
-    if "action" not in doc and fields.get("event"):
-        doc = {**doc, "action": fields["event"]}
-    if "seq" not in doc and seq is not None:
-        doc = {**doc, "seq": seq}
-    return _change(doc), seq
 
 
 def _change(d: Mapping[str, Any]) -> Change | None:

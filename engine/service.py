@@ -14,12 +14,16 @@ from signoff.engine import jsonutil
 from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.close import close_request
 from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome
+from signoff.engine.approvals.rows import PENDING_ORDER_SQL
+from signoff.engine.approvals.rows import PENDING_ROW_FIELDS as PENDING_ROW_FIELDS  # noqa: F401 - re-exported
 from signoff.engine.audit import append_event
 from signoff.engine.audit.service_mixin import AuditMixin
 from signoff.engine.core import Engine
 from signoff.engine.errors import InvalidInputs, NotFound, Refused, UsageError
 from signoff.engine.identity import Identity
 from signoff.engine.runtime import work
+from signoff.engine.runtime.execution_row import insert_execution
+from signoff.engine.runtime.outputs import outputs_tree
 
 if TYPE_CHECKING:
     from signoff.engine.approvals.decide import DecisionRequest
@@ -127,9 +131,6 @@ class ApprovalService(AuditMixin):
             row = {"id": execution_id, "namespace": namespace, "flow_id": flow_id, "revision": revision,
                    "state": "CREATED", "inputs": jsonutil.dumps(values), "labels": jsonutil.dumps(all_labels),
                    "started_by": actor.name, "created_at": now, "updated_at": now, "ended_at": None, "error": None}
-            insert = ("INSERT{} INTO executions(id, namespace, flow_id, revision, state, inputs, labels, started_by,"
-                      " created_at, updated_at) VALUES (:id, :namespace, :flow_id, :revision, :state, :inputs,"
-                      " :labels, :started_by, :created_at, :updated_at)")
             append_event(tx, at=now, actor=actor.name, action="execution.started", namespace=namespace,
                          flow_id=flow_id, execution_id=execution_id,
                          data={"revision": revision, "inputs": mask(flow.inputs, values)})
@@ -153,10 +154,10 @@ class ApprovalService(AuditMixin):
                 if not tx.in_transaction:  # an outside effect committed and the run stopped
                     self.db.begin()
                 if inline_error is not None or run is None or run.row_pending:
-                    tx.execute(insert.format(" OR IGNORE"), row)
+                    insert_execution(tx, row, if_absent=True)
                     work.enqueue(tx, execution_id, now)
             else:
-                tx.execute(insert.format(""), row)
+                insert_execution(tx, row)
                 work.enqueue(tx, execution_id, now)
         if inline_error is not None:
             raise inline_error
@@ -229,7 +230,7 @@ class ApprovalService(AuditMixin):
     def list_pending(self, actor: Identity, *, namespace: str | None = None, flow: str | None = None,
                      q: str | None = None) -> list[dict[str, Any]]:
         """Pending requests the actor may see, in due-time order (no due time last; see
-        :func:`pending_sort_key`)."""
+        engine.approvals.rows)."""
         sql = f"SELECT r.*, {APPROVALS_SQL} AS approvals FROM requests r WHERE r.state='PENDING'"
         params: list[Any] = []
         if namespace:
@@ -246,7 +247,7 @@ class ApprovalService(AuditMixin):
         if q:
             sql += " AND (r.summary LIKE ? OR r.flow_id LIKE ? OR r.namespace LIKE ? OR r.requested_by LIKE ?)"
             params.extend([f"%{q}%"] * 4)
-        sql += " ORDER BY r.due_at IS NULL, r.due_at, r.created_at, r.id"
+        sql += f" ORDER BY {PENDING_ORDER_SQL}"
         visible = self._view_filter(actor)
         return [request_summary(r, r["approvals"]) for r in self.db.query(sql, params) if visible(r["namespace"])]
 
@@ -496,43 +497,6 @@ class ApprovalService(AuditMixin):
                        (namespace, key, jsonutil.dumps(value), self.engine.now()))
             append_event(tx, at=self.engine.now(), actor=actor.name, action="kv.set", namespace=namespace,
                          data={"key": key})
-
-
-#: the fields of :meth:`ApprovalService.pending_rows` tuples, in order
-PENDING_ROW_FIELDS = ("id", "execution_id", "namespace", "flow_id", "task_id", "summary", "requested_by",
-                      "created_at", "due_at", "approvals", "required")
-
-
-def pending_sort_key(r) -> tuple:
-    """The pending list's order: due time (none last), then creation, then id."""
-    return (r["due_at"] is None, r["due_at"] or "", r["created_at"], r["id"])
-
-
-def outputs_tree(runs) -> dict[str, Any]:
-    """Outputs by task id as flows see them: tasks inside a ForEach are keyed by loop value."""
-    by_path = {r["path"]: r for r in runs}
-    tree: dict[str, Any] = {}
-    for r in runs:
-        if r["state"] not in ("SUCCESS", "WARNING", "RUNNING", "FAILED"):
-            continue
-        outputs = jsonutil.loads(r["outputs"], {})
-        if not outputs and r["state"] == "RUNNING":
-            continue
-        parts = r["path"].split("/")
-        loop_keys: list[str] = []
-        for i, part in enumerate(parts):
-            parent = by_path.get("/".join(parts[:i]))
-            if part.isdigit() and parent is not None and parent["type"].endswith(".ForEach"):
-                values = jsonutil.loads(parent["value"], [])
-                loop_keys.append(str(values[int(part)]) if int(part) < len(values) else part)
-        if not loop_keys:
-            tree[r["task_id"]] = outputs
-            continue
-        node = tree.setdefault(r["task_id"], {})
-        for key in loop_keys[:-1]:
-            node = node.setdefault(key, {})
-        node[loop_keys[-1]] = outputs
-    return tree
 
 
 def flow_info(flow: Flow) -> dict[str, Any]:

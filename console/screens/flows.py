@@ -224,11 +224,8 @@ class FlowsView(Vertical):
             return
         namespace, flow_id = flow["namespace"], flow["id"]
         if flow.get("inputs"):
-            try:
-                from signoff.console.screens.form_screen import FormScreen
-            except ImportError as exc:
-                self._show_result(f"the start form is not available: {exc}", error=True)
-                return
+            from signoff.console.screens.form_screen import FormScreen
+
             backend = self.app.backend
             screen = FormScreen(f"Start {namespace}.{flow_id}", list(flow["inputs"]),
                                 validate=lambda values: backend.validate_flow_inputs(namespace, flow_id, values),

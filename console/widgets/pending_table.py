@@ -33,6 +33,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from signoff.engine.approvals.rows import PENDING_ROW_FIELDS, row_tuple
+from signoff.engine.approvals.rows import sort_key as pending_order_key
 from signoff.engine.clock import parse_time
 
 #: due within this many seconds -> warning colour
@@ -50,9 +52,8 @@ def epoch_seconds(text: str | None) -> float | None:
         return None
 
 
-#: fields of a compact row tuple (engine.service.PENDING_ROW_FIELDS)
-ROW_FIELDS = ("id", "execution_id", "namespace", "flow_id", "task_id", "summary", "requested_by",
-              "created_at", "due_at", "approvals", "required")
+#: fields of a compact row tuple (defined once, in the engine)
+ROW_FIELDS = PENDING_ROW_FIELDS
 _interned: dict[str, str] = {}
 
 
@@ -77,9 +78,7 @@ class PendingRow:
                  "created_at", "due_at", "_approvals", "_required", "search", "_sort_key", "_due", "_created")
 
     def __init__(self, data: dict[str, Any]) -> None:
-        self._fill(data["id"], data.get("execution_id"), data.get("namespace"), data.get("flow_id"),
-                   data.get("task_id"), data.get("summary"), data.get("requested_by"), data.get("created_at"),
-                   data.get("due_at"), data.get("approvals", 0), data.get("required", 1))
+        self._fill(*row_tuple(data))
 
     @classmethod
     def from_tuple(cls, t: tuple) -> PendingRow:
@@ -126,8 +125,7 @@ class PendingRow:
     @property
     def sort_key(self) -> tuple:
         if self._sort_key is None:
-            due = self.due_at
-            self._sort_key = (due is None, due or "", self.created_at, self.id)
+            self._sort_key = pending_order_key(self.due_at, self.created_at, self.id)
         return self._sort_key
 
     @property

@@ -34,7 +34,9 @@ from signoff.engine.flows.model import Flow, Task
 from signoff.engine.flows.task_types import APPROVAL, PAUSE
 from signoff.engine.identity import SYSTEM
 from signoff.engine.runtime import work
+from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.functions import kv_lookup_from, make_functions
+from signoff.engine.runtime.outputs import place
 from signoff.engine.tasks.base import SimpleContext, TaskFailed
 
 DONE, WAITING, FAILED = "DONE", "WAITING", "FAILED"
@@ -49,6 +51,16 @@ EXTERNAL_TYPES = {
     "io.kestra.plugin.notifications.mail.MailSend",
     "io.kestra.plugin.scripts.shell.Commands",
 }
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a Pause/Approval task ends after its after-decision block: a deny with
+    ``denyBehavior: WARN|FAIL`` or an expiry with ``expireBehavior: WARN`` (stored as
+    ``task_runs.ends_as`` and ``error`` while the block runs)."""
+
+    state: str  # "WARNING" or "FAILED"
+    message: str
 
 
 class Stop(Exception):
@@ -142,8 +154,8 @@ class ExecutionRun:
         if self._dirty_runs:
             self.tx.executemany(
                 "INSERT OR REPLACE INTO task_runs(execution_id, path, task_id, type, state, attempt, outputs,"
-                " value, started_at, ended_at, error, seq) VALUES (:execution_id, :path, :task_id, :type,"
-                " :state, :attempt, :outputs, :value, :started_at, :ended_at, :error, :seq)",
+                " value, started_at, ended_at, error, seq, ends_as) VALUES (:execution_id, :path, :task_id,"
+                " :type, :state, :attempt, :outputs, :value, :started_at, :ended_at, :error, :seq, :ends_as)",
                 list(self._dirty_runs.values()))
             self._dirty_runs.clear()
         if self._new_logs:
@@ -153,10 +165,7 @@ class ExecutionRun:
         if self.row_pending:
             if self._state_at is not None:
                 self.row["updated_at"] = self._state_at
-            self.tx.execute("INSERT INTO executions(id, namespace, flow_id, revision, state, inputs, labels,"
-                            " started_by, created_at, updated_at, ended_at, error) VALUES (:id, :namespace,"
-                            " :flow_id, :revision, :state, :inputs, :labels, :started_by, :created_at,"
-                            " :updated_at, :ended_at, :error)", self.row)
+            insert_execution(self.tx, self.row)
             self.row_pending = False
             self._state_at = None
         elif self._state_at is not None:
@@ -302,18 +311,17 @@ class ExecutionRun:
             raise TaskFailed(f"task `{task.id}`: {exc}") from None
 
     def record_outputs(self, task: Task, scope: Scope, outputs: dict[str, Any]) -> None:
-        if not scope.loop_values:
-            self.outputs[task.id] = outputs
-            return
-        node = self.outputs.setdefault(task.id, {})
-        for value in scope.loop_values[:-1]:
-            node = node.setdefault(str(value), {})
-        node[str(scope.loop_values[-1])] = outputs
+        place(self.outputs, task.id, [str(value) for value in scope.loop_values], outputs)
 
     # -- task runs ----------------------------------------------------------------------
     def save_run(self, path: str, task: Task, state: str, *, outputs: dict[str, Any] | None = None,
                  value: Any = None, error: str | None = None, attempt: int = 1,
-                 logs: list[tuple[str, str]] | None = None) -> None:
+                 logs: list[tuple[str, str]] | None = None, ending: Ending | None = None) -> None:
+        """Note a task run's new state (written when the step commits). ``ending``: a task in
+        its after-decision block that will end as WARNING or FAILED, stored explicitly
+        (``ends_as`` and the message in ``error``) so a resumed run ends it the same way."""
+        if ending is not None:
+            error = ending.message
         now = self.now()
         existing = self.runs.get(path)
         if existing is None:
@@ -327,7 +335,8 @@ class ExecutionRun:
         ended = now if state in FINISHED_RUN_STATES | {"FAILED", "KILLED"} else None
         record = {"execution_id": self.execution_id, "path": path, "task_id": task.id, "type": task.type,
                   "state": state, "attempt": attempt, "outputs": jsonutil.dumps(outputs or {}), "value": value,
-                  "started_at": started, "ended_at": ended, "error": error, "seq": seq}
+                  "started_at": started, "ended_at": ended, "error": error, "seq": seq,
+                  "ends_as": ending.state if ending is not None else None}
         self._dirty_runs[path] = record  # written by flush(), when the step commits
         for level, message in logs or ():
             self._new_logs.append((self.execution_id, path, level, message, now))
@@ -535,7 +544,8 @@ class ExecutionRun:
                     return FAILED
         run = self.runs[path]
         if run["state"] == "RUNNING":  # decided earlier; now in its after-decision block
-            return self.after_decision(task, path, scope, jsonutil.loads(run["outputs"], {}), run["error"])
+            ending = Ending(run["ends_as"], run["error"] or "") if run["ends_as"] else None
+            return self.after_decision(task, path, scope, jsonutil.loads(run["outputs"], {}), ending)
         request = self.tx.execute("SELECT * FROM requests WHERE id=?", (run["value"],)).fetchone()
         state = request["state"]
         if state == "PENDING":
@@ -570,8 +580,10 @@ class ExecutionRun:
                 "on": result.get("on"), "comment": result.get("reason"), "inputs": values,
                 "due": request["due_at"], "decisions": decisions}
 
-    def after_decision(self, task: Task, path: str, scope: Scope, outputs: dict, error: str | None) -> str:
-        """Run the block that follows a decision (Pause `tasks`, Approval onApprove/onDeny)."""
+    def after_decision(self, task: Task, path: str, scope: Scope, outputs: dict, ending: Ending | None) -> str:
+        """Run the block that follows a decision (Pause `tasks`, Approval onApprove/onDeny);
+        ``ending``: the task ends as WARNING or FAILED (a deny or an expiry that says so) once
+        that block has run."""
         self.record_outputs(task, scope, outputs)
         denied = outputs.get("decision") == "DENIED"
         block = "tasks" if task.type == PAUSE else ("onDeny" if denied else "onApprove")
@@ -584,10 +596,9 @@ class ExecutionRun:
         if status == FAILED:
             self.save_run(path, task, "FAILED", outputs=outputs, error=f"a task after `{task.id}` failed")
             return FAILED
-        if error:  # a deny or expiry that ends the task as FAILED/WARNING after its block ran
-            state = "WARNING" if error.startswith("WARN:") else "FAILED"
-            self.save_run(path, task, state, outputs=outputs, error=error.removeprefix("WARN:"))
-            return DONE if state == "WARNING" else FAILED
+        if ending is not None:
+            self.save_run(path, task, ending.state, outputs=outputs, error=ending.message)
+            return DONE if ending.state == "WARNING" else FAILED
         self.save_run(path, task, "SUCCESS", outputs=outputs)
         return DONE
 
@@ -600,9 +611,9 @@ class ExecutionRun:
             self.save_run(path, task, "RUNNING", outputs=outputs)
             return self.after_decision(task, path, scope, outputs, None)
         if behavior in ("WARN", "FAIL"):
-            error = ("WARN:" if behavior == "WARN" else "") + message
-            self.save_run(path, task, "RUNNING", outputs=outputs, error=error)
-            return self.after_decision(task, path, scope, outputs, error)
+            ending = Ending("WARNING" if behavior == "WARN" else "FAILED", message)
+            self.save_run(path, task, "RUNNING", outputs=outputs, ending=ending)
+            return self.after_decision(task, path, scope, outputs, ending)
         self.save_run(path, task, "KILLED", outputs=outputs, error=message)
         if task.type == APPROVAL and task.blocks.get("onDeny"):
             self.record_outputs(task, scope, outputs)
@@ -620,9 +631,9 @@ class ExecutionRun:
             outputs = self.decision_outputs(task, request, result, decisions, "APPROVED", values)
             if task.type == APPROVAL:
                 outputs["decision"] = "APPROVED" if behavior != "WARN" else "EXPIRED"
-            error = f"WARN:{message}" if behavior == "WARN" else None
-            self.save_run(path, task, "RUNNING", outputs=outputs, error=error)
-            return self.after_decision(task, path, scope, outputs, error)
+            warn = Ending("WARNING", message) if behavior == "WARN" else None
+            self.save_run(path, task, "RUNNING", outputs=outputs, ending=warn)
+            return self.after_decision(task, path, scope, outputs, warn)
         if behavior == "DENY":
             outputs = self.decision_outputs(task, request, result, decisions, "DENIED", {})
             return self.denied(task, path, scope, outputs, {**result, "reason": message})

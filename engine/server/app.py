@@ -27,7 +27,7 @@ from signoff.engine.identity import Identity
 from signoff.engine.server import models as m
 from signoff.engine.server.auth import Authenticator
 from signoff.engine.server.problems import KINDS, MEDIA_TYPE, ProblemError, install, problem_response
-from signoff.engine.service import pending_sort_key
+from signoff.engine.approvals.rows import pending_sort_key
 
 log = logging.getLogger("signoff.server")
 

@@ -84,11 +84,8 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy, single_user: bool = 
         where = getattr(policy, "path", None) or "a policy file"
         raise UsageError(f"--single-user was given but {where} is in use; use one or the other")
 
-    try:
-        import uvicorn
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise SignoffError("`signoff serve` needs the server extras: pip install 'signoff[server]' "
-                           "(fastapi and uvicorn)") from None
+    import uvicorn
+
     from signoff.engine.core import Engine
     from signoff.engine.server.app import create_app
     from signoff.engine.service import ApprovalService

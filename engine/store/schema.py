@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -210,5 +210,16 @@ DROP TRIGGER IF EXISTS audit_fts_insert;
 DROP INDEX IF EXISTS audit_by_request;
 CREATE INDEX audit_by_request ON audit(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX timers_by_request ON timers(request_id);
+""",
+    # 5: how a task ends after its after-decision block (a deny with denyBehavior WARN/FAIL, an
+    # expiry with expireBehavior WARN) is an explicit column, ``task_runs.ends_as`` (WARNING or
+    # FAILED; NULL otherwise), instead of a "WARN:" prefix on ``error``. Runs stored before
+    # are converted: a RUNNING run with an error is in that block; its prefix said which.
+    5: """
+ALTER TABLE task_runs ADD COLUMN ends_as TEXT;
+UPDATE task_runs SET ends_as = 'WARNING', error = substr(error, 6)
+    WHERE state = 'RUNNING' AND error LIKE 'WARN:%';
+UPDATE task_runs SET ends_as = 'FAILED'
+    WHERE state = 'RUNNING' AND error IS NOT NULL AND ends_as IS NULL;
 """,
 }

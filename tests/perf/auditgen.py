@@ -15,11 +15,8 @@ from typing import Any
 from signoff.engine import jsonutil
 from signoff.engine.audit.log import GENESIS, event_content, event_hash
 
-try:  # verify's byte-identical fast spelling of event_content (checked below on a sample)
-    from signoff.engine.audit.verify import _content as fast_content
-except ImportError:  # pragma: no cover
-    def fast_content(row: tuple) -> str:
-        return event_content(*row)
+# verify's byte-identical fast spelling of event_content (checked below on a sample)
+from signoff.engine.audit.verify import _content as fast_content
 
 ACTORS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
           "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "svc-deploy"]

@@ -320,11 +320,8 @@ def fig_audit_verify(ctx: Bench) -> list[Figure]:
 
 
 def fig_console(ctx: Bench) -> list[Figure]:
-    try:
-        import console_bench
-    except ImportError as exc:  # pragma: no cover - the helper ships with this script
-        note = f"console benchmark helper missing: {exc}"
-        return _console_missing(ctx, note)
+    import console_bench
+
     note = console_bench.unavailable()
     if note:
         return _console_missing(ctx, note)
@@ -340,16 +337,9 @@ def _console_missing(ctx: Bench, note: str) -> list[Figure]:
 
 
 def fig_remote(ctx: Bench) -> list[Figure]:
-    try:
-        import remote_bench
-    except ImportError as exc:  # pragma: no cover
-        note = f"remote benchmark helper missing: {exc}"
-    else:
-        note = remote_bench.unavailable()
-        if not note:
-            return remote_bench.run(ctx)
-    return [missing("remote_approve_p50", "ms", "<= 15", note),
-            missing(f"remote_bulk_{_k(ctx.sizes['remote_bulk'])}", "s", "<= 3", note)]
+    import remote_bench
+
+    return remote_bench.run(ctx)
 
 
 #: figure groups in run order: (names they print, function)

@@ -53,14 +53,6 @@ _ANSI = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[PX^_]
 
 
 def unavailable() -> str | None:
-    try:
-        import textual  # noqa: F401
-
-        from signoff.console.app import SignoffApp  # noqa: F401
-        from signoff.console.backend import LocalBackend  # noqa: F401
-        from signoff.console.screens.pending import PendingView  # noqa: F401
-    except ImportError as exc:
-        return f"the console app is not available ({exc})"
     if not hasattr(os, "openpty"):
         return "no pseudo-terminals on this platform"
     return None

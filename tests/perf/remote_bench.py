@@ -20,17 +20,6 @@ from tests.support import SIGNOFF, clean_env, wait_listening
 CLI = SIGNOFF  # `python -m signoff`: console.startup.main, what the `signoff` script runs
 
 
-def unavailable() -> str | None:
-    try:
-        import httpx  # noqa: F401
-
-        import signoff.engine.server.app
-        import signoff.engine.server.run  # noqa: F401
-    except ImportError as exc:
-        return f"the HTTP server is not available ({exc})"
-    return None
-
-
 def _env(data_dir: Path, config: Path) -> dict[str, str]:
     return clean_env(SIGNOFF_DATA_DIR=str(data_dir), SIGNOFF_CONFIG_DIR=str(config), PYTHONUNBUFFERED="1")
 

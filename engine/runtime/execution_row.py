@@ -1,0 +1,24 @@
+"""The ``executions`` row: its columns and its one INSERT.
+
+An execution is stored by the service when it is started (queued for a runner) or, when the
+start runs the execution inline to its first pause, by the runner's first commit, already in
+the state it reached; both write the row through :func:`insert_execution`.
+"""
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+#: the columns of an executions row, in the schema's order (engine/store/schema.py)
+EXECUTION_COLUMNS = ("id", "namespace", "flow_id", "revision", "state", "inputs", "labels", "started_by",
+                     "created_at", "updated_at", "ended_at", "error")
+
+_INSERT = "INSERT{verb} INTO executions({columns}) VALUES ({values})".format(
+    verb="{verb}", columns=", ".join(EXECUTION_COLUMNS), values=", ".join(f":{c}" for c in EXECUTION_COLUMNS))
+
+
+def insert_execution(tx: sqlite3.Connection, row: Mapping[str, Any], *, if_absent: bool = False) -> None:
+    """Store ``row`` (every column of EXECUTION_COLUMNS); ``if_absent``: keep a row that is
+    there already (a start whose inline run stored it)."""
+    tx.execute(_INSERT.format(verb=" OR IGNORE" if if_absent else ""), {c: row[c] for c in EXECUTION_COLUMNS})
