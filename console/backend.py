@@ -1,4 +1,4 @@
-"""The console's only door to the engine (DESIGN.md, "the one seam").
+"""The console's only door to the engine (ARCHITECTURE.md, "The one seam").
 
 `Backend` lists what the console may do; `LocalBackend` runs the approval service in-process
 on the SQLite file; the remote backend (server mode) talks HTTP to `signoff serve` with the

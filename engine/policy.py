@@ -1,7 +1,7 @@
 """Who may do what. This module is the one place that answers permission questions.
 
 Without a policy file the engine is single-user (:class:`SingleUserPolicy`): the local account
-may do everything (DESIGN.md). With one (``--policy FILE``, default ``policy.yaml`` in the
+may do everything (ARCHITECTURE.md). With one (``--policy FILE``, default ``policy.yaml`` in the
 config directory) every service call is checked against a :class:`FilePolicy`::
 
     fourEyes: true                 # default true: nobody approves what they started
