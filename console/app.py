@@ -26,6 +26,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input
 
 from signoff.console import keymap as km
+from signoff.console.backend import Backend
 from signoff.console.commands import SignoffCommands
 from signoff.console.config import ConsoleConfig
 from signoff.console.live import PendingLive, Problem
@@ -34,7 +35,6 @@ from signoff.console.startup import release_collector
 from signoff.console.themes import DEFAULT_THEME, load_themes
 from signoff.console.widgets.pending_table import build_rows
 from signoff.console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
-from signoff.console.backend import Backend
 from signoff.engine.clock import Clock, SystemClock
 
 VIEWS = ("pending", "history", "flows")

@@ -8,6 +8,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.markup import escape
 
 from signoff.console.keymap import display_key
+from signoff.console.screens.host import signoff_app
 
 #: palette titles for the key table's actions
 TITLES = {
@@ -60,7 +61,7 @@ class SignoffCommands(Provider):
             self.app.theme = name
 
     def _clear_filter(self) -> None:
-        view = self.app.pending_view  # type: ignore[attr-defined]
+        view = signoff_app(self).pending_view
         view.close_filter(clear=True)
 
     async def discover(self) -> Hits:

@@ -23,6 +23,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, RadioButton, RadioSet, Static
 from textual.worker import get_current_worker
 
+from signoff.console.screens.host import signoff_app
+
 EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl"}
 
 
@@ -114,7 +116,7 @@ class ExportScreen(ModalScreen[ExportResult | None]):
 
     @property
     def backend(self) -> Any:
-        return self._backend_arg if self._backend_arg is not None else self.app.backend
+        return self._backend_arg if self._backend_arg is not None else signoff_app(self).backend
 
     # -- choosing -----------------------------------------------------------------------
     @on(RadioSet.Changed, "#export-format")

@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from signoff.console.screens.host import signoff_app
 from signoff.console.widgets.column_fit import fit_last_column
 
 #: (key, width); the description column takes the width that is left
@@ -156,7 +157,7 @@ class FlowsView(Vertical):
 
     def reload(self) -> None:
         self._generation += 1
-        self._load(self.app.backend, self._generation)
+        self._load(signoff_app(self).backend, self._generation)
 
     @work(thread=True, group="flows-load")
     def _load(self, backend: Any, generation: int) -> None:
@@ -226,7 +227,7 @@ class FlowsView(Vertical):
         if flow.get("inputs"):
             from signoff.console.screens.form_screen import FormScreen
 
-            backend = self.app.backend
+            backend = signoff_app(self).backend
             screen = FormScreen(f"Start {namespace}.{flow_id}", list(flow["inputs"]),
                                 validate=lambda values: backend.validate_flow_inputs(namespace, flow_id, values),
                                 comment_mode="NEVER", subtitle=first_line(flow.get("description"), 100),
@@ -252,7 +253,7 @@ class FlowsView(Vertical):
         """Start an execution (in a worker) and show what became of it."""
         self._starting = True
         self._show_result(f"starting {namespace}.{flow_id}…")
-        self._start(self.app.backend, namespace, flow_id, dict(inputs))
+        self._start(signoff_app(self).backend, namespace, flow_id, dict(inputs))
 
     @work(thread=True, group="flows-start")
     def _start(self, backend: Any, namespace: str, flow_id: str, inputs: dict[str, Any]) -> None:

@@ -22,6 +22,8 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
+from signoff.console.backend import Backend
+from signoff.console.screens.host import signoff_app
 from signoff.console.widgets.column_fit import fit_last_column
 
 #: events per page: a large audit trail is never loaded at once
@@ -245,8 +247,8 @@ class HistoryView(Vertical):
             self.table.focus()
 
     # -- searching ----------------------------------------------------------------------
-    def _backend(self) -> Any:
-        return self.app.backend
+    def _backend(self) -> Backend:
+        return signoff_app(self).backend
 
     def search(self, query: str) -> None:
         """Run ``query`` from the newest event (replaces the list)."""

@@ -39,6 +39,7 @@ from signoff.console.live import (
 )
 from signoff.console.request_cache import RequestCache
 from signoff.console.screens.decisions import Decisions
+from signoff.console.screens.host import signoff_app
 from signoff.console.widgets.context_pane import ContextPane
 from signoff.console.widgets.pending_table import PendingTable
 
@@ -305,7 +306,7 @@ class PendingView(Widget):
             self.cache.clear()
         self.update_status()
         if not page.complete and not table.filter_text:
-            self.app.update_status(counts=f"{table.row_count:,}+")  # type: ignore[attr-defined]  # more loading
+            signoff_app(self).update_status(counts=f"{table.row_count:,}+")  # more loading
         if not page.rows:
             self.context.show_message("No pending approval requests.")
         elif not followup or table.highlighted_id != self.context.request_id:
@@ -354,7 +355,7 @@ class PendingView(Widget):
             if highlighted in gone and highlighted not in self.decisions.in_flight:
                 what = how_it_went(result, highlighted)
                 self.app.notify(f"{highlighted[:8]}… was {what}", title="Request gone")
-                self.app.set_notice(f"{highlighted[:8]}… {what}")  # type: ignore[attr-defined]
+                signoff_app(self).set_notice(f"{highlighted[:8]}… {what}")
         if highlighted is not None and highlighted in result.ids and highlighted == table.highlighted_id:
             self._highlight(highlighted)  # refresh its context (approvals may have changed)
         self.update_status()
@@ -367,8 +368,7 @@ class PendingView(Widget):
         table = self.table
         counts = (f"{table.visible_count:,}/{table.row_count:,}" if table.filter_text
                   else f"{table.row_count:,}")
-        self.app.update_status(counts=counts, marked=len(table.marked),  # type: ignore[attr-defined]
-                               filter=table.filter_text)
+        signoff_app(self).update_status(counts=counts, marked=len(table.marked), filter=table.filter_text)
 
     @on(PendingTable.MarksChanged)
     def _marks_changed(self, _event: PendingTable.MarksChanged) -> None:
@@ -455,7 +455,7 @@ class PendingView(Widget):
             self.context.show_message(f"Could not load {message.request_id}: {message.error}")
 
     def on_pending_table_activated(self, event: PendingTable.Activated) -> None:
-        self.app.action_open_form()  # type: ignore[attr-defined]
+        signoff_app(self).action_open_form()
 
     # -- decisions (console.screens.decisions) ---------------------------------------------
     def targets(self) -> list[str]:
