@@ -21,6 +21,7 @@ from textual.actions import SkipAction
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input
@@ -192,17 +193,24 @@ class SignoffApp(App[None]):
     def set_notice(self, text: str) -> None:
         self.status_bar.notice = text
 
+    class IdentityKnown(Message):
+        """Posted by the identity worker: the backend now knows who we are."""
+
+        def __init__(self, identity: str) -> None:
+            super().__init__()
+            self.identity = identity
+
     @work(thread=True, group="identity", exit_on_error=False)
     def _fetch_identity(self) -> None:
         try:
             self.backend.me()  # sets backend.identity
         except Exception:  # noqa: BLE001 - the pending view reports connection problems
             return
-        self.call_from_thread(self._show_identity)
+        self.post_message(self.IdentityKnown(self.backend.identity or "?"))
 
-    def _show_identity(self) -> None:
+    def on_signoff_app_identity_known(self, message: IdentityKnown) -> None:
         try:
-            self.status_bar.identity = self.backend.identity or "?"
+            self.status_bar.identity = message.identity
         except Exception:  # noqa: BLE001 - shutting down
             pass
 

@@ -287,3 +287,20 @@ async def test_revoked_token_shows_login_banner(remote):
         await wait_for(pilot, lambda: not banner.shown, timeout=20)
         assert app.connection_problem is None and not app.pending_view.auth_failed
         assert app.status_bar.connection == ""
+
+
+async def test_identity_is_asked_when_the_backend_did_not_check(remote):
+    """A remote backend made without checking the token shows "?" until the app's identity
+    worker asked the server; the worker reports with a typed message."""
+    from signoff.console.app import SignoffApp
+    from signoff.console.remote import RemoteBackend
+
+    backend = RemoteBackend(remote.server.url, remote.tokens["olivia"], timeout=5.0, check=False)
+    remote.backends.append(backend)
+    assert backend.identity == "?"
+    seen: list[object] = []
+    app = SignoffApp(backend, config=ConsoleConfig(path=None))
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        await loaded(pilot)
+        await wait_for(pilot, lambda: app.status_bar.identity == "olivia")
+        assert [m.identity for m in seen if isinstance(m, SignoffApp.IdentityKnown)][-1] == "olivia"
