@@ -251,8 +251,7 @@ class RemoteBackend(Backend):
                     raise ConnectionLost(f"{exc.message}{done}") from None
             outcomes.extend(Outcome.from_dict(d) for d in (answer or {}).get("outcomes") or [])
             if progress is not None and progress(len(outcomes), len(id_list)) is False:
-                for request_id in id_list[len(outcomes):]:
-                    outcomes.append(Outcome(request_id, "skipped", "not decided: the bulk action was cancelled"))
+                outcomes += oc.not_attempted(id_list[len(outcomes):])
                 break
         return outcomes
 

@@ -414,8 +414,7 @@ class ApprovalService(AuditMixin):
                 touched.extend(o.execution_id for o in outcomes[-len(chunk):]
                                if o.outcome == oc.DECIDED and o.state != "PENDING" and o.execution_id)
                 if progress is not None and progress(len(outcomes), len(id_list)) is False:
-                    for request_id in id_list[len(outcomes):]:
-                        outcomes.append(Outcome(request_id, "skipped", "not decided: the bulk action was cancelled"))
+                    outcomes += oc.not_attempted(id_list[len(outcomes):])
                     break
         self._after_change(touched)
         return outcomes

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_mode, comment_required
+from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_mode, comment_required, not_attempted
 
 if TYPE_CHECKING:
     from signoff.console.screens.bulk import BulkProgressScreen
@@ -220,8 +220,7 @@ class Decisions:
             outcomes: list[Outcome] = []
             for start in range(0, len(ids), SLICE):
                 if stop.is_set():
-                    outcomes += [Outcome(i, "skipped", "not decided: the bulk action was stopped")
-                                 for i in ids[start:]]
+                    outcomes += not_attempted(ids[start:], "the bulk action was stopped")
                     break
                 part = ids[start:start + SLICE]
                 if verb == "cancel":

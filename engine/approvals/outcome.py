@@ -1,6 +1,7 @@
 """The per-item result of a decision call (single and bulk use the same shape)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ SELF_APPROVAL = "self_approval"
 INVALID_INPUTS = "invalid_inputs"
 NOT_FOUND = "not_found"
 CANCELLED = "cancelled"
+SKIPPED = "skipped"
 
 #: outcomes that mean the call did what was asked
 SUCCESSFUL = {DECIDED, CANCELLED}
@@ -60,3 +62,8 @@ class Outcome:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Outcome:
         return cls(**{k: d[k] for k in ("id", "outcome", "message", "state", "by", "errors", "execution_id") if k in d})
+
+
+def not_attempted(request_ids: Iterable[str], why: str = "the bulk action was cancelled") -> list[Outcome]:
+    """The outcomes of the ids a bulk call stopped before (a progress callback said stop)."""
+    return [Outcome(request_id, SKIPPED, f"not decided: {why}") for request_id in request_ids]
