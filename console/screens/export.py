@@ -19,10 +19,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, RadioButton, RadioSet, Static
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
+from signoff.console.backend import Backend
 from signoff.console.screens.host import signoff_app
 
 EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl"}
@@ -85,7 +87,29 @@ class ExportScreen(ModalScreen[ExportResult | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, query: str, *, backend: Any = None, now: datetime | None = None,
+    # -- what the export worker reports -------------------------------------------------------
+    class Progress(Message):
+        bubble = False
+
+        def __init__(self, count: int) -> None:
+            super().__init__()
+            self.count = count
+
+    class Failed(Message):
+        bubble = False
+
+        def __init__(self, reason: str) -> None:
+            super().__init__()
+            self.reason = reason
+
+    class Done(Message):
+        bubble = False
+
+        def __init__(self, result: ExportResult) -> None:
+            super().__init__()
+            self.result = result
+
+    def __init__(self, query: str, *, backend: Backend | None = None, now: datetime | None = None,
                  path: str | None = None) -> None:
         super().__init__()
         self.query_text = query
@@ -95,7 +119,7 @@ class ExportScreen(ModalScreen[ExportResult | None]):
         self._initial_path = path or default_path(self.now, "csv")
         self._confirmed_overwrite: Path | None = None
         self.running = False
-        self._worker = None
+        self._worker: Worker[None] | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-dialog"):
@@ -115,7 +139,7 @@ class ExportScreen(ModalScreen[ExportResult | None]):
         self.query_one("#export-path", Input).focus()
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         return self._backend_arg if self._backend_arg is not None else signoff_app(self).backend
 
     # -- choosing -----------------------------------------------------------------------
@@ -174,14 +198,14 @@ class ExportScreen(ModalScreen[ExportResult | None]):
         self._worker = self._write(self.backend, self.query_text, path, self.format, overwrite)
 
     @work(thread=True, group="export", exclusive=True)
-    def _write(self, backend: Any, query: str, path: Path, fmt: str, overwrite: bool) -> None:
+    def _write(self, backend: Backend, query: str, path: Path, fmt: str, overwrite: bool) -> None:
         worker = get_current_worker()
         temp = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
             with open(temp, "w", encoding="utf-8", newline="") as handle:
                 count = write_events(backend.export_audit(query), handle, fmt,
                                      cancelled=lambda: worker.is_cancelled,
-                                     progress=lambda n: self.app.call_from_thread(self._say, f"exported {n:,}…"))
+                                     progress=lambda n: self.post_message(self.Progress(n)))
             if not overwrite and path.exists():
                 raise FileExistsError(f"{path} appeared while exporting; nothing was replaced")
             os.replace(temp, path)
@@ -191,14 +215,23 @@ class ExportScreen(ModalScreen[ExportResult | None]):
         except Exception as exc:  # noqa: BLE001 - a bad query, a full disk...: say so, keep the dialog
             temp.unlink(missing_ok=True)
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-            self.app.call_from_thread(self._failed, message)
+            self.post_message(self.Failed(message))
             return
-        self.app.call_from_thread(self.dismiss, ExportResult(str(path), count, fmt))
+        self.post_message(self.Done(ExportResult(str(path), count, fmt)))
 
-    def _failed(self, message: str) -> None:
+    @on(Progress)
+    def _progressed(self, report: Progress) -> None:
+        self._say(f"exported {report.count:,}…")
+
+    @on(Failed)
+    def _failed(self, report: Failed) -> None:
         self.running = False
         self.query_one("#export-go", Button).disabled = False
-        self._say(f"export failed: {message}", "-error")
+        self._say(f"export failed: {report.reason}", "-error")
+
+    @on(Done)
+    def _done(self, report: Done) -> None:
+        self.dismiss(report.result)
 
     @on(Button.Pressed, "#export-cancel")
     def action_cancel(self) -> None:

@@ -18,8 +18,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from signoff.console.backend import Backend
 from signoff.console.screens.host import signoff_app
 from signoff.console.widgets.column_fit import fit_last_column
 
@@ -117,6 +119,31 @@ class FlowsView(Vertical):
         Binding("G", "cursor_bottom", "Bottom", show=False),
     ]
 
+    # -- what the workers report ---------------------------------------------------------
+    class Listed(Message):
+        """The flow list (or why it could not be read) for load number ``generation``."""
+
+        bubble = False
+
+        def __init__(self, generation: int, flows: list[dict[str, Any]], error: str | None) -> None:
+            super().__init__()
+            self.generation = generation
+            self.flows = flows
+            self.error = error
+
+    class Started(Message):
+        """The execution a start made (or why it could not start)."""
+
+        bubble = False
+
+        def __init__(self, namespace: str, flow_id: str, execution: dict[str, Any] | None,
+                     error: str | None) -> None:
+            super().__init__()
+            self.flow_namespace = namespace  # (Message.namespace names its handlers)
+            self.flow_id = flow_id
+            self.execution = execution
+            self.error = error
+
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.flows: list[dict[str, Any]] = []
@@ -160,14 +187,16 @@ class FlowsView(Vertical):
         self._load(signoff_app(self).backend, self._generation)
 
     @work(thread=True, group="flows-load")
-    def _load(self, backend: Any, generation: int) -> None:
+    def _load(self, backend: Backend, generation: int) -> None:
         try:
             flows, error = backend.list_flows(), None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - shown in the header
             flows, error = [], getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        self.app.call_from_thread(self._apply, generation, flows, error)
+        self.post_message(self.Listed(generation, flows, error))
 
-    def _apply(self, generation: int, flows: list[dict[str, Any]], error: str | None) -> None:
+    @on(Listed)
+    def _apply(self, report: Listed) -> None:
+        generation, flows, error = report.generation, report.flows, report.error
         if generation != self._generation:
             return
         header = self.query_one("#flows-header", Static)
@@ -256,7 +285,7 @@ class FlowsView(Vertical):
         self._start(signoff_app(self).backend, namespace, flow_id, dict(inputs))
 
     @work(thread=True, group="flows-start")
-    def _start(self, backend: Any, namespace: str, flow_id: str, inputs: dict[str, Any]) -> None:
+    def _start(self, backend: Backend, namespace: str, flow_id: str, inputs: dict[str, Any]) -> None:
         from signoff.engine.errors import InvalidInputs
 
         try:
@@ -266,9 +295,11 @@ class FlowsView(Vertical):
             error = "invalid inputs: " + "; ".join(f"{k}: {v}" for k, v in exc.errors.items())
         except Exception as exc:  # noqa: BLE001 - UsageError, Refused, NotFound, a failing backend
             execution, error = None, getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        self.app.call_from_thread(self._started, namespace, flow_id, execution, error)
+        self.post_message(self.Started(namespace, flow_id, execution, error))
 
-    def _started(self, namespace: str, flow_id: str, execution: dict[str, Any] | None, error: str | None) -> None:
+    @on(Started)
+    def _started(self, report: Started) -> None:
+        namespace, flow_id, execution, error = report.flow_namespace, report.flow_id, report.execution, report.error
         self._starting = False
         if error is not None or execution is None:
             message = f"could not start {namespace}.{flow_id}: {error}"

@@ -1,9 +1,10 @@
 """The history view: search the audit trail, read one event in full, export, verify the chain.
 
 Everything that touches the engine goes through ``app.backend`` in thread workers; results
-come back with ``call_from_thread`` and are dropped when a newer search replaced them (each
-search has a generation number). The list holds only the pages fetched so far: the next
-page (``before_seq`` = the oldest loaded event) is fetched when the cursor nears the end.
+come back as typed messages (``PageFetched``, ``ChangeChecked``, ``Verified``) and are dropped
+when a newer search replaced them (each search has a generation number). The list holds only
+the pages fetched so far: the next page (``before_seq`` = the oldest loaded event) is fetched
+when the cursor nears the end.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
 from signoff.console.backend import Backend
@@ -189,6 +191,43 @@ class HistoryView(Vertical):
         Binding("v", "verify", "Verify chain"),
     ]
 
+    # -- what the workers report ---------------------------------------------------------
+    class PageFetched(Message):
+        """A page of search ``generation`` (older than ``before_seq``), or why it failed;
+        ``change``: the newest change sequence, read with a first page."""
+
+        bubble = False
+
+        def __init__(self, generation: int, before_seq: int | None, page: list[dict[str, Any]],
+                     error: str | None, change: int | None) -> None:
+            super().__init__()
+            self.generation = generation
+            self.before_seq = before_seq
+            self.page = page
+            self.error = error
+            self.change = change
+
+    class ChangeChecked(Message):
+        """The newest change sequence, read when the view is shown again."""
+
+        bubble = False
+
+        def __init__(self, generation: int, change: int) -> None:
+            super().__init__()
+            self.generation = generation
+            self.change = change
+
+    class Verified(Message):
+        """The chain check's result (or why it could not run)."""
+
+        bubble = False
+
+        def __init__(self, generation: int, result: dict[str, Any] | None, error: str | None) -> None:
+            super().__init__()
+            self.generation = generation
+            self.result = result
+            self.error = error
+
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.events: list[dict[str, Any]] = []
@@ -273,7 +312,7 @@ class HistoryView(Vertical):
         self._fetch(self._backend(), self._generation, self.query_text, self.events[-1]["seq"])
 
     @work(thread=True, group="history-page")
-    def _fetch(self, backend: Any, generation: int, query: str, before_seq: int | None) -> None:
+    def _fetch(self, backend: Backend, generation: int, query: str, before_seq: int | None) -> None:
         change: int | None = None
         try:
             if before_seq is None:
@@ -285,10 +324,12 @@ class HistoryView(Vertical):
             error = None
         except Exception as exc:  # noqa: BLE001 - a bad query (UsageError) or a failing backend: say so
             page, error = [], getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        self.app.call_from_thread(self._apply_page, generation, before_seq, page, error, change)
+        self.post_message(self.PageFetched(generation, before_seq, page, error, change))
 
-    def _apply_page(self, generation: int, before_seq: int | None, page: list[dict[str, Any]],
-                    error: str | None, change: int | None) -> None:
+    @on(PageFetched)
+    def _apply_page(self, report: PageFetched) -> None:
+        generation, before_seq, page, error, change = (report.generation, report.before_seq, report.page,
+                                                        report.error, report.change)
         if generation != self._generation:
             return  # a newer search replaced this one
         self.fetching = False
@@ -338,15 +379,16 @@ class HistoryView(Vertical):
             self.load_more()
 
     @work(thread=True, group="history-changes")
-    def _check_changes(self, backend: Any, generation: int) -> None:
+    def _check_changes(self, backend: Backend, generation: int) -> None:
         try:
             change = backend.last_change()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - only an optimisation: the list stays as it is
             return
-        self.app.call_from_thread(self._after_change_check, generation, change)
+        self.post_message(self.ChangeChecked(generation, change))
 
-    def _after_change_check(self, generation: int, change: int) -> None:
-        if generation == self._generation and not self.fetching and change != self._seen_change:
+    @on(ChangeChecked)
+    def _after_change_check(self, report: ChangeChecked) -> None:
+        if report.generation == self._generation and not self.fetching and report.change != self._seen_change:
             self.search(self.query_text)
 
     # -- chain verification -------------------------------------------------------------
@@ -358,14 +400,16 @@ class HistoryView(Vertical):
         self._verify(self._backend(), self._verify_generation)
 
     @work(thread=True, group="history-verify")
-    def _verify(self, backend: Any, generation: int) -> None:
+    def _verify(self, backend: Backend, generation: int) -> None:
         try:
             result, error = backend.verify_audit(), None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - shown as "chain not verified"
             result, error = None, getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        self.app.call_from_thread(self._show_verify, generation, result, error)
+        self.post_message(self.Verified(generation, result, error))
 
-    def _show_verify(self, generation: int, result: dict[str, Any] | None, error: str | None) -> None:
+    @on(Verified)
+    def _show_verify(self, report: Verified) -> None:
+        generation, result, error = report.generation, report.result, report.error
         if generation != self._verify_generation:
             return
         chain = self.query_one("#history-chain", Static)
