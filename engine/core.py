@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine.clock import Clock, SystemClock, format_time
 from signoff.engine.ids import RandomIds
@@ -46,6 +46,22 @@ class Engine:
         suffix = f"?app={app_id}" if app_id else ""
         return f"{base}//executions/{namespace}/{flow_id}/{execution_id}{suffix}" if base.endswith(":") else \
             f"{base}/executions/{namespace}/{flow_id}/{execution_id}{suffix}"
+
+    def functions(self, namespace: str, flow_id: str | None = None,
+                  execution_id: str | None = None) -> dict[str, Any]:
+        """The expression functions (secret, kv, now, appLink) for templates outside a running
+        task: input ``defaults`` of a start form or of a decision's form. ``appLink()`` needs
+        an execution, so it fails with a message where there is none yet."""
+        from signoff.engine.errors import ExpressionError
+        from signoff.engine.runtime.functions import kv_lookup_from, make_functions
+
+        def link(app_id: str | None) -> str:
+            if execution_id is None or flow_id is None:
+                raise ExpressionError("appLink() names an execution and is not available before one starts")
+            return self.app_link(namespace, flow_id, execution_id, app_id)
+
+        return make_functions(clock=self.clock, namespace=namespace, kv_lookup=kv_lookup_from(self.db),
+                              app_link=link)
 
     def close(self) -> None:
         self.db.close()

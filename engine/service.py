@@ -122,6 +122,9 @@ class ApprovalService(AuditMixin):
         from signoff.engine.runtime.runner import ExecutionRun
 
         flow = self._flow(actor, namespace, flow_id, "start")
+        if flow.disabled:
+            raise UsageError(f"flow {namespace}.{flow_id} is disabled (`disabled: true` in {flow.path}); "
+                             "set it to false to start executions")
         values = self.validate_flow_inputs(flow, inputs)
         execution_id = self.engine.ids.execution_id()
         now = self.engine.now()
@@ -170,12 +173,14 @@ class ApprovalService(AuditMixin):
         from signoff.engine.inputs import validate_inputs
 
         flow = self._flow(actor, namespace, flow_id, "view")
-        return validate_inputs(flow.inputs, dict(inputs), variables={}).errors
+        return validate_inputs(flow.inputs, dict(inputs), variables={},
+                               functions=self.engine.functions(flow.namespace, flow.id)).errors
 
     def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
         from signoff.engine.inputs import validate_inputs
 
-        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=self._store_file)
+        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=self._store_file,
+                                 functions=self.engine.functions(flow.namespace, flow.id))
         if result.errors:
             raise InvalidInputs(result.errors)
         return result.values
@@ -379,7 +384,12 @@ class ApprovalService(AuditMixin):
         """Per-field messages for these form values (empty when valid); the console's live check."""
         from signoff.engine.approvals.decide import validate_form
 
-        return validate_form(self._request_row(actor, request_id), inputs).errors
+        row = self._request_row(actor, request_id)
+        return validate_form(row, inputs, functions=self.form_functions(row)).errors
+
+    def form_functions(self, row: Any) -> dict[str, Any]:
+        """The expression functions a request's form defaults see (now(), kv(), ...)."""
+        return self.engine.functions(row["namespace"], row["flow_id"], row["execution_id"])
 
     # -- decisions ----------------------------------------------------------------------
     def approve(self, actor: Identity, request_ids: Iterable[str], inputs: Mapping[str, Any] | None = None,
@@ -432,7 +442,7 @@ class ApprovalService(AuditMixin):
         try:
             result = decide_in_tx(tx, now=now, actor=actor, request_id=request_id, decision=decision,
                                   policy=self.engine.policy, enqueue=lambda t, eid: work.enqueue(t, eid, now),
-                                  notifications=self.engine.notifications)
+                                  notifications=self.engine.notifications, functions=self.form_functions)
             if idempotency_key and result.ok:  # only what changed state is remembered
                 tx.execute("INSERT INTO idempotency(actor, key, request_id, outcome, created_at) VALUES (?,?,?,?,?)",
                            (actor.name, idempotency_key, request_id, jsonutil.dumps(result.to_dict()), now))

@@ -118,7 +118,7 @@ def test_nested_blocks_are_built():
     assert flow.find_task("deploy").location == Location(str(GOOD / "nested.yaml"), 64, 17)
 
 
-def test_labels_as_mapping_and_kestra_top_level_keys_are_kept_harmlessly():
+def test_labels_as_mapping_and_kestra_bookkeeping_keys_are_accepted():
     flow = load_flow_text(textwrap.dedent("""\
         id: f
         namespace: t
@@ -126,30 +126,55 @@ def test_labels_as_mapping_and_kestra_top_level_keys_are_kept_harmlessly():
         disabled: false
         labels:
           env: prod
-        concurrency: {limit: 1}
         pluginDefaults: []
-        outputs: []
-        finally: []
-        afterExecution: []
-        sla: []
-        checks: []
-        retry: {type: constant}
-        workerGroup: {key: g}
         tasks:
           - id: a
             type: io.kestra.plugin.core.log.Log
             message: hi
             timeout: PT1M
-            retry: {type: constant, maxAttempts: 2}
+            retry: {type: constant, interval: PT1S, maxAttempts: 2}
             allowFailure: true
             logLevel: INFO
             runIf: "{{ true }}"
-            workerGroup: {key: g}
             disabled: false
         """), "f.yml")
     assert flow.labels == {"env": "prod"}
     assert flow.revision == 0
     assert flow.tasks[0].props["allowFailure"] is True
+
+
+def test_keys_not_supported_yet_are_refused_where_written():
+    text = textwrap.dedent("""\
+        id: f
+        namespace: t
+        sla: []
+        checks: []
+        retry: {type: constant}
+        workerGroup: {key: g}
+        triggers:
+          - id: daily
+            type: io.kestra.plugin.core.trigger.Schedule
+            cron: "0 9 * * *"
+        tasks:
+          - id: a
+            type: io.kestra.plugin.core.log.Log
+            message: hi
+            workerGroup: {key: g}
+        """)
+    assert problems(text) == [
+        "f.yml:3:1: `sla` is not supported yet: signoff would ignore it, so remove it (use a Pause/Approval "
+        "`timeout` with `expireBehavior` for deadlines on decisions)",
+        "f.yml:4:1: `checks` is not supported yet: signoff would ignore it, so remove it (validate inputs with "
+        "`validator`, `min`/`max` or a `dependsOn` condition)",
+        "f.yml:5:1: `retry` is not supported yet: signoff would ignore it, so remove it (set `retry` on the "
+        "tasks that should be retried (or on a task type in `pluginDefaults`))",
+        "f.yml:6:1: `workerGroup` is not supported yet: signoff would ignore it, so remove it (every task runs "
+        "on the host of the engine that advances the execution)",
+        "f.yml:7:1: `triggers` is not supported yet: signoff would ignore it, so remove it (start executions "
+        "with `signoff run` or the API)",
+        "f.yml:15:5: `workerGroup` is not supported yet: signoff would ignore it, so remove it (every task runs "
+        "on the host of the engine that advances the execution)",
+    ]
 
 
 def test_yaml_12_scalars():
@@ -289,7 +314,8 @@ def test_unknown_top_level_key():
         "f.yml:7:1: unknown top-level key `taks`, did you mean `tasks`?"]
     assert problems(HEAD + "  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: hi\nzzz: 1\n") == [
         "f.yml:7:1: unknown top-level key `zzz`; a flow has id, namespace, description, labels, "
-        "variables, inputs, tasks, errors"]
+        "variables, inputs, tasks, errors, finally, afterExecution, outputs, concurrency, pluginDefaults, "
+        "taskDefaults"]
 
 
 def test_missing_flow_keys():
@@ -361,7 +387,7 @@ def test_unknown_property_points_at_key_and_suggests():
     assert problems(task_yaml("id: a\ntype: io.kestra.plugin.core.debug.Return\nqqq: hi\n")) == [
         "f.yml:6:5: unknown property `qqq` for Return (io.kestra.plugin.core.debug.Return); allowed: "
         "description, disabled, timeout, retry, allowFailure, allowWarning, logLevel, logToFile, runIf, "
-        "workerGroup, format"]
+        "format"]
 
 
 def test_missing_required_property():

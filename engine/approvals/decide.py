@@ -9,7 +9,7 @@ continuation, audit event - or not at all.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,9 @@ class DecisionRequest:
 
 
 def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
-                 policy, enqueue, notifications=None) -> Outcome:
+                 policy, enqueue, notifications=None,
+                 functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None) -> Outcome:
+    """``functions(row)``: the expression functions the request's form defaults may call."""
     row = tx.execute("SELECT * FROM requests WHERE id=?", (request_id,)).fetchone()
     if row is None:
         return Outcome(request_id, oc.NOT_FOUND, f"no approval request `{request_id}`")
@@ -78,7 +80,8 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     context = jsonutil.loads(row["context"], {})
     masked: dict[str, Any] = {}  # ``values`` as the audit shows them (secrets masked)
     if decision.verdict == APPROVE:
-        values, masked, form_errors = _checked_form(row, decision, context)
+        values, masked, form_errors = _checked_form(row, decision, context,
+                                                    functions(row) if functions is not None else None)
         errors.update(form_errors)
     if errors:
         return Outcome(**base, outcome=oc.INVALID_INPUTS, state="PENDING", errors=errors,
@@ -122,7 +125,8 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     return Outcome(**base, outcome=oc.DECIDED, state=state, message=message)
 
 
-def _checked_form(row: sqlite3.Row, decision: DecisionRequest, context: dict[str, Any]
+def _checked_form(row: sqlite3.Row, decision: DecisionRequest, context: dict[str, Any],
+                  functions: Mapping[str, Any] | None = None,
                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """(values, values with secrets masked, errors) of the decision's form values against the
     request's frozen form. Without templates or conditions in the form, the outcome depends on
@@ -134,7 +138,7 @@ def _checked_form(row: sqlite3.Row, decision: DecisionRequest, context: dict[str
     if reusable and text in decision.checked:
         return decision.checked[text]
     form = jsonutil.loads(text, [])
-    result = validate_form(row, decision.inputs, context=context, form=form)
+    result = validate_form(row, decision.inputs, context=context, form=form, functions=functions)
     checked = (result.values, mask(form, result.values), dict(result.errors))
     if reusable:
         decision.checked[text] = checked
@@ -187,12 +191,12 @@ def form_specs(row: sqlite3.Row, form: list[dict[str, Any]] | None = None) -> li
 
 
 def validate_form(row: sqlite3.Row, inputs: Mapping[str, Any], *, context: dict[str, Any] | None = None,
-                  form: list[dict[str, Any]] | None = None):
+                  form: list[dict[str, Any]] | None = None, functions: Mapping[str, Any] | None = None):
     """``context`` / ``form``: the row's already-parsed JSON columns, when the caller has them."""
     from signoff.engine.inputs import validate_inputs
 
     if context is None:
         context = jsonutil.loads(row["context"], {})
     variables = {"inputs": context.get("inputs", {}), "outputs": context.get("outputs", {})}
-    return validate_inputs(form_specs(row, form), dict(inputs or {}), variables=variables)
+    return validate_inputs(form_specs(row, form), dict(inputs or {}), variables=variables, functions=functions)
 

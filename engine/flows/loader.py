@@ -15,20 +15,36 @@ from typing import Any
 
 from signoff.engine.errors import ExpressionError, FlowLoadError, Location, Problem
 from signoff.engine.expressions import is_template, parse_template
-from signoff.engine.flows.model import Flow, Task
-from signoff.engine.flows.task_types import PAUSE, Prop, TaskType, resolve_type, suggest, suggest_type
+from signoff.engine.flows.model import Concurrency, Flow, FlowOutput, Task
+from signoff.engine.flows.task_types import (
+    ALIASES, APPROVAL, FLOWABLE_TYPES, NOT_SUPPORTED_TASK_PROPS, PAUSE, TASK_TYPES, Prop, TaskType, resolve_type, suggest, suggest_type)
 from signoff.engine.flows.yaml_source import YamlLocator, parse_yaml
 from signoff.engine.flows.yaml_source import describe_value as _what
 
 ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 NAMESPACE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*(\.[a-zA-Z0-9][a-zA-Z0-9_-]*)*$")
 
-FLOW_KEYS = ("id", "namespace", "description", "labels", "variables", "inputs", "tasks", "errors")
-#: Kestra's other top-level keys: accepted and left alone.
-KESTRA_FLOW_KEYS = (
-    "revision", "disabled", "deleted", "triggers", "pluginDefaults", "taskDefaults", "outputs",
-    "concurrency", "retry", "afterExecution", "finally", "checks", "sla", "workerGroup",
-)
+FLOW_KEYS = ("id", "namespace", "description", "labels", "variables", "inputs", "tasks", "errors",
+             "finally", "afterExecution", "outputs", "concurrency", "pluginDefaults", "taskDefaults")
+#: Kestra's bookkeeping keys: accepted and left alone (signoff numbers revisions itself).
+KESTRA_METADATA_KEYS = ("revision", "disabled", "deleted")
+#: Kestra keys signoff does not implement yet: refused, so no flow loads with behaviour dropped.
+NOT_SUPPORTED_FLOW_KEYS: dict[str, str] = {
+    "triggers": "start executions with `signoff run` or the API",
+    "sla": "use a Pause/Approval `timeout` with `expireBehavior` for deadlines on decisions",
+    "checks": "validate inputs with `validator`, `min`/`max` or a `dependsOn` condition",
+    "workerGroup": "every task runs on the host of the engine that advances the execution",
+    "retry": "set `retry` on the tasks that should be retried (or on a task type in `pluginDefaults`)",
+    "finally": "put clean-up tasks at the end of `tasks` and in `errors`",
+    "afterExecution": "put the tasks at the end of `tasks` and in `errors`",
+    "outputs": "read task outputs with `executions show`",
+    "concurrency": "",
+}
+OUTPUT_KEYS = ("id", "type", "value", "description", "displayName", "required")
+OUTPUT_ID_RE = re.compile(r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$")
+PLUGIN_DEFAULT_KEYS = ("type", "values", "forced")
+RETRY_NEEDS = {"constant": ("interval",), "exponential": ("interval", "maxInterval"),
+               "random": ("minInterval", "maxInterval")}
 
 NodePath = tuple[Any, ...]
 
@@ -40,6 +56,37 @@ def _as_id(value: Any) -> Any:
     return value
 
 
+@dataclass
+class _PluginDefault:
+    """One entry of ``pluginDefaults``: values for every task whose type is ``type`` or starts
+    with it (Kestra's rule); ``forced`` values win over the task's own."""
+
+    type: str
+    values: dict[str, Any]
+    forced: bool
+    path: NodePath  # where it is written, e.g. ("pluginDefaults", 0)
+
+    def matches(self, written: str, canonical: str) -> bool:
+        return any(name == self.type or name.startswith(self.type) for name in (written, canonical))
+
+
+def merge_values(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Kestra's MapUtils.merge: ``top`` wins; mappings merge key by key; lists are joined
+    (``base`` items first); None never replaces a value."""
+    out = dict(base)
+    for key, value in top.items():
+        old = out.get(key)
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(old, dict):
+            out[key] = merge_values(old, value)
+        elif isinstance(value, list) and isinstance(old, list):
+            out[key] = [*old, *value]
+        else:
+            out[key] = value
+    return out
+
+
 class _FlowBuilder:
     def __init__(self, data: dict[str, Any], locator: YamlLocator, file: str) -> None:
         self.data = data
@@ -47,6 +94,7 @@ class _FlowBuilder:
         self.file = file
         self.problems: list[Problem] = []
         self.task_ids: dict[str, Location] = {}
+        self.defaults: list[_PluginDefault] = []
 
     # -- helpers -------------------------------------------------------------------------
     def problem(self, location: Location, message: str) -> None:
@@ -184,14 +232,19 @@ class _FlowBuilder:
             return None
 
         schema = ttype.all_props()
+        node, origins = self.with_defaults(node, path, type_name, ttype)
         props: dict[str, Any] = {}
         blocks: dict[str, list[Task]] = {}
         form: list = []
         prop_locations: dict[str, Location] = {}
         for key, value in node.items():
-            ppath = (*path, key)
+            ppath = origins.get(key, (*path, key))
             prop_locations[key] = self.loc.at(ppath)
             prop = schema.get(key)
+            if prop is None and key in NOT_SUPPORTED_TASK_PROPS:
+                self.problem(self.loc.key_at(ppath), f"`{key}` is not supported yet: signoff would ignore it, "
+                                                     f"so remove it ({NOT_SUPPORTED_TASK_PROPS[key]})")
+                continue
             if prop is None:
                 hint = suggest(key, schema)
                 msg = f"unknown property `{key}` for {ttype.short_name} ({ttype.name})"
@@ -234,6 +287,16 @@ class _FlowBuilder:
         for name in missing:
             self.problem(self.loc.key_at((*path, "id")) if id_ok else self.loc.at(path),
                          f"{label} ({ttype.short_name}) is missing required property `{name}`")
+        if ttype.short_name in ("SlackIncomingWebhook", "TeamsIncomingWebhook") and \
+                "payload" not in props and "messageText" not in props:
+            self.problem(self.loc.key_at((*path, "id")) if id_ok else self.loc.at(path),
+                         f"{label} ({ttype.short_name}) needs `payload` (the JSON to post) or `messageText`")
+        elif "payload" in props and "messageText" in props:
+            self.problem(self.loc.key_at(origins.get("messageText", (*path, "messageText"))),
+                         f"{label} has both `payload` and `messageText`; keep one (`messageText` "
+                         "posts `{\"text\": ...}`)")
+        if "retry" in props:
+            self.check_retry(props["retry"], origins.get("retry", (*path, "retry")), ttype)
         if ttype.name == PAUSE and "delay" in props:
             if "pauseDuration" in props:
                 self.problem(self.loc.key_at((*path, "delay")),
@@ -250,6 +313,234 @@ class _FlowBuilder:
             location=self.loc.key_at((*path, "id")) if "id" in node else self.loc.at(path),
             prop_locations=prop_locations,
         )
+
+    def with_defaults(self, node: dict[str, Any], path: NodePath, written: str,
+                      ttype: TaskType) -> tuple[dict[str, Any], dict[str, NodePath]]:
+        """``node`` with the matching ``pluginDefaults`` applied as Kestra does (the first
+        matching entry wins among several; the task's own values win over non-forced
+        defaults; forced ones win over the task), and where each resulting key was written."""
+        matching = [d for d in self.defaults if d.matches(written, ttype.name)]
+        if not matching:
+            return node, {}
+        origins: dict[str, NodePath] = {}
+        merged: dict[str, Any] = {}
+        for default in reversed([d for d in matching if not d.forced]):
+            merged = merge_values(merged, default.values)
+            origins.update({k: (*default.path, "values", k) for k in default.values})
+        merged = merge_values(merged, node)
+        origins.update({k: (*path, k) for k in node if node[k] is not None})
+        for default in reversed([d for d in matching if d.forced]):
+            merged = merge_values(merged, default.values)
+            origins.update({k: (*default.path, "values", k) for k in default.values if default.values[k] is not None})
+        return merged, origins
+
+    def check_retry(self, retry: Any, path: NodePath, ttype: TaskType) -> None:
+        """What the schema cannot say: which task types retry, and each retry type's fields."""
+        if ttype.name in FLOWABLE_TYPES:
+            self.problem(self.loc.key_at(path),
+                         f"`retry` is not supported on {ttype.short_name}: only tasks that do work themselves "
+                         "(HTTP, shell, notifications, Log, ...) are retried; put `retry` on those inside it")
+            return
+        if not isinstance(retry, dict):
+            return
+        kind = retry.get("type")
+        if "type" not in retry:
+            self.problem(self.loc.key_at(path), "`retry` needs `type`: constant, exponential or random")
+        for name in RETRY_NEEDS.get(kind, ()) if isinstance(kind, str) else ():
+            if name not in retry:
+                self.problem(self.loc.key_at(path), f"`retry` of type {kind} needs `{name}`")
+        if "maxAttempts" in retry and "maxAttempt" in retry:
+            self.problem(self.loc.key_at((*path, "maxAttempt")),
+                         "`maxAttempt` is the older name of `maxAttempts`; keep only `maxAttempts`")
+        if not any(k in retry for k in ("maxAttempts", "maxAttempt", "maxDuration")):
+            self.problem(self.loc.key_at(path),
+                         "`retry` needs `maxAttempts` or `maxDuration` (or both), so that it ends")
+
+    def plugin_defaults(self) -> None:
+        """Read ``pluginDefaults`` (or its older name ``taskDefaults``) into :attr:`defaults`."""
+        data = self.data
+        key = "pluginDefaults"
+        if "taskDefaults" in data:
+            if "pluginDefaults" in data:
+                self.problem(self.loc.key_at(("taskDefaults",)), "`taskDefaults` is the older name of "
+                             "`pluginDefaults`; write all defaults under `pluginDefaults`")
+            else:
+                key = "taskDefaults"
+        raw = data.get(key)
+        if raw is None:
+            return
+        if not isinstance(raw, list):
+            self.problem(self.loc.at((key,)), f"`{key}` expects a list of `{{type, values, forced}}` entries, "
+                                              f"found {_what(raw)}")
+            return
+        for i, item in enumerate(raw):
+            here: NodePath = (key, i)
+            if not isinstance(item, dict):
+                self.problem(self.loc.at(here), f"`{key}[{i}]` expects a mapping with `type` and `values`, "
+                                                f"found {_what(item)}")
+                continue
+            ok = True
+            for k in item:
+                if k not in PLUGIN_DEFAULT_KEYS:
+                    hint = suggest(str(k), PLUGIN_DEFAULT_KEYS)
+                    self.problem(self.loc.key_at((*here, k)), f"unknown key `{k}` in `{key}[{i}]`"
+                                 + (f", did you mean `{hint}`?" if hint else "; allowed keys: type, values, forced"))
+                    ok = False
+            type_name, values, forced = item.get("type"), item.get("values"), item.get("forced", False)
+            if not isinstance(type_name, str) or not type_name:
+                self.problem(self.loc.at((*here, "type")) if "type" in item else self.loc.at(here),
+                             f"`{key}[{i}]` needs `type`: a task type such as `io.kestra.plugin.core.http.Request`"
+                             " or a prefix such as `io.kestra.plugin.notifications`")
+                continue
+            if not isinstance(values, dict):
+                self.problem(self.loc.at((*here, "values")) if "values" in item else self.loc.at(here),
+                             f"`{key}[{i}]` needs `values`: a mapping of task properties")
+                continue
+            if not isinstance(forced, bool):
+                self.problem(self.loc.at((*here, "forced")), f"`forced` expects true or false, found {_what(forced)}")
+                ok = False
+            exact = resolve_type(type_name)
+            types = [exact] if exact else [t for name, t in TASK_TYPES.items() if name.startswith(type_name)]
+            types += [] if exact else [TASK_TYPES[c] for a, c in ALIASES.items()
+                                       if a.startswith(type_name) and TASK_TYPES[c] not in types]
+            if not types:
+                hint = suggest_type(type_name)
+                self.problem(self.loc.at((*here, "type")),
+                             f"`{type_name}` is neither a supported task type nor the start of one"
+                             + (f", did you mean `{hint}`?" if hint else ""))
+                continue
+            for prop_name, value in values.items():
+                vpath = (*here, "values", prop_name)
+                if prop_name in ("id", "type"):
+                    self.problem(self.loc.key_at(vpath), f"`{prop_name}` cannot have a default; set it on each task")
+                    ok = False
+                    continue
+                known = [t for t in types if prop_name in t.all_props()]
+                if not known:
+                    schema = types[0].all_props()
+                    hint = suggest(str(prop_name), schema if exact else {p for t in types for p in t.all_props()})
+                    what = f"{types[0].short_name} ({types[0].name})" if exact else f"any task type starting with `{type_name}`"
+                    self.problem(self.loc.key_at(vpath), f"unknown property `{prop_name}` for {what}"
+                                 + (f", did you mean `{hint}`?" if hint else ""))
+                    ok = False
+                elif known[0].all_props()[prop_name].kind in ("tasks", "task", "cases", "inputs"):
+                    self.problem(self.loc.key_at(vpath), f"`{prop_name}` holds tasks or form inputs and cannot "
+                                                         "have a default; write it on each task")
+                    ok = False
+            if ok:
+                self.defaults.append(_PluginDefault(type_name, dict(values), forced, here))
+
+    def flow_outputs(self) -> list[FlowOutput]:
+        raw = self.data.get("outputs")
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.problem(self.loc.at(("outputs",)), f"`outputs` expects a list of `{{id, type, value}}` entries, "
+                                                    f"found {_what(raw)}")
+            return []
+        from signoff.engine.inputs.spec import INPUT_TYPES
+
+        outputs: list[FlowOutput] = []
+        seen: dict[str, Location] = {}
+        for i, item in enumerate(raw):
+            here: NodePath = ("outputs", i)
+            if not isinstance(item, dict):
+                self.problem(self.loc.at(here), f"`outputs[{i}]` expects a mapping with `id`, `type` and `value`, "
+                                                f"found {_what(item)}")
+                continue
+            ok = True
+            for k in item:
+                if k not in OUTPUT_KEYS:
+                    hint = suggest(str(k), OUTPUT_KEYS)
+                    self.problem(self.loc.key_at((*here, k)), f"unknown key `{k}` in `outputs[{i}]`"
+                                 + (f", did you mean `{hint}`?" if hint else f"; allowed keys: {', '.join(OUTPUT_KEYS)}"))
+                    ok = False
+            out_id = _as_id(item.get("id"))
+            if not isinstance(out_id, str) or not OUTPUT_ID_RE.match(out_id):
+                self.problem(self.loc.at((*here, "id")) if "id" in item else self.loc.at(here),
+                             f"`outputs[{i}]` needs an `id` of letters, digits, `.`, `_` and `-`"
+                             + (f", found {_what(out_id)}" if "id" in item else ""))
+                ok = False
+            elif out_id in seen:
+                self.problem(self.loc.at((*here, "id")), f"duplicate output id `{out_id}` (also at {seen[out_id]})")
+                ok = False
+            else:
+                seen[out_id] = self.loc.at((*here, "id"))
+            out_type = item.get("type")
+            upper = out_type.upper() if isinstance(out_type, str) else None
+            if upper == "ENUM":
+                upper = "SELECT"
+            if upper not in INPUT_TYPES:
+                hint = suggest(str(out_type), INPUT_TYPES) if out_type is not None else None
+                self.problem(self.loc.at((*here, "type")) if "type" in item else self.loc.at(here),
+                             f"`outputs[{i}]` needs a `type` (one of {', '.join(INPUT_TYPES)})"
+                             + (f"; found `{out_type}`" if out_type is not None else "")
+                             + (f", did you mean `{hint}`?" if hint and out_type is not None else ""))
+                ok = False
+            if "value" not in item:
+                self.problem(self.loc.at(here), f"`outputs[{i}]` needs a `value` (usually an expression such as "
+                                                "\"{{ outputs.task_id.value }}\")")
+                ok = False
+            required = item.get("required", True)
+            if not isinstance(required, bool):
+                self.problem(self.loc.at((*here, "required")), f"`required` expects true or false, found {_what(required)}")
+                ok = False
+            for text_key in ("description", "displayName"):
+                if text_key in item and not isinstance(item[text_key], (str, int, float)):
+                    self.problem(self.loc.at((*here, text_key)), f"`{text_key}` expects a string")
+                    ok = False
+            if ok:
+                outputs.append(FlowOutput(
+                    id=out_id, type=str(upper), value=item["value"],
+                    description=None if item.get("description") is None else str(item["description"]),
+                    display_name=None if item.get("displayName") is None else str(item["displayName"]),
+                    required=required, location=self.loc.at(here)))
+        return outputs
+
+    def concurrency(self) -> Concurrency | None:
+        raw = self.data.get("concurrency")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            self.problem(self.loc.at(("concurrency",)),
+                         f"`concurrency` expects a mapping `{{limit: N, behavior: QUEUE|CANCEL|FAIL}}`, found {_what(raw)}")
+            return None
+        ok = True
+        for k in raw:
+            if k not in ("limit", "behavior"):
+                hint = suggest(str(k), ("limit", "behavior"))
+                self.problem(self.loc.key_at(("concurrency", k)), f"unknown key `{k}` in `concurrency`"
+                             + (f", did you mean `{hint}`?" if hint else "; allowed keys: limit, behavior"))
+                ok = False
+        limit = raw.get("limit")
+        if "limit" not in raw:
+            self.problem(self.loc.key_at(("concurrency",)), "`concurrency` needs `limit`: how many executions "
+                                                            "of this flow may run at once")
+            ok = False
+        elif isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            self.problem(self.loc.at(("concurrency", "limit")), f"`limit` must be a whole number of at least 1, "
+                                                                f"found {_what(limit)}")
+            ok = False
+        behavior = raw.get("behavior", "QUEUE")
+        if behavior not in ("QUEUE", "CANCEL", "FAIL"):
+            hint = suggest(str(behavior), ("QUEUE", "CANCEL", "FAIL"))
+            self.problem(self.loc.at(("concurrency", "behavior")),
+                         f"`behavior` must be one of QUEUE, CANCEL, FAIL; found `{behavior}`"
+                         + (f", did you mean `{hint}`?" if hint else ""))
+            ok = False
+        return Concurrency(limit=limit, behavior=behavior) if ok else None
+
+    def end_block(self, key: str) -> list[Task]:
+        """``finally`` / ``afterExecution``: tasks that run at the end; they cannot wait for
+        a decision (the end of an execution never pauses)."""
+        tasks = self.task_list(self.data.get(key), (key,), key)
+        for top in tasks:
+            for task in top.walk():
+                if task.type in (PAUSE, APPROVAL) and task.location is not None:
+                    self.problem(task.location, f"task `{task.id}`: a {task.short_type} cannot be in `{key}`; "
+                                                "the end of an execution does not wait for decisions, "
+                                                "put it in `tasks`")
+        return tasks
 
     # -- expressions -------------------------------------------------------------------------
     def check_expressions(self, value: Any, path: NodePath) -> None:
@@ -270,11 +561,22 @@ class _FlowBuilder:
         data = self.data
         root = self.loc.at(())
         for key in data:
-            if key not in FLOW_KEYS and key not in KESTRA_FLOW_KEYS:
-                hint = suggest(key, FLOW_KEYS + KESTRA_FLOW_KEYS)
+            if key in NOT_SUPPORTED_FLOW_KEYS:
+                why = NOT_SUPPORTED_FLOW_KEYS[key]
+                self.problem(self.loc.key_at((key,)), f"`{key}` is not supported yet: signoff would ignore it, "
+                                                      "so remove it" + (f" ({why})" if why else ""))
+            elif key not in FLOW_KEYS and key not in KESTRA_METADATA_KEYS:
+                hint = suggest(key, FLOW_KEYS + KESTRA_METADATA_KEYS)
                 msg = f"unknown top-level key `{key}`"
                 msg += f", did you mean `{hint}`?" if hint else f"; a flow has {', '.join(FLOW_KEYS)}"
                 self.problem(self.loc.key_at((key,)), msg)
+        self.plugin_defaults()
+        disabled = data.get("disabled", False)
+        if not isinstance(disabled, bool):
+            self.problem(self.loc.at(("disabled",)), f"`disabled` expects true or false, found {_what(disabled)}")
+        if data.get("deleted") not in (None, False):
+            self.problem(self.loc.key_at(("deleted",)), "`deleted: true` marks a flow removed in Kestra; "
+                                                        "delete the file instead (or write `disabled: true`)")
 
         flow_id = _as_id(data.get("id"))
         if "id" not in data:
@@ -316,6 +618,10 @@ class _FlowBuilder:
         else:
             tasks = self.task_list(data.get("tasks"), ("tasks",), "tasks", required=True)
         errors = self.task_list(data.get("errors"), ("errors",), "errors")
+        finally_tasks = self.end_block("finally")
+        after_execution = self.end_block("afterExecution")
+        outputs = self.flow_outputs()
+        concurrency = self.concurrency()
 
         self.check_expressions(data, ())
 
@@ -326,6 +632,8 @@ class _FlowBuilder:
             description=None if description is None else str(description),
             labels=labels, variables=variables, inputs=inputs, tasks=tasks, errors=errors,
             source=text, path=self.file, sha256=hashlib.sha256(text.encode()).hexdigest(),
+            finally_tasks=finally_tasks, after_execution=after_execution, outputs=outputs,
+            concurrency=concurrency, disabled=disabled is True,
         )
 
     def _labels(self, raw: Any) -> dict[str, Any]:

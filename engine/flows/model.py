@@ -40,6 +40,28 @@ class Task:
 
 
 @dataclass
+class FlowOutput:
+    """A flow-level output (Kestra ``outputs``): rendered and typed when the execution ends."""
+
+    id: str
+    type: str  # an input type name (STRING, INT, JSON, ...); the value is checked as that type
+    value: Any  # usually a template
+    description: str | None = None
+    display_name: str | None = None
+    required: bool = True
+    location: Location | None = None
+
+
+@dataclass
+class Concurrency:
+    """Kestra ``concurrency``: at most ``limit`` executions of the flow not ended at once;
+    ``behavior`` says what happens to one started beyond it (QUEUE, CANCEL or FAIL)."""
+
+    limit: int
+    behavior: str = "QUEUE"
+
+
+@dataclass
 class Flow:
     id: str
     namespace: str
@@ -53,13 +75,20 @@ class Flow:
     path: str
     sha256: str
     revision: int = 0  # assigned by the store when the source is first seen
+    # run after `tasks` (and `errors`) whatever happened, while the execution is RUNNING
+    finally_tasks: list[Task] = field(default_factory=list)
+    # run once the execution has its final state (`execution.state`); never change that state
+    after_execution: list[Task] = field(default_factory=list)
+    outputs: list[FlowOutput] = field(default_factory=list)
+    concurrency: Concurrency | None = None
+    disabled: bool = False  # Kestra's `disabled: true`: the flow loads but starts no execution
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.id)
 
     def all_tasks(self):
-        for t in [*self.tasks, *self.errors]:
+        for t in [*self.tasks, *self.errors, *self.finally_tasks, *self.after_execution]:
             yield from t.walk()
 
     def find_task(self, task_id: str) -> Task | None:

@@ -513,7 +513,8 @@ class ExecutionRun:
                                                         f"resume task {self.execution_id}/{task.id}",
                                                         automatic=True, auto_expression="Resume task"),
                                policy=self.engine.policy,
-                               enqueue=lambda tx, eid: work.enqueue(tx, eid, self.now()))
+                               enqueue=lambda tx, eid: work.enqueue(tx, eid, self.now()),
+                               notifications=self.engine.notifications, functions=self.form_functions)
         if not outcome.ok:
             raise TaskFailed(f"task `{task.id}`: could not resume {target}: {outcome.message}")
         outputs = {"executionId": target, "requestId": request[0]}
@@ -536,7 +537,9 @@ class ExecutionRun:
                     state = decide_in_tx(self.tx, now=self.now(), actor=SYSTEM, request_id=request_id,
                                          decision=DecisionRequest("approve", {}, None, "auto", automatic=True,
                                                                   auto_expression=value),
-                                         policy=self.engine.policy, enqueue=lambda tx, eid: None).state
+                                         policy=self.engine.policy, enqueue=lambda tx, eid: None,
+                                         notifications=self.engine.notifications,
+                                         functions=self.form_functions).state
             if state == "PENDING":
                 hook = "onPause" if task.type == PAUSE else "onWait"
                 status = self.walk_list(task.blocks.get(hook, []), f"{path}/{hook}/", scope)
@@ -647,7 +650,11 @@ class ExecutionRun:
     def default_values(self, request: sqlite3.Row) -> dict[str, Any]:
         from signoff.engine.approvals.decide import validate_form
 
-        return validate_form(request, {}).values
+        return validate_form(request, {}, functions=self.form_functions(request)).values
+
+    def form_functions(self, request: sqlite3.Row) -> dict[str, Any]:
+        """Expression functions for a request's form defaults (its own execution's)."""
+        return self.engine.functions(request["namespace"], request["flow_id"], request["execution_id"])
 
 
 def _seconds(value: Any) -> float:
