@@ -111,6 +111,8 @@ def execution_text(e: dict[str, Any]) -> str:
         lines.append(f"Error      {e['error']}")
     if e.get("inputs"):
         lines += ["", "Inputs", _indent(json.dumps(e["inputs"], indent=2, ensure_ascii=False, default=str))]
+    if e.get("flow_outputs") is not None:
+        lines += ["", "Outputs", _indent(json.dumps(e["flow_outputs"], indent=2, ensure_ascii=False, default=str))]
     if e.get("task_runs"):
         lines += ["", "Task runs"]
         lines.append(_indent(table(("PATH", "TYPE", "STATE", "ERROR"),

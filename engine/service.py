@@ -20,7 +20,7 @@ from signoff.engine.audit import append_event
 from signoff.engine.audit.service_mixin import AuditMixin
 from signoff.engine.core import Engine
 from signoff.engine.errors import InvalidInputs, NotFound, Refused, UsageError
-from signoff.engine.identity import Identity
+from signoff.engine.identity import SYSTEM, Identity
 from signoff.engine.runtime import work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.outputs import outputs_tree
@@ -121,6 +121,8 @@ class ApprovalService(AuditMixin):
         from signoff.engine.inputs.spec import mask
         from signoff.engine.runtime.runner import ExecutionRun
 
+        from signoff.engine.runtime.concurrency import admission
+
         flow = self._flow(actor, namespace, flow_id, "start")
         if flow.disabled:
             raise UsageError(f"flow {namespace}.{flow_id} is disabled (`disabled: true` in {flow.path}); "
@@ -139,7 +141,17 @@ class ApprovalService(AuditMixin):
                          data={"revision": revision, "inputs": mask(flow.inputs, values)})
             again: list[str] = []
             inline_error: Exception | None = None
-            if self.run_inline:
+            held = admission(tx, flow)
+            if held is not None:  # beyond the flow's concurrency limit: queued, cancelled or failed
+                state, why = held
+                row.update(state=state, ended_at=None if state == "QUEUED" else now,
+                           error=None if state == "QUEUED" else why)
+                insert_execution(tx, row)
+                append_event(tx, at=now, actor=SYSTEM.name,
+                             action="execution.queued" if state == "QUEUED" else "execution.ended",
+                             namespace=namespace, flow_id=flow_id, execution_id=execution_id,
+                             data={"state": state, "error": why})
+            elif self.run_inline:
                 # performance: run to the first pause in this same transaction, so a start
                 # costs one durable commit instead of three (create, claim, advance); the run
                 # stores the execution row once, in the state it reaches, and writes no work
@@ -152,6 +164,7 @@ class ApprovalService(AuditMixin):
                                        queued=False, insert_row=True)
                     if run.advance():
                         again.append(execution_id)
+                    again.extend(run.dequeued)
                 except Exception as exc:  # noqa: BLE001 - re-raised after the commit below
                     inline_error = exc
                 if not tx.in_transaction:  # an outside effect committed and the run stopped
@@ -227,6 +240,7 @@ class ApprovalService(AuditMixin):
                            "started_at": r["started_at"], "ended_at": r["ended_at"], "error": r["error"]}
                           for r in runs],
             "outputs": outputs_tree(runs),
+            "flow_outputs": jsonutil.loads(row["outputs"], None),
             "logs": [dict(log) for log in logs],
             "requests": [request_summary(r, r["approvals"]) for r in requests],
         }

@@ -35,10 +35,6 @@ NOT_SUPPORTED_FLOW_KEYS: dict[str, str] = {
     "checks": "validate inputs with `validator`, `min`/`max` or a `dependsOn` condition",
     "workerGroup": "every task runs on the host of the engine that advances the execution",
     "retry": "set `retry` on the tasks that should be retried (or on a task type in `pluginDefaults`)",
-    "finally": "put clean-up tasks at the end of `tasks` and in `errors`",
-    "afterExecution": "put the tasks at the end of `tasks` and in `errors`",
-    "outputs": "read task outputs with `executions show`",
-    "concurrency": "",
 }
 OUTPUT_KEYS = ("id", "type", "value", "description", "displayName", "required")
 OUTPUT_ID_RE = re.compile(r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$")

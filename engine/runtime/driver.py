@@ -57,8 +57,10 @@ def advance_in_tx(engine, execution_ids: Iterable[str], again: list[str]) -> int
         gen = work.try_claim(conn, execution_id, engine.owner, engine.clock)
         if gen is None:
             continue
-        more = ExecutionRun(engine, execution_id, engine.owner, gen, shared=True).advance()
+        run = ExecutionRun(engine, execution_id, engine.owner, gen, shared=True)
+        more = run.advance()
         advanced += 1
         if more:
             again.append(execution_id)
+        again.extend(run.dequeued)  # started because this one ended (flow concurrency)
     return advanced

@@ -12,8 +12,9 @@ from typing import Any
 
 from signoff.engine import jsonutil
 
-#: task-run states whose outputs are visible to later tasks
-VISIBLE_STATES = ("SUCCESS", "WARNING", "RUNNING", "FAILED")
+#: task-run states whose outputs are visible to later tasks (KILLED: a denied approval's
+#: decision, seen by `finally`, afterExecution and the flow's outputs)
+VISIBLE_STATES = ("SUCCESS", "WARNING", "RUNNING", "FAILED", "KILLED")
 
 
 def place(tree: dict[str, Any], task_id: str, loop_keys: Sequence[str], outputs: Any) -> None:

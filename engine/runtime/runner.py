@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +25,7 @@ from signoff.engine import jsonutil
 from signoff.engine.approvals.close import close_request
 from signoff.engine.approvals.decide import DecisionRequest, decide_in_tx
 from signoff.engine.audit import append_event
-from signoff.engine.clock import format_time
-from signoff.engine.durations import parse_duration
+from signoff.engine.clock import format_time, parse_time
 from signoff.engine.errors import ExpressionError
 from signoff.engine.expressions import evaluate, render_data, truthy
 from signoff.engine.flows.model import Flow, Task
@@ -36,7 +34,8 @@ from signoff.engine.identity import SYSTEM
 from signoff.engine.runtime import work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.functions import kv_lookup_from, make_functions
-from signoff.engine.runtime.outputs import place
+from signoff.engine.runtime.outputs import outputs_tree, place
+from signoff.engine.runtime.retry import RetryPolicy
 from signoff.engine.tasks.base import SimpleContext, TaskFailed
 
 DONE, WAITING, FAILED = "DONE", "WAITING", "FAILED"
@@ -130,6 +129,12 @@ class ExecutionRun:
         self._new_logs: list[tuple[str, str, str, str, str]] = []
         self._state_at: str | None = None  # set when the state changed and is not written yet
         self.row_pending = insert_row and fresh
+        #: times of the next attempt of tasks waiting for a retry (the work row is put at the first)
+        self.retry_due: list[str] = []
+        #: a Pause/Approval is waiting for a decision (the execution is PAUSED, not RUNNING)
+        self.waiting_on_request = False
+        #: executions of this flow started because this one ended (concurrency QUEUE)
+        self.dequeued: list[str] = []
 
     # -- transactions -------------------------------------------------------------------
     def begin(self) -> None:
@@ -210,26 +215,49 @@ class ExecutionRun:
 
     # -- entry point --------------------------------------------------------------------
     def advance(self) -> bool:
-        """Walk as far as possible. Returns True when more work was queued meanwhile."""
+        """Walk as far as possible. Returns True when more work was queued meanwhile.
+
+        Order as in Kestra: ``tasks``; on failure ``errors``; then ``finally`` whatever
+        happened (also after a deny or a cancel, while the execution is still RUNNING; a
+        failing ``finally`` task fails an execution that would have succeeded); then the
+        final state is written, flow ``outputs`` rendered, and ``afterExecution`` runs with
+        ``execution.state`` set (its failures never change that state)."""
         self.begin()
         try:
             if self.row["state"] in TERMINAL_EXECUTION_STATES:
+                if self.flow.after_execution:  # a retry or a crash left some of it to do
+                    self.outputs = outputs_tree(sorted(self.runs.values(), key=lambda r: r["seq"]))
+                    self.walk_list(self.flow.after_execution, "", Scope())
                 more = self.release()
+                self.schedule_retry()
                 self.commit()  # (this path used to leave its transaction open)
                 return more
+            if self.row["state"] == "QUEUED":  # waits for a concurrency slot (runtime.concurrency)
+                more = self.release()
+                self.commit()
+                return more
             self.set_state("RUNNING")
+            stop: Stop | None = None
+            status = DONE
             try:
                 status = self.walk_list(self.flow.tasks, "", Scope())
                 if status == FAILED and self.flow.errors:
                     error_status = self.walk_list(self.flow.errors, "", Scope())
                     status = WAITING if error_status == WAITING else FAILED
-            except Stop as stop:
+            except Stop as raised:
+                stop = raised
+            if stop is None and status == WAITING:
+                return self.wait()
+            if self.flow.finally_tasks:
+                if stop is not None:
+                    self.close_pending(stop.state)
+                final_status = self.walk_list(self.flow.finally_tasks, "", Scope())
+                if final_status == WAITING:  # a retry inside `finally`
+                    return self.wait()
+                if final_status == FAILED and stop is None:
+                    status = FAILED
+            if stop is not None:
                 return self.finish(stop.state, stop.message)
-            if status == WAITING:
-                self.set_state("PAUSED")
-                more = self.release()
-                self.commit()
-                return more
             if status == FAILED:
                 return self.finish("FAILED", self.first_error())
             warned = any(r["state"] == "WARNING" for r in self.runs.values())
@@ -241,24 +269,68 @@ class ExecutionRun:
             self.undo()
             raise
 
-    def finish(self, state: str, error: str | None) -> bool:
-        if self.row_pending:
-            self.flush()
+    def wait(self) -> bool:
+        """Stop here for now: PAUSED while a decision is awaited, else RUNNING (a task waits
+        for its next attempt). Returns True when more work was queued meanwhile."""
+        self.set_state("PAUSED" if self.waiting_on_request else "RUNNING")
+        more = self.release()
+        self.schedule_retry()
+        self.commit()
+        return more
+
+    def schedule_retry(self) -> None:
+        """Put the work row at the first pending retry time (a durable due row, not a sleep)."""
+        if self.retry_due:
+            work.enqueue(self.tx, self.execution_id, min(self.retry_due))
+
+    def close_pending(self, state: str) -> None:
         now = self.now()
         pending = self.tx.execute("SELECT id FROM requests WHERE execution_id=? AND state='PENDING'",
                                   (self.execution_id,)).fetchall()
         for (request_id,) in pending:
             close_request(self.tx, request_id, "CANCELLED", by=SYSTEM.name, now=now,
                           reason=f"execution ended {state}")
-        self.tx.execute("UPDATE executions SET state=?, updated_at=?, ended_at=?, error=? WHERE id=?",
-                        (state, now, now, error, self.execution_id))
+
+    def finish(self, state: str, error: str | None) -> bool:
+        if self.row_pending:
+            self.flush()
+        state, error, flow_outputs = self.flow_outputs(state, error)
+        now = self.now()
+        self.close_pending(state)
+        self.tx.execute("UPDATE executions SET state=?, updated_at=?, ended_at=?, error=?, outputs=? WHERE id=?",
+                        (state, now, now, error, flow_outputs, self.execution_id))
         self.row["state"] = state
         self._state_at = None  # written just now
         append_event(self.tx, at=now, actor=SYSTEM.name, action="execution.ended", namespace=self.flow.namespace,
                      flow_id=self.flow.id, execution_id=self.execution_id, data={"state": state, "error": error})
+        if self.flow.concurrency is not None:
+            from signoff.engine.runtime.concurrency import start_queued
+
+            self.dequeued += start_queued(self.tx, self.flow, now)
+        if self.flow.after_execution:
+            self.walk_list(self.flow.after_execution, "", Scope())
         self.release()
+        self.schedule_retry()
         self.commit()
         return False
+
+    def flow_outputs(self, state: str, error: str | None) -> tuple[str, str | None, str | None]:
+        """(state, error, outputs JSON) once the flow's ``outputs`` are rendered (see
+        engine.runtime.flow_outputs for the rules)."""
+        if not self.flow.outputs:
+            return state, error, None
+        from signoff.engine.runtime.flow_outputs import render_outputs
+
+        variables = self.flow_variables()
+        variables["execution"]["state"] = state
+        values, problems = render_outputs(self.flow.outputs, variables, self.functions)
+        now = self.now()
+        failing = state in ("SUCCESS", "WARNING") and bool(problems)
+        for message in problems:
+            self._new_logs.append((self.execution_id, "outputs", "ERROR" if failing else "WARN", message, now))
+        if failing:
+            state, error = "FAILED", "; ".join(problems)
+        return state, error, jsonutil.dumps(values)
 
     def release(self) -> bool:
         """Drop this run's work row (see work.release); True when more work is queued."""
@@ -278,7 +350,8 @@ class ExecutionRun:
         return failed[0]["error"] if failed else None
 
     # -- variables ----------------------------------------------------------------------
-    def variables(self, task: Task, path: str, scope: Scope, attempt: int = 1) -> dict[str, Any]:
+    def flow_variables(self) -> dict[str, Any]:
+        """What every expression of this execution sees, outside any task."""
         return {
             "inputs": self.inputs,
             "outputs": self.outputs,
@@ -288,6 +361,11 @@ class ExecutionRun:
                           "originalId": self.execution_id, "state": self.row["state"]},
             "labels": self.labels,
             "vars": self.flow.variables,
+        }
+
+    def variables(self, task: Task, path: str, scope: Scope, attempt: int = 1) -> dict[str, Any]:
+        return {
+            **self.flow_variables(),
             "task": {"id": task.id, "type": task.type},
             "taskrun": {"id": path, "startDate": self.now(), "attemptsCount": attempt,
                         "value": scope.loop_values[-1] if scope.loop_values else None,
@@ -357,6 +435,9 @@ class ExecutionRun:
             self.record_outputs(task, scope, jsonutil.loads(run["outputs"], {}))
             return DONE
         if run is not None and run["state"] in ("FAILED", "KILLED"):
+            if run["state"] == "KILLED" and task.type in (PAUSE, APPROVAL):
+                # a deny or cancel seen again (a retry in `finally` came back): the same Stop
+                return self.pause_task(task, path, scope, run)
             return FAILED
         try:
             if run is None and self.skipped(task, path, scope):
@@ -458,44 +539,65 @@ class ExecutionRun:
         handler = load_handlers().get(task.type)
         if handler is None:  # the loader refuses unknown types; this guards old revisions
             raise TaskFailed(f"task `{task.id}`: no handler for type {task.type}")
-        retry = task.props.get("retry") or {}
-        max_attempts = max(1, int(retry.get("maxAttempts") or retry.get("maxAttempt") or 1))
-        interval = _seconds(retry.get("interval"))
+        policy = self.retry_policy(task, path, scope)
         external = task.type in EXTERNAL_TYPES
         previous = self.runs.get(path)
-        first_attempt = previous["attempt"] + 1 if previous else 1
-        for attempt in range(first_attempt, first_attempt + max_attempts):
-            ctx = SimpleContext(task, self.variables(task, path, scope, attempt), execution_id=self.execution_id,
-                                namespace=self.flow.namespace, flow_id=self.flow.id, attempt=attempt,
-                                data_dir=self.engine.data_dir,
-                                idempotency_key=f"{self.execution_id}:{path}:{attempt}", functions=self.functions)
-            if external:
-                # make the state before the effect durable, then run it outside a transaction
-                self.save_run(path, task, "RUNNING", attempt=attempt)
-                self.commit(durable=True)
+        if previous is not None and previous["state"] == "RETRYING":
+            due = jsonutil.loads(previous["value"], {}).get("retryAt")
+            if due and due > self.now():
+                self.retry_due.append(due)
+                return WAITING
+            attempt = previous["attempt"] + 1
+        elif previous is not None:  # cut off between its effect and its commit: the same attempt again
+            attempt = previous["attempt"]
+        else:
+            attempt = 1
+        first_started = previous["started_at"] if previous is not None else self.now()
+        ctx = SimpleContext(task, self.variables(task, path, scope, attempt), execution_id=self.execution_id,
+                            namespace=self.flow.namespace, flow_id=self.flow.id, attempt=attempt,
+                            data_dir=self.engine.data_dir,
+                            idempotency_key=f"{self.execution_id}:{path}:{attempt}", functions=self.functions)
+        if external:
+            # make the state before the effect durable, then run it outside a transaction
+            self.save_run(path, task, "RUNNING", attempt=attempt)
+            self.commit(durable=True)
+        try:
             try:
-                try:
-                    outputs = handler(ctx) or {}
-                except ExpressionError as exc:
-                    raise TaskFailed(f"task `{task.id}`: {exc}") from None
-            except TaskFailed as failure:
-                if external:
-                    self.begin()
-                if attempt < first_attempt + max_attempts - 1 and not failure.warning:
-                    self.save_run(path, task, "RUNNING", attempt=attempt, logs=[*ctx.logs, ("WARN", failure.message)])
-                    if interval:
-                        self.commit(durable=True)
-                        time.sleep(interval)
-                        self.begin()
-                    continue
-                self.save_run(path, task, "RUNNING", attempt=attempt, logs=ctx.logs)
-                return self.fail(task, path, failure)
+                outputs = handler(ctx) or {}
+            except ExpressionError as exc:
+                raise TaskFailed(f"task `{task.id}`: {exc}") from None
+        except TaskFailed as failure:
             if external:
                 self.begin()
-            self.save_run(path, task, "SUCCESS", outputs=outputs, attempt=attempt, logs=ctx.logs)
-            self.record_outputs(task, scope, outputs)
-            return DONE
-        return FAILED  # not reached: the loop returns
+            if policy is not None and not failure.warning:
+                at = policy.next_attempt_at(attempt, parse_time(first_started), self.engine.clock.now())
+                if at is not None:
+                    due = format_time(at)
+                    self.save_run(path, task, "RETRYING", attempt=attempt, value=jsonutil.dumps({"retryAt": due}),
+                                  error=failure.message,
+                                  logs=[*ctx.logs, ("WARN", f"attempt {attempt} failed: {failure.message}; "
+                                                            f"attempt {attempt + 1} at {due}")])
+                    self.retry_due.append(due)
+                    return WAITING
+            self.save_run(path, task, "RUNNING", attempt=attempt, logs=ctx.logs)
+            return self.fail(task, path, failure)
+        if external:
+            self.begin()
+        retried = attempt > 1 and policy is not None and policy.warning_on_retry
+        self.save_run(path, task, "WARNING" if retried else "SUCCESS", outputs=outputs, attempt=attempt,
+                      logs=ctx.logs, error=f"succeeded on attempt {attempt}" if retried else None)
+        self.record_outputs(task, scope, outputs)
+        return DONE
+
+    def retry_policy(self, task: Task, path: str, scope: Scope) -> RetryPolicy | None:
+        raw = task.props.get("retry")
+        if not raw:
+            return None
+        rendered = self.render(task, path, scope, raw)
+        try:
+            return RetryPolicy.from_props(rendered if isinstance(rendered, dict) else {})
+        except ValueError as err:
+            raise TaskFailed(f"task `{task.id}`: {err}") from None
 
     # -- Resume: decide another execution's pause ------------------------------------------
     def resume_task(self, task: Task, path: str, scope: Scope) -> str:
@@ -552,6 +654,7 @@ class ExecutionRun:
         request = self.tx.execute("SELECT * FROM requests WHERE id=?", (run["value"],)).fetchone()
         state = request["state"]
         if state == "PENDING":
+            self.waiting_on_request = True
             return WAITING
         result = jsonutil.loads(request["result"], {})
         decisions = [dict(d) for d in self.tx.execute(
@@ -618,8 +721,8 @@ class ExecutionRun:
             self.save_run(path, task, "RUNNING", outputs=outputs, ending=ending)
             return self.after_decision(task, path, scope, outputs, ending)
         self.save_run(path, task, "KILLED", outputs=outputs, error=message)
+        self.record_outputs(task, scope, outputs)  # `finally`, afterExecution and flow outputs see it
         if task.type == APPROVAL and task.blocks.get("onDeny"):
-            self.record_outputs(task, scope, outputs)
             self.walk_list(task.blocks["onDeny"], f"{path}/onDeny/", scope)
         raise Stop("CANCELLED" if behavior == "CANCEL" else "KILLED", message)
 
@@ -656,11 +759,3 @@ class ExecutionRun:
         """Expression functions for a request's form defaults (its own execution's)."""
         return self.engine.functions(request["namespace"], request["flow_id"], request["execution_id"])
 
-
-def _seconds(value: Any) -> float:
-    if not value:
-        return 0.0
-    try:
-        return min(parse_duration(str(value)).total_seconds(), 30.0)
-    except ValueError:
-        return 0.0

@@ -40,7 +40,7 @@ from signoff.engine.audit.actions import CHANGE_ACTIONS as EVENT_ACTIONS  # noqa
 
 KEEPALIVE_S = 15.0
 EVENT_POLL_S = 0.25
-ExecutionState = Literal["CREATED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"]
+ExecutionState = Literal["CREATED", "QUEUED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"]
 
 #: unsuccessful single decision outcome -> (HTTP status, problem type slug, title); the
 #: successful ones (outcome.SUCCESSFUL) answer 200

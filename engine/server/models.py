@@ -268,6 +268,9 @@ class ExecutionSummary(Out):
 class ExecutionDetail(ExecutionSummary):
     task_runs: list[dict[str, Any]]
     outputs: dict[str, Any]
+    flow_outputs: dict[str, Any] | None = Field(
+        default=None, description="the flow's `outputs`, rendered when the execution ended (null before, or "
+                                  "when the flow declares none)")
     logs: list[dict[str, Any]]
     requests: list[RequestSummary]
 

@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -221,5 +221,9 @@ UPDATE task_runs SET ends_as = 'WARNING', error = substr(error, 6)
     WHERE state = 'RUNNING' AND error LIKE 'WARN:%';
 UPDATE task_runs SET ends_as = 'FAILED'
     WHERE state = 'RUNNING' AND error IS NOT NULL AND ends_as IS NULL;
+""",
+    # 6: flow-level `outputs` (engine.runtime.flow_outputs), rendered when an execution ends.
+    6: """
+ALTER TABLE executions ADD COLUMN outputs TEXT;
 """,
 }
