@@ -324,3 +324,66 @@ def test_disabled_flow_starts_nothing(tmp_path):
         "f.yml:3:1: `deleted: true` marks a flow removed in Kestra; delete the file instead (or write "
         "`disabled: true`)"]
 
+
+
+# -- common task properties: timeout, logLevel, allowWarning; logToFile refused --------------------
+
+def test_task_timeout_bounds_an_http_call_and_is_refused_where_it_cannot_apply(tmp_path, http_listener):
+    http_listener.respond("/slow", 200, "late", delay=3)
+    svc = make_service(tmp_path, {"t.yaml": f"""
+        id: t
+        namespace: t.ns
+        tasks:
+          - id: call
+            type: io.kestra.plugin.core.http.Request
+            uri: "{http_listener.url}/slow"
+            timeout: PT0.5S
+        """})
+    ex = svc.start_execution(BOB, "t.ns", "t", {})
+    assert ex["state"] == "FAILED" and "timed out" in ex["error"].lower()
+    assert problems("""\
+        id: f
+        namespace: t
+        tasks:
+          - id: a
+            type: io.kestra.plugin.core.log.Log
+            message: x
+            timeout: PT1M
+            logToFile: true
+        """) == [
+        "f.yml:7:5: `timeout` is not supported on Log yet: signoff would ignore it, so remove it (it applies "
+        "to Pause, Approval, HTTP, notification, mail and shell tasks)",
+        "f.yml:8:5: `logToFile` is not supported yet: signoff would ignore it, so remove it (task logs are kept "
+        "in the database and shown by `executions show`)",
+    ]
+
+
+def test_log_level_keeps_only_logs_at_or_above_it_and_allow_warning_keeps_success(tmp_path):
+    svc = make_service(tmp_path, {"l.yaml": """
+        id: l
+        namespace: t.ns
+        tasks:
+          - id: quiet
+            type: io.kestra.plugin.scripts.shell.Commands
+            logLevel: WARN
+            commands: ["echo chatter", "echo problem >&2"]
+          - id: shaky
+            type: io.kestra.plugin.core.execution.Fail
+            errorMessage: "only a warning"
+            allowFailure: true
+            allowWarning: true
+        """})
+    ex = svc.start_execution(BOB, "t.ns", "l", {})
+    quiet = [log["message"] for log in ex["logs"] if log["path"] == "quiet"]
+    assert quiet == ["problem"]  # the INFO line is dropped
+    assert ex["task_runs"][1]["state"] == "WARNING"
+    assert ex["state"] == "SUCCESS"  # allowWarning: the task's WARNING does not make the execution WARNING
+    svc = make_service(tmp_path / "2", {"l.yaml": """
+        id: l
+        namespace: t.ns
+        tasks:
+          - id: shaky
+            type: io.kestra.plugin.core.execution.Fail
+            allowFailure: true
+        """})
+    assert svc.start_execution(BOB, "t.ns", "l", {})["state"] == "WARNING"

@@ -131,7 +131,6 @@ def test_labels_as_mapping_and_kestra_bookkeeping_keys_are_accepted():
           - id: a
             type: io.kestra.plugin.core.log.Log
             message: hi
-            timeout: PT1M
             retry: {type: constant, interval: PT1S, maxAttempts: 2}
             allowFailure: true
             logLevel: INFO
@@ -386,7 +385,7 @@ def test_unknown_property_points_at_key_and_suggests():
     ]
     assert problems(task_yaml("id: a\ntype: io.kestra.plugin.core.debug.Return\nqqq: hi\n")) == [
         "f.yml:6:5: unknown property `qqq` for Return (io.kestra.plugin.core.debug.Return); allowed: "
-        "description, disabled, timeout, retry, allowFailure, allowWarning, logLevel, logToFile, runIf, "
+        "description, disabled, timeout, retry, allowFailure, allowWarning, logLevel, runIf, "
         "format"]
 
 

@@ -17,7 +17,7 @@ from signoff.engine.errors import ExpressionError, FlowLoadError, Location, Prob
 from signoff.engine.expressions import is_template, parse_template
 from signoff.engine.flows.model import Concurrency, Flow, FlowOutput, Task
 from signoff.engine.flows.task_types import (
-    ALIASES, APPROVAL, FLOWABLE_TYPES, NOT_SUPPORTED_TASK_PROPS, PAUSE, TASK_TYPES, Prop, TaskType, resolve_type, suggest, suggest_type)
+    ALIASES, APPROVAL, FLOWABLE_TYPES, NOT_SUPPORTED_TASK_PROPS, PAUSE, TASK_TYPES, TIMEOUT_TYPES, Prop, TaskType, resolve_type, suggest, suggest_type)
 from signoff.engine.flows.yaml_source import YamlLocator, parse_yaml
 from signoff.engine.flows.yaml_source import describe_value as _what
 
@@ -291,6 +291,10 @@ class _FlowBuilder:
             self.problem(self.loc.key_at(origins.get("messageText", (*path, "messageText"))),
                          f"{label} has both `payload` and `messageText`; keep one (`messageText` "
                          "posts `{\"text\": ...}`)")
+        if "timeout" in props and ttype.name not in TIMEOUT_TYPES:
+            self.problem(self.loc.key_at(origins.get("timeout", (*path, "timeout"))),
+                         f"`timeout` is not supported on {ttype.short_name} yet: signoff would ignore it, so remove "
+                         "it (it applies to Pause, Approval, HTTP, notification, mail and shell tasks)")
         if "retry" in props:
             self.check_retry(props["retry"], origins.get("retry", (*path, "retry")), ttype)
         if ttype.name == PAUSE and "delay" in props:

@@ -94,14 +94,22 @@ COMMON_PROPS: dict[str, Prop] = {
     "allowFailure": Prop("bool"),
     "allowWarning": Prop("bool"),
     "logLevel": Prop("enum", values=LEVELS),
-    "logToFile": Prop("bool"),
     "runIf": Prop("str"),
 }
 
 #: Kestra's task properties signoff does not implement yet: refused with this reason.
 NOT_SUPPORTED_TASK_PROPS: dict[str, str] = {
     "workerGroup": "every task runs on the host of the engine that advances the execution",
+    "logToFile": "task logs are kept in the database and shown by `executions show`",
 }
+
+#: the types that honour the common ``timeout`` (others end at once or hold tasks; refused there)
+TIMEOUT_TYPES = frozenset({
+    "io.kestra.plugin.core.flow.Pause", "io.kestra.plugin.core.flow.Approval",
+    "io.kestra.plugin.core.http.Request", "io.kestra.plugin.notifications.slack.SlackIncomingWebhook",
+    "io.kestra.plugin.notifications.teams.TeamsIncomingWebhook", "io.kestra.plugin.notifications.mail.MailSend",
+    "io.kestra.plugin.scripts.shell.Commands",
+})
 
 _STR_LIST = Prop("list", item=Prop("str"))
 _ASSIGNMENT = Prop("map", fields={"users": Prop("list", item=Prop("str"), also=("str",)),

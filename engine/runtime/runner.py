@@ -39,6 +39,7 @@ from signoff.engine.runtime.retry import RetryPolicy
 from signoff.engine.tasks.base import SimpleContext, TaskFailed
 
 DONE, WAITING, FAILED = "DONE", "WAITING", "FAILED"
+LOG_ORDER = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4}
 FINISHED_RUN_STATES = {"SUCCESS", "WARNING", "SKIPPED"}
 TERMINAL_EXECUTION_STATES = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"}
 
@@ -260,14 +261,24 @@ class ExecutionRun:
                 return self.finish(stop.state, stop.message)
             if status == FAILED:
                 return self.finish("FAILED", self.first_error())
-            warned = any(r["state"] == "WARNING" for r in self.runs.values())
-            return self.finish("WARNING" if warned else "SUCCESS", None)
+            return self.finish("WARNING" if self.warned() else "SUCCESS", None)
         except work.LeaseLost:
             self.undo()
             return False
         except BaseException:
             self.undo()
             raise
+
+    def warned(self) -> bool:
+        """A task ended WARNING and does not say `allowWarning: true` (Kestra: then the
+        execution ends SUCCESS)."""
+        tasks = {t.id: t for t in self.flow.all_tasks()}
+        for r in self.runs.values():
+            if r["state"] == "WARNING":
+                task = tasks.get(r["task_id"])
+                if task is None or task.props.get("allowWarning") is not True:
+                    return True
+        return False
 
     def wait(self) -> bool:
         """Stop here for now: PAUSED while a decision is awaited, else RUNNING (a task waits
@@ -416,8 +427,10 @@ class ExecutionRun:
                   "started_at": started, "ended_at": ended, "error": error, "seq": seq,
                   "ends_as": ending.state if ending is not None else None}
         self._dirty_runs[path] = record  # written by flush(), when the step commits
+        floor = LOG_ORDER.get(str(task.props.get("logLevel") or "TRACE").upper(), 0)  # Kestra's `logLevel`
         for level, message in logs or ():
-            self._new_logs.append((self.execution_id, path, level, message, now))
+            if LOG_ORDER.get(str(level).upper(), len(LOG_ORDER)) >= floor:
+                self._new_logs.append((self.execution_id, path, level, message, now))
         self.runs[path] = record
 
     # -- walking ------------------------------------------------------------------------

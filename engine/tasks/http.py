@@ -165,8 +165,10 @@ def request(ctx: RunContext) -> dict[str, Any]:
     if user is not None:
         auth = httpx.BasicAuth(str(user), "" if password is None else str(password))
 
-    read_timeout = duration_seconds(options.get("readTimeout"), "options.readTimeout", TaskFailed)
-    connect_timeout = duration_seconds(options.get("connectTimeout"), "options.connectTimeout", TaskFailed)
+    task_timeout = duration_seconds(ctx.prop("timeout"), "timeout", TaskFailed)  # bounds each network step
+    read_timeout = duration_seconds(options.get("readTimeout"), "options.readTimeout", TaskFailed) or task_timeout
+    connect_timeout = (duration_seconds(options.get("connectTimeout"), "options.connectTimeout", TaskFailed)
+                       or task_timeout)
     follow = _truthy_option(options.get("followRedirects", True))
     with make_client(timeout=read_timeout, connect_timeout=connect_timeout,
                      follow_redirects=follow, auth=auth) as client:

@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from signoff.engine.durations import duration_seconds
 from signoff.engine.tasks.base import RunContext, TaskFailed, handler
 from signoff.engine.tasks.http import build_request, check_status, idempotent_headers, make_client, send
 from signoff.engine.tasks.log import as_text
@@ -57,7 +58,7 @@ def _post_webhook(ctx: RunContext) -> dict[str, Any]:
     body = _payload_text(ctx)
     headers = idempotent_headers(ctx, None)
     headers["Content-Type"] = "application/json"
-    with make_client() as client:
+    with make_client(timeout=duration_seconds(ctx.prop("timeout"), "timeout", TaskFailed)) as client:
         req = build_request(client, "POST", str(url).strip(), content=body.encode("utf-8"), headers=headers)
         response = send(client, req)
     check_status(response)
@@ -146,7 +147,8 @@ def mail_send(ctx: RunContext) -> dict[str, Any]:
     strategy = as_text(ctx.prop("transportStrategy") or ("SMTPS" if port == 465 else "SMTP")).strip().upper()
     if strategy not in STRATEGIES:
         raise TaskFailed(f"Unsupported transportStrategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
-    timeout_ms = ctx.prop("sessionTimeout", 10000)
+    task_timeout = duration_seconds(ctx.prop("timeout"), "timeout", TaskFailed)
+    timeout_ms = ctx.prop("sessionTimeout", 10000 if task_timeout is None else task_timeout * 1000)
     try:
         timeout = float(timeout_ms) / 1000.0
     except (TypeError, ValueError):
