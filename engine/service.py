@@ -119,9 +119,8 @@ class ApprovalService(AuditMixin):
     def start_execution(self, actor: Identity, namespace: str, flow_id: str, inputs: Mapping[str, Any],
                         *, labels: Mapping[str, Any] | None = None) -> dict[str, Any]:
         from signoff.engine.inputs.spec import mask
-        from signoff.engine.runtime.runner import ExecutionRun
-
         from signoff.engine.runtime.concurrency import admission
+        from signoff.engine.runtime.runner import ExecutionRun
 
         flow = self._flow(actor, namespace, flow_id, "start")
         if flow.disabled:

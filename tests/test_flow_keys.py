@@ -135,7 +135,8 @@ def test_a_default_supplies_a_required_property_and_is_checked_like_the_task():
           - id: a
             type: io.kestra.plugin.core.http.Request
             uri: http://x
-        """) == ["f.yml:5:22: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS; found `FETCH`, did you mean `PATCH`?"]
+        """) == ["f.yml:5:22: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS; found `FETCH`, "
+                 "did you mean `PATCH`?"]
 
 
 # -- Shell / HTTP / mail / webhook properties the README documents ------------------------------

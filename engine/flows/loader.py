@@ -17,7 +17,19 @@ from signoff.engine.errors import ExpressionError, FlowLoadError, Location, Prob
 from signoff.engine.expressions import is_template, parse_template
 from signoff.engine.flows.model import Concurrency, Flow, FlowOutput, Task
 from signoff.engine.flows.task_types import (
-    ALIASES, APPROVAL, FLOWABLE_TYPES, NOT_SUPPORTED_TASK_PROPS, PAUSE, TASK_TYPES, TIMEOUT_TYPES, Prop, TaskType, resolve_type, suggest, suggest_type)
+    ALIASES,
+    APPROVAL,
+    FLOWABLE_TYPES,
+    NOT_SUPPORTED_TASK_PROPS,
+    PAUSE,
+    TASK_TYPES,
+    TIMEOUT_TYPES,
+    Prop,
+    TaskType,
+    resolve_type,
+    suggest,
+    suggest_type,
+)
 from signoff.engine.flows.yaml_source import YamlLocator, parse_yaml
 from signoff.engine.flows.yaml_source import describe_value as _what
 
@@ -409,7 +421,7 @@ class _FlowBuilder:
                              f"`{type_name}` is neither a supported task type nor the start of one"
                              + (f", did you mean `{hint}`?" if hint else ""))
                 continue
-            for prop_name, value in values.items():
+            for prop_name in values:
                 vpath = (*here, "values", prop_name)
                 if prop_name in ("id", "type"):
                     self.problem(self.loc.key_at(vpath), f"`{prop_name}` cannot have a default; set it on each task")
@@ -419,7 +431,8 @@ class _FlowBuilder:
                 if not known:
                     schema = types[0].all_props()
                     hint = suggest(str(prop_name), schema if exact else {p for t in types for p in t.all_props()})
-                    what = f"{types[0].short_name} ({types[0].name})" if exact else f"any task type starting with `{type_name}`"
+                    what = (f"{types[0].short_name} ({types[0].name})" if exact
+                            else f"any task type starting with `{type_name}`")
                     self.problem(self.loc.key_at(vpath), f"unknown property `{prop_name}` for {what}"
                                  + (f", did you mean `{hint}`?" if hint else ""))
                     ok = False
@@ -453,7 +466,8 @@ class _FlowBuilder:
                 if k not in OUTPUT_KEYS:
                     hint = suggest(str(k), OUTPUT_KEYS)
                     self.problem(self.loc.key_at((*here, k)), f"unknown key `{k}` in `outputs[{i}]`"
-                                 + (f", did you mean `{hint}`?" if hint else f"; allowed keys: {', '.join(OUTPUT_KEYS)}"))
+                                 + (f", did you mean `{hint}`?" if hint
+                                    else f"; allowed keys: {', '.join(OUTPUT_KEYS)}"))
                     ok = False
             out_id = _as_id(item.get("id"))
             if not isinstance(out_id, str) or not OUTPUT_ID_RE.match(out_id):
@@ -483,7 +497,8 @@ class _FlowBuilder:
                 ok = False
             required = item.get("required", True)
             if not isinstance(required, bool):
-                self.problem(self.loc.at((*here, "required")), f"`required` expects true or false, found {_what(required)}")
+                self.problem(self.loc.at((*here, "required")),
+                             f"`required` expects true or false, found {_what(required)}")
                 ok = False
             for text_key in ("description", "displayName"):
                 if text_key in item and not isinstance(item[text_key], (str, int, float)):
@@ -503,7 +518,8 @@ class _FlowBuilder:
             return None
         if not isinstance(raw, dict):
             self.problem(self.loc.at(("concurrency",)),
-                         f"`concurrency` expects a mapping `{{limit: N, behavior: QUEUE|CANCEL|FAIL}}`, found {_what(raw)}")
+                         "`concurrency` expects a mapping `{limit: N, behavior: QUEUE|CANCEL|FAIL}`, "
+                         f"found {_what(raw)}")
             return None
         ok = True
         for k in raw:
