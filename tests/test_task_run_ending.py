@@ -71,6 +71,7 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
     conn = sqlite3.connect(data_dir / DB_FILENAME)
     conn.execute("UPDATE task_runs SET error = 'WARN:' || error WHERE task_id='review'")
     conn.execute("ALTER TABLE task_runs DROP COLUMN ends_as")
+    conn.execute("ALTER TABLE executions DROP COLUMN outputs")  # schema 6 (flow outputs)
     conn.execute("PRAGMA user_version=4")
     conn.commit()
     conn.close()

@@ -26,7 +26,7 @@ DETAIL_KEYS = SUMMARY_KEYS | {"context", "form", "rules", "result", "decisions"}
 DECISION_KEYS = {"by", "verdict", "reason", "at", "origin", "automatic", "inputs"}
 EXECUTION_SUMMARY_KEYS = {"id", "namespace", "flow_id", "revision", "state", "inputs", "labels", "started_by",
                           "created_at", "updated_at", "ended_at", "error"}
-EXECUTION_KEYS = EXECUTION_SUMMARY_KEYS | {"task_runs", "outputs", "logs", "requests"}
+EXECUTION_KEYS = EXECUTION_SUMMARY_KEYS | {"task_runs", "outputs", "flow_outputs", "logs", "requests"}
 TASK_RUN_KEYS = {"path", "task_id", "type", "state", "attempt", "outputs", "started_at", "ended_at", "error"}
 FLOW_KEYS = {"namespace", "id", "description", "labels", "inputs", "path", "sha256", "tasks"}
 EVENT_KEYS = {"seq", "at", "actor", "action", "namespace", "flow_id", "execution_id", "request_id", "data", "hash",
