@@ -240,7 +240,7 @@ class _FlowBuilder:
             return None
 
         schema = ttype.all_props()
-        node, origins = self.with_defaults(node, path, type_name, ttype)
+        node, origins = self.with_defaults(node, path, str(type_name), ttype)
         props: dict[str, Any] = {}
         blocks: dict[str, list[Task]] = {}
         form: list = []
@@ -544,7 +544,7 @@ class _FlowBuilder:
                          f"`behavior` must be one of QUEUE, CANCEL, FAIL; found `{behavior}`"
                          + (f", did you mean `{hint}`?" if hint else ""))
             ok = False
-        return Concurrency(limit=limit, behavior=behavior) if ok else None
+        return Concurrency(limit=int(limit), behavior=str(behavior)) if ok else None
 
     def end_block(self, key: str) -> list[Task]:
         """``finally`` / ``afterExecution``: tasks that run at the end; they cannot wait for
