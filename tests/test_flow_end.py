@@ -462,3 +462,41 @@ def test_concurrency_is_checked_at_load():
         "f.yml:3:35: `behavior` must be one of QUEUE, CANCEL, FAIL; found `WAIT`",
         "f.yml:3:41: unknown key `max` in `concurrency`; allowed keys: limit, behavior",
     ]
+
+
+START_SCRIPT = r"""
+import sys
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
+data, flows, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+svc = ApprovalService(Engine(data, [flows]))
+for _ in range(count):
+    svc.start_execution(Identity("bob"), "t.ns", "deploy", {})
+"""
+
+
+def test_concurrency_limit_holds_when_processes_start_at_once(tmp_path):
+    """Three processes start 15 executions each of a flow that allows 2 at once: exactly two
+    run, the rest queue; each end lets exactly one more start."""
+    flows = write_flows(tmp_path / "flows", {"d.yaml": concurrency_flow("QUEUE").replace("limit: 1", "limit: 2")})
+    make_service(tmp_path, flow_dirs=[flows]).engine.close()  # the database exists before the race
+    script = tmp_path / "start.py"
+    script.write_text(START_SCRIPT)
+    procs = [subprocess.Popen([*SIGNOFF[:1], str(script), str(tmp_path / "data"), str(flows), "15"],
+                              env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    svc = make_service(tmp_path, flow_dirs=[flows])
+
+    def states() -> dict[str, int]:
+        rows = svc.db.query("SELECT state, count(*) AS n FROM executions GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    assert states() == {"PAUSED": 2, "QUEUED": 43}
+    for done in range(1, 4):
+        [request] = svc.list_pending(ALICE)[:1]
+        svc.approve(ALICE, [request["id"]])
+        assert states() == {"SUCCESS": done, "PAUSED": 2, "QUEUED": 43 - done}
