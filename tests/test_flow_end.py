@@ -500,3 +500,64 @@ def test_concurrency_limit_holds_when_processes_start_at_once(tmp_path):
         [request] = svc.list_pending(ALICE)[:1]
         svc.approve(ALICE, [request["id"]])
         assert states() == {"SUCCESS": done, "PAUSED": 2, "QUEUED": 43 - done}
+
+
+CRASH_SCRIPT = r"""
+import sys
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
+svc = ApprovalService(Engine(sys.argv[1], [sys.argv[2]]))
+svc.start_execution(Identity("bob"), "t.ns", "pay", {})
+"""
+
+
+def test_an_attempt_cut_off_by_a_crash_is_made_again_with_the_same_key(tmp_path, http_listener):
+    """The process dies while attempt 1 is in flight: the next process makes attempt 1 again
+    (same Idempotency-Key, so the receiver can drop the duplicate); it fails, and the retry
+    is attempt 2, with a new key."""
+    import threading
+    import time
+
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def answer(_request):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            release.wait(30)  # the caller is killed meanwhile
+            return 200, "too late"
+        return (503, "busy") if calls["n"] == 2 else (200, "paid")
+
+    http_listener.respond("/pay", answer)
+    flow = RETRY_FLOW.replace("BASE", http_listener.url).replace(
+        "RETRY", "type: constant\n      interval: PT1S\n      maxAttempts: 3")
+    flows = write_flows(tmp_path / "flows", {"p.yaml": flow})
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH_SCRIPT)
+    proc = subprocess.Popen([*SIGNOFF[:1], str(script), str(tmp_path / "data"), str(flows)], env=clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not http_listener.requests_to("/pay"):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        release.set()
+    from signoff.engine.core import Engine
+    from signoff.engine.service import ApprovalService
+
+    svc = ApprovalService(Engine(tmp_path / "data", [flows]))  # the real clock, as the dead process had
+    svc.tick()  # the dead process's lease is taken over at once: attempt 1 again, answered 503
+    [execution] = svc.list_executions(ALICE)
+    assert execution["state"] == "RUNNING"
+    time.sleep(1.2)
+    svc.tick()
+    ex = svc.get_execution(ALICE, execution["id"])
+    assert ex["state"] == "SUCCESS", ex["error"]
+    keys = [r.headers["Idempotency-Key"] for r in http_listener.requests_to("/pay")]
+    assert keys == [f"{ex['id']}:submit:{n}" for n in (1, 1, 2)]
+    assert ex["task_runs"][0]["attempt"] == 2
+    svc.engine.close()
