@@ -9,7 +9,8 @@
 The app talks to the engine only through ``backend`` (console.backend.Backend), always from
 worker threads. In remote mode a banner under the status bar says when the server is lost
 (the pending view retries with backoff and catches up from the last seen change) or no longer
-accepts the token; decisions are refused with a notice meanwhile. Key bindings come from console.keymap (overridable in the config file), themes
+accepts the token; decisions are refused with a notice meanwhile. Key bindings come from
+console.keymap (overridable in the config file), themes
 from signoff.console.themes, and the config file from console.config.
 """
 from __future__ import annotations
@@ -180,7 +181,7 @@ class SignoffApp(App[None]):
         self._status_values.update(values)
         try:
             status = self.status_bar
-        except Exception:  # noqa: BLE001
+        except (LookupError, NoMatches):  # not composed yet, or already torn down
             return
         if self.current_view == "pending":
             status.counts = self._status_values.get("counts", "")

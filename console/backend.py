@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from signoff.engine.approvals.outcome import Outcome
+from signoff.engine.audit.actions import CHANGE_ACTIONS
 from signoff.engine.errors import SignoffError
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ class ConnectionLost(SignoffError):
 #: the console paints this many pending rows first, then loads the rest of a long list
 FIRST_PAGE = 200
 
-from signoff.engine.audit.actions import CHANGE_ACTIONS as REQUEST_ACTIONS  # noqa: E402  (re-exported)
+#: audit actions after which a request may have entered or left the pending list
+REQUEST_ACTIONS = CHANGE_ACTIONS
 
 
 class Backend(Protocol):

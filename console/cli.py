@@ -48,7 +48,8 @@ PATH_SETTINGS = ("data_dir", "policy", "notifications", "token_file", "ca_cert")
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--data-dir", type=click.Path(file_okay=False), expose_value=False, is_eager=True,
-                     callback=_store("data_dir"), help="Data directory (default: $SIGNOFF_DATA_DIR or the user data dir)."),
+                     callback=_store("data_dir"),
+                     help="Data directory (default: $SIGNOFF_DATA_DIR or the user data dir)."),
         click.option("--flows", "flows", multiple=True, type=click.Path(), expose_value=False, is_eager=True,
                      callback=_store("flow_dirs", multiple=True), help="Flow folder (repeatable)."),
         click.option("--policy", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,

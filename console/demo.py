@@ -84,7 +84,9 @@ def _access(rng: random.Random) -> tuple[str, str, dict]:
     system = rng.choice(["billing-db", "crm", "data-warehouse", "kubernetes-prod", "vpn"])
     return "company.security", "access_request", {
         "user": user, "system": system, "role": rng.choice(["read", "read", "write", "admin"]),
-        "justification": f"INC-{rng.randint(1000, 9999)}: investigate {rng.choice(['latency', 'failed jobs', 'a customer ticket', 'billing mismatch'])} on {system}",
+        "justification": f"INC-{rng.randint(1000, 9999)}: investigate "
+                         f"{rng.choice(['latency', 'failed jobs', 'a customer ticket', 'billing mismatch'])}"
+                         f" on {system}",
         "duration": rng.choice(["PT4H", "P1D", "P3D", "P7D"])}
 
 

@@ -95,7 +95,8 @@ def request_text(r: dict[str, Any]) -> str:
     if r.get("decisions"):
         lines += ["", "Decisions"]
         for d in r["decisions"]:
-            lines.append(f"  {d['at']}  {d['by']}  {d['verdict']}" + (f"  \"{d['reason']}\"" if d.get("reason") else ""))
+            reason = f"  \"{d['reason']}\"" if d.get("reason") else ""
+            lines.append(f"  {d['at']}  {d['by']}  {d['verdict']}{reason}")
     return "\n".join(lines)
 
 

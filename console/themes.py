@@ -22,6 +22,7 @@ import tomllib
 from dataclasses import fields
 from pathlib import Path
 
+from textual.color import ColorParseError
 from textual.theme import Theme
 
 DEFAULT_THEME = "signoff-dark"
@@ -79,7 +80,7 @@ def theme_from_toml(path: Path) -> Theme:
     theme = Theme(**kwargs)
     try:
         theme.to_color_system()
-    except Exception as exc:  # bad colour strings surface here
+    except (ColorParseError, ValueError) as exc:  # bad colour strings surface here
         raise ValueError(f"{path}: {exc}") from None
     return theme
 

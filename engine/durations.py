@@ -99,7 +99,7 @@ def duration_seconds(value: object, what: str, error: type[Exception] = ValueErr
         except ValueError:
             try:
                 seconds = parse_duration(text)
-            except Exception as exc:  # the parser's own message names the problem
+            except ValueError as exc:  # the parser's own message names the problem
                 raise error(f"Invalid {what}: {exc}") from None
     if isinstance(seconds, timedelta):
         seconds = seconds.total_seconds()

@@ -461,7 +461,7 @@ class ApprovalService(AuditMixin):
                            (actor.name, idempotency_key, request_id, jsonutil.dumps(result.to_dict()), now))
             tx.execute("RELEASE item")
             return result
-        except Exception as exc:  # one bad item never rolls back the others
+        except Exception as exc:  # noqa: BLE001 - one bad item never rolls back the others
             tx.execute("ROLLBACK TO item")
             tx.execute("RELEASE item")
             return Outcome(request_id, "error", f"could not decide {request_id}: {exc}")

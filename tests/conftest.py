@@ -30,4 +30,4 @@ def smtp_listener():
 
 # `--long` (torture variants with more kill points and a bigger race) must be known to pytest
 # from the start, so the option is registered here as well as in tests/torture/conftest.py.
-from tests.torture.conftest import pytest_addoption  # noqa: E402,F401
+from tests.torture.conftest import pytest_addoption  # noqa: E402,F401 - a hook pytest finds by name, after the fixtures

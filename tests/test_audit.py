@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import textwrap
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,7 @@ def test_events_are_chained_and_untouched_db_verifies(tmp_path):
     rows = svc.db.query("SELECT * FROM audit ORDER BY seq")
     assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
     assert rows[0]["prev_hash"] == GENESIS
-    for before, after in zip(rows, rows[1:]):
+    for before, after in pairwise(rows):
         assert after["prev_hash"] == before["hash"]
     actions = [r["action"] for r in rows]
     for expected in ("execution.started", "request.created", "request.approved", "request.denied",
@@ -690,7 +691,7 @@ def test_export_jsonl_and_csv(populated):
     rows = list(csv.reader(io.StringIO("".join(csv_lines(svc.export_audit(ALICE, "action:request.denied"))))))
     assert rows[0] == list(CSV_HEADER)
     [denied] = rows[1:]
-    record = dict(zip(CSV_HEADER, denied))
+    record = dict(zip(CSV_HEADER, denied, strict=True))
     assert record["request_id"] == ids["r2"] and record["actor"] == "alice"
     stored = svc.db.query_one("SELECT * FROM audit WHERE action='request.denied'")
     assert record["data"] == stored["data"] and record["hash"] == stored["hash"]

@@ -628,7 +628,7 @@ def test_value_objects_print_via_their_own_text_only():
 
     ident = uuid.UUID(int=1)
     assert r("{{ u }}", {"u": ident}) == str(ident)
-    assert r("{{ m | json }}", {"m": {"u": ident}}) == '{"u":"%s"}' % ident
+    assert r("{{ m | json }}", {"m": {"u": ident}}) == f'{{"u":"{ident}"}}'
     assert "not plain data" in str(rerr("{{ o }}", {"o": _Secretive()}))
 
 

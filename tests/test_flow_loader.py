@@ -426,7 +426,8 @@ def test_enum_value_not_allowed():
         "f.yml:6:15: `behavior` must be one of RESUME, WARN, FAIL, CANCEL, ESCALATE, REISSUE; "
         "found `resume`, did you mean `RESUME`?"]
     assert problems(task_yaml("id: a\ntype: io.kestra.plugin.core.http.Request\nuri: http://x\nmethod: FETCH\n")) == [
-        "f.yml:7:13: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS; found `FETCH`, did you mean `PATCH`?"]
+        "f.yml:7:13: `method` must be one of GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS; "
+        "found `FETCH`, did you mean `PATCH`?"]
 
 
 def test_unknown_key_in_structured_map():

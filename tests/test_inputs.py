@@ -200,8 +200,10 @@ REFUSED = [
      'Invalid input for `x`, it must be a list, a JSON array or comma-separated values, but received `["A", `'),
     ("MULTISELECT", {"values": ["A", "B"]}, 5,
      "Invalid input for `x`, it must be a list, a JSON array or comma-separated values, but received `5`"),
-    ("DATE", {}, "31/01/2026", "Invalid input for `x`, it must be a date such as `2026-01-31`, but received `31/01/2026`"),
-    ("DATE", {}, "2026-02-30", "Invalid input for `x`, it must be a date such as `2026-01-31`, but received `2026-02-30`"),
+    ("DATE", {}, "31/01/2026",
+     "Invalid input for `x`, it must be a date such as `2026-01-31`, but received `31/01/2026`"),
+    ("DATE", {}, "2026-02-30",
+     "Invalid input for `x`, it must be a date such as `2026-01-31`, but received `2026-02-30`"),
     ("DATE", {}, "20260131", "Invalid input for `x`, it must be a date such as `2026-01-31`, but received `20260131`"),
     ("DATE", {"after": "2026-01-01"}, "2025-12-31",
      "Invalid input for `x`, it must be after `2026-01-01`, but received `2025-12-31`"),
@@ -217,8 +219,10 @@ REFUSED = [
      "Invalid input for `x`, it must be after `2026-01-31T10:15:00Z`, but received `2026-01-31T11:14:59+01:00`"),
     ("DATETIME", {"before": "2026-01-31T10:15:00Z"}, "2026-01-31T10:15:01Z",
      "Invalid input for `x`, it must be before `2026-01-31T10:15:00Z`, but received `2026-01-31T10:15:01Z`"),
-    ("TIME", {}, "25:00", "Invalid input for `x`, it must be a time such as `10:15` or `10:15:30`, but received `25:00`"),
-    ("TIME", {}, "10h15", "Invalid input for `x`, it must be a time such as `10:15` or `10:15:30`, but received `10h15`"),
+    ("TIME", {}, "25:00",
+     "Invalid input for `x`, it must be a time such as `10:15` or `10:15:30`, but received `25:00`"),
+    ("TIME", {}, "10h15",
+     "Invalid input for `x`, it must be a time such as `10:15` or `10:15:30`, but received `10h15`"),
     ("TIME", {}, 615, "Invalid input for `x`, it must be a time such as `10:15` or `10:15:30`, but received `615`"),
     ("TIME", {"after": "09:00"}, "08:59:59",
      "Invalid input for `x`, it must be after `09:00:00`, but received `08:59:59`"),
@@ -246,7 +250,8 @@ REFUSED = [
                               "`https://example.com/path`, but received `http://a b`"),
     ("EMAIL", {}, "not-an-email",
      "Invalid input for `x`, it must be an email address such as `name@example.com`, but received `not-an-email`"),
-    ("EMAIL", {}, "a@b", "Invalid input for `x`, it must be an email address such as `name@example.com`, but received `a@b`"),
+    ("EMAIL", {}, "a@b",
+     "Invalid input for `x`, it must be an email address such as `name@example.com`, but received `a@b`"),
     ("EMAIL", {}, "a b@example.com",
      "Invalid input for `x`, it must be an email address such as `name@example.com`, but received `a b@example.com`"),
     ("SECRET", {"validator": "^[0-9]{6}$"}, "hunter2",
@@ -312,7 +317,9 @@ def test_file_is_stored(tmp_path):
 
 
 def test_file_refusals(tmp_path):
-    store = lambda p: "file:///x"  # noqa: E731
+    def store(path: str) -> str:
+        return "file:///x"
+
     missing = str(tmp_path / "nope.txt")
     assert refused(S("FILE"), missing, store_file=store) == (
         f"Invalid input for `x`, it must be the path of an existing file, but received `{missing}`")

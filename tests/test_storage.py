@@ -277,7 +277,7 @@ def test_two_processes_approving_the_same_request(tmp_path: Path) -> None:
         for p in procs:
             out, err = p.communicate(timeout=120)
             results.append((p.returncode, out, err))
-        for code, out, err in results:
+        for _code, _out, err in results:
             assert "database is locked" not in err and "Traceback" not in err, err
         codes = sorted(code for code, _, _ in results)
         assert codes == [0, 1], results

@@ -241,7 +241,8 @@ class FormScreen(ModalScreen["FormResult | None"]):
             status.remove_class("-error")
         else:
             count = len(last.errors or {}) + len(self._comment_error())
-            status.update(f"{count} problem{'s' if count != 1 else ''} to fix before you can {self.submit_label.lower()}")
+            plural = "s" if count != 1 else ""
+            status.update(f"{count} problem{plural} to fix before you can {self.submit_label.lower()}")
             status.add_class("-error")
 
     # -- actions -----------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def _editor_language(type_: str) -> str | None:
         return None
     try:
         return lang if get_language(lang) is not None else None
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a grammar package that fails to load just means no highlighting
         return None
 
 

@@ -64,13 +64,13 @@ def _content(row: tuple) -> str:
     try:
         if type(seq) is not int:
             raise TypeError
-        return "[%d,%s,%s,%s,%s,%s,%s,%s,%s]" % (
-            seq, encode_basestring(at), encode_basestring(actor), encode_basestring(action),
-            "null" if ns is None else encode_basestring(ns),
-            "null" if flow is None else encode_basestring(flow),
-            "null" if execution is None else encode_basestring(execution),
-            "null" if request is None else encode_basestring(request),
-            encode_basestring(data))
+        fields = (encode_basestring(at), encode_basestring(actor), encode_basestring(action),
+                  "null" if ns is None else encode_basestring(ns),
+                  "null" if flow is None else encode_basestring(flow),
+                  "null" if execution is None else encode_basestring(execution),
+                  "null" if request is None else encode_basestring(request),
+                  encode_basestring(data))
+        return f"[{seq},{','.join(fields)}]"
     except TypeError:  # a non-text value (only a hand-edited row has one): the slow, exact path
         return event_content(*row[:9])
 

@@ -75,7 +75,8 @@ def _describe(tok: tuple[str, Any, int]) -> str:
     return f"`{value}`"
 
 
-def _tokenize(text: str, pos: int, closer: str, opened_at: int, what: str) -> tuple[list[tuple[str, Any, int]], int, bool]:
+def _tokenize(text: str, pos: int, closer: str, opened_at: int,
+              what: str) -> tuple[list[tuple[str, Any, int]], int, bool]:
     """Tokens from ``pos`` up to the closing ``closer`` (``}}`` or ``%}``) at bracket depth 0.
 
     Returns (tokens ending with an END token, offset just after the closer, trim-after flag).
@@ -124,7 +125,8 @@ def _tokenize(text: str, pos: int, closer: str, opened_at: int, what: str) -> tu
             parts: list[str] = []
             while True:
                 if j >= length:
-                    raise ExpressionError(f"unterminated string: expected a closing {c} for the string opened at offset {i}",
+                    raise ExpressionError(f"unterminated string: expected a closing {c} for the string opened "
+                                          f"at offset {i}",
                                           position=i)
                 d = text[j]
                 if d == c:
@@ -321,7 +323,7 @@ class _ExprParser:
             if bound[idx] is not None:
                 raise self.error(f"argument `{key}` of filter `{name}` given twice", kpos)
             bound[idx] = value
-        missing = [p for p, b in zip(params[:spec.required], bound) if b is None]
+        missing = [p for p, b in zip(params[:spec.required], bound, strict=False) if b is None]
         if missing:
             raise self.error(f"filter `{name}` needs argument `{missing[0]}`", tok[2])
         return n.Filter(operand, name, bound, operand.start, end)
@@ -406,7 +408,8 @@ class _ExprParser:
                         self.next()
                     elif not self.at_op("]"):
                         bad = self.peek()
-                        raise self.error(f"expected `,` or `]` in the list opened at offset {pos}, found {_describe(bad)}",
+                        raise self.error(f"expected `,` or `]` in the list opened at offset {pos}, "
+                                         f"found {_describe(bad)}",
                                          bad[2])
                 self.next()
                 return n.ListLit(items, pos, self.prev_end())
@@ -425,7 +428,8 @@ class _ExprParser:
                         self.next()
                     elif not self.at_op("}"):
                         bad = self.peek()
-                        raise self.error(f"expected `,` or `}}` in the map opened at offset {pos}, found {_describe(bad)}",
+                        raise self.error(f"expected `,` or `}}` in the map opened at offset {pos}, "
+                                         f"found {_describe(bad)}",
                                          bad[2])
                 self.next()
                 return n.MapLit(pairs, pos, self.prev_end())
@@ -536,7 +540,8 @@ def parse(text: str) -> list[n.Node]:
         parser = _ExprParser(text, tokens, source)
         tok = parser.next()
         if tok[0] != NAME:
-            raise parser.error(f"expected a tag name after `{{%` ({', '.join(t for t in _TAGS if not t.startswith('end'))})"
+            openers = ", ".join(t for t in _TAGS if not t.startswith("end"))
+            raise parser.error(f"expected a tag name after `{{%` ({openers})"
                                f", found {_describe(tok)}", tok[2])
         tag = tok[1]
         tag_pos = tok[2]
@@ -552,7 +557,8 @@ def parse(text: str) -> list[n.Node]:
             if not stack or stack[-1][0] != "if":
                 raise parser.structure_error("unexpected `{% elseif %}`: there is no open `{% if %}`", j)
             if stack[-1][3]:
-                raise parser.structure_error("`{% elseif %}` after `{% else %}`: `{% else %}` must be the last branch", j)
+                raise parser.structure_error(
+                    "`{% elseif %}` after `{% else %}`: `{% else %}` must be the last branch", j)
             cond = parser.parse_top()
             parser.expect_end()
             node = stack[-1][1]
@@ -563,7 +569,8 @@ def parse(text: str) -> list[n.Node]:
             if not stack:
                 raise parser.structure_error("unexpected `{% else %}`: there is no open `{% if %}` or `{% for %}`", j)
             if stack[-1][3]:
-                raise parser.structure_error(f"second `{{% else %}}` in the `{{% {stack[-1][0]} %}}` opened at offset {stack[-1][2]}", j)
+                raise parser.structure_error(
+                    f"second `{{% else %}}` in the `{{% {stack[-1][0]} %}}` opened at offset {stack[-1][2]}", j)
             stack[-1][3] = True
             node = stack[-1][1]
             node.else_body = []
@@ -574,8 +581,9 @@ def parse(text: str) -> list[n.Node]:
             if not stack:
                 raise parser.structure_error(f"unexpected `{{% {tag} %}}`: there is no open `{{% {want} %}}`", j)
             if stack[-1][0] != want:
-                raise parser.structure_error(f"unexpected `{{% {tag} %}}`: expected `{{% end{stack[-1][0]} %}}` to close the "
-                                   f"`{{% {stack[-1][0]} %}}` opened at offset {stack[-1][2]}", j)
+                raise parser.structure_error(
+                    f"unexpected `{{% {tag} %}}`: expected `{{% end{stack[-1][0]} %}}` to close the "
+                    f"`{{% {stack[-1][0]} %}}` opened at offset {stack[-1][2]}", j)
             stack[-1][1].end = after
             stack.pop()
             body = _current_body(root, stack)
@@ -613,7 +621,8 @@ def parse(text: str) -> list[n.Node]:
             parser.expect_end()
             m = _END_RAW[tag].search(text, after)
             if m is None:
-                raise parser.structure_error(f"`{{% {tag} %}}` opened at offset {j} is never closed: expected `{{% end{tag} %}}`", j)
+                raise parser.structure_error(
+                    f"`{{% {tag} %}}` opened at offset {j} is never closed: expected `{{% end{tag} %}}`", j)
             content = text[after:m.start()]
             if trim_next:
                 content = content.lstrip()
@@ -630,7 +639,8 @@ def parse(text: str) -> list[n.Node]:
         pos = after
     if stack:
         kind, _node, opened, _ = stack[-1]
-        raise ExpressionError(f"`{{% {kind} %}}` opened at offset {opened} is never closed: expected `{{% end{kind} %}}`",
+        raise ExpressionError(f"`{{% {kind} %}}` opened at offset {opened} is never closed: "
+                              f"expected `{{% end{kind} %}}`",
                               position=opened)
     return root
 

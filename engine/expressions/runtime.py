@@ -64,7 +64,7 @@ def plain_str(value: Any) -> str:
         raise ExpressionError("this value cannot be shown: it is not plain data")
     try:
         return str(value)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a value's own __str__ may raise anything
         raise ExpressionError("this value cannot be shown: it is not plain data") from None
 
 

@@ -182,7 +182,8 @@ def _parse_depends(item: Mapping, index: int, label: str, problem) -> DependsOn 
         if key not in _DEPENDS_KEYS:
             close = suggest(str(key), _DEPENDS_KEYS)
             hint = f", did you mean `{close}`?" if close else "; allowed: inputs, condition"
-            problem((index, "dependsOn", key), f"unknown property `{_show(key)}` in `dependsOn` of input `{label}`{hint}")
+            problem((index, "dependsOn", key),
+                    f"unknown property `{_show(key)}` in `dependsOn` of input `{label}`{hint}")
     names: list[str] = []
     inputs = raw.get("inputs")
     if isinstance(inputs, str):
@@ -332,7 +333,7 @@ def _plain(value: Any) -> Any:
 
     try:
         return _jsonable(value)
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - kept as written; validation reports what is wrong with it
         return value
 
 

@@ -811,7 +811,7 @@ def _validate_one(spec: InputSpec, flat: Mapping[str, Any], flat_values: dict[st
         if _has_template(value):
             try:
                 value = _render(value, current_vars(), functions)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - ExpressionError or a failing function: reported
                 result.errors[spec.id] = (f"Invalid input for `{spec.id}`, its default "
                                           f"`{show_value(spec.defaults)}` could not be rendered: "
                                           f"{_error_text(exc)}")

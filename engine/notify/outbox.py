@@ -51,7 +51,8 @@ def message_text(event: str, request: Mapping[str, Any], extra: Mapping[str, Any
         lines.append(f"Due: {request['due_at']}")
     if extra.get("assignment"):
         who = extra["assignment"]
-        lines.append("Now assigned to: " + ", ".join([*who.get("users", []), *(f"group {g}" for g in who.get("groups", []))]))
+        assigned = [*who.get("users", []), *(f"group {g}" for g in who.get("groups", []))]
+        lines.append("Now assigned to: " + ", ".join(assigned))
     if event not in ("decided", "expired"):
         lines.append(f"Decide: signoff show {request['id']}")
     return "\n".join(lines)
@@ -127,7 +128,7 @@ def send(engine, row: dict[str, Any]) -> str | None:
     kind = payload["kind"]
     try:
         setting = render_data(payload["setting"], {}, {"secret": read_secret})
-    except Exception as exc:  # a missing secret is a delivery failure, audited like any other
+    except Exception as exc:  # noqa: BLE001 - a missing secret or a bad template is a delivery failure, audited
         return str(exc)
     if kind == "email":
         props = {"to": setting["to"], "subject": payload["title"], "plainTextContent": payload["text"],
@@ -141,6 +142,6 @@ def send(engine, row: dict[str, Any]) -> str | None:
         load_handlers()[task.type](ctx)
     except TaskFailed as failure:
         return failure.message
-    except Exception as exc:  # an unexpected failure must not stop other deliveries
+    except Exception as exc:  # noqa: BLE001 - an unexpected failure must not stop other deliveries
         return f"{type(exc).__name__}: {exc}"
     return None

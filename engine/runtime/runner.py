@@ -464,7 +464,8 @@ class ExecutionRun:
             if short == "Switch":
                 return self.branch_task(task, path, scope, run, self.choose_case)
             if short == "Sequential":
-                return self.container(task, path, scope, self.walk_list(task.blocks.get("tasks", []), path + "/", scope))
+                children = self.walk_list(task.blocks.get("tasks", []), path + "/", scope)
+                return self.container(task, path, scope, children)
             if short == "Parallel":
                 return self.parallel_task(task, path, scope)
             if short == "ForEach":
@@ -531,7 +532,8 @@ class ExecutionRun:
                 try:
                     values = json.loads(values)
                 except json.JSONDecodeError:
-                    raise TaskFailed(f"task `{task.id}`: values must be a list or a JSON array, got `{values[:80]}`")
+                    raise TaskFailed(f"task `{task.id}`: values must be a list or a JSON array, "
+                                     f"got `{values[:80]}`") from None
             if not isinstance(values, list):
                 raise TaskFailed(f"task `{task.id}`: values must be a list, got {type(values).__name__}")
             self.save_run(path, task, "RUNNING", value=jsonutil.dumps(values))

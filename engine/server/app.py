@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.outcome import Outcome
+from signoff.engine.audit.actions import CHANGE_ACTIONS
 from signoff.engine.errors import SignoffError
 from signoff.engine.identity import Identity
 from signoff.engine.server import models as m
@@ -36,7 +37,7 @@ API = "/api/v1"
 MAX_BODY = 1024 * 1024
 #: audit actions sent on /api/v1/events: those after which a request may have entered or
 #: left the pending list (the console's live updates)
-from signoff.engine.audit.actions import CHANGE_ACTIONS as EVENT_ACTIONS  # noqa: E402
+EVENT_ACTIONS = CHANGE_ACTIONS
 
 KEEPALIVE_S = 15.0
 EVENT_POLL_S = 0.25
@@ -384,10 +385,11 @@ def create_app(service, *, single_user: bool) -> FastAPI:
         execution = service.start_execution(identity, body.namespace, body.flow_id, body.inputs)
         return JSONResponse(execution, status_code=201)
 
+    StateFilter = Query(None, description="Only executions in this state")
+
     @router.get("/executions", tags=["executions"], responses=_ok(m.ExecutionPage), response_model=None,
                 summary="Recent executions you may see, newest first")
-    def list_executions(identity: Identity = me_dep,
-                        state: ExecutionState | None = Query(None, description="Only executions in this state"),
+    def list_executions(identity: Identity = me_dep, state: ExecutionState | None = StateFilter,
                         limit: int = Query(100, ge=1, le=1000)) -> Any:
         items = service.list_executions(identity, state=state, limit=limit)
         return {"items": items, "next_cursor": None}
@@ -426,7 +428,8 @@ def create_app(service, *, single_user: bool) -> FastAPI:
                                                 "`data: {seq, action, request_id, execution_id, actor}` and a "
                                                 "keep-alive comment every 15 s. With `Accept: application/json`: "
                                                 "one page `{items, last_seq}`.",
-                                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChangePage"}},
+                                 "content": {"application/json": {
+                                                 "schema": {"$ref": "#/components/schemas/ChangePage"}},
                                              "text/event-stream": {"schema": {"type": "string"}}}}})
     async def events(request: Request, identity: Identity = me_dep,
                      after: int | None = Query(None, ge=0, lt=2**63,
@@ -483,10 +486,10 @@ def create_app(service, *, single_user: bool) -> FastAPI:
 
 def _version() -> str:
     try:
-        from importlib.metadata import version
+        from importlib.metadata import PackageNotFoundError, version
 
         return version("signoff")
-    except Exception:  # noqa: BLE001
+    except PackageNotFoundError:  # run from a checkout that was never installed
         return "0"
 
 

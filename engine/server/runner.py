@@ -41,7 +41,7 @@ class Runner:
                 self._stop.wait(self.interval)
         try:
             self.service.engine.db.close()  # this thread's connection
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - closing on the way out: the store may already be gone
             pass
 
     def stop(self, timeout: float = 60.0) -> bool:

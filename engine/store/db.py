@@ -148,7 +148,8 @@ class Database:
             conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
-                raise StorageError(f"cannot use WAL journaling on {self.path} (got {mode}); is the directory read-only?")
+                raise StorageError(f"cannot use WAL journaling on {self.path} (got {mode}); "
+                                   "is the directory read-only?")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
             # performance: a 64 MiB page cache (SQLite's default is 2 MiB). Past a few MB of
@@ -298,7 +299,8 @@ def _storage_error(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
     if "disk is full" in text or "database or disk is full" in text:
         return StorageError(f"no space left to write {path}; free some space and retry (nothing was half-written)")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return StorageError(f"{path} is damaged ({text}); it was left untouched. Restore it from a backup or move it away.")
+        return StorageError(f"{path} is damaged ({text}); it was left untouched. "
+                            "Restore it from a backup or move it away.")
     if "unable to open" in text:
         return StorageError(f"cannot open {path}: {text}")
     return StorageError(f"database error on {path}: {text}")

@@ -171,11 +171,15 @@ CREATE INDEX audit_by_execution ON audit(execution_id);
 CREATE INDEX audit_by_at ON audit(at);
 """,
     # 2: full-text search over the audit trail (engine.audit.search). External content: the
-    # index holds only tokens; rows are read from `audit` by seq. Triggers are written on one
-    # line because migrations are split into statements at ";\n".
+    # index holds only tokens; rows are read from `audit` by seq. A trigger's inner `;` never
+    # ends a line because migrations are split into statements at ";\n".
     2: """
-CREATE VIRTUAL TABLE audit_fts USING fts5(action, actor, namespace, flow_id, execution_id, request_id, data, content='audit', content_rowid='seq', tokenize='unicode61');
-CREATE TRIGGER audit_fts_insert AFTER INSERT ON audit BEGIN INSERT INTO audit_fts(rowid, action, actor, namespace, flow_id, execution_id, request_id, data) VALUES (new.seq, new.action, new.actor, new.namespace, new.flow_id, new.execution_id, new.request_id, new.data); END;
+CREATE VIRTUAL TABLE audit_fts USING fts5(action, actor, namespace, flow_id, execution_id, request_id, data,
+    content='audit', content_rowid='seq', tokenize='unicode61');
+CREATE TRIGGER audit_fts_insert AFTER INSERT ON audit BEGIN
+    INSERT INTO audit_fts(rowid, action, actor, namespace, flow_id, execution_id, request_id, data)
+    VALUES (new.seq, new.action, new.actor, new.namespace, new.flow_id, new.execution_id, new.request_id,
+            new.data); END;
 INSERT INTO audit_fts(audit_fts) VALUES('rebuild');
 DROP INDEX IF EXISTS audit_by_action;
 CREATE INDEX audit_by_action ON audit(action, seq);

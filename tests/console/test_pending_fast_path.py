@@ -18,7 +18,7 @@ def test_pending_rows_match_list_pending(env):
     full = env.service.list_pending(ME)
     rows = env.service.pending_rows(ME)
     assert ROW_FIELDS == PENDING_ROW_FIELDS
-    assert [dict(zip(PENDING_ROW_FIELDS, r)) for r in rows] == [
+    assert [dict(zip(PENDING_ROW_FIELDS, r, strict=True)) for r in rows] == [
         {k: d[k] for k in PENDING_ROW_FIELDS} for d in full]
     assert env.service.pending_rows(ME, limit=2) == rows[:2]
     assert env.backend.pending_rows(convert=build_rows)[0].id == full[0]["id"]

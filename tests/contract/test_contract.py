@@ -514,7 +514,7 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
             out += _differences(a[k], b[k], f"{path}.{k}")
         return out
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
+        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in _differences(x, y, f"{path}[{i}]")]
     return [] if a == b else [f"{path}: local {a!r} != remote {b!r}"]
 
 

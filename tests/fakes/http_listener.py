@@ -182,7 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             _parse_body(req)
-        except Exception:  # a malformed body is still recorded, just not parsed
+        except Exception:  # noqa: BLE001 - a malformed body is still recorded, just not parsed
             pass
         listener._record(req)
 

@@ -82,12 +82,12 @@ def build_audit(db, count: int, *, days: int = 90, now: datetime | None = None, 
         for i in range(count):
             seq += 1
             moment = t0 + (i + rand()) * step
-            at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + ".%06dZ" % int((moment % 1) * 1e6)
+            at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int((moment % 1) * 1e6):06d}Z"
             action = picks_action[i]
             actor = picks_actor[i]
             if action in ("execution.started", "request.created") or not live:
                 # ids in the engine's alphabet and lengths (hex digits are a subset of it)
-                ctx = ("r%012x" % bits(48), "%022x" % bits(88), picks_ns[i], picks_flow[i])
+                ctx = (f"r{bits(48):012x}", f"{bits(88):022x}", picks_ns[i], picks_flow[i])
                 live.append(ctx)
                 if len(live) > 64:
                     live.pop(0)

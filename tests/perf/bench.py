@@ -382,7 +382,7 @@ def table(figures: list[Figure]) -> str:
         value = "-" if f.value is None else (f"{f.value:,.0f}" if f.value >= 100 else f"{f.value:.3g}")
         rows.append((f.name, value, f.unit, f.target, "yes" if f.ok else "NO"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(c.ljust(w) if i != 1 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    lines = ["  ".join(c.ljust(w) if i != 1 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
              for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

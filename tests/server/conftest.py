@@ -90,7 +90,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"signoff serve did not stop after SIGTERM:\n{self.log}")
+            raise AssertionError(f"signoff serve did not stop after SIGTERM:\n{self.log}") from None
 
     @property
     def log(self) -> str:

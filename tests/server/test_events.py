@@ -64,7 +64,8 @@ def test_resume_from_after_and_last_event_id_and_json_polling(server):
         # small pages still move forward through the whole log
         after, seqs = 0, []
         while True:
-            p = c.get("/api/v1/events", params={"after": after, "limit": 3}, headers={"Accept": "application/json"}).json()
+            p = c.get("/api/v1/events", params={"after": after, "limit": 3},
+                      headers={"Accept": "application/json"}).json()
             seqs += [i["seq"] for i in p["items"]]
             if p["last_seq"] == after:
                 break

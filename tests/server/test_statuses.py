@@ -146,7 +146,8 @@ def test_413_for_bodies_over_one_mib(alice):
             yield b"y" * 32768
         yield b'"}}'
 
-    r = alice.post("/api/v1/approvals/rwhatever/validate", content=chunks(), headers={"content-type": "application/json"})
+    r = alice.post("/api/v1/approvals/rwhatever/validate", content=chunks(),
+                   headers={"content-type": "application/json"})
     assert "content-length" not in r.request.headers
     assert_problem(r, 413)
     # just under the limit is fine (and then 404: no such request)

@@ -129,7 +129,8 @@ def test_bad_input_case(path: Path, base_data: tuple[Path, str], tmp_path: Path,
         # fragments are matched without the temporary paths (a case named "tab" must not pass
         # because its directory is)
         output = (proc.stdout + proc.stderr).replace(str(tmp_path), "<tmp>")
-        assert proc.returncode == code, f"{header.get('about')}: exit {proc.returncode}, wanted {code}\n{output[-3000:]}"
+        assert proc.returncode == code, (f"{header.get('about')}: exit {proc.returncode}, wanted {code}\n"
+                                         f"{output[-3000:]}")
         for fragment in fragments:
             fragment = fragment.replace(str(tmp_path), "<tmp>")
             assert fragment in output, f"{header.get('about')}: `{fragment}` not in\n{output[-3000:]}"

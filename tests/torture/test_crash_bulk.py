@@ -103,7 +103,8 @@ def bulk_world(tmp_path_factory):
     outcomes = next(x["outcomes"] for x in json_lines("".join(lines)) if "outcomes" in x)
     assert set(outcomes.values()) == {"decided"} and len(outcomes) == COUNT
     check(data, flows, acked=set(ids), ids=ids, after_worker=True)
-    return {"template": template, "flows": flows, "ids": ids, "ids_file": ids_file, "decide": decided_at, "duration": duration}
+    return {"template": template, "flows": flows, "ids": ids, "ids_file": ids_file, "decide": decided_at,
+            "duration": duration}
 
 
 def test_sigkill_during_bulk_approve_of_2000(bulk_world, tmp_path: Path, kill_point: int) -> None:
