@@ -15,12 +15,12 @@ from signoff.console.themes, and the config file from console.config.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.actions import SkipAction
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
@@ -46,7 +46,7 @@ VIEW_TITLES = {"pending": "Pending", "history": "History", "flows": "Flows"}
 class MainScreen(Screen):
     """The one full screen; its bindings are the key table (modal screens do not inherit them)."""
 
-    BINDINGS = km.bindings()
+    BINDINGS: ClassVar[list[BindingType]] = km.bindings()
 
     DEFAULT_CSS = """
     MainScreen { layout: vertical; }
@@ -431,5 +431,5 @@ class SignoffApp(App[None]):
         path = str(self.config.path) if self.config.path else ""
         self.push_screen(HelpScreen(self.key_actions, path))
 
-    def action_quit(self) -> None:
+    async def action_quit(self) -> None:
         self.exit()

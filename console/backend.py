@@ -85,6 +85,7 @@ class Backend(Protocol):
     def prefetch_pending(self, limit: int = FIRST_PAGE) -> None:
         """Start reading the first ``limit`` pending rows while the console is still starting
         (see :meth:`take_prefetched`). Default: nothing (a backend without a head start)."""
+        return None
 
     def take_prefetched(self, limit: int) -> tuple[int, list[tuple[Any, ...]]] | None:
         """(change sequence, rows) read by :meth:`prefetch_pending`, if they are there already
@@ -94,6 +95,7 @@ class Backend(Protocol):
     def refresh_token(self) -> None:
         """Read the credentials again (after `signoff login` while the console runs).
         Default: nothing (a backend without a token)."""
+        return None
 
     def run_deferred_tick(self) -> None:
         """Run the tick that start-up left for later (``tick_after_load``), once; its changes

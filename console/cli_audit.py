@@ -34,7 +34,8 @@ def join_query(words: tuple[str, ...]) -> str:
 
 
 def _detail(event: dict) -> str:
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    given = event.get("data")
+    data = given if isinstance(given, dict) else {}
     for key in ("reason", "summary", "error", "operation"):
         value = data.get(key)
         if value:

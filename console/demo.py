@@ -152,7 +152,8 @@ def seed(data_dir: Path, *, user: str, count: int = 40, seed_value: int = 42) ->
         def pending_count() -> int:
             # a count, not list_pending (which builds every summary: O(n^2) over the loop);
             # the demo policy makes `admin` an admin everywhere, so it sees every request
-            return engine.db.query_one("SELECT count(*) FROM requests WHERE state='PENDING'")[0]
+            row = engine.db.query_one("SELECT count(*) FROM requests WHERE state='PENDING'")
+            return int(row[0]) if row is not None else 0
 
         attempts = 0
         while pending_count() < count and attempts < count * 3:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def resolve(overrides: Mapping[str, str] | None = None) -> tuple[list[KeyAction]
     return out, problems
 
 
-def bindings(keys: Iterable[KeyAction] = DEFAULT_KEYS) -> list[Binding]:
+def bindings(keys: Iterable[KeyAction] = DEFAULT_KEYS) -> list[BindingType]:
     """Textual bindings for the main screen (ids = action ids, so a keymap can override them)."""
     return [Binding(k.keys, k.action_name, k.description, show=False, priority=k.priority, id=k.id)
             for k in keys if k.id != "command_palette"]

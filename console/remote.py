@@ -175,6 +175,17 @@ class RemoteBackend(Backend):
     def _get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, idempotent=True, params=params)
 
+    def _object(self, method: str, path: str, answer: Any) -> dict[str, Any]:
+        """``answer`` when it is a JSON object, as every resource of the API is; anything else
+        is a server we do not understand, said plainly instead of failing later on a key."""
+        if not isinstance(answer, dict):
+            raise SignoffError(f"{self.url} answered {method} {path} with {type(answer).__name__}, "
+                               "not a JSON object (is this a signoff server?)")
+        return answer
+
+    def _get_object(self, path: str, **params: Any) -> dict[str, Any]:
+        return self._object("GET", path, self._get(path, **params))
+
     def _paged(self, path: str, *, page_size: int, limit: int | None = None, cursor: Any = None,
                **params: Any) -> list[dict[str, Any]]:
         """The items of a cursor-paged list (``{items, next_cursor}``), page after page until
@@ -193,7 +204,7 @@ class RemoteBackend(Backend):
     # -- identity -------------------------------------------------------------------------
     def me(self) -> dict[str, Any]:
         """Who the token belongs to: {name, groups, roles...}; also sets ``identity``."""
-        me = self._get("/me")
+        me = self._get_object("/me")
         self.identity = str(me.get("name") or "?")
         return me
 
@@ -221,7 +232,7 @@ class RemoteBackend(Backend):
         return [found[i] for i in wanted if i in found]
 
     def get_request(self, request_id: str) -> dict[str, Any]:
-        return self._get(f"/approvals/{_seg(request_id)}")
+        return self._get_object(f"/approvals/{_seg(request_id)}")
 
     def validate(self, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
         answer = self._call("POST", f"/approvals/{_seg(request_id)}/validate", idempotent=True,
@@ -291,16 +302,18 @@ class RemoteBackend(Backend):
 
     def verify_audit(self, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
         if expect_head is None:
-            return self._get("/audit/verify")
-        return self._get("/audit/verify", head=f"{expect_head[0]}:{expect_head[1]}")
+            return self._get_object("/audit/verify")
+        return self._get_object("/audit/verify", head=f"{expect_head[0]}:{expect_head[1]}")
 
     def audit_head(self) -> dict[str, Any] | None:
-        return self._get("/audit/head")
+        head = self._get("/audit/head")
+        return None if head is None else self._object("GET", "/audit/head", head)
 
     def export_audit(self, query: str) -> Iterator[dict[str, Any]]:
         """Every matching event, oldest first. Pages are read now (so permission and query
         errors surface before the first event), newest first, then handed out reversed."""
-        return reversed(self._paged("/audit", page_size=AUDIT_PAGE, q=query or None))
+        newest_first = self._paged("/audit", page_size=AUDIT_PAGE, q=query or None)
+        return iter(newest_first[::-1])
 
     # -- flows and executions ------------------------------------------------------------
     def flow_problems(self) -> list[str]:
@@ -311,7 +324,7 @@ class RemoteBackend(Backend):
         return self._get("/flows").get("items") or []
 
     def get_flow(self, namespace: str, flow_id: str) -> dict[str, Any]:
-        return self._get(f"/flows/{_seg(namespace)}/{_seg(flow_id)}")
+        return self._get_object(f"/flows/{_seg(namespace)}/{_seg(flow_id)}")
 
     def validate_flow_inputs(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
         answer = self._call("POST", f"/flows/{_seg(namespace)}/{_seg(flow_id)}/validate", idempotent=True,
@@ -319,11 +332,12 @@ class RemoteBackend(Backend):
         return dict((answer or {}).get("errors") or {})
 
     def start_execution(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("POST", "/executions", idempotent=False,
-                          body={"namespace": namespace, "flow_id": flow_id, "inputs": dict(inputs)})
+        answer = self._call("POST", "/executions", idempotent=False,
+                            body={"namespace": namespace, "flow_id": flow_id, "inputs": dict(inputs)})
+        return self._object("POST", "/executions", answer)
 
     def get_execution(self, execution_id: str) -> dict[str, Any]:
-        return self._get(f"/executions/{_seg(execution_id)}")
+        return self._get_object(f"/executions/{_seg(execution_id)}")
 
     def list_executions(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         # the server answers at most AUDIT_PAGE executions and has no cursor for them

@@ -13,22 +13,26 @@ from signoff.engine.store import Database
 
 if TYPE_CHECKING:
     from signoff.engine.flows.registry import FlowRegistry
+    from signoff.engine.ids import Ids
+    from signoff.engine.notify.config import NotificationConfig
+    from signoff.engine.policy import Policy
 
 
 class Engine:
     def __init__(self, data_dir: Path | str, flow_dirs: list[Path] | None = None, *, clock: Clock | None = None,
-                 policy=None, app_url: str | None = None, notifications=None, ids=None) -> None:
+                 policy: Policy | None = None, app_url: str | None = None,
+                 notifications: NotificationConfig | None = None, ids: Ids | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.db = Database(self.data_dir)
         self.clock: Clock = clock or SystemClock()
         self.flow_dirs = list(flow_dirs or [])
-        self.policy = policy or SingleUserPolicy()
+        self.policy: Policy = policy or SingleUserPolicy()
         self.app_url = app_url
         #: engine.notify.config.NotificationConfig, or None for no notifications
         self.notifications = notifications
         self.owner = new_owner()
         #: where new execution and request ids come from (engine.ids.SequentialIds in tests)
-        self.ids = ids or RandomIds()
+        self.ids: Ids = ids or RandomIds()
 
     @cached_property
     def flows(self) -> FlowRegistry:

@@ -103,10 +103,10 @@ def duration_seconds(value: object, what: str, error: type[Exception] = ValueErr
                 raise error(f"Invalid {what}: {exc}") from None
     if isinstance(seconds, timedelta):
         seconds = seconds.total_seconds()
-    seconds = float(seconds)
-    if seconds <= 0:
+    positive = float(seconds)
+    if positive <= 0:
         raise error(f"Invalid {what} {value!r}: must be positive")
-    return seconds
+    return positive
 
 
 def format_duration(td: timedelta) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
@@ -23,6 +24,14 @@ def execution_id() -> str:
 def request_id() -> str:
     """12 characters (60 random bits): short enough to type, collision-free in practice."""
     return "r" + random_token(12)
+
+
+class Ids(Protocol):
+    """Where new execution and request ids come from."""
+
+    def execution_id(self) -> str: ...
+
+    def request_id(self) -> str: ...
 
 
 class RandomIds:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from signoff.engine.errors import Location, UsageError
 from signoff.engine.identity import Identity
@@ -164,6 +164,10 @@ class FilePolicy:
         return {"name": identity.name, "groups": groups,
                 "roles": {p: [r for r in ROLES if r in rs] for p, rs in sorted(roles.items())},
                 "single_user": False, "four_eyes": self.four_eyes}
+
+
+#: what the engine consults for access decisions
+Policy: TypeAlias = "SingleUserPolicy | FilePolicy"
 
 
 def load_policy(path: Path) -> FilePolicy:

@@ -7,6 +7,7 @@ shapes (README, "JSON output").
 """
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.close import close_request
 from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome
 from signoff.engine.approvals.rows import PENDING_ORDER_SQL
-from signoff.engine.approvals.rows import PENDING_ROW_FIELDS as PENDING_ROW_FIELDS  # noqa: F401 - re-exported
+from signoff.engine.approvals.rows import PENDING_ROW_FIELDS as PENDING_ROW_FIELDS
 from signoff.engine.audit import append_event
 from signoff.engine.audit.service_mixin import AuditMixin
 from signoff.engine.core import Engine
@@ -270,7 +271,7 @@ class ApprovalService(AuditMixin):
         return [request_summary(r, r["approvals"]) for r in self.db.query(sql, params) if visible(r["namespace"])]
 
     def pending_rows(self, actor: Identity, *, limit: int | None = None,
-                     convert: Callable[[list[tuple]], list[Any]] | None = None) -> list[Any]:
+                     convert: Callable[[list[tuple[Any, ...]]], list[Any]] | None = None) -> list[Any]:
         """The pending list as compact tuples (fields: :data:`PENDING_ROW_FIELDS`), in the
         order of :meth:`list_pending`, for the console's large lists: the rows come in index
         order (requests with a due time, then those without), so the first ``limit`` rows cost
@@ -286,7 +287,7 @@ class ApprovalService(AuditMixin):
                   " FROM requests r WHERE r.state='PENDING'")
         parts = (select + " AND r.due_at IS NOT NULL ORDER BY r.due_at, r.created_at, r.id",
                  select + " AND r.due_at IS NULL ORDER BY r.created_at, r.id")
-        out: list[tuple] = []
+        out: list[tuple[Any, ...]] = []
         conn = self.db.connection()
         # the rows are read once, in order: a small page cache keeps this connection from
         # holding on to the whole table (tens of MB) after a full read
@@ -366,7 +367,7 @@ class ApprovalService(AuditMixin):
             out += [dict(r) for r in rows if r["namespace"] is None or visible(r["namespace"])]
         return out[:limit]
 
-    def _request_row(self, actor: Identity, request_id: str):
+    def _request_row(self, actor: Identity, request_id: str) -> sqlite3.Row:
         """The request's row, after the view check."""
         row = self.db.query_one("SELECT * FROM requests WHERE id=?", (request_id,))
         if row is None:
@@ -442,8 +443,8 @@ class ApprovalService(AuditMixin):
         self._after_change(touched)
         return outcomes
 
-    def _decide_item(self, tx, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
-                     idempotency_key: str | None) -> Outcome:
+    def _decide_item(self, tx: sqlite3.Connection, now: str, actor: Identity, request_id: str,
+                     decision: DecisionRequest, idempotency_key: str | None) -> Outcome:
         from signoff.engine.approvals.decide import decide_in_tx
 
         if idempotency_key:
@@ -527,7 +528,7 @@ def flow_info(flow: Flow) -> dict[str, Any]:
             "tasks": [t.id for t in flow.tasks]}
 
 
-def execution_summary(row) -> dict[str, Any]:
+def execution_summary(row: sqlite3.Row) -> dict[str, Any]:
     return {"id": row["id"], "namespace": row["namespace"], "flow_id": row["flow_id"], "revision": row["revision"],
             "state": row["state"], "inputs": jsonutil.loads(row["inputs"], {}),
             "labels": jsonutil.loads(row["labels"], {}), "started_by": row["started_by"],
@@ -535,7 +536,7 @@ def execution_summary(row) -> dict[str, Any]:
             "error": row["error"]}
 
 
-def request_summary(row, approvals: int) -> dict[str, Any]:
+def request_summary(row: sqlite3.Row, approvals: int) -> dict[str, Any]:
     rules = jsonutil.loads(row["rules"], {})
     return {"id": row["id"], "execution_id": row["execution_id"], "namespace": row["namespace"],
             "flow_id": row["flow_id"], "task_id": row["task_id"], "kind": row["kind"], "state": row["state"],

@@ -23,12 +23,17 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine.audit import append_event
 from signoff.engine.clock import format_time, parse_time
 from signoff.engine.errors import NotFound, UsageError
 from signoff.engine.ids import random_token
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from signoff.engine.store import Database
 
 PREFIX = "so"
 _ID_LENGTH = 12
@@ -62,7 +67,7 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def issue(db, user: str, *, now: datetime, created_by: str, expires: timedelta | None = None,
+def issue(db: Database, user: str, *, now: datetime, created_by: str, expires: timedelta | None = None,
           name: str | None = None) -> tuple[str, dict[str, Any]]:
     """Create a token for ``user``; returns (the token text - shown once, its listing row)."""
     if not _USER_RE.fullmatch(user or ""):
@@ -86,20 +91,20 @@ def issue(db, user: str, *, now: datetime, created_by: str, expires: timedelta |
     return f"{PREFIX}_{token_id}_{secret}", get(db, token_id)
 
 
-def _row(r) -> dict[str, Any]:
+def _row(r: sqlite3.Row) -> dict[str, Any]:
     return {"id": r["id"], "user": r["user"], "name": r["name"], "created_at": r["created_at"],
             "created_by": r["created_by"], "expires_at": r["expires_at"], "last_used_at": r["last_used_at"],
             "revoked_at": r["revoked_at"]}
 
 
-def get(db, token_id: str) -> dict[str, Any]:
+def get(db: Database, token_id: str) -> dict[str, Any]:
     row = db.query_one("SELECT * FROM tokens WHERE id=?", (token_id,))
     if row is None:
         raise NotFound(f"no token `{token_id}` (see `signoff token list`)")
     return _row(row)
 
 
-def list_tokens(db, *, user: str | None = None) -> list[dict[str, Any]]:
+def list_tokens(db: Database, *, user: str | None = None) -> list[dict[str, Any]]:
     """Every token (never the secret or its hash), oldest first."""
     if user:
         rows = db.query("SELECT * FROM tokens WHERE user=? ORDER BY created_at, id", (user,))
@@ -108,7 +113,7 @@ def list_tokens(db, *, user: str | None = None) -> list[dict[str, Any]]:
     return [_row(r) for r in rows]
 
 
-def revoke(db, token_id: str, *, now: datetime, revoked_by: str) -> dict[str, Any]:
+def revoke(db: Database, token_id: str, *, now: datetime, revoked_by: str) -> dict[str, Any]:
     """Revoke a token (idempotent: revoking a revoked token changes nothing)."""
     token_id = token_id.strip()
     if token_id.startswith(f"{PREFIX}_"):  # the whole token pasted: take its id, never echo the secret
@@ -126,7 +131,7 @@ def revoke(db, token_id: str, *, now: datetime, revoked_by: str) -> dict[str, An
     return get(db, token_id)
 
 
-def verify(db, token: str | None, *, now: datetime) -> TokenCheck:
+def verify(db: Database, token: str | None, *, now: datetime) -> TokenCheck:
     """Check a presented token; refreshes ``last_used_at`` (at most once a minute)."""
     if not token:
         return TokenCheck(None, None, MISSING)

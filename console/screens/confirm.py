@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
@@ -124,8 +125,9 @@ class FormGroupsScreen(ModalScreen[int | None]):
     """The marked requests ask for different forms: keep only one group's marks (1-9), or esc."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="FormGroupsScreen")
-    BINDINGS = [Binding("escape,n", "cancel", "Cancel", priority=True)] + [
-        Binding(str(i), f"keep({i - 1})", f"Keep group {i}", show=False) for i in range(1, 10)]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "cancel", "Cancel", priority=True),
+        *(Binding(str(i), f"keep({i - 1})", f"Keep group {i}", show=False) for i in range(1, 10))]
 
     def __init__(self, groups: list[FormGroup]) -> None:
         super().__init__()

@@ -172,7 +172,7 @@ class FormScreen(ModalScreen["FormResult | None"]):
         worker = event.worker
         if worker.group != "form-validate" or event.state != WorkerState.SUCCESS:
             return
-        check: _Check = worker.result
+        check: _Check | None = worker.result
         if check is None or check.generation != self._generation or self._done:
             return  # an older check finished after a newer one started
         if check.values != self.resume_form.values():

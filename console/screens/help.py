@@ -25,9 +25,9 @@ def help_table(keys: list[KeyAction]) -> Table:
         for k in items:
             table.add_row(k.display_keys(), k.description)
         table.add_row("", "")
-    for group, items in groupby(FIXED_KEYS, key=lambda k: k[0]):
+    for group, fixed_items in groupby(FIXED_KEYS, key=lambda k: k[0]):
         table.add_row(Text(group, style="bold underline"), "")
-        for _g, keys_text, description in items:
+        for _g, keys_text, description in fixed_items:
             table.add_row(", ".join(display_key(k) for k in keys_text.split(",")), description)
         table.add_row("", "")
     return table

@@ -14,7 +14,7 @@ def fit_last_column(table: DataTable, fixed: Sequence[tuple[str, int]], key: str
     changes; the two private calls are kept here, in one place to check on Textual upgrades."""
     taken = sum(w for _, w in fixed) + 2 * table.cell_padding * (len(fixed) + 1) + 1
     width = max(minimum, available - taken)
-    column = table.columns.get(ColumnKey(key))  # type: ignore[call-overload]
+    column = table.columns.get(ColumnKey(key))
     if column is not None and column.width != width:
         column.width = width
         column.auto_width = False

@@ -132,13 +132,13 @@ class PendingRow:
     def due(self) -> float | None:
         if self._due is False:
             self._due = epoch_seconds(self.due_at)
-        return self._due  # type: ignore[return-value]
+        return self._due
 
     @property
     def created(self) -> float | None:
         if self._created is False:
             self._created = epoch_seconds(self.created_at)
-        return self._created  # type: ignore[return-value]
+        return self._created
 
 
 def build_rows(items: Iterable[Any]) -> list[PendingRow]:
@@ -499,7 +499,7 @@ class PendingTable(ScrollView, can_focus=True):
     def action_scroll_end(self) -> None:
         self.cursor_last()
 
-    def _on_click(self, event: events.Click) -> None:
+    async def _on_click(self, event: events.Click) -> None:
         index = event.y - 1 + int(self.scroll_y)
         if event.y >= 1 and 0 <= index < len(self._visible):
             self._set_cursor(index)

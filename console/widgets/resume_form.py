@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -34,6 +34,11 @@ from textual.widgets import Input, Label, Select, SelectionList, Switch, TextAre
 from textual.widgets.selection_list import Selection
 
 from signoff.engine.approvals.outcome import comment_message, comment_required
+
+if TYPE_CHECKING:
+    from textual.dom import DOMNode
+
+    from signoff.engine.inputs import InputSpec
 
 __all__ = ["ResumeForm", "comment_required", "comment_message", "verdict_for_label"]
 
@@ -303,7 +308,7 @@ class ResumeForm(Widget, can_focus=False):
         self._reason_label: Label | None = None
         self._reason_error: Label | None = None
         self._general_error: Label | None = None
-        self._specs = None
+        self._specs: list[InputSpec] | None = None
 
     # -- building --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -380,11 +385,11 @@ class ResumeForm(Widget, can_focus=False):
             return Switch(value=on, id=wid), None, on, hint
         if type_ == "SELECT" and isinstance(values, (list, tuple)):
             options = [(_s(v), _s(v)) for v in values]
-            keys = {k for _, k in options}
+            known = {k for _, k in options}
             start: Any = Select.NULL
             custom_text = ""
             if default is not None and not template_default:
-                if _s(default) in keys:
+                if _s(default) in known:
                     start = _s(default)
                 elif allow_custom:
                     custom_text = _s(default)
@@ -587,12 +592,12 @@ class ResumeForm(Widget, can_focus=False):
 
     # -- changes -----------------------------------------------------------------------------
     def _field_of(self, widget: Widget | None) -> _Field | None:
-        node = widget
+        node: DOMNode | None = widget
         while node is not None and node is not self:
             info = self._by_widget.get(id(node))
             if info is not None:
                 return info
-            node = node.parent  # type: ignore[assignment]
+            node = node.parent
         return None
 
     def _changed(self, widget: Widget | None) -> None:
@@ -604,7 +609,7 @@ class ResumeForm(Widget, can_focus=False):
                 info.local_error = parse_problem(info.type, self._raw(info) or "")
                 # the engine's message is for the old text; the parse check is current
                 self._engine_errors.pop(info.id, None)
-        elif widget is self._reason_input and self._reason_input.value:
+        elif self._reason_input is not None and widget is self._reason_input and self._reason_input.value:
             self._touched.add(REASON_KEY)
         self._refresh_visibility()
         self._paint_errors()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine import jsonutil
 from signoff.engine.approvals import outcome as oc
@@ -20,6 +20,11 @@ from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_mes
 from signoff.engine.audit import append_event
 from signoff.engine.identity import Identity
 from signoff.engine.inputs.spec import InputSpec, mask
+
+if TYPE_CHECKING:
+    from signoff.engine.inputs.validate import ValidationResult
+    from signoff.engine.notify.config import NotificationConfig
+    from signoff.engine.policy import Policy
 
 
 @dataclass
@@ -37,7 +42,8 @@ class DecisionRequest:
 
 
 def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
-                 policy, enqueue, notifications=None,
+                 policy: Policy, enqueue: Callable[[sqlite3.Connection, str], object],
+                 notifications: NotificationConfig | None = None,
                  functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None) -> Outcome:
     """``functions(row)``: the expression functions the request's form defaults may call."""
     row = tx.execute("SELECT * FROM requests WHERE id=?", (request_id,)).fetchone()
@@ -149,7 +155,7 @@ def row_rules_expression(rules: Mapping[str, Any]) -> Any:
     return rules.get("autoApprove") or rules.get("when")
 
 
-def eligibility_refusal(actor: Identity, row: sqlite3.Row, rules: Mapping[str, Any], policy) -> str | None:
+def eligibility_refusal(actor: Identity, row: sqlite3.Row, rules: Mapping[str, Any], policy: Policy) -> str | None:
     """Why ``actor`` may not decide this request, or None when they may."""
     namespace = row["namespace"]
     if not policy.allows(actor, "decide", namespace):
@@ -172,7 +178,7 @@ def _as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def self_approval_allowed(rules: Mapping[str, Any], policy) -> bool:
+def self_approval_allowed(rules: Mapping[str, Any], policy: Policy) -> bool:
     allowed = rules.get("allowSelfApproval")
     if allowed is None:
         return not policy.four_eyes
@@ -191,7 +197,8 @@ def form_specs(row: sqlite3.Row, form: list[dict[str, Any]] | None = None) -> li
 
 
 def validate_form(row: sqlite3.Row, inputs: Mapping[str, Any], *, context: dict[str, Any] | None = None,
-                  form: list[dict[str, Any]] | None = None, functions: Mapping[str, Any] | None = None):
+                  form: list[dict[str, Any]] | None = None,
+                  functions: Mapping[str, Any] | None = None) -> ValidationResult:
     """``context`` / ``form``: the row's already-parsed JSON columns, when the caller has them."""
     from signoff.engine.inputs import validate_inputs
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine import jsonutil
 from signoff.engine.audit import append_event
@@ -21,6 +21,9 @@ from signoff.engine.inputs.spec import mask
 from signoff.engine.notify import outbox
 from signoff.engine.runtime.timers import schedule
 from signoff.engine.tasks.base import TaskFailed
+
+if TYPE_CHECKING:
+    from signoff.engine.runtime.runner import ExecutionRun, Scope
 
 RULE_KEYS = ("required", "assignment", "allowSelfApproval", "commentRequired", "decisions", "autoApprove", "when",
              "escalation", "maxReissues", "reminders", "denyBehavior", "approveBehavior")
@@ -41,7 +44,7 @@ def due_and_behavior(task: Task) -> tuple[timedelta | None, str | None, str | No
     return None, None, None
 
 
-def create_request(run, task: Task, path: str, scope) -> str:
+def create_request(run: ExecutionRun, task: Task, path: str, scope: Scope) -> str:
     tx = run.tx
     now_dt = run.engine.clock.now()
     now = format_time(now_dt)

@@ -234,11 +234,11 @@ def _parse_time(value: str, token: str, now: datetime | None) -> tuple[datetime,
 class _Driver:
     name: str            # index name, "fts" or "rowid"
     clause: str          # the filter this driver satisfies
-    params: tuple
+    params: tuple[Any, ...]
     ordered: bool        # walking the driver yields seq order (no sort needed)
 
 
-def _prefix_range(column: str, prefix: str) -> tuple[str, tuple]:
+def _prefix_range(column: str, prefix: str) -> tuple[str, tuple[Any, ...]]:
     return f"{column} >= ? AND {column} < ?", (prefix, prefix + _MAX_CHAR)
 
 
@@ -290,12 +290,14 @@ class _Plan:
 
 def _probe(conn: sqlite3.Connection, d: _Driver) -> int:
     sql = f"SELECT count(*) FROM (SELECT 1 FROM audit a INDEXED BY {d.name} WHERE {d.clause} LIMIT {_CAP})"
-    return conn.execute(sql, d.params).fetchone()[0]
+    count: int = conn.execute(sql, d.params).fetchone()[0]
+    return count
 
 
 def _probe_fts(conn: sqlite3.Connection, fts: str) -> int:
     sql = f"SELECT count(*) FROM (SELECT rowid FROM audit_fts WHERE audit_fts MATCH ? LIMIT {_CAP})"
-    return conn.execute(sql, (fts,)).fetchone()[0]
+    count: int = conn.execute(sql, (fts,)).fetchone()[0]
+    return count
 
 
 def _plan(conn: sqlite3.Connection, q: AuditQuery) -> _Plan:
@@ -310,6 +312,7 @@ def _plan(conn: sqlite3.Connection, q: AuditQuery) -> _Plan:
     best_count, best = min(counts)
     if fts_count is not None and fts_count <= best_count:
         return _Plan(None, fts, True, fts_count < _CAP, tuple(filters))
+    driver: _Driver | None
     if best_count < _CAP:
         driver = filters[best]
     else:
@@ -368,7 +371,7 @@ def _seq_bounds(where: list[str], params: list[Any], column: str, plan: _Plan, *
         params.append(plan.lo)
 
 
-def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
+def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list[Any]]:
     order = "DESC" if desc else "ASC"
     where: list[str] = []
     params: list[Any] = []
@@ -407,7 +410,7 @@ def _sql(plan: _Plan, *, desc: bool, cursor: int | None) -> tuple[str, list]:
 # -- running ------------------------------------------------------------------------------
 
 
-def event_dict(row: tuple) -> dict[str, Any]:
+def event_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     return {"seq": row[0], "at": row[1], "actor": row[2], "action": row[3], "namespace": row[4],
             "flow_id": row[5], "execution_id": row[6], "request_id": row[7], "data": _data(row[8]),
             "hash": row[9], "prev_hash": row[10]}
@@ -421,7 +424,7 @@ def _data(text: Any) -> Any:
 
 
 def _rows(conn: sqlite3.Connection, q: AuditQuery, *, desc: bool, cursor: int | None,
-          batch: int) -> Iterator[list[tuple]]:
+          batch: int) -> Iterator[list[tuple[Any, ...]]]:
     """Batches of raw rows in seq order (newest first when desc), from after ``cursor``."""
     plan = _bounded(conn, _plan(conn, q), q, desc=desc)
     if plan.empty:

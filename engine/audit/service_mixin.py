@@ -10,31 +10,24 @@ rule applies to them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine.errors import UsageError
+from signoff.engine.identity import Identity
 
+if TYPE_CHECKING:
+    from signoff.engine.core import Engine
+    from signoff.engine.store import Database
 
-def _search():
-    """engine.audit.search, imported on first use (kept off the console's start-up path)."""
-    from signoff.engine.audit import search
-
-    return search
-
-
-def _verify():
-    from signoff.engine.audit import verify
-
-    return verify
 
 
 class AuditMixin:
-    db: Any
-    engine: Any
+    db: Database
+    engine: Engine
     _check: Callable[..., None]  # ApprovalService._check: refuses (and audits) what the policy forbids
-    _view_filter: Callable[[Any], Callable[[str], bool]]  # ApprovalService._view_filter: memoized view check
+    _view_filter: Callable[[Identity], Callable[[str], bool]]  # ApprovalService._view_filter: memoized view check
 
-    def _audit_visible(self, actor: Any) -> Callable[[str | None], bool] | None:
+    def _audit_visible(self, actor: Identity) -> Callable[[str | None], bool] | None:
         """None when the actor sees every event, else a namespace -> bool predicate (events
         without a namespace are for admins only)."""
         if self.engine.policy.allows(actor, "admin", "*"):
@@ -46,42 +39,49 @@ class AuditMixin:
 
         return visible
 
-    def _require_audit_access(self, actor: Any) -> None:
+    def _require_audit_access(self, actor: Identity) -> None:
         policy = self.engine.policy
         describe = getattr(policy, "describe", None)
         if describe is None or any(describe(actor).get("roles", {}).values()):
             return
         self._check(actor, "view", "*", "audit")  # refuses and audits
 
-    def history(self, actor: Any, query: str | None, *, limit: int = 50,
+    def history(self, actor: Identity, query: str | None, *, limit: int = 50,
                 before_seq: int | None = None) -> list[dict[str, Any]]:
         """Audit events matching ``query`` (engine.audit.search syntax), newest first.
         The next page is ``before_seq=<last result's seq>``."""
         self._require_audit_access(actor)
         if limit < 1:
             raise UsageError("--limit must be at least 1")
-        q = _search().parse_query(query, now=self.engine.clock.now())
-        return _search().search(self.db, q, limit=limit, before_seq=before_seq,
-                                   visible=self._audit_visible(actor))
+        from signoff.engine.audit import search  # on first use: kept off the console's start-up path
 
-    def verify_audit(self, actor: Any, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
+        q = search.parse_query(query, now=self.engine.clock.now())
+        return search.search(self.db, q, limit=limit, before_seq=before_seq, visible=self._audit_visible(actor))
+
+    def verify_audit(self, actor: Identity, expect_head: tuple[int, str] | None = None) -> dict[str, Any]:
         """Walk the whole chain: {ok, count, head, head_seq, first_bad_seq, problem}."""
         self._require_audit_access(actor)
-        return _verify().verify_chain(self.db, expect_head=expect_head).to_dict()
+        from signoff.engine.audit import verify
 
-    def audit_head(self, actor: Any) -> dict[str, Any] | None:
+        return verify.verify_chain(self.db, expect_head=expect_head).to_dict()
+
+    def audit_head(self, actor: Identity) -> dict[str, Any] | None:
         """{seq, hash, at} of the newest event (keep it elsewhere to detect truncation), or None."""
         self._require_audit_access(actor)
-        found = _verify().head(self.db)
+        from signoff.engine.audit import verify
+
+        found = verify.head(self.db)
         if found is None:
             return None
         row = self.db.query_one("SELECT at FROM audit WHERE seq=?", (found[0],))
         return {"seq": found[0], "hash": found[1], "at": row["at"] if row else None}
 
-    def export_audit(self, actor: Any, query: str | None) -> Iterator[dict[str, Any]]:
+    def export_audit(self, actor: Identity, query: str | None) -> Iterator[dict[str, Any]]:
         """Every matching event, oldest first, streamed. Permission and query are checked now,
         before the first event is read."""
         self._require_audit_access(actor)
         now = self.engine.clock.now()
-        q = _search().parse_query(query, now=now)
-        return _search().iter_events(self.db, q, now=now, visible=self._audit_visible(actor))
+        from signoff.engine.audit import search
+
+        q = search.parse_query(query, now=now)
+        return search.iter_events(self.db, q, now=now, visible=self._audit_visible(actor))

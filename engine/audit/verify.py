@@ -53,12 +53,12 @@ def head(db: Any) -> tuple[int, str] | None:
     return (row[0], row[1]) if row else None
 
 
-def describe(row: tuple) -> str:
+def describe(row: tuple[Any, ...]) -> str:
     """``request.approved by alice at 2026-...`` for a raw audit row (in _COLUMNS order)."""
     return f"{row[3]} by {row[2]} at {row[1]}"
 
 
-def _content(row: tuple) -> str:
+def _content(row: tuple[Any, ...]) -> str:
     """event_content() for a row, byte-identical, without json.dumps' per-call overhead."""
     seq, at, actor, action, ns, flow, execution, request, data = row[:9]
     try:
@@ -84,7 +84,7 @@ def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] |
     """
     conn = connection_of(db)
     last = conn.execute("SELECT max(seq) FROM audit").fetchone()[0]
-    walked: tuple[int, int | None, str] = (0, None, GENESIS)
+    walked: tuple[int, int | None, str] | VerifyResult = (0, None, GENESIS)
     if last is not None:
         try:
             walked = _walk(conn, _FAST_SQL, last, batch, fast=True)
@@ -115,13 +115,15 @@ class _Fallback(Exception):
     pass
 
 
-def _full_row(conn: sqlite3.Connection, seq: int) -> tuple | None:
+def _full_row(conn: sqlite3.Connection, seq: int) -> tuple[Any, ...] | None:
     cur = conn.cursor()
     cur.row_factory = None
-    return cur.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq=?", (seq,)).fetchone()
+    row: tuple[Any, ...] | None = cur.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq=?", (seq,)).fetchone()
+    return row
 
 
-def _walk(conn: sqlite3.Connection, sql: str, last: int, batch: int, *, fast: bool):
+def _walk(conn: sqlite3.Connection, sql: str, last: int, batch: int, *,
+          fast: bool) -> tuple[int, int | None, str] | VerifyResult:
     """(count, head seq, head hash) of an intact chain, or the VerifyResult naming the problem."""
     sha256 = hashlib.sha256
     prev_hash = GENESIS
@@ -164,7 +166,10 @@ def _walk(conn: sqlite3.Connection, sql: str, last: int, batch: int, *, fast: bo
                         pass  # only the fast path's spelling differed: the event is intact
                     else:
                         prev_row = _full_row(conn, prev_seq) if prev_seq is not None else None
-                        problem, bad = _diagnose(full, computed, prev_row, prev_hash, expected_seq)
+                        if full is None:  # gone between the two reads: removed meanwhile
+                            problem, bad = f"event {seq} was removed while the chain was verified", seq
+                        else:
+                            problem, bad = _diagnose(full, computed, prev_row, prev_hash, expected_seq)
                         return VerifyResult(False, count, prev_hash if count else None, bad, problem, prev_seq)
                 prev_hash = stored_hash
                 prev_seq = seq
@@ -175,7 +180,7 @@ def _walk(conn: sqlite3.Connection, sql: str, last: int, batch: int, *, fast: bo
     return count, prev_seq, prev_hash
 
 
-def _diagnose(row: tuple, computed: str | None, prev_row: tuple | None, prev_hash: str,
+def _diagnose(row: tuple[Any, ...], computed: str | None, prev_row: tuple[Any, ...] | None, prev_hash: str,
               expected_seq: int) -> tuple[str, int]:
     """The message naming the first bad event, and that event's seq."""
     seq = row[0]

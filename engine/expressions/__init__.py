@@ -99,16 +99,15 @@ class Template:
 def _collect(body: list[_n.Node], bound: frozenset[str], names: set[str], functions: set[str]) -> None:
     local = set(bound)
     for node in body:
-        t = type(node)
-        if t is _n.Output:
+        if type(node) is _n.Output:
             _collect_expr(node.expr, local, names, functions)
-        elif t is _n.If:
+        elif type(node) is _n.If:
             for cond, _src, branch in node.branches:
                 _collect_expr(cond, local, names, functions)
                 _collect(branch, frozenset(local), names, functions)
             if node.else_body is not None:
                 _collect(node.else_body, frozenset(local), names, functions)
-        elif t is _n.For:
+        elif type(node) is _n.For:
             _collect_expr(node.iterable, local, names, functions)
             inner = set(local) | {"loop", node.value_var}
             if node.key_var:
@@ -116,7 +115,7 @@ def _collect(body: list[_n.Node], bound: frozenset[str], names: set[str], functi
             _collect(node.body, frozenset(inner), names, functions)
             if node.else_body is not None:
                 _collect(node.else_body, frozenset(local), names, functions)
-        elif t is _n.Set:
+        elif type(node) is _n.Set:
             _collect_expr(node.expr, local, names, functions)
             local.add(node.name)
 
@@ -125,11 +124,10 @@ def _collect_expr(node: _n.Node, bound: set[str], names: set[str], functions: se
     stack = [node]
     while stack:
         current = stack.pop()
-        t = type(current)
-        if t is _n.Var:
+        if type(current) is _n.Var:
             if current.name not in bound:
                 names.add(current.name)
-        elif t is _n.Call:
+        elif type(current) is _n.Call:
             functions.add(current.name)
         stack.extend(current.children())
 
@@ -153,8 +151,9 @@ def _parse_cached(text: str) -> Template:
         raise ExpressionError("template is nested too deeply") from None
 
 
-parse_template.cache_clear = _parse_cached.cache_clear  # type: ignore[attr-defined]
-parse_template.cache_info = _parse_cached.cache_info  # type: ignore[attr-defined]
+# the parse cache's controls, on the public function (tests and the benchmark reset it)
+parse_template.cache_clear = _parse_cached.cache_clear  # type: ignore[attr-defined]  # a function attribute
+parse_template.cache_info = _parse_cached.cache_info  # type: ignore[attr-defined]  # a function attribute
 
 
 def render(text: str, variables: Mapping[str, Any], functions: Functions | None = None) -> str:

@@ -29,7 +29,7 @@ from .runtime import (
 )
 
 Evaluator = Callable[["Context"], Any]
-Emitter = Callable[["Context", list], None]
+Emitter = Callable[["Context", list[str]], None]
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -61,37 +61,36 @@ def _at(exc: ExpressionError, position: int, source: str | None = None) -> Expre
 
 
 def compile_expr(node: n.Node, text: str) -> Evaluator:
-    t = type(node)
-    if t is n.Const:
+    if type(node) is n.Const:
         value = node.value
         return lambda ctx: value
-    if t is n.Var:
+    if type(node) is n.Var:
         return _compile_var(node)
-    if t is n.Attr:
+    if type(node) is n.Attr:
         return _compile_attr(node, text)
-    if t is n.Index:
+    if type(node) is n.Index:
         return _compile_index(node, text)
-    if t is n.Call:
+    if type(node) is n.Call:
         return _compile_call(node, text)
-    if t is n.Unary:
+    if type(node) is n.Unary:
         return _compile_unary(node, text)
-    if t is n.Binary:
+    if type(node) is n.Binary:
         return _compile_binary(node, text)
-    if t is n.Test:
+    if type(node) is n.Test:
         return _compile_test(node, text)
-    if t is n.Filter:
+    if type(node) is n.Filter:
         return _compile_filter(node, text)
-    if t is n.Ternary:
+    if type(node) is n.Ternary:
         cond = compile_expr(node.cond, text)
         then = compile_expr(node.then, text)
         otherwise = compile_expr(node.otherwise, text)
         return lambda ctx: then(ctx) if truthy(cond(ctx)) else otherwise(ctx)
-    if t is n.ListLit:
+    if type(node) is n.ListLit:
         items = [compile_expr(i, text) for i in node.items]
         return lambda ctx: [f(ctx) for f in items]
-    if t is n.MapLit:
+    if type(node) is n.MapLit:
         return _compile_map(node, text)
-    raise ExpressionError(f"cannot compile {t.__name__}", position=node.start)  # pragma: no cover
+    raise ExpressionError(f"cannot compile {type(node).__name__}", position=node.start)  # pragma: no cover
 
 
 def _compile_var(node: n.Var) -> Evaluator:
@@ -303,7 +302,7 @@ def _compile_map(node: n.MapLit, text: str) -> Evaluator:
 
 
 def compile_body(body: list[n.Node], text: str) -> Emitter:
-    items: list[Any] = []
+    items: list[Any] = []  # text (str) and emitters, told apart by type in the hot loop below
     for node in body:
         if type(node) is n.Text:
             if items and type(items[-1]) is str:
@@ -317,9 +316,10 @@ def compile_body(body: list[n.Node], text: str) -> Emitter:
         only = items_t[0]
         if type(only) is str:
             return lambda ctx, out: out.append(only)
-        return only
+        emitter: Emitter = only
+        return emitter
 
-    def run(ctx: Context, out: list) -> None:
+    def run(ctx: Context, out: list[str]) -> None:
         for item in items_t:
             if type(item) is str:
                 out.append(item)
@@ -344,11 +344,10 @@ def compile_guarded(expr: n.Node, source: str, text: str) -> Evaluator:
 
 
 def compile_statement(node: n.Node, text: str) -> Emitter:
-    t = type(node)
-    if t is n.Output:
+    if type(node) is n.Output:
         value = compile_guarded(node.expr, node.source, text)
 
-        def emit(ctx: Context, out: list) -> None:
+        def emit(ctx: Context, out: list[str]) -> None:
             piece = to_str(value(ctx))
             ctx.size += len(piece)
             if ctx.size > MAX_OUTPUT:  # loops of large values must not grow without bound
@@ -356,12 +355,12 @@ def compile_statement(node: n.Node, text: str) -> Emitter:
             out.append(piece)
 
         return emit
-    if t is n.If:
+    if type(node) is n.If:
         branches = tuple((compile_guarded(cond, source, text), compile_body(body, text))
                          for cond, source, body in node.branches)
         else_run = compile_body(node.else_body, text) if node.else_body is not None else None
 
-        def run_if(ctx: Context, out: list) -> None:
+        def run_if(ctx: Context, out: list[str]) -> None:
             for cond, body_run in branches:
                 if truthy(cond(ctx)):
                     body_run(ctx, out)
@@ -370,20 +369,20 @@ def compile_statement(node: n.Node, text: str) -> Emitter:
                 else_run(ctx, out)
 
         return run_if
-    if t is n.For:
+    if type(node) is n.For:
         return _compile_for(node, text)
-    if t is n.Set:
+    if type(node) is n.Set:
         value = compile_guarded(node.expr, node.source, text)
         name = node.name
 
-        def run_set(ctx: Context, out: list) -> None:
+        def run_set(ctx: Context, out: list[str]) -> None:
             result = value(ctx)
             if not ctx.scopes:
                 ctx.scopes.append({})
             ctx.scopes[-1][name] = result
 
         return run_set
-    raise ExpressionError(f"cannot compile {t.__name__}", position=node.start)  # pragma: no cover
+    raise ExpressionError(f"cannot compile {type(node).__name__}", position=node.start)  # pragma: no cover
 
 
 def _compile_for(node: n.For, text: str) -> Emitter:
@@ -395,7 +394,7 @@ def _compile_for(node: n.For, text: str) -> Emitter:
     position = node.iterable.start
     source = node.source
 
-    def run_for(ctx: Context, out: list) -> None:
+    def run_for(ctx: Context, out: list[str]) -> None:
         seq = iterable(ctx)
         if seq is None:
             pairs: list[tuple[Any, Any]] = []

@@ -546,13 +546,13 @@ def parse(text: str) -> list[n.Node]:
         tag = tok[1]
         tag_pos = tok[2]
         if tag == "if":
-            node = n.If(j, after)
+            if_node = n.If(j, after)
             cond = parser.parse_top()
             parser.expect_end()
-            node.branches.append((cond, _strip_source(text, tokens[1][2], tokens[-1][2]), []))
-            body.append(node)
-            _push(parser, stack, ["if", node, j, False])
-            body = node.branches[-1][2]
+            if_node.branches.append((cond, _strip_source(text, tokens[1][2], tokens[-1][2]), []))
+            body.append(if_node)
+            _push(parser, stack, ["if", if_node, j, False])
+            body = if_node.branches[-1][2]
         elif tag in ("elseif", "elif"):
             if not stack or stack[-1][0] != "if":
                 raise parser.structure_error("unexpected `{% elseif %}`: there is no open `{% if %}`", j)
@@ -604,10 +604,10 @@ def parse(text: str) -> list[n.Node]:
             iter_start = parser.peek()[2]
             iterable = parser.parse_top()
             parser.expect_end()
-            node = n.For(key_var, value_var, iterable, _strip_source(text, iter_start, tokens[-1][2]), j, after)
-            body.append(node)
-            _push(parser, stack, ["for", node, j, False])
-            body = node.body
+            for_node = n.For(key_var, value_var, iterable, _strip_source(text, iter_start, tokens[-1][2]), j, after)
+            body.append(for_node)
+            _push(parser, stack, ["for", for_node, j, False])
+            body = for_node.body
         elif tag == "set":
             name_tok = parser.expect_name("after `set`")
             if name_tok[1].startswith("_") or name_tok[1] in _KEYWORD_CONSTANTS:
@@ -656,7 +656,10 @@ def _current_body(root: list[n.Node], stack: list[list[Any]]) -> list[n.Node]:
         return root
     kind, node, _, in_else = stack[-1]
     if in_else:
-        return node.else_body
+        else_body: list[n.Node] = node.else_body
+        return else_body
     if kind == "if":
-        return node.branches[-1][2]
-    return node.body
+        branch: list[n.Node] = node.branches[-1][2]
+        return branch
+    for_body: list[n.Node] = node.body
+    return for_body

@@ -60,7 +60,8 @@ def _json_default(value: Any) -> Any:
 def plain_str(value: Any) -> str:
     """``str(value)`` for value types that define their own text (UUID, Path, Enum...); never an
     object's default ``<... object at 0x...>`` repr."""
-    if type(value).__str__ is object.__str__:
+    own_str: object = type(value).__str__
+    if own_str is object.__str__:
         raise ExpressionError("this value cannot be shown: it is not plain data")
     try:
         return str(value)
@@ -93,7 +94,7 @@ def format_float(value: float) -> str:
         return text if "." in text else text + ".0"
     sign, digits, exponent = Decimal(repr(value)).as_tuple()
     digits_text = "".join(map(str, digits)).rstrip("0") or "0"
-    exp10 = len(digits) + exponent - 1  # type: ignore[operator]
+    exp10 = len(digits) + exponent - 1  # type: ignore[operator]  # finite here: the exponent is an int
     mantissa = digits_text[0] + "." + (digits_text[1:] or "0")
     return ("-" if sign else "") + mantissa + "E" + str(exp10)
 
@@ -102,7 +103,8 @@ def to_str(value: Any) -> str:
     """How ``{{ value }}`` prints a value."""
     t = type(value)
     if t is str:
-        return value
+        text: str = value
+        return text
     if value is None:
         return ""
     if t is bool:
@@ -288,7 +290,7 @@ def op_eq(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if is_number(a) and is_number(b):
-        return a == b
+        return bool(a == b)
     if a is None or b is None:
         return a is b
     if type(a) is not type(b) and not (isinstance(a, str) and isinstance(b, str)):
@@ -318,22 +320,22 @@ def _comparable(a: Any, b: Any, op: str) -> tuple[Any, Any]:
 
 def op_lt(a: Any, b: Any) -> bool:
     a, b = _comparable(a, b, "<")
-    return a < b
+    return bool(a < b)
 
 
 def op_gt(a: Any, b: Any) -> bool:
     a, b = _comparable(a, b, ">")
-    return a > b
+    return bool(a > b)
 
 
 def op_le(a: Any, b: Any) -> bool:
     a, b = _comparable(a, b, "<=")
-    return a <= b
+    return bool(a <= b)
 
 
 def op_ge(a: Any, b: Any) -> bool:
     a, b = _comparable(a, b, ">=")
-    return a >= b
+    return bool(a >= b)
 
 
 def op_contains(container: Any, item: Any) -> bool:

@@ -108,7 +108,7 @@ class _FlowBuilder:
     def problem(self, location: Location, message: str) -> None:
         self.problems.append(Problem(location, message))
 
-    def _inputs(self, items: Any, path: NodePath) -> list:
+    def _inputs(self, items: Any, path: NodePath) -> list[Any]:
         from signoff.engine.inputs.parse import parse_input_specs
 
         specs, problems = parse_input_specs(items, path, self.loc)
@@ -243,7 +243,7 @@ class _FlowBuilder:
         node, origins = self.with_defaults(node, path, str(type_name), ttype)
         props: dict[str, Any] = {}
         blocks: dict[str, list[Task]] = {}
-        form: list = []
+        form: list[Any] = []
         prop_locations: dict[str, Location] = {}
         for key, value in node.items():
             ppath = origins.get(key, (*path, key))
@@ -620,7 +620,7 @@ class _FlowBuilder:
             self.problem(self.loc.at(("variables",)), f"`variables` expects a mapping, found {_what(variables)}")
             variables = {}
 
-        inputs: list = []
+        inputs: list[Any] = []
         raw_inputs = data.get("inputs")
         if raw_inputs is not None:
             if isinstance(raw_inputs, list):
@@ -643,6 +643,7 @@ class _FlowBuilder:
 
         if self.problems:
             return None
+        assert isinstance(namespace, str)  # anything else was recorded as a problem above
         return Flow(
             id=flow_id, namespace=namespace,
             description=None if description is None else str(description),

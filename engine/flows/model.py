@@ -6,6 +6,7 @@ moved into ``blocks`` so the runner can walk the tree without knowing each task 
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ class Task:
     def short_type(self) -> str:
         return self.type.rsplit(".", 1)[-1]
 
-    def walk(self):
+    def walk(self) -> Iterator[Task]:
         """Yield this task and every task below it, depth first."""
         yield self
         for children in self.blocks.values():
@@ -87,7 +88,7 @@ class Flow:
     def key(self) -> tuple[str, str]:
         return (self.namespace, self.id)
 
-    def all_tasks(self):
+    def all_tasks(self) -> Iterator[Task]:
         for t in [*self.tasks, *self.errors, *self.finally_tasks, *self.after_execution]:
             yield from t.walk()
 

@@ -7,6 +7,7 @@ after the file was edited or removed.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from pathlib import Path
 
 from signoff.engine.clock import Clock, format_time
@@ -51,7 +52,7 @@ class FlowRegistry:
             raise NotFound(f"no flow `{flow_id}` in namespace `{namespace}`")
         return flow
 
-    def ensure_revision(self, tx, flow: Flow) -> int:
+    def ensure_revision(self, tx: sqlite3.Connection, flow: Flow) -> int:
         """The revision number of this exact flow text, recording it if it is new.
 
         A revision recorded earlier is put in :meth:`at_revision`'s cache with ``flow`` (already
@@ -61,7 +62,7 @@ class FlowRegistry:
         row = tx.execute("SELECT revision, path FROM flow_revisions WHERE namespace=? AND flow_id=? AND sha256=?",
                          (flow.namespace, flow.id, flow.sha256)).fetchone()
         if row:
-            revision = row[0]
+            revision: int = row[0]
             if row[1] == flow.path:  # else at_revision loads it with the path it was recorded with
                 self._by_revision.setdefault((flow.namespace, flow.id, revision),
                                              dataclasses.replace(flow, revision=revision))

@@ -284,9 +284,9 @@ def suggest_type(name: str) -> str | None:
     """The full name the user most likely meant by ``name``, or None."""
     if not isinstance(name, str) or not name:
         return None
-    short = {}
+    short: dict[str, str] = {}
     for full in [*TASK_TYPES, *ALIASES]:
-        short.setdefault(full.rsplit(".", 1)[-1].lower(), canonical_name(full))
+        short.setdefault(full.rsplit(".", 1)[-1].lower(), canonical_name(full) or full)
     last = name.rsplit(".", 1)[-1]
     if last.lower() in short and "." not in name:
         return short[last.lower()]
@@ -305,7 +305,7 @@ def suggest_type(name: str) -> str | None:
 def suggest(name: str, options: Any, cutoff: float = 0.6) -> str | None:
     """The closest of ``options`` to ``name`` (case-insensitive), or None."""
     options = list(options)
-    lowered = {o.lower(): o for o in options}
+    lowered: dict[str, str] = {o.lower(): o for o in options}
     if name.lower() in lowered:
         return lowered[name.lower()]
     match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=cutoff)

@@ -34,7 +34,7 @@ _SCALAR_TAGS = {
 }
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]  # CSafeLoader where PyYAML has it, else SafeLoader
     """The safe loader, with YAML 1.2 booleans and no implicit timestamps."""
 
 
@@ -214,6 +214,7 @@ class _Builder:
                     f"unsupported YAML tag `{node.tag}`; remove the tag and write a plain value"))
             if isinstance(node, yaml.SequenceNode):
                 return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
+            assert isinstance(node, yaml.MappingNode)  # the composer makes only these three kinds
             return self._mapping(node, path)
         finally:
             self._active.discard(id(node))
@@ -234,7 +235,8 @@ class _Builder:
 
     def _key(self, node: yaml.Node) -> str | None:
         if isinstance(node, yaml.ScalarNode):
-            return node.value
+            key: str = node.value
+            return key
         self.problems.append(_problem_at(
             self.file, node.start_mark,
             f"a mapping key must be a plain name, found {_kind_name(node)}"))

@@ -15,12 +15,15 @@ through :class:`FlowLoadError`, like flow files; positions come from
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine.errors import FlowLoadError, Problem
 from signoff.engine.flows.task_types import suggest
 from signoff.engine.flows.yaml_source import describe_value as _what
 from signoff.engine.policy import BINDING_KEYS, ROLES, SUBJECT_KINDS, TOP_KEYS, Binding, FilePolicy
+
+if TYPE_CHECKING:
+    from signoff.engine.flows.yaml_source import YamlLocator
 
 _NAME = r"[a-zA-Z0-9][a-zA-Z0-9_-]*"
 #: ``*``, ``a.b`` or ``a.b.*`` (namespace segments as in flow files)
@@ -35,7 +38,7 @@ _WHOLE_FILE = {  # parse_yaml speaks of flows; say "policy" for these whole-file
 }
 
 
-def _parse_yaml(text: str, file: str):
+def _parse_yaml(text: str, file: str) -> tuple[dict[str, Any], YamlLocator]:
     from signoff.engine.flows.yaml_source import parse_yaml
 
     try:
@@ -60,7 +63,7 @@ class _PolicyChecker:
         self.data, self.loc = _parse_yaml(text, file)
         self.problems: list[Problem] = []
 
-    def problem(self, path: tuple, message: str, *, key: bool = False) -> None:
+    def problem(self, path: tuple[Any, ...], message: str, *, key: bool = False) -> None:
         self.problems.append(Problem((self.loc.key_at if key else self.loc.at)(path), message))
 
     def policy(self) -> FilePolicy:
@@ -101,7 +104,7 @@ class _PolicyChecker:
             groups[name] = [m for i, m in enumerate(members) if self.member(name, m, (*path, i))]
         return groups
 
-    def member(self, group: str, member: Any, path: tuple) -> bool:
+    def member(self, group: str, member: Any, path: tuple[Any, ...]) -> bool:
         if not isinstance(member, str):
             self.problem(path, f"a member of group `{group}` must be an account name or `unix:GROUP`, "
                                f"found {_what(member)}")
@@ -141,7 +144,7 @@ class _PolicyChecker:
                 out.append(binding)
         return out
 
-    def binding(self, item: Any, path: tuple, groups: dict[str, list[str]]) -> Binding | None:
+    def binding(self, item: Any, path: tuple[Any, ...], groups: dict[str, list[str]]) -> Binding | None:
         if not isinstance(item, dict):
             self.problem(path, f"a binding must be a mapping with `role`, `subjects` and `namespaces`, "
                                f"found {_what(item)}")
@@ -175,11 +178,12 @@ class _PolicyChecker:
                 self.problem(ns_path, f"invalid namespace pattern {_what(pattern)}: write `*`, a namespace like "
                                       "`company.team`, or `company.team.*` for everything below it")
                 ok = False
-        if not ok or not subjects or not patterns:
+        if not ok or not isinstance(role, str) or not subjects or not patterns:
             return None
         return Binding(role, tuple(s for _, s in subjects), tuple(p for _, p in patterns), self.loc.at(path))
 
-    def strings(self, item: dict, path: tuple, key: str, example: str) -> list[tuple[tuple, Any]]:
+    def strings(self, item: dict[str, Any], path: tuple[Any, ...], key: str,
+                example: str) -> list[tuple[tuple[Any, ...], Any]]:
         """The entries of a list-or-single-string binding field, each with its path."""
         value = item.get(key)
         if key not in item:
@@ -191,7 +195,7 @@ class _PolicyChecker:
             return []
         return [((*path, key, i), v) for i, v in enumerate(value)]
 
-    def subject(self, subject: Any, path: tuple, groups: dict[str, list[str]]) -> bool:
+    def subject(self, subject: Any, path: tuple[Any, ...], groups: dict[str, list[str]]) -> bool:
         if not isinstance(subject, str):
             self.problem(path, f"invalid subject {_what(subject)}: write `user:NAME`, `group:NAME` or `unix:GROUP`")
             return False

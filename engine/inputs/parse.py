@@ -6,7 +6,7 @@ message saying what to write instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from signoff.engine.errors import Locator, Problem
@@ -23,6 +23,9 @@ from signoff.engine.inputs.spec import (
 )
 
 __all__ = ["parse_input_specs", "ID_PATTERN"]
+
+#: records one problem at a path below the inputs list (index, key, ...)
+Report = Callable[[tuple[Any, ...], str], None]
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9][.a-zA-Z0-9_-]*")
 _KNOWN_PROPERTIES = tuple(dict.fromkeys(
@@ -46,7 +49,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-def parse_input_specs(items: Any, path: tuple, locator: Locator) -> tuple[list[InputSpec], list[Problem]]:
+def parse_input_specs(items: Any, path: tuple[Any, ...], locator: Locator) -> tuple[list[InputSpec], list[Problem]]:
     """Parse a raw YAML list of input declarations.
 
     ``path`` is the list's path from the document root (e.g. ``("inputs",)``); problems are
@@ -58,7 +61,7 @@ def parse_input_specs(items: Any, path: tuple, locator: Locator) -> tuple[list[I
     specs: list[InputSpec] = []
     index_of: dict[str, int] = {}
 
-    def problem(sub: tuple, message: str) -> None:
+    def problem(sub: tuple[Any, ...], message: str) -> None:
         problems.append(Problem(locator.at(path + sub), message))
 
     if items is None:
@@ -86,7 +89,7 @@ def parse_input_specs(items: Any, path: tuple, locator: Locator) -> tuple[list[I
     return specs, problems
 
 
-def _parse_one(item: Any, index: int, problem) -> InputSpec | None:
+def _parse_one(item: Any, index: int, problem: Report) -> InputSpec | None:
     if not isinstance(item, Mapping):
         problem((index,), f"input #{index + 1} must be a mapping with `id` and `type`, "
                           f"e.g. `- id: amount` / `  type: INT`")
@@ -160,7 +163,7 @@ def _parse_one(item: Any, index: int, problem) -> InputSpec | None:
     return spec
 
 
-def _opt_text(item: Mapping, key: str, index: int, label: str, problem) -> str | None:
+def _opt_text(item: Mapping[str, Any], key: str, index: int, label: str, problem: Report) -> str | None:
     value = item.get(key)
     if value is None:
         return None
@@ -170,7 +173,7 @@ def _opt_text(item: Mapping, key: str, index: int, label: str, problem) -> str |
     return str(value)
 
 
-def _parse_depends(item: Mapping, index: int, label: str, problem) -> DependsOn | None:
+def _parse_depends(item: Mapping[str, Any], index: int, label: str, problem: Report) -> DependsOn | None:
     if "dependsOn" not in item or item["dependsOn"] is None:
         return None
     raw = item["dependsOn"]
@@ -202,7 +205,7 @@ def _parse_depends(item: Mapping, index: int, label: str, problem) -> DependsOn 
     return DependsOn(names, condition)
 
 
-def _parse_type_props(spec: InputSpec, item: Mapping, index: int, problem) -> None:
+def _parse_type_props(spec: InputSpec, item: Mapping[str, Any], index: int, problem: Report) -> None:
     from signoff.engine.expressions import is_template
     from signoff.engine.inputs.validate import _Bad, format_bound, to_float, to_int
 
@@ -295,14 +298,15 @@ def _parse_type_props(spec: InputSpec, item: Mapping, index: int, problem) -> No
             spec.item_type = raw
 
 
-def _check_order(spec: InputSpec, low_key: str, high_key: str, index: int, problem) -> None:
+def _check_order(spec: InputSpec, low_key: str, high_key: str, index: int, problem: Report) -> None:
     from signoff.engine.inputs.validate import _Bad, to_date, to_datetime, to_duration, to_time
 
     low, high = getattr(spec, low_key), getattr(spec, high_key)
     if low is None or high is None:
         return
-    convert = {"DATE": to_date, "DATETIME": to_datetime, "TIME": to_time, "DURATION": to_duration}.get(
-        spec.type, lambda v: v)
+    converters: dict[str, Callable[[Any], Any]] = {"DATE": to_date, "DATETIME": to_datetime, "TIME": to_time,
+                                                   "DURATION": to_duration}
+    convert = converters.get(spec.type, lambda v: v)
     try:
         if convert(low) > convert(high):
             problem((index, high_key), f"`{high_key}` (`{high}`) on input `{spec.id}` is below "
@@ -311,7 +315,7 @@ def _check_order(spec: InputSpec, low_key: str, high_key: str, index: int, probl
         pass
 
 
-def _check_default(spec: InputSpec, index: int, problem) -> None:
+def _check_default(spec: InputSpec, index: int, problem: Report) -> None:
     """A literal default must itself be a valid value (templates are checked at validation)."""
     from signoff.engine.inputs.validate import InputError, _has_template, coerce_value
 
@@ -337,7 +341,7 @@ def _plain(value: Any) -> Any:
         return value
 
 
-def _check_nesting(specs: list[InputSpec], index_of: dict[str, int], problem) -> None:
+def _check_nesting(specs: list[InputSpec], index_of: dict[str, int], problem: Report) -> None:
     ids = set(index_of)
     for spec in specs:
         parts = spec.id.split(".")
@@ -350,7 +354,7 @@ def _check_nesting(specs: list[InputSpec], index_of: dict[str, int], problem) ->
                 break
 
 
-def _check_depends(specs: list[InputSpec], index_of: dict[str, int], problem) -> None:
+def _check_depends(specs: list[InputSpec], index_of: dict[str, int], problem: Report) -> None:
     graph: dict[str, list[str]] = {}
     for spec in specs:
         if spec.depends_on is None:
@@ -373,7 +377,7 @@ def _check_depends(specs: list[InputSpec], index_of: dict[str, int], problem) ->
     # Cycles (self-loops were reported above): depth-first search, each cycle reported once.
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done
     stack: list[str] = []
-    seen_cycles: set[frozenset] = set()
+    seen_cycles: set[frozenset[Any]] = set()
 
     def visit(node: str) -> None:
         state[node] = 1

@@ -16,7 +16,7 @@ INPUT_TYPES = (
 @dataclass
 class DependsOn:
     inputs: list[str] = field(default_factory=list)
-    condition: str | None = None  # a template; the input is shown/validated only when true
+    condition: str | bool | None = None  # a template (or a constant); the input is shown/validated only when true
 
 
 @dataclass
@@ -33,7 +33,7 @@ class InputSpec:
     max: Any = None
     after: Any = None  # DATE, DATETIME, TIME
     before: Any = None
-    values: list[Any] | None = None  # SELECT, MULTISELECT (may be a template string)
+    values: list[Any] | str | None = None  # SELECT, MULTISELECT (may be a template string)
     allow_custom_value: bool = False
     item_type: str | None = None  # ARRAY
     location: Location | None = None

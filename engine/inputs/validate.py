@@ -304,7 +304,7 @@ def _has_template(obj: Any) -> bool:
     return contains_template(obj)
 
 
-def _render(obj: Any, variables: Mapping[str, Any], functions: Mapping | None) -> Any:
+def _render(obj: Any, variables: Mapping[str, Any], functions: Mapping[str, Any] | None) -> Any:
     """Render templates in ``obj``; a text that is one ``{{ expr }}`` gives the native value."""
     from signoff.engine import expressions  # lazy: heavy to import
 
@@ -317,7 +317,7 @@ def _render(obj: Any, variables: Mapping[str, Any], functions: Mapping | None) -
 _FALSE_TEXTS = frozenset({"", "false", "0", "no", "null", "none"})
 
 
-def _condition_true(condition: Any, variables: Mapping[str, Any], functions: Mapping | None) -> bool:
+def _condition_true(condition: Any, variables: Mapping[str, Any], functions: Mapping[str, Any] | None) -> bool:
     from signoff.engine import expressions
 
     if isinstance(condition, bool):
@@ -339,7 +339,7 @@ def _error_text(exc: BaseException) -> str:
 @dataclass
 class _Ctx:
     variables: Mapping[str, Any]
-    functions: Mapping | None
+    functions: Mapping[str, Any] | None
     store_file: Callable[[str], str] | None
 
 
@@ -639,7 +639,7 @@ _COERCERS: dict[str, Callable[[InputSpec, Any, _Ctx], Any]] = {
 
 
 def coerce_value(spec: InputSpec, raw_value: Any, *, variables: Mapping[str, Any] | None = None,
-                 functions: Mapping | None = None, store_file: Callable[[str], str] | None = None) -> Any:
+                 functions: Mapping[str, Any] | None = None, store_file: Callable[[str], str] | None = None) -> Any:
     """Check one given (non-missing) value against ``spec``; return its canonical JSON-able form.
 
     Raises :class:`InputError` with the user-facing message. ``variables``/``functions`` render
@@ -745,7 +745,7 @@ def _is_missing(spec: InputSpec, value: Any) -> bool:
 
 
 def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
-                    variables: Mapping[str, Any] | None = None, functions: Mapping | None = None,
+                    variables: Mapping[str, Any] | None = None, functions: Mapping[str, Any] | None = None,
                     store_file: Callable[[str], str] | None = None) -> ValidationResult:
     """Validate every input at once; never raises for a bad value (see ``ValidationResult.errors``).
 
@@ -755,7 +755,8 @@ def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
     """
     result = ValidationResult()
     base_vars = dict(variables or {})
-    base_inputs = base_vars.get("inputs") if isinstance(base_vars.get("inputs"), Mapping) else {}
+    given = base_vars.get("inputs")
+    base_inputs: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     ids = [s.id for s in specs]
     id_set = set(ids)
     prefixes = {".".join(i.split(".")[:n]) for i in ids for n in range(1, i.count(".") + 1)}
@@ -787,8 +788,8 @@ def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
 
 
 def _validate_one(spec: InputSpec, flat: Mapping[str, Any], flat_values: dict[str, Any],
-                  shown: set[str], result: ValidationResult, current_vars: Callable[[], dict],
-                  functions: Mapping | None, store_file: Callable[[str], str] | None) -> None:
+                  shown: set[str], result: ValidationResult, current_vars: Callable[[], dict[str, Any]],
+                  functions: Mapping[str, Any] | None, store_file: Callable[[str], str] | None) -> None:
     dep = spec.depends_on
     if dep is not None:
         for name in dep.inputs or []:

@@ -9,7 +9,7 @@ import json
 import sqlite3
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine import jsonutil
 from signoff.engine.audit import append_event
@@ -18,6 +18,9 @@ from signoff.engine.flows.model import Task
 from signoff.engine.identity import SYSTEM
 from signoff.engine.notify.config import NotificationConfig
 from signoff.engine.tasks.base import SimpleContext, TaskFailed
+
+if TYPE_CHECKING:
+    from signoff.engine.core import Engine
 
 #: waits before attempts 2, 3, 4, 5; after the 5th failure the message is given up (audited)
 BACKOFF = (timedelta(seconds=10), timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30))
@@ -73,7 +76,7 @@ def enqueue(tx: sqlite3.Connection, config: NotificationConfig | None, event: st
     return count
 
 
-def deliver_due(engine, limit: int = 100) -> int:
+def deliver_due(engine: Engine, limit: int = 100) -> int:
     """Send what is due; returns how many were sent. Safe to call from several processes."""
     now_dt = engine.clock.now()
     now = format_time(now_dt)
@@ -118,7 +121,7 @@ class _PlainContext(SimpleContext):
         return value
 
 
-def send(engine, row: dict[str, Any]) -> str | None:
+def send(engine: Engine, row: dict[str, Any]) -> str | None:
     """Deliver one message; the error text, or None on success."""
     from signoff.engine.expressions import render_data
     from signoff.engine.runtime.functions import read_secret

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from signoff.engine.runtime import work
 from signoff.engine.runtime.runner import ExecutionRun
+
+if TYPE_CHECKING:
+    from signoff.engine.core import Engine
 
 #: executions claimed and advanced per durable commit (performance: one fsync per chunk
 #: instead of two per execution; bounded so the write lock is never held for long)
 CHUNK = 100
 
 
-def drive(engine, execution_ids: Iterable[str] | None = None, *, max_rounds: int = 1000) -> int:
+def drive(engine: Engine, execution_ids: Iterable[str] | None = None, *, max_rounds: int = 1000) -> int:
     """Advance the given executions (or any claimable ones) as far as they go.
 
     An execution whose lease is held by a live process is left to that process. Returns how
@@ -42,7 +46,7 @@ def drive(engine, execution_ids: Iterable[str] | None = None, *, max_rounds: int
     return advanced
 
 
-def advance_in_tx(engine, execution_ids: Iterable[str], again: list[str]) -> int:
+def advance_in_tx(engine: Engine, execution_ids: Iterable[str], again: list[str]) -> int:
     """Claim and advance these executions inside the caller's open write transaction.
 
     The caller commits (a run with an outside effect commits durably before the effect and

@@ -10,11 +10,14 @@ import base64
 import binascii
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine import jsonutil
 from signoff.engine.clock import Clock
 from signoff.engine.errors import ExpressionError
+
+if TYPE_CHECKING:
+    from signoff.engine.store import Database
 
 KEYRING_SERVICE = "signoff"
 
@@ -69,7 +72,7 @@ def make_functions(*, clock: Clock, namespace: str, kv_lookup: Callable[[str, st
     return {"secret": secret, "kv": kv, "now": now, "appLink": appLink}
 
 
-def kv_lookup_from(db) -> Callable[[str, str], Any]:
+def kv_lookup_from(db: Database) -> Callable[[str, str], Any]:
     def lookup(namespace: str, key: str) -> Any:
         row = db.query_one("SELECT value FROM kv WHERE namespace=? AND key=?", (namespace, key))
         return None if row is None else jsonutil.loads(row["value"])

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine import jsonutil
 from signoff.engine.approvals.close import close_request
@@ -37,6 +38,9 @@ from signoff.engine.runtime.functions import kv_lookup_from, make_functions
 from signoff.engine.runtime.outputs import outputs_tree, place
 from signoff.engine.runtime.retry import RetryPolicy
 from signoff.engine.tasks.base import SimpleContext, TaskFailed
+
+if TYPE_CHECKING:
+    from signoff.engine.core import Engine
 
 DONE, WAITING, FAILED = "DONE", "WAITING", "FAILED"
 LOG_ORDER = {"TRACE": 0, "DEBUG": 1, "INFO": 2, "WARN": 3, "WARNING": 3, "ERROR": 4}
@@ -88,8 +92,8 @@ class ExecutionRun:
     this run's savepoint. Before an outside effect the whole transaction is still committed
     durably (``commit(durable=True)``), exactly as in the unshared mode."""
 
-    def __init__(self, engine, execution_id: str, owner: str, gen: int, *, shared: bool = False,
-                 row: dict[str, Any] | None = None, queued: bool = True, insert_row: bool = False) -> None:
+    def __init__(self, engine: Engine, execution_id: str, owner: str, gen: int, *, shared: bool = False,
+                 row: Mapping[str, Any] | None = None, queued: bool = True, insert_row: bool = False) -> None:
         """``row`` and ``queued=False`` (performance, for the first advance of an execution
         started in the same transaction): its ``executions`` row as just inserted (it has no
         task runs yet), and it has no work row - nobody else can see it before the commit, so
@@ -108,8 +112,9 @@ class ExecutionRun:
         self.queued = queued
         fresh = row is not None
         if row is None:
-            row = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
-        assert row is not None
+            stored = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
+            assert stored is not None
+            row = dict(stored)
         self.row = dict(row)
         self.flow: Flow = engine.flows.at_revision(row["namespace"], row["flow_id"], row["revision"])
         self.inputs = jsonutil.loads(row["inputs"], {})
@@ -121,7 +126,7 @@ class ExecutionRun:
         self.functions = make_functions(
             clock=engine.clock, namespace=self.flow.namespace, kv_lookup=kv_lookup_from(self.db),
             app_link=lambda app_id: engine.app_link(self.flow.namespace, self.flow.id, execution_id, app_id))
-        self.tx: sqlite3.Connection | None = None
+        self._tx: sqlite3.Connection | None = None
         # performance: task-run rows, logs and the execution's state are written once per
         # step, when it commits (a task's RUNNING -> SUCCESS in one step is one row write; an
         # execution goes PAUSED -> SUCCESS without an intermediate RUNNING row). Nothing in
@@ -138,6 +143,13 @@ class ExecutionRun:
         self.dequeued: list[str] = []
 
     # -- transactions -------------------------------------------------------------------
+    @property
+    def tx(self) -> sqlite3.Connection:
+        """This step's open transaction (between :meth:`begin` and its commit or undo)."""
+        if self._tx is None:
+            raise RuntimeError(f"execution {self.execution_id}: no transaction is open")
+        return self._tx
+
     def begin(self) -> None:
         if self.shared:
             conn = self.db.connection()
@@ -145,9 +157,9 @@ class ExecutionRun:
                 self.db.begin()
             conn.execute("SAVEPOINT execution_run")
             self._savepoint = True
-            self.tx = conn
+            self._tx = conn
         else:
-            self.tx = self.db.begin()
+            self._tx = self.db.begin()
         try:
             if self.queued:
                 work.renew(self.tx, self.execution_id, self.owner, self.engine.clock)
@@ -194,7 +206,7 @@ class ExecutionRun:
                 self.db.commit()
         else:
             self.db.commit()
-        self.tx = None
+        self._tx = None
 
     def undo(self) -> None:
         """Roll back this run's uncommitted step (only its own savepoint when shared)."""
@@ -209,7 +221,7 @@ class ExecutionRun:
             self._savepoint = False
         else:
             self.db.rollback()
-        self.tx = None
+        self._tx = None
 
     def now(self) -> str:
         return format_time(self.engine.clock.now())
@@ -511,7 +523,8 @@ class ExecutionRun:
             key = "true" if value else "false"
         return f"cases.{key}" if f"cases.{key}" in task.blocks else "defaults"
 
-    def branch_task(self, task: Task, path: str, scope: Scope, run: dict | None, choose) -> str:
+    def branch_task(self, task: Task, path: str, scope: Scope, run: dict[str, Any] | None,
+                    choose: Callable[[Task, str, Scope], str]) -> str:
         if run is None:
             block = choose(task, path, scope)
             self.save_run(path, task, "RUNNING", value=block)
@@ -525,7 +538,7 @@ class ExecutionRun:
         status = FAILED if FAILED in statuses else WAITING if WAITING in statuses else DONE
         return self.container(task, path, scope, status)
 
-    def foreach_task(self, task: Task, path: str, scope: Scope, run: dict | None) -> str:
+    def foreach_task(self, task: Task, path: str, scope: Scope, run: dict[str, Any] | None) -> str:
         if run is None:
             values = self.render(task, path, scope, task.props.get("values"))
             if isinstance(values, str):
@@ -640,14 +653,14 @@ class ExecutionRun:
         return DONE
 
     # -- Pause and Approval -----------------------------------------------------------------
-    def pause_task(self, task: Task, path: str, scope: Scope, run: dict | None) -> str:
+    def pause_task(self, task: Task, path: str, scope: Scope, run: dict[str, Any] | None) -> str:
         from signoff.engine.approvals.requests import create_request
 
         if run is None:
             request_id = create_request(self, task, path, scope)
             self.save_run(path, task, "PAUSED", value=request_id)
             auto = task.props.get("autoApprove") if task.type == APPROVAL else task.props.get("when")
-            state = "PENDING"
+            state: str | None = "PENDING"
             if auto is not None:
                 value = self.evaluate(task, path, scope, auto)
                 if truthy(value):
@@ -691,8 +704,8 @@ class ExecutionRun:
         self.save_run(path, task, "RUNNING", outputs=outputs)
         return self.after_decision(task, path, scope, outputs, None)
 
-    def decision_outputs(self, task: Task, request: sqlite3.Row, result: dict, decisions: list[dict], verdict: str,
-                         values: dict) -> dict[str, Any]:
+    def decision_outputs(self, task: Task, request: sqlite3.Row, result: dict[str, Any],
+                         decisions: list[dict[str, Any]], verdict: str, values: dict[str, Any]) -> dict[str, Any]:
         if task.type == PAUSE:
             return {"onResume": values,
                     "resumed": {"by": result.get("by"), "on": result.get("on"), "to": "RUNNING"},
@@ -701,7 +714,7 @@ class ExecutionRun:
                 "on": result.get("on"), "comment": result.get("reason"), "inputs": values,
                 "due": request["due_at"], "decisions": decisions}
 
-    def after_decision(self, task: Task, path: str, scope: Scope, outputs: dict, ending: Ending | None) -> str:
+    def after_decision(self, task: Task, path: str, scope: Scope, outputs: dict[str, Any], ending: Ending | None) -> str:
         """Run the block that follows a decision (Pause `tasks`, Approval onApprove/onDeny);
         ``ending``: the task ends as WARNING or FAILED (a deny or an expiry that says so) once
         that block has run."""
@@ -723,7 +736,7 @@ class ExecutionRun:
         self.save_run(path, task, "SUCCESS", outputs=outputs)
         return DONE
 
-    def denied(self, task: Task, path: str, scope: Scope, outputs: dict, result: dict) -> str:
+    def denied(self, task: Task, path: str, scope: Scope, outputs: dict[str, Any], result: dict[str, Any]) -> str:
         who = result.get("by")
         reason = result.get("reason") or "no reason given"
         behavior = (task.props.get("denyBehavior") or "").upper() if task.type == APPROVAL else ""
@@ -741,8 +754,8 @@ class ExecutionRun:
             self.walk_list(task.blocks["onDeny"], f"{path}/onDeny/", scope)
         raise Stop("CANCELLED" if behavior == "CANCEL" else "KILLED", message)
 
-    def expired(self, task: Task, path: str, scope: Scope, request: sqlite3.Row, rules: dict,
-                decisions: list[dict]) -> str:
+    def expired(self, task: Task, path: str, scope: Scope, request: sqlite3.Row, rules: dict[str, Any],
+                decisions: list[dict[str, Any]]) -> str:
         behavior = (rules.get("expireBehavior") or "FAIL").upper()
         due = request["due_at"]
         message = f"no decision on `{task.id}` before {due}"

@@ -6,6 +6,7 @@ own transaction that first marks the timer done, so two processes never apply on
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from signoff.engine import jsonutil
 from signoff.engine.approvals.close import close_request, retire_timers
@@ -16,8 +17,13 @@ from signoff.engine.identity import SYSTEM
 from signoff.engine.notify import outbox
 from signoff.engine.runtime import work
 
+if TYPE_CHECKING:
+    import sqlite3
 
-def process_due_timers(engine, limit: int = 500) -> int:
+    from signoff.engine.core import Engine
+
+
+def process_due_timers(engine: Engine, limit: int = 500) -> int:
     now = format_time(engine.clock.now())
     due = engine.db.query("SELECT id FROM timers WHERE done_at IS NULL AND due_at<=? ORDER BY due_at, id LIMIT ?",
                           (now, limit))
@@ -38,7 +44,7 @@ def process_due_timers(engine, limit: int = 500) -> int:
     return handled
 
 
-def schedule(tx, request_id: str, due_at: str, reminders: list[str] | None) -> None:
+def schedule(tx: sqlite3.Connection, request_id: str, due_at: str, reminders: list[str] | None) -> None:
     """Expiry timer at ``due_at`` plus one reminder per offset before it."""
     tx.execute("INSERT OR IGNORE INTO timers(kind, request_id, due_at) VALUES ('expire', ?, ?)", (request_id, due_at))
     due = parse_time(due_at)
@@ -48,18 +54,18 @@ def schedule(tx, request_id: str, due_at: str, reminders: list[str] | None) -> N
                    (request_id, at, jsonutil.dumps({"before": offset})))
 
 
-def _event(tx, request, action: str, now: str, data: dict) -> None:
+def _event(tx: sqlite3.Connection, request: sqlite3.Row, action: str, now: str, data: dict[str, Any]) -> None:
     append_event(tx, at=now, actor=SYSTEM.name, action=action, namespace=request["namespace"],
                  flow_id=request["flow_id"], execution_id=request["execution_id"], request_id=request["id"], data=data)
 
 
-def remind(engine, tx, timer, request, now: str) -> None:
+def remind(engine: Engine, tx: sqlite3.Connection, timer: sqlite3.Row, request: sqlite3.Row, now: str) -> None:
     before = jsonutil.loads(timer["payload"], {}).get("before")
     _event(tx, request, "request.reminded", now, {"before": before, "due": request["due_at"]})
     outbox.enqueue(tx, engine.notifications, "reminded", dict(request), now)
 
 
-def expire(engine, tx, timer, request, now: str) -> None:
+def expire(engine: Engine, tx: sqlite3.Connection, timer: sqlite3.Row, request: sqlite3.Row, now: str) -> None:
     rules = jsonutil.loads(request["rules"], {})
     behavior = (rules.get("expireBehavior") or "FAIL").upper()
     if behavior == "ESCALATE" and not rules.get("escalatedTo"):
@@ -82,7 +88,7 @@ def _new_due(now: str, wait: str | None) -> str:
     return format_time(parse_time(now) + (parse_duration(wait) if wait else timedelta(hours=1)))
 
 
-def escalate(engine, tx, request, rules: dict, now: str) -> None:
+def escalate(engine: Engine, tx: sqlite3.Connection, request: sqlite3.Row, rules: dict[str, Any], now: str) -> None:
     escalation = rules.get("escalation") or {}
     assignment = escalation.get("assignment") or {}
     rules["escalatedTo"] = {"users": list(assignment.get("users") or []),
@@ -95,7 +101,7 @@ def escalate(engine, tx, request, rules: dict, now: str) -> None:
                    {"assignment": rules["escalatedTo"]})
 
 
-def reissue(engine, tx, request, rules: dict, now: str) -> None:
+def reissue(engine: Engine, tx: sqlite3.Connection, request: sqlite3.Row, rules: dict[str, Any], now: str) -> None:
     rules["reissues"] = int(rules.get("reissues") or 0) + 1
     due_at = _new_due(now, rules.get("wait"))
     _reschedule(tx, request, rules, due_at, now)
@@ -104,7 +110,7 @@ def reissue(engine, tx, request, rules: dict, now: str) -> None:
     outbox.enqueue(tx, engine.notifications, "reissued", {**dict(request), "due_at": due_at}, now)
 
 
-def _reschedule(tx, request, rules: dict, due_at: str, now: str) -> None:
+def _reschedule(tx: sqlite3.Connection, request: sqlite3.Row, rules: dict[str, Any], due_at: str, now: str) -> None:
     retire_timers(tx, request["id"], now)
     tx.execute("UPDATE requests SET due_at=?, rules=? WHERE id=?", (due_at, jsonutil.dumps(rules), request["id"]))
     schedule(tx, request["id"], due_at, rules.get("reminders"))

@@ -86,7 +86,8 @@ def try_claim(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Cloc
         return None
     tx.execute("UPDATE work SET lease_owner=?, lease_until=? WHERE execution_id=?",
                (owner, format_time(now + LEASE), execution_id))
-    return row[2]
+    gen: int = row[2]
+    return gen
 
 
 def claimable(conn: sqlite3.Connection, clock: Clock, limit: int) -> list[str]:

@@ -13,22 +13,25 @@ import json
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.outcome import Outcome
+from signoff.engine.approvals.rows import pending_sort_key
 from signoff.engine.audit.actions import CHANGE_ACTIONS
 from signoff.engine.errors import SignoffError
 from signoff.engine.identity import Identity
 from signoff.engine.server import models as m
 from signoff.engine.server.auth import Authenticator
 from signoff.engine.server.problems import KINDS, MEDIA_TYPE, ProblemError, install, problem_response
-from signoff.engine.approvals.rows import pending_sort_key
+from signoff.engine.service import ApprovalService
 
 log = logging.getLogger("signoff.server")
 
@@ -61,11 +64,11 @@ class BodyLimit:
     """Refuse bodies over ``limit`` bytes with a 413 problem: by Content-Length up front, and
     by counting the bytes of a streamed (chunked) body as they arrive."""
 
-    def __init__(self, app, limit: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app = app
         self.limit = limit
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = None
@@ -83,7 +86,7 @@ class BodyLimit:
         seen = 0
         limit = self.limit
 
-        async def counted():
+        async def counted() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -176,14 +179,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def _ok(model: type, description: str = "OK", status: int = 200) -> dict[int | str, Any]:
+def _ok(model: object, description: str = "OK", status: int = 200) -> dict[int | str, Any]:
     return {status: {"model": model, "description": description}}
 
 
 # -- the app -----------------------------------------------------------------------------
 
 
-def create_app(service, *, single_user: bool) -> FastAPI:
+def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     """The ASGI app over ``service`` (an ApprovalService, normally with ``run_inline=False``);
     while it runs, a thread runs the executions and timers (engine.server.runner).
 
@@ -201,7 +204,7 @@ def create_app(service, *, single_user: bool) -> FastAPI:
     runner = Runner(service)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runner.start()
 
         async def flush_failures() -> None:
@@ -228,7 +231,7 @@ def create_app(service, *, single_user: bool) -> FastAPI:
     app.state.stopping = stopping
     install(app)
     app.add_middleware(BodyLimit)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
     me_dep = Depends(auth)
     router = APIRouter(prefix=API)
@@ -238,7 +241,8 @@ def create_app(service, *, single_user: bool) -> FastAPI:
              summary="Liveness and schema version (no token needed)")
     def healthz() -> Any:
         try:
-            version = service.db.query_one("PRAGMA user_version")[0]
+            row = service.db.query_one("PRAGMA user_version")
+            version = row[0] if row is not None else 0
         except SignoffError:
             log.exception("health check: database unavailable")
             return problem_response(503, "the database is unavailable")
@@ -442,17 +446,16 @@ def create_app(service, *, single_user: bool) -> FastAPI:
                      ) -> Any:
         if last_event_id is not None:
             after = int(last_event_id)
-        if after is None:
-            after = await anyio.to_thread.run_sync(service.last_change)
+        since = after if after is not None else await anyio.to_thread.run_sync(service.last_change)
         wants_json = accept is not None and "application/json" in accept and "text/event-stream" not in accept
         if wants_json:
-            items, last = await anyio.to_thread.run_sync(_changes_window, identity, after, limit)
+            items, last = await anyio.to_thread.run_sync(_changes_window, identity, since, limit)
             return JSONResponse({"items": items, "last_seq": last})
         token = getattr(request.state, "token", None)
-        return StreamingResponse(_stream(request, identity, token, after), media_type="text/event-stream",
+        return StreamingResponse(_stream(request, identity, token, since), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    async def _stream(request: Request, identity: Identity, token: str | None, after: int):
+    async def _stream(request: Request, identity: Identity, token: str | None, after: int) -> AsyncIterator[str]:
         last = after
         yield "retry: 2000\n\n"
         quiet_since = time.monotonic()

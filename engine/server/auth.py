@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
 from fastapi import Request
@@ -30,6 +31,9 @@ from signoff.engine.audit import append_event
 from signoff.engine.clock import Clock, format_time
 from signoff.engine.identity import Identity, os_groups
 from signoff.engine.server.problems import ProblemError
+
+if TYPE_CHECKING:
+    from signoff.engine.service import ApprovalService
 
 log = logging.getLogger("signoff.server.auth")
 
@@ -54,10 +58,10 @@ _MESSAGES = {
 
 @dataclass
 class _Client:
-    failures: deque = field(default_factory=deque)  # monotonic times of recent failures
+    failures: deque[float] = field(default_factory=deque)  # monotonic times of recent failures
     last_audit: float | None = None
     unaudited: int = 0
-    reasons: set = field(default_factory=set)
+    reasons: set[str] = field(default_factory=set)
     seen: float = 0.0
 
 
@@ -72,7 +76,8 @@ def identity_for(user: str) -> Identity:
 
 
 class Authenticator:
-    def __init__(self, service, *, clock: Clock, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, service: ApprovalService, *, clock: Clock,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.service = service
         self.db = service.db
         self.clock = clock
@@ -90,7 +95,7 @@ class Authenticator:
             token = value.strip() if scheme.lower() == "bearer" else "\x00malformed"
         client = request.client.host if request.client else "unknown"
         check = await anyio.to_thread.run_sync(self._verify, token)
-        if check.ok:
+        if check.ok and check.user is not None:
             identity = await anyio.to_thread.run_sync(self._identity, check.user)
             request.state.identity = identity
             request.state.token = token

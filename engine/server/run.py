@@ -22,8 +22,14 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from signoff.engine.errors import SignoffError, UsageError
+
+if TYPE_CHECKING:
+    from signoff.engine.notify.config import NotificationConfig
+    from signoff.engine.policy import Policy
 
 log = logging.getLogger("signoff.server")
 
@@ -70,10 +76,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(*, data_dir: Path, flow_dirs: list[Path], policy, single_user: bool = False, host: str = DEFAULT_HOST,
+def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, single_user: bool = False,
+          host: str = DEFAULT_HOST,
           port: int = DEFAULT_PORT, tls_cert: Path | None = None, tls_key: Path | None = None,
-          insecure_http: bool = False, notifications=None, log_level: str = "info",
-          graceful_timeout: float = 10.0, echo: Callable[[str], None] | None = None) -> None:
+          insecure_http: bool = False, notifications: NotificationConfig | None = None, log_level: str = "info",
+          graceful_timeout: int = 10, echo: Callable[[str], None] | None = None) -> None:
     """Run `signoff serve` until SIGTERM/SIGINT (see the module docstring). The refusals come
     first, in this order: listening options, then the policy."""
     tls = check_listen(host, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http)
@@ -105,7 +112,7 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy, single_user: bool = 
         sock = _bind(host, port)
 
         class Server(uvicorn.Server):
-            def handle_exit(self, sig, frame):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
                 stopping.set()  # end event streams now, so in-flight requests are all that is waited for
                 super().handle_exit(sig, frame)
 

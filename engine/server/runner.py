@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from signoff.engine.service import ApprovalService
 
 log = logging.getLogger("signoff.server.runner")
 
 
 class Runner:
-    def __init__(self, service, *, interval: float = 0.2, error_pause: float = 2.0) -> None:
+    def __init__(self, service: ApprovalService, *, interval: float = 0.2, error_pause: float = 2.0) -> None:
         self.service = service
         self.interval = interval
         self.error_pause = error_pause

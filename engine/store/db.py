@@ -42,11 +42,10 @@ class _Connection(sqlite3.Connection):
 
 def _commit(conn: sqlite3.Connection) -> None:
     """COMMIT, after indexing the audit events this transaction appended (same transaction)."""
-    first = getattr(conn, "audit_index_from", None)
-    if first is not None:
+    if isinstance(conn, _Connection) and conn.audit_index_from is not None:
         from signoff.engine.audit.log import index_events
 
-        index_events(conn, first)
+        index_events(conn, conn.audit_index_from)
         conn.audit_index_from = None
     conn.execute("COMMIT")
 
@@ -54,7 +53,7 @@ def _commit(conn: sqlite3.Connection) -> None:
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
-    if getattr(conn, "audit_index_from", None) is not None:
+    if isinstance(conn, _Connection):
         conn.audit_index_from = None
 
 
@@ -219,7 +218,8 @@ class Database:
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.audit_index_from = None
+                if isinstance(conn, _Connection):
+                    conn.audit_index_from = None
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):

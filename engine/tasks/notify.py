@@ -181,8 +181,8 @@ def mail_send(ctx: RunContext) -> dict[str, Any]:
     except smtplib.SMTPAuthenticationError as exc:
         raise TaskFailed(f"Cannot send mail via {where}: authentication failed ({_smtp_reply(exc)})") from None
     except smtplib.SMTPRecipientsRefused as exc:
-        refused = ", ".join(f"{a} ({c} {r.decode(errors='replace')})" for a, (c, r) in exc.recipients.items())
-        raise TaskFailed(f"Cannot send mail via {where}: all recipients refused: {refused}") from None
+        named = ", ".join(f"{a} ({c} {r.decode(errors='replace')})" for a, (c, r) in exc.recipients.items())
+        raise TaskFailed(f"Cannot send mail via {where}: all recipients refused: {named}") from None
     except smtplib.SMTPSenderRefused as exc:
         raise TaskFailed(f"Cannot send mail via {where}: sender {exc.sender} refused ({_smtp_reply(exc)})") from None
     except smtplib.SMTPResponseException as exc:

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from signoff.engine.durations import duration_seconds
+from signoff.engine.flows.task_types import LEVELS
 from signoff.engine.tasks.base import RunContext, TaskFailed, handler
-from signoff.engine.tasks.log import LEVELS, as_text, param_text
+from signoff.engine.tasks.log import as_text, param_text
 
 DEFAULT_INTERPRETER = ["/bin/sh", "-c"]
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh"}
