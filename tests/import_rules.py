@@ -53,6 +53,7 @@ PUBLIC_ENGINE = frozenset({
     "signoff.engine.clock",
     "signoff.engine.durations",
     "signoff.engine.approvals.outcome",
+    "signoff.engine.approvals.rows",
     "signoff.engine.audit.actions",
     "signoff.engine.audit.export",
     # the resume form validates and renders in the client exactly as the engine will
@@ -77,6 +78,7 @@ UI_ENGINE = frozenset({
     "signoff.engine.clock",
     "signoff.engine.durations",
     "signoff.engine.approvals.outcome",
+    "signoff.engine.approvals.rows",
     "signoff.engine.audit.actions",
     "signoff.engine.audit.export",
     "signoff.engine.inputs",

@@ -7,6 +7,7 @@ paths); both place an entry with :func:`place`, so the shape is defined here onc
 """
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ def place(tree: dict[str, Any], task_id: str, loop_keys: Sequence[str], outputs:
     node[loop_keys[-1]] = outputs
 
 
-def outputs_tree(runs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def outputs_tree(runs: Iterable[sqlite3.Row | Mapping[str, Any]]) -> dict[str, Any]:
     """The tree from stored task runs (rows with path, task_id, type, state, outputs, value).
     A run's loop keys come from its path: ``foreach/1/check`` is iteration 1 of ``foreach``,
     whose stored value lists the loop values."""

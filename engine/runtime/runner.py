@@ -714,7 +714,8 @@ class ExecutionRun:
                 "on": result.get("on"), "comment": result.get("reason"), "inputs": values,
                 "due": request["due_at"], "decisions": decisions}
 
-    def after_decision(self, task: Task, path: str, scope: Scope, outputs: dict[str, Any], ending: Ending | None) -> str:
+    def after_decision(self, task: Task, path: str, scope: Scope, outputs: dict[str, Any],
+                       ending: Ending | None) -> str:
         """Run the block that follows a decision (Pause `tasks`, Approval onApprove/onDeny);
         ``ending``: the task ends as WARNING or FAILED (a deny or an expiry that says so) once
         that block has run."""

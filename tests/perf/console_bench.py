@@ -89,7 +89,8 @@ def build_pending(ctx, count: int) -> Path:
                    " summary, context, form, rules, requested_by, created_at, due_at)"
                    " SELECT printf('r%012d', i), printf('bench%017d', i), task_path, task_id, kind, namespace,"
                    " flow_id, state,"
-                   f" printf('CHG-%d: scale %s to %d replicas', i, json_extract(json_array({services}), '$[' || (i % 4) || ']'), 1 + i % 20),"
+                   " printf('CHG-%d: scale %s to %d replicas', i,"
+                   f" json_extract(json_array({services}), '$[' || (i % 4) || ']'), 1 + i % 20),"
                    " json_set(context, '$.summary', printf('CHG-%d', i)), form, rules, requested_by,"
                    " strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '+' || i || ' seconds') || '', due_at"
                    " FROM n, requests r WHERE r.id=?", (rid,))

@@ -65,7 +65,8 @@ def run(ctx) -> list[Figure]:
                     note = f"approve answered {r.status_code}: {r.text[:300]}"
                     return [missing("remote_approve_p50", "ms", "<= 15", note), missing(bulk_name, "s", "<= 3", note)]
             single = at_most("remote_approve_p50", statistics.median(times), "ms", 15,
-                             detail={"calls": len(times), "p95_ms": round(sorted(times)[int(len(times) * 0.95) - 1], 2)})
+                             detail={"calls": len(times),
+                                     "p95_ms": round(sorted(times)[int(len(times) * 0.95) - 1], 2)})
             t0 = time.perf_counter()
             r = client.post("/api/v1/approvals/bulk", json={"ids": bulk_ids, "verdict": "approve",
                                                             "reason": "bulk benchmark"})
