@@ -74,7 +74,8 @@ def summarize(event: dict[str, Any], width: int = 80) -> str:
     if not isinstance(data, dict):
         text = "" if data is None else str(data)
     else:
-        context = data.get("context") if isinstance(data.get("context"), dict) else {}
+        given = data.get("context")
+        context = given if isinstance(given, dict) else {}
         parts = []
         for value in (data.get("reason"), data.get("summary") or context.get("summary")):
             if value:
