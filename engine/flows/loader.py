@@ -544,7 +544,9 @@ class _FlowBuilder:
                          f"`behavior` must be one of QUEUE, CANCEL, FAIL; found `{behavior}`"
                          + (f", did you mean `{hint}`?" if hint else ""))
             ok = False
-        return Concurrency(limit=int(limit), behavior=str(behavior)) if ok else None
+        if not ok or not isinstance(limit, int):  # (limit is an int whenever ok is still True)
+            return None
+        return Concurrency(limit=limit, behavior=str(behavior))
 
     def end_block(self, key: str) -> list[Task]:
         """``finally`` / ``afterExecution``: tasks that run at the end; they cannot wait for
