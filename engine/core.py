@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from signoff.engine.clock import Clock, SystemClock, format_time
 from signoff.engine.ids import RandomIds
 from signoff.engine.policy import SingleUserPolicy
-from signoff.engine.runtime.work import new_owner
 from signoff.engine.store import Database
 
 if TYPE_CHECKING:
@@ -30,7 +29,6 @@ class Engine:
         self.app_url = app_url
         #: engine.notify.config.NotificationConfig, or None for no notifications
         self.notifications = notifications
-        self.owner = new_owner()
         #: where new execution and request ids come from (engine.ids.SequentialIds in tests)
         self.ids: Ids = ids or RandomIds()
 

@@ -160,11 +160,12 @@ class ApprovalService(AuditMixin):
                 # and queued, as when it was committed first.
                 run: ExecutionRun | None = None
                 try:
-                    run = ExecutionRun(self.engine, execution_id, self.engine.owner, 0, shared=True, row=row,
-                                       queued=False, insert_row=True)
-                    if run.advance():
-                        again.append(execution_id)
-                    again.extend(run.dequeued)
+                    with work.lease_holder() as owner:
+                        run = ExecutionRun(self.engine, execution_id, owner, 0, shared=True, row=row,
+                                           queued=False, insert_row=True)
+                        if run.advance():
+                            again.append(execution_id)
+                        again.extend(run.dequeued)
                 except Exception as exc:  # noqa: BLE001 - re-raised after the commit below
                     inline_error = exc
                 if not tx.in_transaction:  # an outside effect committed and the run stopped

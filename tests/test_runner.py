@@ -540,3 +540,84 @@ def test_audit_records_lifecycle(tmp_path):
     assert [(r["actor"], r["action"]) for r in rows] == [
         ("bob", "execution.started"), ("bob", "request.created"), ("alice", "request.approved"),
         ("signoff", "execution.ended")]
+
+
+NESTED_OUTPUTS_FLOW = """
+id: nested
+namespace: t.ns
+tasks:
+  - id: route
+    type: io.kestra.plugin.core.flow.If
+    condition: "{{ true }}"
+    then:
+      - id: chosen
+        type: io.kestra.plugin.core.output.OutputValues
+        values:
+          side: then
+  - id: each
+    type: io.kestra.plugin.core.flow.ForEach
+    values: ["a", "b"]
+    tasks:
+      - id: pick
+        type: io.kestra.plugin.core.flow.Switch
+        value: "{{ taskrun.value }}"
+        cases:
+          a:
+            - id: per_item
+              type: io.kestra.plugin.core.output.OutputValues
+              values:
+                got: "A"
+          b:
+            - id: per_item_b
+              type: io.kestra.plugin.core.output.OutputValues
+              values:
+                got: "B"
+  - id: gate
+    type: io.kestra.plugin.core.flow.Approval
+    onApprove:
+      - id: inside_approval
+        type: io.kestra.plugin.core.output.OutputValues
+        values:
+          note: approved
+  - id: second_gate
+    type: io.kestra.plugin.core.flow.Pause
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: "{{ outputs.chosen.values.side }} {{ outputs.per_item.a.values.got }}{{ outputs.per_item_b.b.values.got }} {{ outputs.inside_approval.values.note }}"
+"""
+
+
+def test_tasks_after_a_pause_see_the_outputs_of_tasks_inside_finished_containers(tmp_path):
+    """Resuming walks the flow again from the top and skips finished tasks; the outputs of the
+    tasks inside a finished If, ForEach/Switch and Approval block must be back in scope."""
+    svc = make_service(tmp_path, {"nested.yaml": NESTED_OUTPUTS_FLOW})
+    ex = svc.start_execution(BOB, "t.ns", "nested", {})
+    svc.approve(ALICE, pending_ids(svc))
+    assert svc.get_execution(ALICE, ex["id"])["state"] == "PAUSED"  # the second gate
+    svc.approve(ALICE, pending_ids(svc))
+    ex = svc.get_execution(ALICE, ex["id"])
+    assert (ex["state"], ex["error"]) == ("SUCCESS", None)
+    assert [log["message"] for log in ex["logs"]] == ["then AB approved"]
+
+
+def test_a_lease_belongs_to_one_advance_not_to_the_process(tmp_path):
+    """Two advances in one process (two threads) never hold one execution together; a lease
+    whose advance ended without releasing it is free at once."""
+    from signoff.engine.runtime import work
+
+    svc = make_service(tmp_path, {"simple.yaml": PAUSE_FLOW})
+    db = svc.engine.db
+    with db.write() as tx:
+        work.enqueue(tx, "exec-1", svc.engine.now())
+    with work.lease_holder() as first:
+        with db.write() as tx:
+            assert work.try_claim(tx, "exec-1", first, svc.engine.clock) is not None
+        with work.lease_holder() as second, db.write() as tx:
+            assert work.try_claim(tx, "exec-1", second, svc.engine.clock) is None
+        assert work.claimable(db.connection(), svc.engine.clock, 10) == []
+        svc.engine.clock.advance(timedelta(hours=1))  # past the expiry: still held while it runs
+        assert work.claimable(db.connection(), svc.engine.clock, 10) == []
+    # the first advance ended without releasing (it raised): nobody runs it any more
+    assert work.claimable(db.connection(), svc.engine.clock, 10) == ["exec-1"]
+    with work.lease_holder() as third, db.write() as tx:
+        assert work.try_claim(tx, "exec-1", third, svc.engine.clock) is not None

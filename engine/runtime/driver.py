@@ -58,11 +58,12 @@ def advance_in_tx(engine: Engine, execution_ids: Iterable[str], again: list[str]
         conn = db.connection()
         if not conn.in_transaction:
             db.begin()
-        gen = work.try_claim(conn, execution_id, engine.owner, engine.clock)
-        if gen is None:
-            continue
-        run = ExecutionRun(engine, execution_id, engine.owner, gen, shared=True)
-        more = run.advance()
+        with work.lease_holder() as owner:  # this advance's own lease, not the process's
+            gen = work.try_claim(conn, execution_id, owner, engine.clock)
+            if gen is None:
+                continue  # another advance (maybe another thread of this process) has it
+            run = ExecutionRun(engine, execution_id, owner, gen, shared=True)
+            more = run.advance()
         advanced += 1
         if more:
             again.append(execution_id)

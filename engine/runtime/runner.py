@@ -10,9 +10,12 @@ the same path. Progress is committed:
   OutputValues, creating a request...), and
 - around each task with an outside effect (HTTP, mail, shell): the state before it is committed
   first, the effect runs outside any transaction, and its result is committed after.
-Every transaction first re-checks this runner's lease on the execution, so two runners never
-both record progress. A process killed between an outside effect and its commit re-runs that
-one task, which is why HTTP tasks carry an Idempotency-Key made from execution, task and attempt.
+Every transaction first re-checks this advance's lease on the execution (a lease belongs to one
+advance, not to a process: see engine.runtime.work), so two advances never both walk one
+execution, not even two threads of one process. A process killed between an outside effect and
+its commit re-runs that one task as the same attempt, which is why HTTP tasks carry an
+Idempotency-Key made from execution, task and attempt. Replaying a finished task puts back its
+outputs and those of every task inside it, so the task after it sees what the first walk saw.
 """
 from __future__ import annotations
 
@@ -81,6 +84,11 @@ class Scope:
     loop_values: tuple[Any, ...] = ()
     iteration: int | None = None
     parents: list[dict[str, Any]] = field(default_factory=list)
+
+    def iterate(self, index: int, value: Any) -> Scope:
+        """The scope of one ForEach iteration inside this one."""
+        return Scope(loop_values=(*self.loop_values, value), iteration=index,
+                     parents=[*self.parents, {"taskrun": {"value": value, "iteration": index}}])
 
 
 class ExecutionRun:
@@ -457,12 +465,13 @@ class ExecutionRun:
         path = prefix + task.id
         run = self.runs.get(path)
         if run is not None and run["state"] in FINISHED_RUN_STATES:
-            self.record_outputs(task, scope, jsonutil.loads(run["outputs"], {}))
+            self.restore_outputs(task, path, scope, run)
             return DONE
         if run is not None and run["state"] in ("FAILED", "KILLED"):
             if run["state"] == "KILLED" and task.type in (PAUSE, APPROVAL):
                 # a deny or cancel seen again (a retry in `finally` came back): the same Stop
                 return self.pause_task(task, path, scope, run)
+            self.restore_inner_outputs(task, path, scope, run)
             return FAILED
         try:
             if run is None and self.skipped(task, path, scope):
@@ -487,6 +496,42 @@ class ExecutionRun:
             return self.leaf_task(task, path, scope)
         except TaskFailed as failure:
             return self.fail(task, path, failure)
+
+    def restore_outputs(self, task: Task, path: str, scope: Scope, run: dict[str, Any]) -> None:
+        """Put a finished task's outputs back in scope on replay, with those of every finished
+        task inside it: a later task may name any of them by id (``outputs.single_approval``
+        after the If that ran it), so a replay that stops at the container would run the next
+        task with another context than the first walk had."""
+        self.record_outputs(task, scope, jsonutil.loads(run["outputs"], {}))
+        self.restore_inner_outputs(task, path, scope, run)
+
+    def restore_inner_outputs(self, task: Task, path: str, scope: Scope, run: dict[str, Any]) -> None:
+        for prefix, children, inner in self.child_blocks(task, path, scope, run):
+            for child in children:
+                child_run = self.runs.get(prefix + child.id)
+                if child_run is None:
+                    continue
+                if child_run["state"] in FINISHED_RUN_STATES:
+                    self.restore_outputs(child, prefix + child.id, inner, child_run)
+                else:
+                    self.restore_inner_outputs(child, prefix + child.id, inner, child_run)
+
+    def child_blocks(self, task: Task, path: str, scope: Scope,
+                     run: dict[str, Any]) -> list[tuple[str, list[Task], Scope]]:
+        """The blocks a task walked, each as (path prefix, tasks, scope), as the walk names them."""
+        if not task.blocks:
+            return []
+        if task.type in (PAUSE, APPROVAL):
+            return [(f"{path}/{name}/", children, scope) for name, children in task.blocks.items()]
+        short = task.short_type
+        if short in ("If", "Switch"):
+            block = run["value"]
+            return [(path + "/", task.blocks[block], scope)] if block in task.blocks else []
+        if short == "ForEach":
+            values = jsonutil.loads(run["value"], [])
+            return [(f"{path}/{index}/", task.blocks.get("tasks", []), scope.iterate(index, value))
+                    for index, value in enumerate(values if isinstance(values, list) else [])]
+        return [(path + "/", children, scope) for children in task.blocks.values()]
 
     def fail(self, task: Task, path: str, failure: TaskFailed) -> str:
         allowed = bool(task.props.get("allowFailure"))
@@ -553,9 +598,7 @@ class ExecutionRun:
         else:
             values = jsonutil.loads(self.runs[path]["value"], [])
         for index, value in enumerate(values):
-            inner = Scope(loop_values=(*scope.loop_values, value), iteration=index,
-                          parents=[*scope.parents, {"taskrun": {"value": value, "iteration": index}}])
-            status = self.walk_list(task.blocks.get("tasks", []), f"{path}/{index}/", inner)
+            status = self.walk_list(task.blocks.get("tasks", []), f"{path}/{index}/", scope.iterate(index, value))
             if status != DONE:
                 return self.container(task, path, scope, status)
         return self.container(task, path, scope, DONE)

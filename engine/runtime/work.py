@@ -5,11 +5,21 @@ holder may commit progress for that execution, and every progress transaction re
 lease first. A process that dies leaves a lease that expires - or, on the same host, is taken
 over at once when its owner's pid is gone - so a restarted worker picks the work up and
 nothing is continued twice.
+
+A lease belongs to one running advance, not to a process: each advance holds its own owner id
+(:func:`lease_holder`) for as long as it runs. Two threads of one process (the console's
+decision worker and its tick, the server's request threads and its background runner) are two
+holders, so the second is refused while the first is still walking the execution - also while
+the first is outside any transaction, waiting on an HTTP call. An owner id of this process
+whose advance has ended (it raised before releasing) is free at once, like a dead process's.
 """
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from signoff.engine.clock import Clock, format_time
@@ -30,7 +40,25 @@ HOST = _host_name()
 
 
 def new_owner() -> str:
-    return f"{HOST}:{os.getpid()}:{os.urandom(4).hex()}"
+    return f"{HOST}:{os.getpid()}:{os.urandom(8).hex()}"
+
+
+#: owner ids of the advances running in this process now (see :func:`lease_holder`)
+_live: set[str] = set()
+_live_lock = threading.Lock()
+
+
+@contextmanager
+def lease_holder() -> Iterator[str]:
+    """A fresh owner id for one advance, known to be alive while the block runs."""
+    owner = new_owner()
+    with _live_lock:
+        _live.add(owner)
+    try:
+        yield owner
+    finally:
+        with _live_lock:
+            _live.discard(owner)
 
 
 class LeaseLost(Exception):
@@ -63,7 +91,8 @@ def owner_is_dead(owner: str | None) -> bool:
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        with _live_lock:
+            return owner not in _live
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -82,12 +111,26 @@ def try_claim(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Cloc
     if row is None:
         return None
     now = clock.now()
-    if row[0] and row[0] != owner and row[1] and row[1] > format_time(now) and not owner_is_dead(row[0]):
+    if row[0] and not _is_free(row[0], row[1], format_time(now)):
         return None
     tx.execute("UPDATE work SET lease_owner=?, lease_until=? WHERE execution_id=?",
                (owner, format_time(now + LEASE), execution_id))
     gen: int = row[2]
     return gen
+
+
+def _is_free(owner: str, until: str | None, now: str) -> bool:
+    """May another advance take a lease held by ``owner`` until ``until``? An advance of this
+    process holds it for as long as it runs, even past the expiry (its HTTP call may be slow;
+    taking over would send it twice); another process's lease ends at its expiry or with it."""
+    if _ours(owner):
+        return owner_is_dead(owner)
+    return (until or "") <= now or owner_is_dead(owner)
+
+
+def _ours(owner: str) -> bool:
+    host, _, rest = owner.partition(":")
+    return host == HOST and rest.partition(":")[0] == str(os.getpid())
 
 
 def claimable(conn: sqlite3.Connection, clock: Clock, limit: int) -> list[str]:
@@ -96,7 +139,7 @@ def claimable(conn: sqlite3.Connection, clock: Clock, limit: int) -> list[str]:
                         " ORDER BY ready_at LIMIT ?", (now, limit * 4)).fetchall()
     out = []
     for execution_id, owner, until in rows:
-        if owner is None or (until or "") <= now or owner_is_dead(owner):
+        if owner is None or _is_free(owner, until, now):
             out.append(execution_id)
         if len(out) >= limit:
             break

@@ -26,12 +26,14 @@ def revoke_token(data: Path, token_id: str) -> None:
 
 
 class Serve:
-    """`signoff serve --single-user --port 0` on 127.0.0.1, its output in a log file."""
+    """`signoff serve --single-user --port 0` on 127.0.0.1 (``--policy FILE`` instead when
+    ``policy`` is given), its output in a log file."""
 
-    def __init__(self, data: Path, flows: Path, log_dir: Path) -> None:
+    def __init__(self, data: Path, flows: Path, log_dir: Path, *, policy: Path | None = None) -> None:
         self.data = data
         self.flows = flows
         self.log_dir = log_dir
+        self.mode = ["--policy", str(policy)] if policy is not None else ["--single-user"]
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.log_path: Path | None = None
@@ -42,7 +44,7 @@ class Serve:
         self.logs.append(self.log_path)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [*SIGNOFF, "serve", "--single-user", "--port", "0", "--data-dir", str(self.data),
+                [*SIGNOFF, "serve", *self.mode, "--port", "0", "--data-dir", str(self.data),
                  "--flows", str(self.flows), "--log-level", "warning"],
                 env=clean_env(PYTHONUNBUFFERED="1"), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
