@@ -222,7 +222,7 @@ def cli(ctx: click.Context, theme: str | None) -> None:
 # (console/cli_demo.py) seeds a demo data directory and opens the console on it.
 
 
-def open_console(*, theme: str | None = None) -> None:
+def open_console(*, theme: str | None = None, on_app: Callable[[Any], None] | None = None) -> None:
     """Run the full-screen console on the embedded engine (data dir and flows from settings).
 
     Start-up is kept short: the engine's tick (timers, queued work, notifications) runs in the
@@ -232,7 +232,10 @@ def open_console(*, theme: str | None = None) -> None:
     b.prefetch_pending()
     from signoff.console.app import SignoffApp
 
-    SignoffApp(b, theme=theme, config=settings().console_config()).run()
+    app = SignoffApp(b, theme=theme, config=settings().console_config())
+    if on_app is not None:  # `signoff demo`: its sinks show what flows sent
+        on_app(app)
+    app.run()
 
 
 # -- entry point --------------------------------------------------------------------------

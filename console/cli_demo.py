@@ -20,7 +20,9 @@ def demo(theme: str | None, count: int, no_console: bool) -> None:
 
     Without --data-dir a fresh temporary directory is used; a given --data-dir must be empty
     or not exist yet. The requests are started by demo people (dana, erik, ...); a policy in the
-    data directory lets you decide them all."""
+    data directory lets you decide them all. What the flows send after a decision goes to
+    loopback sinks inside this process: each call shows as a notice in the console and is
+    kept in sent.jsonl in the data directory."""
     import tempfile
 
     from signoff.console.demo import seed
@@ -32,16 +34,22 @@ def demo(theme: str | None, count: int, no_console: bool) -> None:
         if not (s.data_dir / "policy.yaml").is_file() or not any(s.data_dir.glob("*.db*")):
             raise UsageError(f"--data-dir {s.data_dir} is not empty; give an empty or new directory")
         click.echo(f"reusing the demo data directory {s.data_dir}", err=True)
+    user = actor().name
     if not (s.data_dir / "policy.yaml").is_file():
-        report = seed(s.data_dir, user=actor().name, count=count)
+        report = seed(s.data_dir, user=user, count=count)
         click.echo(f"demo data in {report['data_dir']}: {report['pending']} pending requests", err=True)
-    else:
-        from signoff.console.demo import set_demo_environment
-
-        set_demo_environment()
     s.demo = True
     s.policy = s.data_dir / "policy.yaml"
     if no_console:
         click.echo(str(s.data_dir))
         return
-    open_console(theme=theme)
+    from signoff.console.demo import console_notices, start_sinks
+
+    sinks, notifications = start_sinks(s.data_dir, user)
+    try:
+        if s.notifications is None:
+            s.notifications = notifications
+        open_console(theme=theme, on_app=lambda app: sinks.subscribe(console_notices(app, sinks.log_path)))
+    finally:
+        sinks.stop()
+

@@ -8,31 +8,44 @@ warning colours show at once.
 Who may decide: the sample flows assign their tasks to groups (finance, security, ...). The
 demo writes ``policy.yaml`` into the data dir that puts the local account in every one of those
 groups, as an admin everywhere, with four-eyes off, so the person running the demo can approve,
-deny and cancel everything. The URLs the flows call after a decision point at a closed local
-port: those executions then fail after the decision, which is fine for a demo.
+deny and cancel everything.
+
+What the flows call after a decision (payments API, IAM, content API, deploy hook, HR system,
+Slack) and signoff's own notifications (Slack, Teams) go to loopback sinks that the demo runs
+in its own process (console.demo_sinks): :func:`point_at_sinks` sets the kv values, secrets
+and ``notifications.yaml`` of the data directory to them on every start (the port changes).
+Until then (seeding) they point at a closed port, so nothing reaches anything real.
 """
 from __future__ import annotations
 
 import base64
 import os
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from signoff.engine.identity import Identity
 
+if TYPE_CHECKING:
+    from signoff.console.demo_sinks import DemoSinks
+
 DEMO_PEOPLE = ("dana", "erik", "fatima", "gustav", "hana", "ivan")
 GROUPS = ("finance", "cfo", "security", "platform-oncall", "release-managers", "moderators", "data-stewards")
-#: a closed port on this machine: calls after a decision fail fast instead of reaching anything
+#: a closed port on this machine, where the seeding points the flows' calls
 DEAD_URL = "http://127.0.0.1:9"
-KV_KEYS = {
-    "company.finance": ["PAYMENTS_API"],
-    "company.security": ["IAM_API"],
-    "company.trust": ["CONTENT_API"],
-    "company.platform": ["DEPLOY_HOOK"],
-    "hr.operations": ["HR_API_ENDPOINT"],
-}
-SECRETS = ("SLACK_PLATFORM_WEBHOOK", "SLACK_HR_WEBHOOK")
+NOTIFICATIONS_FILE = "notifications.yaml"
+NOTIFICATIONS = """\
+# written by `signoff demo`: signoff's own notifications go to the demo's loopback sinks
+targets:
+  - namespaces: ["*"]
+    events: [decided, expired, escalated]
+    slack: "{{ secret('DEMO_NOTIFY_SLACK') }}"
+  - namespaces: [company.platform, company.platform.*]
+    events: [decided]
+    teams: "{{ secret('DEMO_NOTIFY_TEAMS') }}"
+"""
 
 
 class _ShiftedClock:
@@ -45,10 +58,81 @@ class _ShiftedClock:
         return datetime.now(UTC) - self.offset
 
 
-def set_demo_environment() -> None:
-    """Secrets read by the sample flows after a decision (base64, as `secret()` expects)."""
-    for name in SECRETS:
-        os.environ.setdefault(f"SECRET_{name}", base64.b64encode(f"{DEAD_URL}/hook".encode()).decode())
+def start_sinks(data_dir: Path, user: str) -> tuple[DemoSinks, Path]:
+    """Start the demo's loopback sinks and point the data directory at them (the caller
+    stops them); returns them and the notifications file to use."""
+    from signoff.console.demo_sinks import DemoSinks
+
+    sinks = DemoSinks(data_dir).start()
+    try:
+        return sinks, point_at_sinks(data_dir, user, sinks.url)
+    except BaseException:
+        sinks.stop()
+        raise
+
+
+def console_notices(app, sent_file: Path) -> Callable[[str], None]:
+    """What flows sent, as console notices (plain text: flow inputs are not markup). Calls
+    that arrive together (a bulk approve) share one notice, so they never cover the screen."""
+    import threading
+
+    lines: list[str] = []
+    lock = threading.Lock()
+
+    def flush() -> None:
+        with lock:
+            batch = lines[:]
+            lines.clear()
+        if not batch:
+            return
+        shown = batch[:3] + ([f"… and {len(batch) - 3} more (all in {sent_file})"] if len(batch) > 3 else [])
+        title = "sent by a flow (demo sink)" if len(batch) == 1 else f"{len(batch)} calls by flows (demo sinks)"
+        app.notify("\n".join(shown), title=title, timeout=8, markup=False)
+
+    def show(line: str) -> None:
+        with lock:
+            lines.append(line)
+            first = len(lines) == 1
+        if first and app.is_running:
+            app.call_from_thread(app.set_timer, 0.5, flush)
+
+    return show
+
+
+def set_secrets(base_url: str) -> None:
+    """The webhook secrets the sample flows and the demo's notifications read (base64, as
+    `secret()` expects), at ``base_url`` plus each one's path on the sinks. The demo owns
+    them: a value already in the environment is replaced."""
+    from signoff.console.demo_sinks import SECRET_ENDPOINTS
+
+    for name, path in SECRET_ENDPOINTS.items():
+        os.environ[f"SECRET_{name}"] = base64.b64encode(f"{base_url}{path}".encode()).decode()
+
+
+def set_kv(service, admin: Identity, base_url: str) -> None:
+    """The API URLs the sample flows read with kv(), at ``base_url`` plus each one's path."""
+    from signoff.console.demo_sinks import KV_ENDPOINTS
+
+    for key, (namespace, path) in KV_ENDPOINTS.items():
+        service.kv_set(admin, namespace, key, base_url + path)
+
+
+def point_at_sinks(data_dir: Path, user: str, base_url: str) -> Path:
+    """Point the demo data directory's kv values, secrets and notification targets at the
+    sinks listening on ``base_url``; returns the notifications file."""
+    from signoff.engine.core import Engine
+    from signoff.engine.policy import load_policy
+    from signoff.engine.service import ApprovalService
+
+    set_secrets(base_url)
+    engine = Engine(data_dir, [], policy=load_policy(data_dir / "policy.yaml"))
+    try:
+        set_kv(ApprovalService(engine), Identity(user, source="os"), base_url)
+    finally:
+        engine.close()
+    path = data_dir / NOTIFICATIONS_FILE
+    path.write_text(NOTIFICATIONS)
+    return path
 
 
 def write_policy(data_dir: Path, user: str) -> Path:
@@ -138,7 +222,7 @@ def seed(data_dir: Path, *, user: str, count: int = 40, seed_value: int = 42) ->
 
     data_dir.mkdir(parents=True, exist_ok=True)
     policy_path = write_policy(data_dir, user)
-    set_demo_environment()
+    set_secrets(DEAD_URL)
     clock = _ShiftedClock()
     engine = Engine(data_dir, [sample_flows_dir()], clock=clock, policy=load_policy(policy_path))
     service = ApprovalService(engine)
@@ -146,9 +230,7 @@ def seed(data_dir: Path, *, user: str, count: int = 40, seed_value: int = 42) ->
     admin = Identity(user, source="os")
     failed = 0
     try:
-        for namespace, keys in KV_KEYS.items():
-            for key in keys:
-                service.kv_set(admin, namespace, key, DEAD_URL)
+        set_kv(service, admin, DEAD_URL)  # until point_at_sinks: nothing reaches anything real
         def pending_count() -> int:
             # a count, not list_pending (which builds every summary: O(n^2) over the loop);
             # the demo policy makes `admin` an admin everywhere, so it sees every request
