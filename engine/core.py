@@ -1,6 +1,7 @@
 """The parts every engine user shares: database, clock, flows, policy, data directory."""
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from signoff.engine.clock import Clock, SystemClock, format_time
 from signoff.engine.ids import RandomIds
 from signoff.engine.policy import SingleUserPolicy
+from signoff.engine.runtime.work import LEASE
 from signoff.engine.store import Database
 
 if TYPE_CHECKING:
@@ -29,6 +31,8 @@ class Engine:
         self.app_url = app_url
         #: engine.notify.config.NotificationConfig, or None for no notifications
         self.notifications = notifications
+        #: how long a runner's claim on an execution lasts unless renewed (engine.runtime.work)
+        self.lease: timedelta = LEASE
         #: where new execution and request ids come from (engine.ids.SequentialIds in tests)
         self.ids: Ids = ids or RandomIds()
 

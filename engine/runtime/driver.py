@@ -59,7 +59,7 @@ def advance_in_tx(engine: Engine, execution_ids: Iterable[str], again: list[str]
         if not conn.in_transaction:
             db.begin()
         with work.lease_holder() as owner:  # this advance's own lease, not the process's
-            gen = work.try_claim(conn, execution_id, owner, engine.clock)
+            gen = work.try_claim(conn, execution_id, owner, engine.clock, engine.lease)
             if gen is None:
                 continue  # another advance (maybe another thread of this process) has it
             run = ExecutionRun(engine, execution_id, owner, gen, shared=True)

@@ -170,7 +170,7 @@ class ExecutionRun:
             self._tx = self.db.begin()
         try:
             if self.queued:
-                work.renew(self.tx, self.execution_id, self.owner, self.engine.clock)
+                work.renew(self.tx, self.execution_id, self.owner, self.engine.clock, self.engine.lease)
         except BaseException:
             self.undo()
             raise
@@ -204,7 +204,7 @@ class ExecutionRun:
         before sleeping); otherwise a shared run leaves the commit to its caller."""
         self.flush()
         if durable and not self.queued:  # resumable by whoever finds the lease lapsed
-            work.claim_new(self.tx, self.execution_id, self.owner, self.engine.clock)
+            work.claim_new(self.tx, self.execution_id, self.owner, self.engine.clock, self.engine.lease)
             self.queued, self.gen = True, 0
         if self.shared:
             if self._savepoint:
@@ -634,7 +634,7 @@ class ExecutionRun:
             self.commit(durable=True)
         try:
             try:
-                outputs = handler(ctx) or {}
+                outputs = self.run_handler(handler, ctx, external)
             except ExpressionError as exc:
                 raise TaskFailed(f"task `{task.id}`: {exc}") from None
         except TaskFailed as failure:
@@ -669,6 +669,14 @@ class ExecutionRun:
             return RetryPolicy.from_props(rendered if isinstance(rendered, dict) else {})
         except ValueError as err:
             raise TaskFailed(f"task `{task.id}`: {err}") from None
+
+    def run_handler(self, handler: Any, ctx: SimpleContext, external: bool) -> dict[str, Any]:
+        """Run a leaf task's handler; an outside effect (run outside any transaction) keeps
+        this advance's lease renewed while it runs, however long it takes."""
+        if not external:
+            return handler(ctx) or {}
+        with work.kept_alive(self.db, self.execution_id, self.owner, self.engine.clock, self.engine.lease):
+            return handler(ctx) or {}
 
     # -- Resume: decide another execution's pause ------------------------------------------
     def resume_task(self, task: Task, path: str, scope: Scope) -> str:

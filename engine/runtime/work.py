@@ -21,8 +21,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from signoff.engine.clock import Clock, format_time
+
+if TYPE_CHECKING:
+    from signoff.engine.store import Database
 
 LEASE = timedelta(minutes=5)
 
@@ -61,6 +65,35 @@ def lease_holder() -> Iterator[str]:
             _live.discard(owner)
 
 
+@contextmanager
+def kept_alive(db: Database, execution_id: str, owner: str, clock: Clock, lease: timedelta) -> Iterator[None]:
+    """Renew ``owner``'s lease every third of its length while the block runs outside any
+    transaction (an outside effect: an HTTP call or a shell command may take longer than a
+    lease). Without it another process would take the execution over once the lease ran out
+    and run the same effect again while the first still runs it. A renewal that finds the
+    lease gone stops renewing; the commit after the effect then reports LeaseLost."""
+    stop = threading.Event()
+
+    def renew_until_stopped() -> None:
+        try:
+            while not stop.wait(lease.total_seconds() / 3):
+                try:
+                    with db.write() as tx:
+                        renew(tx, execution_id, owner, clock, lease)
+                except LeaseLost:
+                    return
+        finally:
+            db.close()  # this thread's connection
+
+    thread = threading.Thread(target=renew_until_stopped, name=f"signoff-lease-{execution_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 class LeaseLost(Exception):
     """Another runner holds this execution now; stop touching it."""
 
@@ -70,7 +103,8 @@ def enqueue(tx: sqlite3.Connection, execution_id: str, now: str) -> None:
                " SET ready_at=min(ready_at, excluded.ready_at), gen=gen+1", (execution_id, now))
 
 
-def claim_new(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock) -> None:
+def claim_new(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock,
+              lease: timedelta = LEASE) -> None:
     """Write the work row of an execution this runner is already advancing (started in this
     transaction, see runner.ExecutionRun ``queued=False``), leased to ``owner`` at
     generation 0. A row enqueued meanwhile gets a higher generation, so releasing it at
@@ -79,7 +113,7 @@ def claim_new(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Cloc
     tx.execute("INSERT INTO work(execution_id, ready_at, gen, lease_owner, lease_until) VALUES (?,?,0,?,?)"
                " ON CONFLICT(execution_id) DO UPDATE SET gen=gen+1, lease_owner=excluded.lease_owner,"
                " lease_until=excluded.lease_until",
-               (execution_id, format_time(now), owner, format_time(now + LEASE)))
+               (execution_id, format_time(now), owner, format_time(now + lease)))
 
 
 def owner_is_dead(owner: str | None) -> bool:
@@ -102,7 +136,8 @@ def owner_is_dead(owner: str | None) -> bool:
     return False
 
 
-def try_claim(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock) -> int | None:
+def try_claim(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock,
+              lease: timedelta = LEASE) -> int | None:
     """Take the lease on one execution's work row if it is free, expired or orphaned.
 
     Returns the row's generation (bumped by every enqueue), or None when not taken."""
@@ -114,7 +149,7 @@ def try_claim(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Cloc
     if row[0] and not _is_free(row[0], row[1], format_time(now)):
         return None
     tx.execute("UPDATE work SET lease_owner=?, lease_until=? WHERE execution_id=?",
-               (owner, format_time(now + LEASE), execution_id))
+               (owner, format_time(now + lease), execution_id))
     gen: int = row[2]
     return gen
 
@@ -146,9 +181,9 @@ def claimable(conn: sqlite3.Connection, clock: Clock, limit: int) -> list[str]:
     return out
 
 
-def renew(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock) -> None:
+def renew(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock, lease: timedelta = LEASE) -> None:
     cur = tx.execute("UPDATE work SET lease_until=? WHERE execution_id=? AND lease_owner=?",
-                     (format_time(clock.now() + LEASE), execution_id, owner))
+                     (format_time(clock.now() + lease), execution_id, owner))
     if cur.rowcount != 1:
         raise LeaseLost(execution_id)
 

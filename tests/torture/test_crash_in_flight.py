@@ -67,3 +67,55 @@ def test_worker_killed_during_the_payment_call_resends_it_as_the_same_attempt(tm
         submit = next(t for t in execution["task_runs"] if t["path"] == "submit_payment")
         assert (submit["state"], submit["attempt"], submit["outputs"]["code"]) == ("SUCCESS", 1, 201)
     service.engine.close()
+
+
+SLOW_SHELL_FLOW = """
+id: slow
+namespace: t.slow
+inputs:
+  - id: marker
+    type: STRING
+tasks:
+  - id: gate
+    type: io.kestra.plugin.core.flow.Pause
+  - id: work
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands:
+      - echo started >> "{{ inputs.marker }}"
+      - sleep 4
+"""
+
+
+def test_an_effect_longer_than_the_lease_is_not_taken_over_by_another_process(tmp_path: Path) -> None:
+    """The lease of an advance in an outside effect is renewed while the effect runs: a
+    worker in another process, polling all along, finds it held after its first expiry and
+    leaves the execution alone, so the shell command runs once (before, it ran twice)."""
+    import datetime
+
+    from signoff.engine.core import Engine
+    from signoff.engine.service import ApprovalService
+    from tests.support import ALICE, BOB, write_flows
+
+    flows = write_flows(tmp_path / "flows", {"slow.yaml": SLOW_SHELL_FLOW})
+    engine = Engine(tmp_path / "data", [flows])
+    engine.lease = datetime.timedelta(seconds=1.5)  # renewed every 0.5 s while the command runs
+    service = ApprovalService(engine)
+    marker = tmp_path / "marker.txt"
+    execution = service.start_execution(BOB, "t.slow", "slow", {"marker": str(marker)})
+    [request] = execution["requests"]
+
+    worker = subprocess.Popen([*SIGNOFF, "worker", "--data-dir", str(tmp_path / "data"), "--flows", str(flows),
+                               "--interval", "0.05"], env=clean_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    try:
+        time.sleep(2)  # the worker is up and polling
+        assert worker.poll() is None, worker.stderr.read() if worker.stderr else ""
+        [outcome] = service.approve(ALICE, [request["id"]])  # runs the 4 s command in this thread
+        assert outcome.ok
+        assert marker.read_text().splitlines() == ["started"]
+    finally:
+        worker.kill()
+        worker.wait(30)
+    execution = service.get_execution(ALICE, execution["id"])
+    assert execution["state"] == "SUCCESS"
+    engine.close()
