@@ -47,7 +47,7 @@ async def approve_all_in_console(world: PaymentWorld, tmp_path: Path, count: int
         ticks += 1
         real_tick()
 
-    backend.tick = counted_tick  # type: ignore[method-assign]
+    backend.tick = counted_tick  # type: ignore[method-assign]  # counts the ticks of the real backend
     async with app.run_test(size=(120, 40)) as pilot:
         await loaded(pilot)
         table = app.pending_view.table
