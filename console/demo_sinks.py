@@ -69,8 +69,8 @@ class DemoSinks:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
 
     def start(self) -> DemoSinks:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
@@ -147,7 +147,8 @@ def _form_fields(body: bytes, content_type: str) -> dict[str, Any] | str:
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if name:
-            fields[str(name)] = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+            payload = part.get_payload(decode=True)
+            fields[str(name)] = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload or "")
     return fields or body.decode("utf-8", "replace")
 
 
@@ -178,7 +179,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the console owns the terminal
 
     def _handle(self) -> None:

@@ -583,7 +583,10 @@ tasks:
     type: io.kestra.plugin.core.flow.Pause
   - id: after
     type: io.kestra.plugin.core.log.Log
-    message: "{{ outputs.chosen.values.side }} {{ outputs.per_item.a.values.got }}{{ outputs.per_item_b.b.values.got }} {{ outputs.inside_approval.values.note }}"
+    message: >-
+      {{ outputs.chosen.values.side }}
+      {{ outputs.per_item.a.values.got }}{{ outputs.per_item_b.b.values.got }}
+      {{ outputs.inside_approval.values.note }}
 """
 
 
