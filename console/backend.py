@@ -136,6 +136,11 @@ class Backend(Protocol):
 
     def list_executions(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
 
+    def restart_execution(self, execution_id: str) -> dict[str, Any]: ...
+
+    def replay_execution(self, execution_id: str, *, from_task: str | None = None,
+                         revision: int | None = None) -> dict[str, Any]: ...
+
     def kv_set(self, namespace: str, key: str, value: Any) -> None: ...
 
     def audit_head(self) -> dict[str, Any] | None: ...
@@ -251,6 +256,13 @@ class LocalBackend(Backend):
 
     def list_executions(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return self.service.list_executions(self.actor, state=state, limit=limit)
+
+    def restart_execution(self, execution_id: str) -> dict[str, Any]:
+        return self.service.restart_execution(self.actor, execution_id)
+
+    def replay_execution(self, execution_id: str, *, from_task: str | None = None,
+                         revision: int | None = None) -> dict[str, Any]:
+        return self.service.replay_execution(self.actor, execution_id, from_task=from_task, revision=revision)
 
     def kv_set(self, namespace: str, key: str, value: Any) -> None:
         self.service.kv_set(self.actor, namespace, key, value)

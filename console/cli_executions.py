@@ -69,6 +69,37 @@ def executions_show(execution_id: str, as_json: bool) -> None:
         click.echo(output.execution_text(execution))
 
 
+def _rerun_result(execution: dict, as_json: bool) -> None:
+    if as_json:
+        output.emit_json(execution)
+    else:
+        click.echo(output.execution_text(execution))
+    if execution["state"] in ("FAILED", "KILLED", "CANCELLED"):
+        raise SystemExit(1)
+
+
+@executions.command("restart")
+@common_options
+@click.argument("execution_id")
+@click.option("--json", "as_json", is_flag=True)
+def executions_restart(execution_id: str, as_json: bool) -> None:
+    """Continue a FAILED or KILLED execution from its failed tasks; finished tasks and
+    decisions are kept (no approval is asked again). The requester or an admin."""
+    _rerun_result(backend().restart_execution(execution_id), as_json)
+
+
+@executions.command("replay")
+@common_options
+@click.argument("execution_id")
+@click.option("--from", "from_task", metavar="TASK_ID",
+              help="Run again from this task; the tasks that finished before it are copied.")
+@click.option("--revision", type=click.IntRange(min=1), help="Flow revision to use (default: the original's).")
+@click.option("--json", "as_json", is_flag=True)
+def executions_replay(execution_id: str, from_task: str | None, revision: int | None, as_json: bool) -> None:
+    """Start a new execution copying an ended one up to a task (Kestra's replay)."""
+    _rerun_result(backend().replay_execution(execution_id, from_task=from_task, revision=revision), as_json)
+
+
 @click.command()
 @common_options
 @click.option("--once", is_flag=True, help="Process what is due now, then exit.")

@@ -106,6 +106,13 @@ def execution_text(e: dict[str, Any]) -> str:
         f"Flow       {e['namespace']}.{e['flow_id']} (revision {e['revision']})",
         f"Started    {e['created_at']} by {e['started_by']}",
     ]
+    if e.get("original_id"):
+        origin = e.get("origin") or {}
+        note = f" from task {origin['from']}" if origin.get("from") else ""
+        lines.append(f"Replay of  {origin.get('execution_id') or e['original_id']}{note}")
+    elif (e.get("origin") or {}).get("kind") == "trigger":
+        origin = e["origin"]
+        lines.append(f"Trigger    {origin.get('trigger_id')} ({origin.get('type', '').rsplit('.', 1)[-1]})")
     if e.get("ended_at"):
         lines.append(f"Ended      {e['ended_at']}")
     if e.get("error"):

@@ -36,7 +36,7 @@ from signoff.console.backend import REQUEST_ACTIONS, AuthError, Backend, Change,
 from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.outcome import Outcome
 from signoff.engine.approvals.rows import row_tuple
-from signoff.engine.errors import InvalidInputs, NotFound, Refused, SignoffError, UsageError
+from signoff.engine.errors import Conflict, InvalidInputs, NotFound, Refused, SignoffError, UsageError
 
 #: most ids sent in one bulk decision request (one idempotency sub-key each)
 DECIDE_SLICE = 500
@@ -163,7 +163,7 @@ class RemoteBackend(Backend):
         if status == 404:
             return NotFound(detail)
         if status == 409:
-            return Refused(detail)
+            return Conflict(detail)
         if status == 422 and isinstance(problem.get("errors"), dict) and problem["errors"]:
             return InvalidInputs({str(k): str(v) for k, v in problem["errors"].items()})
         if status in (400, 413, 422):
@@ -342,6 +342,14 @@ class RemoteBackend(Backend):
     def list_executions(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         # the server answers at most AUDIT_PAGE executions and has no cursor for them
         return self._get("/executions", state=state, limit=min(limit, AUDIT_PAGE)).get("items") or []
+
+    def restart_execution(self, execution_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/executions/{_seg(execution_id)}/restart", idempotent=False, body={})
+
+    def replay_execution(self, execution_id: str, *, from_task: str | None = None,
+                         revision: int | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/executions/{_seg(execution_id)}/replay", idempotent=False,
+                          body={"from_task": from_task, "revision": revision})
 
     def kv_set(self, namespace: str, key: str, value: Any) -> None:
         self._call("PUT", f"/kv/{_seg(namespace)}/{_seg(key)}", idempotent=True, body={"value": value})

@@ -89,6 +89,10 @@ class Refused(SignoffError):
     """The operation is not allowed (policy, state, four-eyes...)."""
 
 
+class Conflict(SignoffError):
+    """The target is in a state that does not allow this now (restart a running execution)."""
+
+
 class StorageError(SignoffError):
     """The database file cannot be used (corrupt, newer schema, read-only, full disk)."""
 

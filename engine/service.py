@@ -181,6 +181,51 @@ class ApprovalService(AuditMixin):
         self._after_change(again)
         return self.get_execution(actor, execution_id)
 
+    def _check_rerun(self, actor: Identity, row: Any, operation: str) -> None:
+        """Restart and replay: the execution's requester (with ``start``) or an admin."""
+        namespace = row["namespace"]
+        policy = self.engine.policy
+        own = row["started_by"] == actor.name and policy.allows(actor, "start", namespace)
+        if own or policy.allows(actor, "admin", namespace):
+            return
+        with self.db.write() as tx:
+            append_event(tx, at=self.engine.now(), actor=actor.name, action="policy.denied", namespace=namespace,
+                         flow_id=row["flow_id"], execution_id=row["id"], data={"operation": operation})
+        raise Refused(f"{actor.name} may not {operation} execution {row['id']}: only its requester "
+                      f"({row['started_by']}) or an admin of {namespace} may")
+
+    def restart_execution(self, actor: Identity, execution_id: str) -> dict[str, Any]:
+        """Continue a FAILED or KILLED execution from its failed tasks (engine.runtime.rerun)."""
+        from signoff.engine.runtime.rerun import execution_row, restart_in_tx
+
+        row = execution_row(self.db.connection(), execution_id)
+        self._check(actor, "view", row["namespace"], f"execution {execution_id}")
+        self._check_rerun(actor, row, "restart")
+        flow = self.engine.flows.at_revision(row["namespace"], row["flow_id"], row["revision"])
+        with self.db.foreground(), self.db.write() as tx:
+            restart_in_tx(tx, execution_row(tx, execution_id), flow, actor=actor.name, now=self.engine.now())
+        self._after_change([execution_id])
+        return self.get_execution(actor, execution_id)
+
+    def replay_execution(self, actor: Identity, execution_id: str, *, from_task: str | None = None,
+                         revision: int | None = None) -> dict[str, Any]:
+        """A new execution copying ``execution_id`` up to ``from_task`` (engine.runtime.rerun)."""
+        from signoff.engine.runtime.rerun import execution_row, replay_in_tx
+
+        row = execution_row(self.db.connection(), execution_id)
+        self._check(actor, "view", row["namespace"], f"execution {execution_id}")
+        self._check_rerun(actor, row, "replay")
+        if revision is not None and revision < 1:
+            raise UsageError(f"--revision must be 1 or more, not {revision}")
+        flow = self.engine.flows.at_revision(row["namespace"], row["flow_id"],
+                                             row["revision"] if revision is None else revision)
+        new_id = self.engine.ids.execution_id()
+        with self.db.foreground(), self.db.write() as tx:
+            replay_in_tx(tx, execution_row(tx, execution_id), new_id=new_id, actor=actor.name,
+                         now=self.engine.now(), flow=flow, from_task=from_task)
+        self._after_change([new_id])
+        return self.get_execution(actor, new_id)
+
     def check_flow_inputs(self, actor: Identity, namespace: str, flow_id: str,
                           inputs: Mapping[str, Any]) -> dict[str, str]:
         """Per-field messages for a start form (empty when valid); nothing is stored."""
@@ -534,7 +579,8 @@ def execution_summary(row: sqlite3.Row) -> dict[str, Any]:
             "state": row["state"], "inputs": jsonutil.loads(row["inputs"], {}),
             "labels": jsonutil.loads(row["labels"], {}), "started_by": row["started_by"],
             "created_at": row["created_at"], "updated_at": row["updated_at"], "ended_at": row["ended_at"],
-            "error": row["error"]}
+            "error": row["error"], "original_id": row["original_id"],
+            "origin": jsonutil.loads(row["origin"], None)}
 
 
 def request_summary(row: sqlite3.Row, approvals: int) -> dict[str, Any]:

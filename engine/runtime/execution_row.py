@@ -12,13 +12,19 @@ from typing import Any
 
 #: the columns of an executions row, in the schema's order (engine/store/schema.py)
 EXECUTION_COLUMNS = ("id", "namespace", "flow_id", "revision", "state", "inputs", "labels", "started_by",
-                     "created_at", "updated_at", "ended_at", "error")
+                     "created_at", "updated_at", "ended_at", "error", "original_id", "origin")
+#: columns a row may leave out (NULL): a person's start has no original and no trigger origin
+OPTIONAL_COLUMNS = ("ended_at", "error", "original_id", "origin")
 
 _INSERT = "INSERT{verb} INTO executions({columns}) VALUES ({values})".format(
     verb="{verb}", columns=", ".join(EXECUTION_COLUMNS), values=", ".join(f":{c}" for c in EXECUTION_COLUMNS))
 
 
 def insert_execution(tx: sqlite3.Connection, row: Mapping[str, Any], *, if_absent: bool = False) -> None:
-    """Store ``row`` (every column of EXECUTION_COLUMNS); ``if_absent``: keep a row that is
+    """Store ``row`` (every column of EXECUTION_COLUMNS but the optional ones); ``if_absent``: keep a row that is
     there already (a start whose inline run stored it)."""
-    tx.execute(_INSERT.format(verb=" OR IGNORE" if if_absent else ""), {c: row[c] for c in EXECUTION_COLUMNS})
+    data = dict(row)
+    missing = [c for c in EXECUTION_COLUMNS if c not in data and c not in OPTIONAL_COLUMNS]
+    if missing:
+        raise KeyError(f"an executions row needs {', '.join(missing)}")
+    tx.execute(_INSERT.format(verb=" OR IGNORE" if if_absent else ""), {c: data.get(c) for c in EXECUTION_COLUMNS})

@@ -127,6 +127,9 @@ class ExecutionRun:
         self.flow: Flow = engine.flows.at_revision(row["namespace"], row["flow_id"], row["revision"])
         self.inputs = jsonutil.loads(row["inputs"], {})
         self.labels = jsonutil.loads(row["labels"], {})
+        #: ``trigger.*`` variables: what a trigger recorded when it started this execution
+        origin = jsonutil.loads(self.row.get("origin"), None) or {}
+        self.trigger: dict[str, Any] | None = origin.get("variables") if origin.get("kind") == "trigger" else None
         self.runs: dict[str, dict[str, Any]] = {} if fresh else {
             r["path"]: dict(r) for r in self.db.query("SELECT * FROM task_runs WHERE execution_id=?", (execution_id,))}
         self.seq = max((r["seq"] for r in self.runs.values()), default=0)
@@ -389,7 +392,9 @@ class ExecutionRun:
             "flow": {"id": self.flow.id, "namespace": self.flow.namespace, "revision": self.flow.revision,
                      "description": self.flow.description},
             "execution": {"id": self.execution_id, "startDate": self.row["created_at"],
-                          "originalId": self.execution_id, "state": self.row["state"]},
+                          "originalId": self.row.get("original_id") or self.execution_id,
+                          "state": self.row["state"]},
+            "trigger": self.trigger,
             "labels": self.labels,
             "vars": self.flow.variables,
         }

@@ -44,7 +44,7 @@ EVENT_ACTIONS = CHANGE_ACTIONS
 
 KEEPALIVE_S = 15.0
 EVENT_POLL_S = 0.25
-ExecutionState = Literal["CREATED", "QUEUED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED",
+ExecutionState = Literal["CREATED", "QUEUED", "RESTARTED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED",
                          "CANCELLED"]
 
 #: unsuccessful single decision outcome -> (HTTP status, problem type slug, title); the
@@ -403,6 +403,21 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                 response_model=None, summary="State, inputs, task runs, outputs, logs and requests")
     def get_execution(execution_id: str = Path(..., max_length=200), identity: Identity = me_dep) -> Any:
         return service.get_execution(identity, execution_id)
+
+    @router.post("/executions/{execution_id}/restart", tags=["executions"], responses=_ok(m.ExecutionDetail),
+                 response_model=None, summary="Continue a FAILED or KILLED execution from its failed tasks "
+                                              "(decisions are kept; the requester or an admin)")
+    def restart(execution_id: str = Path(..., max_length=200), identity: Identity = me_dep) -> Any:
+        return service.restart_execution(identity, execution_id)
+
+    @router.post("/executions/{execution_id}/replay", tags=["executions"], status_code=201,
+                 responses=_ok(m.ExecutionDetail, "Started", 201), response_model=None,
+                 summary="Start a new execution copying this one up to a task (the requester or an admin)")
+    def replay(body: m.ReplayBody, execution_id: str = Path(..., max_length=200),
+               identity: Identity = me_dep) -> Any:
+        execution = service.replay_execution(identity, execution_id, from_task=body.from_task,
+                                             revision=body.revision)
+        return JSONResponse(execution, status_code=201)
 
     # -- key-value store -----------------------------------------------------------------
     @router.put("/kv/{namespace}/{key}", tags=["kv"], responses=_ok(m.KvResult), response_model=None,

@@ -101,6 +101,12 @@ class StartBody(Body):
     inputs: Inputs = Field(default_factory=dict)
 
 
+class ReplayBody(Body):
+    from_task: str | None = Field(default=None, min_length=1, max_length=500,
+                                  description="Run again from this task; earlier finished tasks are copied")
+    revision: int | None = Field(default=None, ge=1, description="Flow revision (default: the original's)")
+
+
 class KvBody(Body):
     value: Any = Field(description="Any JSON value")
 
@@ -263,6 +269,8 @@ class ExecutionSummary(Out):
     updated_at: str
     ended_at: str | None
     error: str | None
+    original_id: str | None = None
+    origin: dict[str, Any] | None = None
 
 
 class ExecutionDetail(ExecutionSummary):

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from signoff.engine.errors import InvalidInputs, NotFound, Refused, SignoffError, StorageError
+from signoff.engine.errors import Conflict, InvalidInputs, NotFound, Refused, SignoffError, StorageError
 
 log = logging.getLogger("signoff.server")
 
@@ -86,6 +86,8 @@ def from_error(exc: SignoffError) -> JSONResponse:
         return problem_response(404, exc.message)
     if isinstance(exc, Refused):
         return problem_response(403, exc.message)
+    if isinstance(exc, Conflict):
+        return problem_response(409, exc.message)
     if isinstance(exc, StorageError):
         log.error("storage error: %s", exc.message)
         return problem_response(503, "the server cannot use its database right now; try again later",

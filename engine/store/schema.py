@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -229,5 +229,12 @@ UPDATE task_runs SET ends_as = 'FAILED'
     # 6: flow-level `outputs` (engine.runtime.flow_outputs), rendered when an execution ends.
     6: """
 ALTER TABLE executions ADD COLUMN outputs TEXT;
+""",
+    # 7: restart and replay (engine.runtime.rerun). `original_id`: the execution a replay
+    # copied (Kestra's execution.originalId); `origin`: JSON saying what started it when that
+    # was not a person's start (a replay, a trigger), also the source of `trigger.*` variables.
+    7: """
+ALTER TABLE executions ADD COLUMN original_id TEXT;
+ALTER TABLE executions ADD COLUMN origin TEXT;
 """,
 }

@@ -15,7 +15,7 @@ import pytest
 
 from signoff.console.backend import Change
 from signoff.engine.approvals.outcome import Outcome
-from signoff.engine.errors import InvalidInputs, NotFound, Refused
+from signoff.engine.errors import Conflict, InvalidInputs, NotFound, Refused
 from signoff.engine.inputs import validate_inputs
 from signoff.engine.inputs.spec import InputSpec
 from tests.contract.server import NS
@@ -25,7 +25,7 @@ SUMMARY_KEYS = {"id", "execution_id", "namespace", "flow_id", "task_id", "kind",
 DETAIL_KEYS = SUMMARY_KEYS | {"context", "form", "rules", "result", "decisions"}
 DECISION_KEYS = {"by", "verdict", "reason", "at", "origin", "automatic", "inputs"}
 EXECUTION_SUMMARY_KEYS = {"id", "namespace", "flow_id", "revision", "state", "inputs", "labels", "started_by",
-                          "created_at", "updated_at", "ended_at", "error"}
+                          "created_at", "updated_at", "ended_at", "error", "original_id", "origin"}
 EXECUTION_KEYS = EXECUTION_SUMMARY_KEYS | {"task_runs", "outputs", "flow_outputs", "logs", "requests"}
 TASK_RUN_KEYS = {"path", "task_id", "type", "state", "attempt", "outputs", "started_at", "ended_at", "error"}
 FLOW_KEYS = {"namespace", "id", "description", "labels", "inputs", "path", "sha256", "tasks"}
@@ -524,3 +524,27 @@ def test_same_transcript(local_world, remote_world):
     assert len(local) == len(remote)
     differences = _differences(local, remote)
     assert not differences, "\n".join(differences)
+
+
+# -- restart and replay -------------------------------------------------------------------------
+
+
+def test_restart_and_replay(world):
+    execution_id, request_id = world.gate(inputs={"who": "replayed", "count": 2})
+    world.alice.decide([request_id], "approve", inputs={"ok": True, "copies": 3})
+    done = world.wait_execution(execution_id)
+    assert done["state"] == "SUCCESS"
+    with pytest.raises(Conflict, match=f"execution {execution_id} is SUCCESS: only FAILED or KILLED"):
+        world.bob.restart_execution(execution_id)
+    with pytest.raises(Refused, match="carol may not"):
+        world.carol.replay_execution(execution_id, from_task="done")
+    with pytest.raises(NotFound, match="no execution `e-none`"):
+        world.bob.restart_execution("e-none")
+    replay = world.alice.replay_execution(execution_id, from_task="done")
+    assert set(replay) == EXECUTION_KEYS
+    assert replay["original_id"] == execution_id and replay["started_by"] == "alice"
+    assert replay["origin"] == {"kind": "replay", "execution_id": execution_id, "from": "done"}
+    replayed = world.wait_execution(replay["id"])
+    assert replayed["state"] == "SUCCESS" and replayed["requests"] == []
+    assert replayed["outputs"]["done"] == done["outputs"]["done"] == {"values": {"ok": "true", "copies": "3"}}
+    assert [t["path"] for t in replayed["task_runs"]] == ["hello", "wait", "done"]

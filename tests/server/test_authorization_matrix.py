@@ -39,6 +39,8 @@ ENDPOINTS = {
                          {"namespace": "company.finance", "flow_id": "payment", "inputs": {"amount": 7}}, False),
     "executions.list": ("GET", "/api/v1/executions?limit=5", None, False),
     "executions.get": ("GET", "/api/v1/executions/{exe}", None, False),
+    "executions.restart": ("POST", "/api/v1/executions/{exe}/restart", {}, False),
+    "executions.replay": ("POST", "/api/v1/executions/{exe}/replay", {"from_task": "approve"}, False),
     "kv.put": ("PUT", "/api/v1/kv/company.finance/limit", {"value": {"max": 5}}, False),
     "events": ("GET", "/api/v1/events?after=0&limit=10", None, False),
 }
@@ -64,6 +66,8 @@ EXPECTED_AUTHENTICATED = {
     "executions.start":     (403, 403, 403, 201),
     "executions.list":      (200, 200, 200, 200),
     "executions.get":       (200, 403, 200, 200),
+    "executions.restart":   (403, 403, 403, 409),  # the requester or an admin; a paused one cannot
+    "executions.replay":    (403, 403, 403, 409),
     "kv.put":               (403, 403, 403, 200),
     "events":               (200, 200, 200, 200),
 }
