@@ -138,6 +138,10 @@ class Backend(Protocol):
 
     def restart_execution(self, execution_id: str) -> dict[str, Any]: ...
 
+    def list_triggers(self) -> list[dict[str, Any]]: ...
+
+    def set_trigger_enabled(self, namespace: str, flow_id: str, trigger_id: str, enabled: bool) -> dict[str, Any]: ...
+
     def replay_execution(self, execution_id: str, *, from_task: str | None = None,
                          revision: int | None = None) -> dict[str, Any]: ...
 
@@ -259,6 +263,12 @@ class LocalBackend(Backend):
 
     def restart_execution(self, execution_id: str) -> dict[str, Any]:
         return self.service.restart_execution(self.actor, execution_id)
+
+    def list_triggers(self) -> list[dict[str, Any]]:
+        return self.service.list_triggers(self.actor)
+
+    def set_trigger_enabled(self, namespace: str, flow_id: str, trigger_id: str, enabled: bool) -> dict[str, Any]:
+        return self.service.set_trigger_enabled(self.actor, namespace, flow_id, trigger_id, enabled)
 
     def replay_execution(self, execution_id: str, *, from_task: str | None = None,
                          revision: int | None = None) -> dict[str, Any]:

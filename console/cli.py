@@ -158,6 +158,7 @@ SUBCOMMANDS = {
     "run": "signoff.console.cli_executions:run",
     "executions": "signoff.console.cli_executions:executions",
     "worker": "signoff.console.cli_executions:worker",
+    "triggers": "signoff.console.cli_triggers:triggers",
     "pending": "signoff.console.cli_approvals:pending",
     "show": "signoff.console.cli_approvals:show",
     "approve": "signoff.console.cli_approvals:approve",

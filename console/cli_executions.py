@@ -106,11 +106,12 @@ def executions_replay(execution_id: str, from_task: str | None, revision: int | 
 @click.option("--interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True,
               help="Seconds between polls.")
 def worker(once: bool, interval: float) -> None:
-    """Run timers and continue executions left by other processes (including killed ones)."""
+    """Run timers, fire due Schedule triggers and continue executions left by other processes
+    (including killed ones)."""
     local_only("`signoff worker`")
     svc = service()
     while True:
-        done = svc.tick()
+        done = svc.tick(schedules=True)
         if once:
             click.echo(f"processed {done} item(s)")
             return

@@ -343,6 +343,14 @@ class RemoteBackend(Backend):
         # the server answers at most AUDIT_PAGE executions and has no cursor for them
         return self._get("/executions", state=state, limit=min(limit, AUDIT_PAGE)).get("items") or []
 
+    def list_triggers(self) -> list[dict[str, Any]]:
+        return self._get("/triggers").get("items") or []
+
+    def set_trigger_enabled(self, namespace: str, flow_id: str, trigger_id: str, enabled: bool) -> dict[str, Any]:
+        switch = "enable" if enabled else "disable"
+        return self._call("POST", f"/triggers/{_seg(namespace)}/{_seg(flow_id)}/{_seg(trigger_id)}/{switch}",
+                          idempotent=True)
+
     def restart_execution(self, execution_id: str) -> dict[str, Any]:
         return self._call("POST", f"/executions/{_seg(execution_id)}/restart", idempotent=False, body={})
 

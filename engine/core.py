@@ -35,6 +35,8 @@ class Engine:
         self.lease: timedelta = LEASE
         #: where new execution and request ids come from (engine.ids.SequentialIds in tests)
         self.ids: Ids = ids or RandomIds()
+        #: executions started by triggers in this process, not advanced yet (see take_triggered)
+        self._triggered: list[str] = []
 
     @cached_property
     def flows(self) -> FlowRegistry:
@@ -43,6 +45,15 @@ class Engine:
         from signoff.engine.flows.registry import FlowRegistry
 
         return FlowRegistry(self.db, self.flow_dirs, self.clock)
+
+    def note_triggered(self, execution_id: str) -> None:
+        self._triggered.append(execution_id)
+
+    def take_triggered(self) -> list[str]:
+        """Executions a trigger started here since the last call (drive() advances them at
+        once in embedded mode, instead of leaving them to the next tick)."""
+        taken, self._triggered = self._triggered, []
+        return taken
 
     def now(self) -> str:
         return format_time(self.clock.now())

@@ -50,13 +50,20 @@ class ApprovalService(AuditMixin):
         self.run_inline = run_inline
 
     # -- housekeeping -------------------------------------------------------------------
-    def tick(self) -> int:
-        """Apply due timers and continue any work left behind (by a killed process too)."""
+    def tick(self, *, schedules: bool = False) -> int:
+        """Apply due timers and continue any work left behind (by a killed process too).
+
+        ``schedules``: also fire due Schedule triggers - what `signoff worker` and `signoff
+        serve` do; a one-off command does not (it would load every flow file to look)."""
         from signoff.engine.notify import outbox
         from signoff.engine.runtime.driver import drive
         from signoff.engine.runtime.timers import process_due_timers
 
+        from signoff.engine.triggers.schedule import process_due_schedules
+
         handled = process_due_timers(self.engine)
+        if schedules:
+            handled += process_due_schedules(self.engine)
         handled += drive(self.engine)
         return handled + outbox.deliver_due(self.engine)
 
@@ -67,6 +74,7 @@ class ApprovalService(AuditMixin):
 
         if not self.run_inline:
             return
+        execution_ids = execution_ids + self.engine.take_triggered()
         if execution_ids:
             drive(self.engine, execution_ids)
         outbox.deliver_due(self.engine)
@@ -556,6 +564,34 @@ class ApprovalService(AuditMixin):
                                         message=f"request {request_id} cancelled"))
         self._after_change(touched)
         return outcomes
+
+    # -- triggers -----------------------------------------------------------------------
+    def list_triggers(self, actor: Identity) -> list[dict[str, Any]]:
+        """Every trigger of the flows the actor may see: type, state, next due time, last firing."""
+        from signoff.engine.triggers.listing import trigger_rows
+
+        visible = self._view_filter(actor)
+        return [t for t in trigger_rows(self.engine) if visible(t["namespace"])]
+
+    def set_trigger_enabled(self, actor: Identity, namespace: str, flow_id: str, trigger_id: str,
+                            enabled: bool) -> dict[str, Any]:
+        """The operator's switch (an admin of the namespace), audited; see engine.triggers.listing."""
+        from signoff.engine.triggers.listing import set_enabled
+
+        flow = self._flow(actor, namespace, flow_id, "admin")
+        set_enabled(self.engine, flow, trigger_id, enabled, actor=actor.name)
+        return next(t for t in self.list_triggers(actor)
+                    if (t["namespace"], t["flow_id"], t["trigger_id"]) == (namespace, flow_id, trigger_id))
+
+    def webhook(self, namespace: str, flow_id: str, key: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """Start ``flow_id`` from its Webhook trigger whose ``key`` is ``key`` (no identity: the
+        key is the secret). Unknown flow, no such key or a disabled trigger: NotFound."""
+        from signoff.engine.triggers.webhook import fire_webhook
+
+        execution_id = fire_webhook(self.engine, namespace, flow_id, key, variables)
+        self._after_change([])
+        row = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
+        return execution_summary(row)
 
     # -- key-value store ----------------------------------------------------------------
     def kv_set(self, actor: Identity, namespace: str, key: str, value: Any) -> None:

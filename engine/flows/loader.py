@@ -37,12 +37,11 @@ ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 NAMESPACE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*(\.[a-zA-Z0-9][a-zA-Z0-9_-]*)*$")
 
 FLOW_KEYS = ("id", "namespace", "description", "labels", "variables", "inputs", "tasks", "errors",
-             "finally", "afterExecution", "outputs", "concurrency", "pluginDefaults", "taskDefaults")
+             "finally", "afterExecution", "outputs", "concurrency", "pluginDefaults", "taskDefaults", "triggers")
 #: Kestra's bookkeeping keys: accepted and left alone (signoff numbers revisions itself).
 KESTRA_METADATA_KEYS = ("revision", "disabled", "deleted")
 #: Kestra keys signoff does not implement yet: refused, so no flow loads with behaviour dropped.
 NOT_SUPPORTED_FLOW_KEYS: dict[str, str] = {
-    "triggers": "start executions with `signoff run` or the API",
     "sla": "use a Pause/Approval `timeout` with `expireBehavior` for deadlines on decisions",
     "checks": "validate inputs with `validator`, `min`/`max` or a `dependsOn` condition",
     "workerGroup": "every task runs on the host of the engine that advances the execution",
@@ -640,6 +639,9 @@ class _FlowBuilder:
         after_execution = self.end_block("afterExecution")
         outputs = self.flow_outputs()
         concurrency = self.concurrency()
+        from signoff.engine.flows.trigger_parse import TriggerChecker
+
+        triggers = TriggerChecker(self.loc, self.problems).triggers(data.get("triggers"))
 
         self.check_expressions(data, ())
 
@@ -649,7 +651,7 @@ class _FlowBuilder:
         return Flow(
             id=flow_id, namespace=namespace,
             description=None if description is None else str(description),
-            labels=labels, variables=variables, inputs=inputs, tasks=tasks, errors=errors,
+            labels=labels, variables=variables, inputs=inputs, tasks=tasks, errors=errors, triggers=triggers,
             source=text, path=self.file, sha256=hashlib.sha256(text.encode()).hexdigest(),
             finally_tasks=finally_tasks, after_execution=after_execution, outputs=outputs,
             concurrency=concurrency, disabled=disabled is True,

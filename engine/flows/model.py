@@ -63,6 +63,27 @@ class Concurrency:
 
 
 @dataclass
+class Trigger:
+    """One entry of a flow's ``triggers`` (engine.triggers): what starts the flow by itself.
+
+    ``type`` is the canonical Kestra name (io.kestra.plugin.core.trigger.Schedule, .Webhook,
+    .Flow); ``props`` the validated properties as written (``cron``, ``key``, ``conditions``...)."""
+
+    id: str
+    type: str
+    props: dict[str, Any]
+    location: Location | None = None
+
+    @property
+    def short_type(self) -> str:
+        return self.type.rsplit(".", 1)[-1]
+
+    @property
+    def disabled(self) -> bool:
+        return self.props.get("disabled") is True
+
+
+@dataclass
 class Flow:
     id: str
     namespace: str
@@ -83,6 +104,7 @@ class Flow:
     outputs: list[FlowOutput] = field(default_factory=list)
     concurrency: Concurrency | None = None
     disabled: bool = False  # Kestra's `disabled: true`: the flow loads but starts no execution
+    triggers: list[Trigger] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -24,6 +24,7 @@ class FlowRegistry:
         self._current: dict[tuple[str, str], Flow] | None = None
         self.problems: list[Problem] = []
         self._by_revision: dict[tuple[str, str, int], Flow] = {}
+        self._triggered: list[Flow] | None = None
 
     def reload(self) -> None:
         from signoff.engine.flows.loader import load_flow_dirs
@@ -31,6 +32,7 @@ class FlowRegistry:
         flow_set = load_flow_dirs([d for d in self.dirs if d.is_dir()])
         self._current = dict(flow_set.flows)
         self.problems = list(flow_set.problems)
+        self._triggered = None
 
     @property
     def current(self) -> dict[tuple[str, str], Flow]:
@@ -41,6 +43,12 @@ class FlowRegistry:
 
     def list(self) -> list[Flow]:
         return sorted(self.current.values(), key=lambda f: (f.namespace, f.id))
+
+    def with_triggers(self) -> list[Flow]:
+        """The current flows that have triggers (asked at every execution end: kept)."""
+        if self._triggered is None or self._current is None:
+            self._triggered = [f for f in self.list() if f.triggers]
+        return self._triggered
 
     def get(self, namespace: str, flow_id: str) -> Flow:
         flow = self.current.get((namespace, flow_id))

@@ -40,7 +40,8 @@ def drive(engine: Engine, execution_ids: Iterable[str] | None = None, *, max_rou
                     engine.db.commit()
         advanced += round_advanced
         if targets is not None:
-            targets = again
+            # chained starts (Flow triggers) go on too; a rolled-back one has no work row: skipped
+            targets = list(dict.fromkeys(again + engine.take_triggered()))
         elif not again and round_advanced == 0:
             return advanced
     return advanced

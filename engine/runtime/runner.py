@@ -343,6 +343,9 @@ class ExecutionRun:
             self.dequeued += start_queued(self.tx, self.flow, now)
         if self.flow.after_execution:
             self.walk_list(self.flow.after_execution, "", Scope())
+        from signoff.engine.triggers.flow_trigger import on_execution_ended
+
+        on_execution_ended(self.engine, self.tx, self.row, now)  # Flow triggers start with this commit
         self.release()
         self.schedule_retry()
         self.commit()

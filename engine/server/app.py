@@ -419,6 +419,21 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                                              revision=body.revision)
         return JSONResponse(execution, status_code=201)
 
+    # -- triggers ------------------------------------------------------------------------
+    @router.get("/triggers", tags=["triggers"], responses=_ok(m.TriggerPage), response_model=None,
+                summary="Triggers of the flows you may see: next due time, last firing, disabled by whom")
+    def triggers(identity: Identity = me_dep) -> Any:
+        return {"items": service.list_triggers(identity)}
+
+    @router.post("/triggers/{namespace}/{flow_id}/{trigger_id}/{switch}", tags=["triggers"],
+                 responses=_ok(m.TriggerOut), response_model=None,
+                 summary="Disable or enable a trigger (an admin of the namespace; audited)")
+    def trigger_switch(namespace: str = Namespace, flow_id: str = FlowId,
+                       trigger_id: str = Path(..., max_length=500),
+                       switch: Literal["enable", "disable"] = Path(...),
+                       identity: Identity = me_dep) -> Any:
+        return service.set_trigger_enabled(identity, namespace, flow_id, trigger_id, switch == "enable")
+
     # -- key-value store -----------------------------------------------------------------
     @router.put("/kv/{namespace}/{key}", tags=["kv"], responses=_ok(m.KvResult), response_model=None,
                 summary="Set a key of the namespace key-value store (admin)")
@@ -497,6 +512,24 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                 yield ": keep-alive\n\n"
                 quiet_since = time.monotonic()
             await asyncio.sleep(EVENT_POLL_S)
+
+    # -- webhooks (Kestra's path; no token: the key in the URL is the secret) ------------------
+    async def webhook(request: Request, namespace: str = Path(..., max_length=500),
+                      flow_id: str = Path(..., max_length=500), key: str = Path(..., max_length=500)) -> Any:
+        from signoff.engine.errors import NotFound
+        from signoff.engine.triggers.webhook import request_variables
+
+        body = await request.body()
+        variables = request_variables(body, request.headers.get("content-type", ""),
+                                      list(request.headers.items()), list(request.query_params.multi_items()))
+        try:
+            return await anyio.to_thread.run_sync(service.webhook, namespace, flow_id, key, variables)
+        except NotFound as exc:
+            await auth.failed_elsewhere(request, "webhook_key")
+            return problem_response(404, exc.message)
+
+    app.add_api_route(f"{API}/executions/webhook/{{namespace}}/{{flow_id}}/{{key}}", webhook,
+                      methods=["GET", "POST", "PUT"], include_in_schema=False, response_model=None)
 
     app.include_router(router)
     app.state.plain_routes = [*router.routes, *app.router.routes]

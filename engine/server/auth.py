@@ -108,6 +108,16 @@ class Authenticator:
         raise ProblemError(401, _MESSAGES.get(check.reason or "", "authentication failed"),
                            headers={"WWW-Authenticate": _challenge(check.reason)})
 
+    async def failed_elsewhere(self, request: Request, reason: str) -> None:
+        """Count a failure that is not a token's (a wrong webhook key) like a failed
+        authentication: slowed down and audited the same way."""
+        client = request.client.host if request.client else "unknown"
+        delay, audit = self._failed(client, reason)
+        if audit is not None:
+            await anyio.to_thread.run_sync(self._audit, client, *audit)
+        if delay:
+            await anyio.sleep(delay)
+
     def still_valid(self, token: str | None) -> bool:
         """Re-check a token during a long request (the event stream)."""
         return self._verify(token).ok

@@ -273,6 +273,22 @@ class ExecutionSummary(Out):
     origin: dict[str, Any] | None = None
 
 
+class TriggerOut(Out):
+    namespace: str
+    flow_id: str
+    trigger_id: str
+    type: str
+    disabled: Literal["flow", "operator"] | None
+    next_at: str | None
+    last_at: str | None
+    last_execution_id: str | None
+    detail: dict[str, Any]
+
+
+class TriggerPage(Out):
+    items: list[TriggerOut]
+
+
 class ExecutionDetail(ExecutionSummary):
     task_runs: list[dict[str, Any]]
     outputs: dict[str, Any]

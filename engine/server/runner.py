@@ -36,7 +36,7 @@ class Runner:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                done = self.service.tick()
+                done = self.service.tick(schedules=True)
             except Exception:
                 log.exception("background runner: tick failed; retrying in %.1fs", self.error_pause)
                 self._stop.wait(self.error_pause)

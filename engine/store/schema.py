@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -236,5 +236,23 @@ ALTER TABLE executions ADD COLUMN outputs TEXT;
     7: """
 ALTER TABLE executions ADD COLUMN original_id TEXT;
 ALTER TABLE executions ADD COLUMN origin TEXT;
+""",
+    # 8: triggers (engine.triggers). One row per flow trigger that has fired, is scheduled or
+    # was disabled by an operator: a Schedule's next due time (advanced with a compare-and-set,
+    # so one process fires each due time), the last firing, and the operator's switch.
+    8: """
+CREATE TABLE triggers (
+    namespace TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    trigger_id TEXT NOT NULL,
+    next_at TEXT,
+    last_at TEXT,
+    last_date TEXT,
+    last_execution_id TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (namespace, flow_id, trigger_id)
+);
+CREATE INDEX triggers_due ON triggers(next_at);
 """,
 }

@@ -41,6 +41,8 @@ ENDPOINTS = {
     "executions.get": ("GET", "/api/v1/executions/{exe}", None, False),
     "executions.restart": ("POST", "/api/v1/executions/{exe}/restart", {}, False),
     "executions.replay": ("POST", "/api/v1/executions/{exe}/replay", {"from_task": "approve"}, False),
+    "triggers.list": ("GET", "/api/v1/triggers", None, False),
+    "triggers.switch": ("POST", "/api/v1/triggers/company.finance/payment/nope/disable", None, False),
     "kv.put": ("PUT", "/api/v1/kv/company.finance/limit", {"value": {"max": 5}}, False),
     "events": ("GET", "/api/v1/events?after=0&limit=10", None, False),
 }
@@ -68,6 +70,8 @@ EXPECTED_AUTHENTICATED = {
     "executions.get":       (200, 403, 200, 200),
     "executions.restart":   (403, 403, 403, 409),  # the requester or an admin; a paused one cannot
     "executions.replay":    (403, 403, 403, 409),
+    "triggers.list":        (200, 200, 200, 200),
+    "triggers.switch":      (403, 403, 403, 404),  # admins only; the payment flow has no trigger `nope`
     "kv.put":               (403, 403, 403, 200),
     "events":               (200, 200, 200, 200),
 }
@@ -85,6 +89,7 @@ def test_the_table_covers_every_endpoint_of_the_api(server):
         paths = c.get("/openapi.json").json()["paths"]
     documented = {(method.upper(), path) for path, ops in paths.items() for method in ops}
     covered = {(method, path.split("?")[0].replace("{req}", "{request_id}").replace("{exe}", "{execution_id}")
+                .replace("company.finance/payment/nope/disable", "{namespace}/{flow_id}/{trigger_id}/{switch}")
                 .replace("company.finance/payment", "{namespace}/{flow_id}")
                 .replace("company.finance/limit", "{namespace}/{key}"))
                for method, path, _body, _fresh in ENDPOINTS.values()}

@@ -1,0 +1,1 @@
+"""Triggers: flows that start by themselves (Kestra's Schedule, Webhook and Flow triggers)."""
