@@ -140,6 +140,16 @@ class Backend(Protocol):
 
     def list_triggers(self) -> list[dict[str, Any]]: ...
 
+    def get_flow(self, namespace: str, flow_id: str, revision: int | None = None) -> dict[str, Any]: ...
+
+    def push_flow(self, text: str) -> dict[str, Any]: ...
+
+    def delete_flow(self, namespace: str, flow_id: str) -> dict[str, Any]: ...
+
+    def flow_revisions(self, namespace: str, flow_id: str) -> list[dict[str, Any]]: ...
+
+    def check_flow_text(self, text: str) -> list[dict[str, Any]]: ...
+
     def set_trigger_enabled(self, namespace: str, flow_id: str, trigger_id: str, enabled: bool) -> dict[str, Any]: ...
 
     def replay_execution(self, execution_id: str, *, from_task: str | None = None,
@@ -266,6 +276,21 @@ class LocalBackend(Backend):
 
     def list_triggers(self) -> list[dict[str, Any]]:
         return self.service.list_triggers(self.actor)
+
+    def get_flow(self, namespace: str, flow_id: str, revision: int | None = None) -> dict[str, Any]:
+        return self.service.get_flow(self.actor, namespace, flow_id, revision=revision)
+
+    def push_flow(self, text: str) -> dict[str, Any]:
+        return self.service.save_flow(self.actor, text, mode="upsert")
+
+    def delete_flow(self, namespace: str, flow_id: str) -> dict[str, Any]:
+        return self.service.delete_flow(self.actor, namespace, flow_id)
+
+    def flow_revisions(self, namespace: str, flow_id: str) -> list[dict[str, Any]]:
+        return self.service.flow_revisions(self.actor, namespace, flow_id)
+
+    def check_flow_text(self, text: str) -> list[dict[str, Any]]:
+        return self.service.check_flow_text(text)
 
     def set_trigger_enabled(self, namespace: str, flow_id: str, trigger_id: str, enabled: bool) -> dict[str, Any]:
         return self.service.set_trigger_enabled(self.actor, namespace, flow_id, trigger_id, enabled)

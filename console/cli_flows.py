@@ -1,4 +1,4 @@
-"""`signoff flows list|validate`."""
+"""`signoff flows list|validate|push|delete|revisions|show`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ from signoff.console.cli import backend, common_options, settings
 
 @click.group()
 def flows() -> None:
-    """List and validate flows."""
+    """List, validate and change flows (push/delete: flows made through the API)."""
 
 
 @flows.command("list")
@@ -64,3 +64,85 @@ def flows_validate(paths: tuple[str, ...]) -> None:
     if problems:
         raise SystemExit(2)
     click.echo(f"{count} flow(s) valid")
+
+
+@flows.command("push")
+@common_options
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def flows_push(files: tuple[str, ...], as_json: bool) -> None:
+    """Create or update flows from YAML files through the API (an editor or admin of their
+    namespace). Every file is checked first; nothing is pushed if one has a problem."""
+    from signoff.engine.errors import FlowLoadError, UsageError
+    from signoff.engine.flows.api_flows import parse_pushed
+
+    texts: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for name in files:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}")
+            continue
+        try:
+            parse_pushed(text)
+        except FlowLoadError as exc:
+            problems += [f"{name}:{p.location.line}:{p.location.col}: {p.message}" for p in exc.problems]
+            continue
+        except UsageError as exc:
+            problems.append(f"{name}: {exc.message}")
+            continue
+        texts.append((name, text))
+    if problems:
+        raise UsageError("\n".join(problems))
+    b = backend()
+    results = []
+    for name, text in texts:
+        flow = b.push_flow(text)
+        results.append(flow)
+        if not as_json:
+            what = f"revision {flow['revision']}" + ("" if flow.get("changed", True) else " (unchanged)")
+            click.echo(f"{flow['namespace']}.{flow['id']}  {what}  from {name}")
+    if as_json:
+        output.emit_json(results)
+
+
+@flows.command("delete")
+@common_options
+@click.argument("namespace")
+@click.argument("flow_id")
+def flows_delete(namespace: str, flow_id: str) -> None:
+    """Delete a flow made through the API (its executions keep their revision)."""
+    result = backend().delete_flow(namespace, flow_id)
+    click.echo(f"{namespace}.{flow_id} deleted (last revision {result['revision']})")
+
+
+@flows.command("revisions")
+@common_options
+@click.argument("namespace")
+@click.argument("flow_id")
+@click.option("--json", "as_json", is_flag=True)
+def flows_revisions(namespace: str, flow_id: str, as_json: bool) -> None:
+    """Every recorded revision of a flow, oldest first."""
+    items = backend().flow_revisions(namespace, flow_id)
+    if as_json:
+        output.emit_json(items)
+        return
+    click.echo(output.table(("REVISION", "CREATED", "FROM", "SHA256", ""),
+                            [(str(r["revision"]), r["created_at"][:19], r["origin"], r["sha256"][:16],
+                              "current" if r["current"] else "") for r in items]))
+
+
+@flows.command("show")
+@common_options
+@click.argument("namespace")
+@click.argument("flow_id")
+@click.option("--revision", type=click.IntRange(min=1), help="An earlier revision (default: the current one).")
+@click.option("--json", "as_json", is_flag=True)
+def flows_show(namespace: str, flow_id: str, revision: int | None, as_json: bool) -> None:
+    """The flow's YAML text (the current revision, or --revision N)."""
+    flow = backend().get_flow(namespace, flow_id, revision)
+    if as_json:
+        output.emit_json(flow)
+    else:
+        click.echo(flow["source"], nl=not flow["source"].endswith("\n"))

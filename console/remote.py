@@ -120,18 +120,23 @@ class RemoteBackend(Backend):
 
     # -- plumbing -------------------------------------------------------------------------
     def _call(self, method: str, path: str, *, idempotent: bool, params: Mapping[str, Any] | None = None,
-              body: Any = None, lenient_422: bool = False) -> Any:
+              body: Any = None, lenient_422: bool = False, yaml_text: str | None = None) -> Any:
         client = self._http if idempotent else self._http_once
         clean = {k: v for k, v in (params or {}).items() if v is not None}
+        extra: dict[str, Any] = {}
+        if yaml_text is not None:  # flows over the API: the YAML text is the body
+            extra = {"content": yaml_text.encode("utf-8"), "headers": {"Content-Type": "application/x-yaml"}}
         try:
             response = client.request(method, path, params=clean or None,
-                                      json=body if body is not None else None)
+                                      json=body if body is not None else None, **extra)
         except httpx.TransportError as exc:
             raise self._lost(exc) from None
         if lenient_422 and response.status_code == 422:
             problem = _problem(response)
             if isinstance(problem.get("errors"), dict):
                 return {"errors": problem["errors"]}
+            if isinstance(problem.get("problems"), list):
+                return {"problems": problem["problems"]}
         if response.status_code >= 400:
             raise self._error(response)
         if response.status_code == 204 or not response.content:
@@ -342,6 +347,30 @@ class RemoteBackend(Backend):
     def list_executions(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         # the server answers at most AUDIT_PAGE executions and has no cursor for them
         return self._get("/executions", state=state, limit=min(limit, AUDIT_PAGE)).get("items") or []
+
+    def get_flow(self, namespace: str, flow_id: str, revision: int | None = None) -> dict[str, Any]:
+        return self._get(f"/flows/{_seg(namespace)}/{_seg(flow_id)}", revision=revision)
+
+    def push_flow(self, text: str) -> dict[str, Any]:
+        """Create the flow, or make a new revision when it exists (what `flows push` does)."""
+        from signoff.engine.flows.api_flows import parse_pushed
+
+        flow = parse_pushed(text)  # the same checks as the server, with line numbers, before sending
+        path = f"/flows/{_seg(flow.namespace)}/{_seg(flow.id)}"
+        try:
+            return self._call("PUT", path, idempotent=True, yaml_text=text)
+        except NotFound:
+            return self._call("POST", "/flows", idempotent=False, yaml_text=text)
+
+    def delete_flow(self, namespace: str, flow_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/flows/{_seg(namespace)}/{_seg(flow_id)}", idempotent=True)
+
+    def flow_revisions(self, namespace: str, flow_id: str) -> list[dict[str, Any]]:
+        return self._get(f"/flows/{_seg(namespace)}/{_seg(flow_id)}/revisions").get("items") or []
+
+    def check_flow_text(self, text: str) -> list[dict[str, Any]]:
+        response = self._call("POST", "/flows/validate", idempotent=True, yaml_text=text, lenient_422=True)
+        return list(response.get("problems") or [])
 
     def list_triggers(self) -> list[dict[str, Any]]:
         return self._get("/triggers").get("items") or []

@@ -9,7 +9,7 @@ config directory) every service call is checked against a :class:`FilePolicy`::
       finance: [alice, bob]        # account names
       ops: [unix:wheel]            # members of an OS group
     bindings:
-      - role: approver             # viewer | requester | approver | admin
+      - role: approver             # viewer | requester | approver | editor | admin
         subjects: [group:finance, user:carol]
         namespaces: [company.finance, company.finance.*]
 
@@ -44,15 +44,16 @@ from typing import Any, TypeAlias
 from signoff.engine.errors import Location, UsageError
 from signoff.engine.identity import Identity
 
-ROLES = ("viewer", "requester", "approver", "admin")
+ROLES = ("viewer", "requester", "approver", "editor", "admin")
 #: what each role may do; roles add up
 PERMISSIONS = {
     "viewer": {"view"},
     "requester": {"view", "start", "cancel_own"},
     "approver": {"view", "decide"},
-    "admin": {"view", "start", "cancel_own", "cancel_any", "decide", "admin"},
+    "editor": {"view", "edit"},  # create, change and delete flows through the API
+    "admin": {"view", "start", "cancel_own", "cancel_any", "decide", "edit", "admin"},
 }
-ACTIONS = ("view", "start", "cancel_own", "cancel_any", "decide", "admin")
+ACTIONS = ("view", "start", "cancel_own", "cancel_any", "decide", "edit", "admin")
 TOP_KEYS = ("fourEyes", "groups", "bindings")
 BINDING_KEYS = ("role", "subjects", "namespaces")
 SUBJECT_KINDS = ("user", "group", "unix")

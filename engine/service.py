@@ -120,9 +120,66 @@ class ApprovalService(AuditMixin):
                               if visible(f.namespace)) or "none"
             raise NotFound(f"{exc} (known flows: {known})") from None
 
-    def get_flow(self, actor: Identity, namespace: str, flow_id: str) -> dict[str, Any]:
-        flow = self._flow(actor, namespace, flow_id, "view")
-        return {**flow_info(flow), "source": flow.source}
+    def get_flow(self, actor: Identity, namespace: str, flow_id: str, *, revision: int | None = None) -> dict[str, Any]:
+        """The current flow (or one of its revisions) with its YAML text."""
+        if revision is None:
+            flow = self._flow(actor, namespace, flow_id, "view")
+            current = flow.revision or self._recorded_revision(flow)
+            return {**flow_info(flow), "source": flow.source, "revision": current}
+        self._check(actor, "view", namespace, f"flow {namespace}.{flow_id}")
+        flow = self.engine.flows.at_revision(namespace, flow_id, revision)
+        return {**flow_info(flow), "source": flow.source, "revision": revision}
+
+    def _recorded_revision(self, flow: Flow) -> int | None:
+        row = self.db.query_one("SELECT revision FROM flow_revisions WHERE namespace=? AND flow_id=? AND sha256=?",
+                                (flow.namespace, flow.id, flow.sha256))
+        return row[0] if row else None
+
+    def save_flow(self, actor: Identity, text: str, *, mode: str = "upsert",
+                  target: tuple[str, str] | None = None) -> dict[str, Any]:
+        """Create or change a flow from its YAML text (engine.flows.api_flows); ``editor`` or
+        ``admin`` of its namespace. ``target``: the namespace and id the URL names (PUT)."""
+        from signoff.engine.flows import api_flows
+
+        flow = api_flows.parse_pushed(text)
+        if target is not None and target != (flow.namespace, flow.id):
+            raise UsageError(f"the text defines {flow.namespace}.{flow.id}, not {target[0]}.{target[1]}: the "
+                             "namespace and id of a flow cannot change (create a new flow instead)")
+        self._check(actor, "edit", flow.namespace, f"flow {flow.namespace}.{flow.id}")
+        with self.db.foreground(), self.db.write() as tx:
+            revision, changed = api_flows.save(self.engine, tx, flow, mode=mode, actor=actor.name,
+                                               now=self.engine.now())
+        self.engine.flows.reload()
+        return {**flow_info(self.engine.flows.get(flow.namespace, flow.id)), "source": flow.source,
+                "revision": revision, "changed": changed}
+
+    def delete_flow(self, actor: Identity, namespace: str, flow_id: str) -> dict[str, Any]:
+        from signoff.engine.flows import api_flows
+
+        self._check(actor, "edit", namespace, f"flow {namespace}.{flow_id}")
+        with self.db.foreground(), self.db.write() as tx:
+            revision = api_flows.delete(self.engine, tx, namespace, flow_id, actor=actor.name, now=self.engine.now())
+        self.engine.flows.reload()
+        return {"namespace": namespace, "id": flow_id, "revision": revision, "deleted": True}
+
+    def flow_revisions(self, actor: Identity, namespace: str, flow_id: str) -> list[dict[str, Any]]:
+        """Every recorded revision, oldest first, and which one is current."""
+        self._check(actor, "view", namespace, f"flow {namespace}.{flow_id}")
+        rows = self.db.query("SELECT revision, sha256, path, created_at FROM flow_revisions WHERE namespace=?"
+                             " AND flow_id=? ORDER BY revision", (namespace, flow_id))
+        if not rows:
+            raise NotFound(f"no flow `{flow_id}` in namespace `{namespace}` has a recorded revision")
+        current = self.engine.flows.current.get((namespace, flow_id))
+        current_revision = (current.revision or self._recorded_revision(current)) if current else None
+        return [{"revision": r["revision"], "sha256": r["sha256"], "created_at": r["created_at"],
+                 "origin": "api" if r["path"].startswith("api:") else "file",
+                 "current": r["revision"] == current_revision} for r in rows]
+
+    def check_flow_text(self, text: str) -> list[dict[str, Any]]:
+        """Every problem of a flow's YAML text with its line and column (nothing is stored)."""
+        from signoff.engine.flows import api_flows
+
+        return api_flows.problems_of(text)
 
     # -- executions ---------------------------------------------------------------------
     def start_execution(self, actor: Identity, namespace: str, flow_id: str, inputs: Mapping[str, Any],
@@ -607,7 +664,7 @@ class ApprovalService(AuditMixin):
 def flow_info(flow: Flow) -> dict[str, Any]:
     return {"namespace": flow.namespace, "id": flow.id, "description": flow.description, "labels": flow.labels,
             "inputs": [s.to_dict() for s in flow.inputs], "path": flow.path, "sha256": flow.sha256,
-            "tasks": [t.id for t in flow.tasks]}
+            "tasks": [t.id for t in flow.tasks], "origin": "api" if flow.path.startswith("api:") else "file"}
 
 
 def execution_summary(row: sqlite3.Row) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def test_every_problem_is_reported_with_its_position(tmp_path):
         "4:42: invalid member `ops:y` of group `finance`: write an account name or `unix:GROUP`",
         "5:3: invalid group name `bad:name`: a group name cannot be empty or contain `:` or spaces",
         "6:8: group `one` must be a list of members (e.g. `[alice, unix:wheel]`), found `alice`",
-        "8:11: unknown role `aprover` (did you mean `approver`?); valid roles: viewer, requester, approver, admin",
+        "8:11: unknown role `aprover` (did you mean `approver`?); valid roles: viewer, requester, approver, editor, admin",
         "9:16: invalid subject `alice`: write `user:alice` for an account, `group:alice` for a policy group "
         "or `unix:alice` for an OS group",
         "9:23: `group:finanse` names no group defined under `groups`, did you mean `group:finance`?",
@@ -127,7 +127,7 @@ def test_every_problem_is_reported_with_its_position(tmp_path):
         "11:5: the binding is missing `namespaces`; add e.g. `namespaces: [company.team, company.team.*]` "
         "or `[\"*\"]`",
         "12:5: unknown key `roles` in binding, did you mean `role`?",
-        "12:5: the binding is missing `role`; add one of viewer, requester, approver, admin",
+        "12:5: the binding is missing `role`; add one of viewer, requester, approver, editor, admin",
         "13:15: `subjects` must be a non-empty list like `[user:alice, group:finance]`, found an empty list",
         "15:5: a binding must be a mapping with `role`, `subjects` and `namespaces`, found `just a string`",
     ]
@@ -161,9 +161,9 @@ def test_error_text_is_file_line_col_message(tmp_path):
     ("colour: blue\nbindings: [{role: admin, subjects: [user:a], namespaces: [a]}]\n",
      ["1:1: unknown top-level key `colour`; a policy file has fourEyes, groups, bindings"]),
     ("bindings: [{role: boss, subjects: [user:a], namespaces: [a]}]\n",
-     ["1:19: unknown role `boss`; valid roles: viewer, requester, approver, admin"]),
+     ["1:19: unknown role `boss`; valid roles: viewer, requester, approver, editor, admin"]),
     ("bindings: [{role: [admin], subjects: [user:a], namespaces: [a]}]\n",
-     ["1:19: unknown role a list; valid roles: viewer, requester, approver, admin"]),
+     ["1:19: unknown role a list; valid roles: viewer, requester, approver, editor, admin"]),
     ("bindings: [{role: admin, subjects: [user:a], namespaces: [a], scope: x}]\n",
      ["1:63: unknown key `scope` in binding; a binding has role, subjects, namespaces"]),
     ("bindings: [{role: admin, subjects: [user:a], namespaces: {a: 1}}]\n",

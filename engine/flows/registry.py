@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import time
 from pathlib import Path
 
 from signoff.engine.clock import Clock, format_time
-from signoff.engine.errors import NotFound, Problem, UsageError
+from signoff.engine.errors import Location, NotFound, Problem, UsageError
 from signoff.engine.flows.model import Flow
 from signoff.engine.store import Database
+
+
+#: how often (seconds) a registry asks whether another process changed an API flow
+API_CHECK_S = 1.0
 
 
 class FlowRegistry:
@@ -25,29 +30,69 @@ class FlowRegistry:
         self.problems: list[Problem] = []
         self._by_revision: dict[tuple[str, str, int], Flow] = {}
         self._triggered: list[Flow] | None = None
+        self._folder: dict[tuple[str, str], Flow] = {}
+        self._api_version: tuple[object, ...] = ()
+        self._checked_at = 0.0
 
     def reload(self) -> None:
-        from signoff.engine.flows.loader import load_flow_dirs
+        """Read the flow folders and the flows made through the API (engine.flows.api_flows);
+        a folder flow wins over an API flow with the same namespace + id."""
+        from signoff.engine.flows import api_flows
+        from signoff.engine.flows.loader import load_flow_dirs, load_flow_text
 
+        self._api_version = api_flows.version(self.db)
+        self._checked_at = time.monotonic()
         flow_set = load_flow_dirs([d for d in self.dirs if d.is_dir()])
-        self._current = dict(flow_set.flows)
-        self.problems = list(flow_set.problems)
+        self._folder = dict(flow_set.flows)
+        current = dict(flow_set.flows)
+        problems = list(flow_set.problems)
+        for namespace, flow_id, revision, source, path in api_flows.current_api_flows(self.db):
+            key = (namespace, flow_id)
+            if key in self._folder:
+                problems.append(Problem(Location(path, 1, 1), f"flow `{namespace}.{flow_id}` made through the API is "
+                                        f"hidden by the file {self._folder[key].path}; rename or delete one of them"))
+                continue
+            flow = self._by_revision.get((namespace, flow_id, revision))
+            if flow is None:
+                flow = load_flow_text(source, path)
+                flow.revision = revision
+                self._by_revision[(namespace, flow_id, revision)] = flow
+            current[key] = flow
+        self._current = current
+        self.problems = problems
         self._triggered = None
 
     @property
     def current(self) -> dict[tuple[str, str], Flow]:
-        if self._current is None:
+        if self._current is None or self._api_changed():
             self.reload()
         assert self._current is not None
         return self._current
+
+    def _api_changed(self) -> bool:
+        """Another process saved or deleted an API flow (checked at most once a second)."""
+        from signoff.engine.flows import api_flows
+
+        now = time.monotonic()
+        if now - self._checked_at < API_CHECK_S:
+            return False
+        self._checked_at = now
+        return api_flows.version(self.db) != self._api_version
+
+    def folder_flow(self, namespace: str, flow_id: str) -> Flow | None:
+        """The flow of that namespace + id from a folder, if one defines it."""
+        self.current  # noqa: B018 - loads on first use
+        return self._folder.get((namespace, flow_id))
 
     def list(self) -> list[Flow]:
         return sorted(self.current.values(), key=lambda f: (f.namespace, f.id))
 
     def with_triggers(self) -> list[Flow]:
         """The current flows that have triggers (asked at every execution end: kept)."""
-        if self._triggered is None or self._current is None:
-            self._triggered = [f for f in self.list() if f.triggers]
+        flows = self.current  # may reload, which clears the list
+        if self._triggered is None:
+            self._triggered = [f for f in flows.values() if f.triggers]
+            self._triggered.sort(key=lambda f: (f.namespace, f.id))
         return self._triggered
 
     def get(self, namespace: str, flow_id: str) -> Flow:

@@ -137,7 +137,7 @@ _ERROR_TEXT = {
     401: "No valid bearer token",
     403: "The policy does not allow this",
     404: "Unknown id",
-    409: "Already decided",
+    409: "Already decided, or a state that does not allow the operation (restart, a folder flow)",
     413: "Request body over 1 MiB",
     422: "Invalid values (per-field `errors`)",
     500: "Unexpected server fault",
@@ -173,6 +173,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 statuses += [401, 403, 404]
                 if method == "post" and path.endswith(("/approve", "/deny", "/cancel")):
                     statuses.append(409)
+                elif path.endswith(("/restart", "/replay")) or (path.startswith(f"{API}/flows")
+                                                                and method in ("post", "put", "delete")):
+                    statuses.append(409)  # a state that does not allow it / a folder flow
             for status in statuses:
                 op["responses"][str(status)] = {"description": _ERROR_TEXT[status],
                                                 "content": {MEDIA_TYPE: {"schema": _PROBLEM_REF}}}
@@ -372,9 +375,55 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     FlowId = Path(..., max_length=500)
 
     @router.get("/flows/{namespace}/{flow_id}", tags=["flows"], responses=_ok(m.FlowDetail), response_model=None,
-                summary="One flow with its source")
-    def get_flow(namespace: str = Namespace, flow_id: str = FlowId, identity: Identity = me_dep) -> Any:
-        return service.get_flow(identity, namespace, flow_id)
+                summary="One flow with its source (the current one, or ?revision=N)")
+    def get_flow(namespace: str = Namespace, flow_id: str = FlowId, identity: Identity = me_dep,
+                 revision: int | None = Query(None, ge=1, le=2**31)) -> Any:
+        return service.get_flow(identity, namespace, flow_id, revision=revision)
+
+    yaml_body = {"requestBody": {"required": True, "description": "The flow's YAML text",
+                                 "content": {"application/x-yaml": {"schema": {"type": "string"}}}}}
+
+    async def _yaml_text(request: Request) -> str:
+        try:
+            return (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProblemError(400, "the flow text is not UTF-8") from None
+
+    @router.post("/flows", tags=["flows"], status_code=201, responses=_ok(m.FlowDetail, "Created", 201),
+                 response_model=None, openapi_extra=yaml_body,
+                 summary="Create a flow from its YAML (an editor or admin of its namespace; audited)")
+    async def create_flow(request: Request, identity: Identity = me_dep) -> Any:
+        text = await _yaml_text(request)
+        flow = await anyio.to_thread.run_sync(lambda: service.save_flow(identity, text, mode="create"))
+        return JSONResponse(flow, status_code=201)
+
+    @router.post("/flows/validate", tags=["flows"], responses=_ok(m.FlowProblems), response_model=None,
+                 openapi_extra=yaml_body, summary="Every problem of a flow's YAML with line and column (422 if any)")
+    async def validate_flow_text(request: Request, identity: Identity = me_dep) -> Any:
+        problems = await anyio.to_thread.run_sync(service.check_flow_text, await _yaml_text(request))
+        if problems:
+            return problem_response(422, "; ".join(f"{p['line']}:{p['col']}: {p['message']}" for p in problems),
+                                    extra={"problems": problems})
+        return {"valid": True, "problems": []}
+
+    @router.put("/flows/{namespace}/{flow_id}", tags=["flows"], responses=_ok(m.FlowDetail), response_model=None,
+                openapi_extra=yaml_body, summary="A new revision of a flow made through the API (editor or admin)")
+    async def update_flow(request: Request, namespace: str = Namespace, flow_id: str = FlowId,
+                          identity: Identity = me_dep) -> Any:
+        text = await _yaml_text(request)
+        return await anyio.to_thread.run_sync(
+            lambda: service.save_flow(identity, text, mode="update", target=(namespace, flow_id)))
+
+    @router.delete("/flows/{namespace}/{flow_id}", tags=["flows"], responses=_ok(m.FlowDeleted),
+                   response_model=None, summary="Delete a flow made through the API (its executions keep their "
+                                                "revision; editor or admin)")
+    def delete_flow(namespace: str = Namespace, flow_id: str = FlowId, identity: Identity = me_dep) -> Any:
+        return service.delete_flow(identity, namespace, flow_id)
+
+    @router.get("/flows/{namespace}/{flow_id}/revisions", tags=["flows"], responses=_ok(m.RevisionPage),
+                response_model=None, summary="Every recorded revision of a flow, oldest first")
+    def flow_revisions(namespace: str = Namespace, flow_id: str = FlowId, identity: Identity = me_dep) -> Any:
+        return {"items": service.flow_revisions(identity, namespace, flow_id)}
 
     @router.post("/flows/{namespace}/{flow_id}/validate", tags=["flows"], responses=_ok(m.Errors),
                  response_model=None, summary="Check flow inputs without starting (per-field errors)")

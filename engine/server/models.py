@@ -243,10 +243,12 @@ class FlowInfo(Out):
     path: str | None
     sha256: str
     tasks: list[str]
+    origin: Literal["api", "file"] = "file"
 
 
 class FlowDetail(FlowInfo):
     source: str
+    revision: int | None = None
 
 
 class FlowPage(Out):
@@ -271,6 +273,36 @@ class ExecutionSummary(Out):
     error: str | None
     original_id: str | None = None
     origin: dict[str, Any] | None = None
+
+
+class FlowProblem(Out):
+    line: int
+    col: int
+    message: str
+
+
+class FlowProblems(Out):
+    valid: bool
+    problems: list[FlowProblem]
+
+
+class FlowDeleted(Out):
+    namespace: str
+    id: str
+    revision: int
+    deleted: bool
+
+
+class Revision(Out):
+    revision: int
+    sha256: str
+    created_at: str
+    origin: Literal["api", "file"]
+    current: bool
+
+
+class RevisionPage(Out):
+    items: list[Revision]
 
 
 class TriggerOut(Out):

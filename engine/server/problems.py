@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from signoff.engine.errors import Conflict, InvalidInputs, NotFound, Refused, SignoffError, StorageError
+from signoff.engine.errors import Conflict, FlowLoadError, InvalidInputs, NotFound, Refused, SignoffError, StorageError
 
 log = logging.getLogger("signoff.server")
 
@@ -82,12 +82,15 @@ def from_error(exc: SignoffError) -> JSONResponse:
     """The problem for an engine error."""
     if isinstance(exc, InvalidInputs):
         return problem_response(422, "some values are not valid", errors=exc.errors)
+    if isinstance(exc, FlowLoadError):
+        return problem_response(422, exc.message, extra={"problems": [
+            {"line": p.location.line, "col": p.location.col, "message": p.message} for p in exc.problems]})
     if isinstance(exc, NotFound):
         return problem_response(404, exc.message)
     if isinstance(exc, Refused):
         return problem_response(403, exc.message)
     if isinstance(exc, Conflict):
-        return problem_response(409, exc.message)
+        return problem_response(409, exc.message, title="Conflict")
     if isinstance(exc, StorageError):
         log.error("storage error: %s", exc.message)
         return problem_response(503, "the server cannot use its database right now; try again later",

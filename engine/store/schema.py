@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -254,5 +254,19 @@ CREATE TABLE triggers (
     PRIMARY KEY (namespace, flow_id, trigger_id)
 );
 CREATE INDEX triggers_due ON triggers(next_at);
+""",
+    # 9: flows over the API (engine.flows.api_flows). The text of every revision is already in
+    # flow_revisions; this says which revision is current for a flow managed through the API,
+    # and whether it was deleted (executions keep their revision either way).
+    9: """
+CREATE TABLE api_flows (
+    namespace TEXT NOT NULL,
+    flow_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    deleted_at TEXT,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    PRIMARY KEY (namespace, flow_id)
+);
 """,
 }

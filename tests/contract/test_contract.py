@@ -28,7 +28,7 @@ EXECUTION_SUMMARY_KEYS = {"id", "namespace", "flow_id", "revision", "state", "in
                           "created_at", "updated_at", "ended_at", "error", "original_id", "origin"}
 EXECUTION_KEYS = EXECUTION_SUMMARY_KEYS | {"task_runs", "outputs", "flow_outputs", "logs", "requests"}
 TASK_RUN_KEYS = {"path", "task_id", "type", "state", "attempt", "outputs", "started_at", "ended_at", "error"}
-FLOW_KEYS = {"namespace", "id", "description", "labels", "inputs", "path", "sha256", "tasks"}
+FLOW_KEYS = {"namespace", "id", "description", "labels", "inputs", "path", "sha256", "tasks", "origin"}
 EVENT_KEYS = {"seq", "at", "actor", "action", "namespace", "flow_id", "execution_id", "request_id", "data", "hash",
               "prev_hash"}
 VERIFY_KEYS = {"ok", "count", "head", "head_seq", "first_bad_seq", "problem"}

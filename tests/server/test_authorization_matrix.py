@@ -35,6 +35,13 @@ ENDPOINTS = {
     "flows.list": ("GET", "/api/v1/flows", None, False),
     "flows.get": ("GET", "/api/v1/flows/company.finance/payment", None, False),
     "flows.validate": ("POST", "/api/v1/flows/company.finance/payment/validate", {"inputs": {"amount": 3}}, False),
+    "flows.create": ("POST", "/api/v1/flows", "id: matrix_made\nnamespace: company.finance\ntasks:\n  - id: a\n"
+                     "    type: io.kestra.plugin.core.log.Log\n    message: hi\n", False),
+    "flows.check": ("POST", "/api/v1/flows/validate", "id: x\nnamespace: company.finance\ntasks: []\n", False),
+    "flows.update": ("PUT", "/api/v1/flows/company.finance/payment", "id: payment\nnamespace: company.finance\n"
+                     "tasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: hi\n", False),
+    "flows.delete": ("DELETE", "/api/v1/flows/company.finance/payment", None, False),
+    "flows.revisions": ("GET", "/api/v1/flows/company.finance/payment/revisions", None, False),
     "executions.start": ("POST", "/api/v1/executions",
                          {"namespace": "company.finance", "flow_id": "payment", "inputs": {"amount": 7}}, False),
     "executions.list": ("GET", "/api/v1/executions?limit=5", None, False),
@@ -65,6 +72,11 @@ EXPECTED_AUTHENTICATED = {
     "flows.list":           (200, 200, 200, 200),
     "flows.get":            (200, 403, 200, 200),
     "flows.validate":       (200, 403, 200, 200),
+    "flows.create":         (403, 403, 403, 201),  # editors and admins
+    "flows.check":          (422, 422, 422, 422),  # anyone signed in; `tasks: []` is a problem
+    "flows.update":         (403, 403, 403, 409),  # a folder flow is read-only through the API
+    "flows.delete":         (403, 403, 403, 409),
+    "flows.revisions":      (200, 403, 200, 200),
     "executions.start":     (403, 403, 403, 201),
     "executions.list":      (200, 200, 200, 200),
     "executions.get":       (200, 403, 200, 200),
@@ -131,7 +143,10 @@ def test_authorization_matrix(server, shared, endpoint, cls):
     before = _head(server)
     with server.client(token=server.tokens[TOKEN[cls]] if TOKEN[cls] else None, address=address,
                        headers={"Accept": "application/json"}) as c:
-        r = c.request(method, _fill(path, ids), json=_fill(body, ids) if body is not None else None)
+        if isinstance(body, str):  # a flow's YAML text
+            r = c.request(method, _fill(path, ids), content=body, headers={"Content-Type": "application/x-yaml"})
+        else:
+            r = c.request(method, _fill(path, ids), json=_fill(body, ids) if body is not None else None)
     want = expected(endpoint, cls)
     assert r.status_code == want, f"{method} {path} as {cls}: {r.status_code} {r.text}"
 
