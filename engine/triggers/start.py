@@ -15,6 +15,7 @@ from signoff.engine.audit import append_event
 from signoff.engine.errors import ExpressionError, InvalidInputs
 from signoff.engine.flows.model import Flow, Trigger
 from signoff.engine.runtime import work
+from signoff.engine.runtime.execution_row import insert_execution
 
 
 def trigger_actor(flow: Flow, trigger: Trigger) -> str:
@@ -53,10 +54,10 @@ def start_in_tx(engine: Any, tx: sqlite3.Connection, flow: Flow, trigger: Trigge
     revision = engine.flows.ensure_revision(tx, flow)
     origin = {"kind": "trigger", "type": trigger.type, "trigger_id": trigger.id, "variables": variables}
     actor = trigger_actor(flow, trigger)
-    tx.execute("INSERT INTO executions(id, namespace, flow_id, revision, state, inputs, labels, started_by, created_at,"
-               " updated_at, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-               (execution_id, flow.namespace, flow.id, revision, "CREATED", jsonutil.dumps(result.values),
-                jsonutil.dumps(flow.labels), actor, now, now, jsonutil.dumps(origin)))
+    insert_execution(tx, {"id": execution_id, "namespace": flow.namespace, "flow_id": flow.id, "revision": revision,
+                          "state": "CREATED", "inputs": jsonutil.dumps(result.values),
+                          "labels": jsonutil.dumps(flow.labels), "started_by": actor, "created_at": now,
+                          "updated_at": now, "origin": jsonutil.dumps(origin)})
     append_event(tx, at=now, actor=actor, action="execution.started", namespace=flow.namespace, flow_id=flow.id,
                  execution_id=execution_id,
                  data={"revision": revision, "inputs": mask(flow.inputs, result.values),
