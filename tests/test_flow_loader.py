@@ -314,7 +314,7 @@ def test_unknown_top_level_key():
     assert problems(HEAD + "  - id: a\n    type: io.kestra.plugin.core.log.Log\n    message: hi\nzzz: 1\n") == [
         "f.yml:7:1: unknown top-level key `zzz`; a flow has id, namespace, description, labels, "
         "variables, inputs, tasks, errors, finally, afterExecution, outputs, concurrency, pluginDefaults, "
-        "taskDefaults"]
+        "taskDefaults, triggers"]
 
 
 def test_missing_flow_keys():

@@ -224,7 +224,8 @@ MATRIX = {  # role -> actions allowed (PERMISSIONS written out, so a change to i
     "viewer": {"view"},
     "requester": {"view", "start", "cancel_own"},
     "approver": {"view", "decide"},
-    "admin": {"view", "start", "cancel_own", "cancel_any", "decide", "admin"},
+    "editor": {"view", "edit"},
+    "admin": {"view", "start", "cancel_own", "cancel_any", "decide", "edit", "admin"},
 }
 
 
