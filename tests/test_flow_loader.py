@@ -154,6 +154,7 @@ def test_keys_not_supported_yet_are_refused_where_written():
           - id: daily
             type: io.kestra.plugin.core.trigger.Schedule
             cron: "0 9 * * *"
+            stopAfter: [FAILED]
         tasks:
           - id: a
             type: io.kestra.plugin.core.log.Log
@@ -169,9 +170,9 @@ def test_keys_not_supported_yet_are_refused_where_written():
         "tasks that should be retried (or on a task type in `pluginDefaults`))",
         "f.yml:6:1: `workerGroup` is not supported yet: signoff would ignore it, so remove it (every task runs "
         "on the host of the engine that advances the execution)",
-        "f.yml:7:1: `triggers` is not supported yet: signoff would ignore it, so remove it (start executions "
-        "with `signoff run` or the API)",
-        "f.yml:15:5: `workerGroup` is not supported yet: signoff would ignore it, so remove it (every task runs "
+        "f.yml:11:5: `stopAfter` is not supported on a Schedule trigger; allowed: description, disabled, inputs, "
+        "cron, timezone, recoverMissedSchedules",
+        "f.yml:16:5: `workerGroup` is not supported yet: signoff would ignore it, so remove it (every task runs "
         "on the host of the engine that advances the execution)",
     ]
 

@@ -288,3 +288,34 @@ def test_triggers_cli_list_disable_enable(tmp_path: Path) -> None:
     assert r.code == 2, r
     r = cli("triggers", "enable", "ops", "report", "hourly", "--json")
     assert r.code == 0 and r.json["disabled"] is None, r
+
+
+def test_a_disabled_flow_never_fires_and_concurrency_holds_for_triggered_starts(tmp_path: Path) -> None:
+    gated = """
+        id: gated
+        namespace: ops
+        concurrency:
+          limit: 1
+          behavior: FAIL
+        tasks:
+          - id: wait
+            type: io.kestra.plugin.core.flow.Approval
+        triggers:
+          - id: hourly
+            type: io.kestra.plugin.core.trigger.Schedule
+            cron: "0 * * * *"
+        """
+    flows = {"gated.yaml": gated, "off.yaml": gated.replace("id: gated", "id: off").replace(
+        "namespace: ops\n", "namespace: ops\n        disabled: true\n")}
+    clock = FakeClock("2026-01-05T09:30:00Z")
+    svc = make_service(tmp_path, flows, clock=clock)
+    svc.tick(schedules=True)
+    clock.advance(timedelta(hours=2))  # 10:00 and 11:00 are due: two starts, the limit is one
+    svc.tick(schedules=True)
+    executions = svc.list_executions(ALICE)
+    assert {e["flow_id"] for e in executions} == {"gated"}
+    assert sorted(e["state"] for e in executions) == ["FAILED", "PAUSED"]
+    [failed] = [e for e in executions if e["state"] == "FAILED"]
+    assert "concurrency limit reached" in failed["error"]
+    listed = {t["flow_id"]: t for t in svc.list_triggers(ALICE)}
+    assert listed["off"]["disabled"] == "flow" and listed["off"]["next_at"] is None

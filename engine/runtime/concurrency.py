@@ -15,7 +15,7 @@ from signoff.engine.flows.model import Flow
 from signoff.engine.identity import SYSTEM
 from signoff.engine.runtime import work
 
-ACTIVE_STATES = ("CREATED", "RUNNING", "PAUSED")
+ACTIVE_STATES = ("CREATED", "RESTARTED", "RUNNING", "PAUSED")
 BEHAVIOR_STATES = {"QUEUE": "QUEUED", "CANCEL": "CANCELLED", "FAIL": "FAILED"}
 
 

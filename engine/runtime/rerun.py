@@ -65,8 +65,16 @@ def restart_in_tx(tx: sqlite3.Connection, row: sqlite3.Row, flow: Any, *, actor:
         reopened.append(run["path"])
     if not reopened:
         raise Conflict(f"execution {execution_id} has no failed task to restart from")
-    tx.executemany("UPDATE task_runs SET state='RUNNING', error=NULL, ended_at=NULL WHERE execution_id=? AND path=?",
-                   [(execution_id, path) for path in reopened])
+    paths = {r["path"] for r in runs}
+    by_path = {r["path"]: r for r in runs}
+    for path in reopened:
+        run = by_path[path]
+        if run["type"] in (PAUSE, APPROVAL) or any(p.startswith(path + "/") for p in paths):
+            tx.execute("UPDATE task_runs SET state='RUNNING', error=NULL, ended_at=NULL WHERE execution_id=?"
+                       " AND path=?", (execution_id, path))
+        else:  # a leaf: due for its next attempt now (runner.leaf_task counts on from RETRYING)
+            tx.execute("UPDATE task_runs SET state='RETRYING', error=NULL, ended_at=NULL, value=? WHERE"
+                       " execution_id=? AND path=?", (jsonutil.dumps({"retryAt": now}), execution_id, path))
     tx.executemany("DELETE FROM task_runs WHERE execution_id=? AND path=?", [(execution_id, p) for p in handlers])
     reopened_requests = _reopen_unanswered(tx, execution_id, runs, row["ended_at"])
     tx.execute("UPDATE executions SET state='RESTARTED', updated_at=?, ended_at=NULL, error=NULL WHERE id=?",

@@ -25,7 +25,7 @@ def trigger_rows(engine: Any) -> list[dict[str, Any]]:
         for trigger in flow.triggers:
             row = stored.get((flow.namespace, flow.id, trigger.id))
             operator_off = bool(row and row["disabled"])
-            disabled = "flow" if trigger.disabled else "operator" if operator_off else None
+            disabled = "flow" if trigger.disabled or flow.disabled else "operator" if operator_off else None
             next_at = None
             if trigger.type == SCHEDULE and disabled is None:
                 next_at = row["next_at"] if row and row["next_at"] else format_time(cron.next_after(trigger.props, now))

@@ -53,7 +53,7 @@ def process_due_schedules(engine: Any) -> int:
             for r in engine.db.query("SELECT namespace, flow_id, trigger_id, next_at, disabled FROM triggers")}
     started = 0
     for flow, trigger in items:
-        if trigger.disabled:
+        if trigger.disabled or flow.disabled:
             continue
         row = rows.get((flow.namespace, flow.id, trigger.id))
         if row is None or row["next_at"] is None:

@@ -14,7 +14,9 @@ from signoff.engine import jsonutil
 from signoff.engine.audit import append_event
 from signoff.engine.errors import ExpressionError, InvalidInputs
 from signoff.engine.flows.model import Flow, Trigger
+from signoff.engine.identity import SYSTEM
 from signoff.engine.runtime import work
+from signoff.engine.runtime.concurrency import admission
 from signoff.engine.runtime.execution_row import insert_execution
 
 
@@ -54,16 +56,25 @@ def start_in_tx(engine: Any, tx: sqlite3.Connection, flow: Flow, trigger: Trigge
     revision = engine.flows.ensure_revision(tx, flow)
     origin = {"kind": "trigger", "type": trigger.type, "trigger_id": trigger.id, "variables": variables}
     actor = trigger_actor(flow, trigger)
+    held = admission(tx, flow)  # the flow's concurrency limit applies to triggered starts too
+    state, why = held if held is not None else ("CREATED", None)
     insert_execution(tx, {"id": execution_id, "namespace": flow.namespace, "flow_id": flow.id, "revision": revision,
-                          "state": "CREATED", "inputs": jsonutil.dumps(result.values),
+                          "state": state, "inputs": jsonutil.dumps(result.values),
                           "labels": jsonutil.dumps(flow.labels), "started_by": actor, "created_at": now,
-                          "updated_at": now, "origin": jsonutil.dumps(origin)})
+                          "updated_at": now, "ended_at": None if state in ("CREATED", "QUEUED") else now,
+                          "error": why if state not in ("CREATED", "QUEUED") else None,
+                          "origin": jsonutil.dumps(origin)})
     append_event(tx, at=now, actor=actor, action="execution.started", namespace=flow.namespace, flow_id=flow.id,
                  execution_id=execution_id,
                  data={"revision": revision, "inputs": mask(flow.inputs, result.values),
                        "origin": {"kind": "trigger", "type": trigger.type, "trigger_id": trigger.id,
                                   **_summary(variables)}})
-    work.enqueue(tx, execution_id, now)
+    if held is not None:
+        append_event(tx, at=now, actor=SYSTEM.name, action="execution.queued" if state == "QUEUED" else "execution.ended",
+                     namespace=flow.namespace, flow_id=flow.id, execution_id=execution_id,
+                     data={"state": state, "error": why})
+    else:
+        work.enqueue(tx, execution_id, now)
     tx.execute("INSERT INTO triggers(namespace, flow_id, trigger_id, last_at, last_execution_id, updated_at)"
                " VALUES (?,?,?,?,?,?) ON CONFLICT(namespace, flow_id, trigger_id) DO UPDATE SET"
                " last_at=excluded.last_at, last_execution_id=excluded.last_execution_id,"

@@ -27,7 +27,7 @@ def fire_webhook(engine: Any, namespace: str, flow_id: str, key: str, variables:
     for trigger in flow.triggers if flow is not None else ():
         if trigger.type == WEBHOOK and hmac.compare_digest(str(trigger.props["key"]).encode(), key.encode()):
             found = trigger
-    if flow is None or found is None or found.disabled:
+    if flow is None or found is None or found.disabled or flow.disabled:
         raise NotFound(NOT_FOUND)
     with engine.db.foreground(), engine.db.write() as tx:
         row = tx.execute("SELECT disabled FROM triggers WHERE namespace=? AND flow_id=? AND trigger_id=?",
