@@ -72,6 +72,10 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
     conn.execute("UPDATE task_runs SET error = 'WARN:' || error WHERE task_id='review'")
     conn.execute("ALTER TABLE task_runs DROP COLUMN ends_as")
     conn.execute("ALTER TABLE executions DROP COLUMN outputs")  # schema 6 (flow outputs)
+    conn.execute("ALTER TABLE executions DROP COLUMN original_id")  # schema 7 (restart and replay)
+    conn.execute("ALTER TABLE executions DROP COLUMN origin")
+    conn.execute("DROP TABLE triggers")  # schema 8
+    conn.execute("DROP TABLE api_flows")  # schema 9
     conn.execute("PRAGMA user_version=4")
     conn.commit()
     conn.close()
