@@ -73,9 +73,9 @@ def flows_validate(paths: tuple[str, ...]) -> None:
 def flows_push(files: tuple[str, ...], as_json: bool) -> None:
     """Create or update flows from YAML files through the API (an editor or admin of their
     namespace). Every file is checked first; nothing is pushed if one has a problem."""
-    from signoff.engine.errors import FlowLoadError, UsageError
-    from signoff.engine.flows.api_flows import parse_pushed
+    from signoff.engine.errors import UsageError
 
+    b = backend()
     texts: list[tuple[str, str]] = []
     problems: list[str] = []
     for name in files:
@@ -84,18 +84,12 @@ def flows_push(files: tuple[str, ...], as_json: bool) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}")
             continue
-        try:
-            parse_pushed(text)
-        except FlowLoadError as exc:
-            problems += [f"{name}:{p.location.line}:{p.location.col}: {p.message}" for p in exc.problems]
-            continue
-        except UsageError as exc:
-            problems.append(f"{name}: {exc.message}")
-            continue
-        texts.append((name, text))
+        found = b.check_flow_text(text)  # the engine's checks (the server's, in remote mode)
+        problems += [f"{name}:{p['line']}:{p['col']}: {p['message']}" for p in found]
+        if not found:
+            texts.append((name, text))
     if problems:
         raise UsageError("\n".join(problems))
-    b = backend()
     results = []
     for name, text in texts:
         flow = b.push_flow(text)

@@ -328,9 +328,6 @@ class RemoteBackend(Backend):
     def list_flows(self) -> list[dict[str, Any]]:
         return self._get("/flows").get("items") or []
 
-    def get_flow(self, namespace: str, flow_id: str) -> dict[str, Any]:
-        return self._get_object(f"/flows/{_seg(namespace)}/{_seg(flow_id)}")
-
     def validate_flow_inputs(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
         answer = self._call("POST", f"/flows/{_seg(namespace)}/{_seg(flow_id)}/validate", idempotent=True,
                             body={"inputs": dict(inputs)}, lenient_422=True)
@@ -349,44 +346,48 @@ class RemoteBackend(Backend):
         return self._get("/executions", state=state, limit=min(limit, AUDIT_PAGE)).get("items") or []
 
     def get_flow(self, namespace: str, flow_id: str, revision: int | None = None) -> dict[str, Any]:
-        return self._get(f"/flows/{_seg(namespace)}/{_seg(flow_id)}", revision=revision)
+        return self._get_object(f"/flows/{_seg(namespace)}/{_seg(flow_id)}", revision=revision)
 
     def push_flow(self, text: str) -> dict[str, Any]:
         """Create the flow, or make a new revision when it exists (what `flows push` does)."""
-        from signoff.engine.flows.api_flows import parse_pushed
-
-        flow = parse_pushed(text)  # the same checks as the server, with line numbers, before sending
-        path = f"/flows/{_seg(flow.namespace)}/{_seg(flow.id)}"
+        problems = self.check_flow_text(text)  # the server's own checks, with line numbers
+        if problems:
+            raise UsageError("\n".join(f"{p['line']}:{p['col']}: {p['message']}" for p in problems))
         try:
-            return self._call("PUT", path, idempotent=True, yaml_text=text)
-        except NotFound:
-            return self._call("POST", "/flows", idempotent=False, yaml_text=text)
+            return self._object("PUT", "/flows", self._call("POST", "/flows", idempotent=False, yaml_text=text))
+        except Conflict:  # it exists: a new revision of it
+            namespace, flow_id = _flow_key(text)
+            path = f"/flows/{_seg(namespace)}/{_seg(flow_id)}"
+            return self._object("PUT", path, self._call("PUT", path, idempotent=True, yaml_text=text))
 
     def delete_flow(self, namespace: str, flow_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/flows/{_seg(namespace)}/{_seg(flow_id)}", idempotent=True)
+        path = f"/flows/{_seg(namespace)}/{_seg(flow_id)}"
+        return self._object("DELETE", path, self._call("DELETE", path, idempotent=True))
 
     def flow_revisions(self, namespace: str, flow_id: str) -> list[dict[str, Any]]:
-        return self._get(f"/flows/{_seg(namespace)}/{_seg(flow_id)}/revisions").get("items") or []
+        return list(self._get_object(f"/flows/{_seg(namespace)}/{_seg(flow_id)}/revisions").get("items") or [])
 
     def check_flow_text(self, text: str) -> list[dict[str, Any]]:
         response = self._call("POST", "/flows/validate", idempotent=True, yaml_text=text, lenient_422=True)
         return list(response.get("problems") or [])
 
     def list_triggers(self) -> list[dict[str, Any]]:
-        return self._get("/triggers").get("items") or []
+        return list(self._get_object("/triggers").get("items") or [])
 
     def set_trigger_enabled(self, namespace: str, flow_id: str, trigger_id: str, enabled: bool) -> dict[str, Any]:
         switch = "enable" if enabled else "disable"
-        return self._call("POST", f"/triggers/{_seg(namespace)}/{_seg(flow_id)}/{_seg(trigger_id)}/{switch}",
-                          idempotent=True)
+        path = f"/triggers/{_seg(namespace)}/{_seg(flow_id)}/{_seg(trigger_id)}/{switch}"
+        return self._object("POST", path, self._call("POST", path, idempotent=True))
 
     def restart_execution(self, execution_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/executions/{_seg(execution_id)}/restart", idempotent=False, body={})
+        path = f"/executions/{_seg(execution_id)}/restart"
+        return self._object("POST", path, self._call("POST", path, idempotent=False, body={}))
 
     def replay_execution(self, execution_id: str, *, from_task: str | None = None,
                          revision: int | None = None) -> dict[str, Any]:
-        return self._call("POST", f"/executions/{_seg(execution_id)}/replay", idempotent=False,
-                          body={"from_task": from_task, "revision": revision})
+        path = f"/executions/{_seg(execution_id)}/replay"
+        return self._object("POST", path, self._call("POST", path, idempotent=False,
+                                                     body={"from_task": from_task, "revision": revision}))
 
     def kv_set(self, namespace: str, key: str, value: Any) -> None:
         self._call("PUT", f"/kv/{_seg(namespace)}/{_seg(key)}", idempotent=True, body={"value": value})
@@ -447,3 +448,11 @@ def _seg(value: str) -> str:
     """One URL path segment (ids never contain '/', but never trust that)."""
     return quote(str(value), safe="")
 
+
+
+def _flow_key(text: str) -> tuple[str, str]:
+    """The namespace and id a flow text declares (it passed the server's checks already)."""
+    import yaml
+
+    data = yaml.safe_load(text)
+    return str(data["namespace"]), str(data["id"])

@@ -58,7 +58,6 @@ class ApprovalService(AuditMixin):
         from signoff.engine.notify import outbox
         from signoff.engine.runtime.driver import drive
         from signoff.engine.runtime.timers import process_due_timers
-
         from signoff.engine.triggers.schedule import process_due_schedules
 
         handled = process_due_timers(self.engine)
@@ -648,6 +647,7 @@ class ApprovalService(AuditMixin):
         execution_id = fire_webhook(self.engine, namespace, flow_id, key, variables)
         self._after_change([])
         row = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
+        assert row is not None  # just inserted
         return execution_summary(row)
 
     # -- key-value store ----------------------------------------------------------------

@@ -113,7 +113,8 @@ def test_every_problem_is_reported_with_its_position(tmp_path):
         "4:42: invalid member `ops:y` of group `finance`: write an account name or `unix:GROUP`",
         "5:3: invalid group name `bad:name`: a group name cannot be empty or contain `:` or spaces",
         "6:8: group `one` must be a list of members (e.g. `[alice, unix:wheel]`), found `alice`",
-        "8:11: unknown role `aprover` (did you mean `approver`?); valid roles: viewer, requester, approver, editor, admin",
+        "8:11: unknown role `aprover` (did you mean `approver`?); valid roles: viewer, requester, approver, editor, "
+        "admin",
         "9:16: invalid subject `alice`: write `user:alice` for an account, `group:alice` for a policy group "
         "or `unix:alice` for an OS group",
         "9:23: `group:finanse` names no group defined under `groups`, did you mean `group:finance`?",

@@ -206,11 +206,13 @@ def test_flow_trigger_chain_starts_the_next_flow_once(tmp_path: Path) -> None:
     ("  - id: t\n    type: io.kestra.plugin.core.trigger.Schedule", "4:5: a Schedule trigger needs `cron`"),
     ("  - id: t\n    type: io.kestra.plugin.core.trigger.Schedule\n    cron: '@daily'\n    timezone: Mars/Olympus",
      "7:15: unknown time zone"),
-    ("  - id: t\n    type: io.kestra.plugin.core.trigger.Schedule\n    cron: '@daily'\n    recoverMissedSchedules: SOME",
+    ("  - id: t\n    type: io.kestra.plugin.core.trigger.Schedule\n    cron: '@daily'\n"
+     "    recoverMissedSchedules: SOME",
      "7:29: `recoverMissedSchedules` must be one of ALL, LAST, NONE"),
     ("  - id: t\n    type: io.kestra.plugin.core.trigger.Schedule\n    cron: '@daily'\n    stopAfter: [FAILED]",
      "7:5: `stopAfter` is not supported on a Schedule trigger"),
-    ("  - id: t\n    type: io.kestra.plugin.core.trigger.Webhook\n    key: short", "6:10: `key` must be text of at least"),
+    ("  - id: t\n    type: io.kestra.plugin.core.trigger.Webhook\n    key: short",
+     "6:10: `key` must be text of at least"),
     ("  - id: t\n    type: io.kestra.plugin.core.trigger.Cron", "5:11: unknown trigger type"),
     ("  - id: t\n    type: io.kestra.plugin.core.trigger.Flow\n    conditions:\n      - type: io.kestra.plugin.core"
      ".condition.ExecutionStatus\n        in: [DONE]", "8:13: `in` expects a list of states"),

@@ -6,6 +6,7 @@ after the file was edited or removed.
 """
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import sqlite3
 import time
@@ -15,7 +16,6 @@ from signoff.engine.clock import Clock, format_time
 from signoff.engine.errors import Location, NotFound, Problem, UsageError
 from signoff.engine.flows.model import Flow
 from signoff.engine.store import Database
-
 
 #: how often (seconds) a registry asks whether another process changed an API flow
 API_CHECK_S = 1.0
@@ -29,7 +29,7 @@ class FlowRegistry:
         self._current: dict[tuple[str, str], Flow] | None = None
         self.problems: list[Problem] = []
         self._by_revision: dict[tuple[str, str, int], Flow] = {}
-        self._triggered: list[Flow] | None = None
+        self._triggered: builtins.list[Flow] | None = None
         self._folder: dict[tuple[str, str], Flow] = {}
         self._api_version: tuple[object, ...] = ()
         self._checked_at = 0.0
@@ -87,7 +87,7 @@ class FlowRegistry:
     def list(self) -> list[Flow]:
         return sorted(self.current.values(), key=lambda f: (f.namespace, f.id))
 
-    def with_triggers(self) -> list[Flow]:
+    def with_triggers(self) -> builtins.list[Flow]:
         """The current flows that have triggers (asked at every execution end: kept)."""
         flows = self.current  # may reload, which clears the list
         if self._triggered is None:

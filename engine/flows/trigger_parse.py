@@ -124,8 +124,9 @@ class TriggerChecker:
         if canonical is None:
             where = self.loc.at((*path, "type")) if "type" in node else self.loc.at(path)
             hint = suggest(str(type_name), list(TRIGGER_TYPES)) if isinstance(type_name, str) else None
-            self.problem(where, f"unknown trigger type {_what(type_name) if type_name is not None else '(none)'}; "
-                                f"write {SCHEDULE}, {WEBHOOK} or {FLOW}" + (f" (did you mean `{hint}`?)" if hint else ""))
+            found = _what(type_name) if type_name is not None else "(none)"
+            self.problem(where, f"unknown trigger type {found}; write {SCHEDULE}, {WEBHOOK} or {FLOW}"
+                         + (f" (did you mean `{hint}`?)" if hint else ""))
             return None
         allowed = KEYS[canonical]
         for key in node:
@@ -146,7 +147,7 @@ class TriggerChecker:
         ok = check(node, path) and ok
         if not ok:
             return None
-        return Trigger(id=trigger_id, type=canonical, props=dict(node), location=self.loc.at(path))
+        return Trigger(id=str(trigger_id), type=canonical, props=dict(node), location=self.loc.at(path))
 
     def schedule(self, node: dict[str, Any], path: tuple[Any, ...]) -> bool:
         ok = True
@@ -199,7 +200,8 @@ class TriggerChecker:
         if not isinstance(node, dict):
             self.problem(self.loc.at(path), f"expected a condition (a mapping with `type`), found {_what(node)}")
             return False
-        canonical = CONDITION_TYPES.get(node.get("type")) if isinstance(node.get("type"), str) else None
+        kind = node.get("type")
+        canonical = CONDITION_TYPES.get(kind) if isinstance(kind, str) else None
         if canonical is None:
             self.problem(self.loc.at((*path, "type")) if "type" in node else self.loc.at(path),
                          f"unsupported condition type {_what(node.get('type'))}; write {EXECUTION_STATUS}, "

@@ -160,7 +160,7 @@ def replay_in_tx(tx: sqlite3.Connection, original: sqlite3.Row, *, new_id: str, 
 
 
 def execution_row(tx: sqlite3.Connection, execution_id: str) -> sqlite3.Row:
-    row = tx.execute("SELECT * FROM executions WHERE id=?", (execution_id,)).fetchone()
+    row: sqlite3.Row | None = tx.execute("SELECT * FROM executions WHERE id=?", (execution_id,)).fetchone()
     if row is None:
         raise NotFound(f"no execution `{execution_id}`")
     return row

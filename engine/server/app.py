@@ -44,8 +44,8 @@ EVENT_ACTIONS = CHANGE_ACTIONS
 
 KEEPALIVE_S = 15.0
 EVENT_POLL_S = 0.25
-ExecutionState = Literal["CREATED", "QUEUED", "RESTARTED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED", "KILLED",
-                         "CANCELLED"]
+ExecutionState = Literal["CREATED", "QUEUED", "RESTARTED", "RUNNING", "PAUSED", "SUCCESS", "WARNING", "FAILED",
+                         "KILLED", "CANCELLED"]
 
 #: unsuccessful single decision outcome -> (HTTP status, problem type slug, title); the
 #: successful ones (outcome.SUCCESSFUL) answer 200

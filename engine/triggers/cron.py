@@ -17,7 +17,7 @@ def _zone(props: dict[str, Any]) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(props.get("timezone") or "UTC")
 
 
-def _iter(props: dict[str, Any], start: datetime):  # -> croniter
+def _iter(props: dict[str, Any], start: datetime) -> Any:  # a croniter
     from croniter import croniter
 
     expression = str(props["cron"]).strip()
@@ -48,8 +48,7 @@ def due_between(props: dict[str, Any], first: datetime, now: datetime) -> list[d
 def iso(when: datetime) -> str:
     """Kestra-style date text: ISO 8601 in the trigger's zone, `Z` for UTC."""
     text = when.isoformat()
-    return text[:-6] + "Z" if when.utcoffset() is not None and when.utcoffset().total_seconds() == 0 \
-        and text.endswith("+00:00") else text
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def to_utc(when: datetime) -> datetime:

@@ -49,7 +49,8 @@ def matches(trigger: Trigger, target: Flow, ended: dict[str, Any]) -> bool:
 
 def on_execution_ended(engine: Any, tx: sqlite3.Connection, ended: dict[str, Any], now: str) -> list[str]:
     """Start every flow whose Flow trigger matches the execution that just ended."""
-    candidates = [(f, t) for f in engine.flows.with_triggers() for t in f.triggers if t.type == FLOW and not t.disabled and not f.disabled]
+    candidates = [(f, t) for f in engine.flows.with_triggers() if not f.disabled
+                  for t in f.triggers if t.type == FLOW and not t.disabled]
     if not candidates:
         return []
     started: list[str] = []

@@ -70,7 +70,8 @@ def start_in_tx(engine: Any, tx: sqlite3.Connection, flow: Flow, trigger: Trigge
                        "origin": {"kind": "trigger", "type": trigger.type, "trigger_id": trigger.id,
                                   **_summary(variables)}})
     if held is not None:
-        append_event(tx, at=now, actor=SYSTEM.name, action="execution.queued" if state == "QUEUED" else "execution.ended",
+        action = "execution.queued" if state == "QUEUED" else "execution.ended"
+        append_event(tx, at=now, actor=SYSTEM.name, action=action,
                      namespace=flow.namespace, flow_id=flow.id, execution_id=execution_id,
                      data={"state": state, "error": why})
     else:
