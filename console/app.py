@@ -70,7 +70,9 @@ class MainScreen(Screen):
         yield status
         yield ConnectionBanner(id="connection-banner")
         with ContentSwitcher(initial="pending", id="views"):
-            yield PendingView(self._live, clock=self._clock.now, id="pending")
+            view = PendingView(self._live, clock=self._clock.now, id="pending")
+            view.focus_request = getattr(self.app, "open_request", None)
+            yield view
         yield KeyHints(self._hints, id="hints")
 
 
@@ -88,7 +90,8 @@ class SignoffApp(App[None]):
     """
 
     def __init__(self, backend: Backend, *, clock: Clock | None = None, theme: str | None = None,
-                 config: ConsoleConfig | None = None, poll_interval: float = 1.0) -> None:
+                 config: ConsoleConfig | None = None, poll_interval: float = 1.0,
+                 open_request: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.backend = backend
         #: engine-style clock (``now() -> aware datetime``); the countdowns and the views use it
@@ -117,6 +120,8 @@ class SignoffApp(App[None]):
         self._status_values: dict[str, Any] = {}
         #: the pending list's live state; its connection state is the one the banner shows
         self.live = PendingLive(backend, convert=build_rows)
+        #: the request `signoff open LINK` leads to (console.open_link), highlighted once loaded
+        self.open_request = open_request
 
     @property
     def connection_problem(self) -> Problem | None:

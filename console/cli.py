@@ -86,7 +86,7 @@ def service(*, tick: bool = True):
 
         s = settings()
         engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs(), policy=s.load_policy(),
-                        notifications=s.load_notifications())
+                        notifications=s.load_notifications(), public_url=s.resolved_public_url())
         svc = ApprovalService(engine)
         if tick:
             svc.tick()
@@ -161,6 +161,7 @@ SUBCOMMANDS = {
     "triggers": "signoff.console.cli_triggers:triggers",
     "pending": "signoff.console.cli_approvals:pending",
     "show": "signoff.console.cli_approvals:show",
+    "open": "signoff.console.cli_open:open_link",
     "approve": "signoff.console.cli_approvals:approve",
     "deny": "signoff.console.cli_approvals:deny",
     "cancel": "signoff.console.cli_approvals:cancel",

@@ -42,10 +42,14 @@ def _now():
               help="No policy file: every valid token holder may do everything (tokens are still required).")
 @click.option("--insecure-http", is_flag=True,
               help="Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).")
+@click.option("--public-url", metavar="URL",
+              help="The URL people reach this server at (e.g. https://signoff.example.com): links in "
+                   "notifications and appLink() become URL/r/ID (default: $SIGNOFF_PUBLIC_URL or `public_url` "
+                   "in the config file; else signoff://request/ID links).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
 def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, single_user: bool, insecure_http: bool,
-          log_level: str) -> None:
+          public_url: str | None, log_level: str) -> None:
     """Run the approval server: the JSON API under /api/v1 (OpenAPI at /openapi.json), the
     execution runner and the timers. Stops cleanly on SIGTERM."""
     from signoff.engine.server.run import serve as run_server
@@ -54,7 +58,8 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, singl
     run_server(data_dir=s.resolved_data_dir(), flow_dirs=s.resolved_flow_dirs(), policy=s.load_policy(),
                single_user=single_user, host=host, port=port, tls_cert=Path(tls_cert) if tls_cert else None,
                tls_key=Path(tls_key) if tls_key else None, insecure_http=insecure_http,
-               notifications=s.load_notifications(), log_level=log_level)
+               notifications=s.load_notifications(), public_url=s.resolved_public_url(public_url),
+               log_level=log_level)
 
 
 @click.group()

@@ -4,6 +4,7 @@
 
     theme = "signoff-light"     # remembered when you switch themes in the console
     server = "https://signoff.example.com:8750"   # remote mode by default (see --server)
+    public_url = "https://signoff.example.com"    # links in notifications and appLink() (see --public-url)
 
     [keys]                      # action id = "key1,key2" (see `?` in the console)
     approve = "y"
@@ -37,6 +38,7 @@ class ConsoleConfig:
     path: Path | None = None
     theme: str | None = None
     server: str | None = None
+    public_url: str | None = None
     keys: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -66,6 +68,17 @@ class ConsoleConfig:
                 config.server = server.strip()
             else:
                 config.problems.append(f"{target}: `server` must be a URL in quotes")
+        public_url = data.get("public_url")
+        if public_url is not None:
+            from signoff.engine.errors import UsageError
+            from signoff.engine.links import check_public_url
+
+            try:
+                if not isinstance(public_url, str):
+                    raise UsageError("`public_url` must be an http:// or https:// URL in quotes")
+                config.public_url = check_public_url(public_url)
+            except UsageError as exc:
+                config.problems.append(f"{target}: {exc}")
         keys = data.get("keys", {})
         if not isinstance(keys, dict):
             config.problems.append(f"{target}: [keys] must be a table of action = \"key1,key2\"")
@@ -78,8 +91,8 @@ class ConsoleConfig:
                     continue
                 config.keys[str(name)] = value
         for name in data:
-            if name not in ("theme", "server", "keys"):
-                config.problems.append(f"{target}: unknown setting `{name}` (known: theme, server, [keys])")
+            if name not in ("theme", "server", "public_url", "keys"):
+                config.problems.append(f"{target}: unknown setting `{name}` (known: theme, server, public_url, [keys])")
         return config
 
     def save_theme(self, name: str) -> None:

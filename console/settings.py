@@ -60,6 +60,16 @@ class Settings:
             return env
         return self.console_config().server
 
+    def resolved_public_url(self, given: str | None = None) -> str | None:
+        """Where `signoff serve` is reached from outside, for links: ``given`` (serve's
+        --public-url), else $SIGNOFF_PUBLIC_URL, else `public_url` in the config file."""
+        from signoff.engine.links import check_public_url
+
+        for value in (given, os.environ.get("SIGNOFF_PUBLIC_URL")):
+            if value:
+                return check_public_url(value)
+        return self.console_config().public_url
+
     def console_config(self):
         """The console config file (console.config.ConsoleConfig), read once per run."""
         if self._console_config is None:

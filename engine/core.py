@@ -21,14 +21,15 @@ if TYPE_CHECKING:
 
 class Engine:
     def __init__(self, data_dir: Path | str, flow_dirs: list[Path] | None = None, *, clock: Clock | None = None,
-                 policy: Policy | None = None, app_url: str | None = None,
+                 policy: Policy | None = None, public_url: str | None = None,
                  notifications: NotificationConfig | None = None, ids: Ids | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.db = Database(self.data_dir)
         self.clock: Clock = clock or SystemClock()
         self.flow_dirs = list(flow_dirs or [])
         self.policy: Policy = policy or SingleUserPolicy()
-        self.app_url = app_url
+        #: where `signoff serve` is reached from outside (links in notifications); None: signoff:// links
+        self.public_url = public_url
         #: engine.notify.config.NotificationConfig, or None for no notifications
         self.notifications = notifications
         #: how long a runner's claim on an execution lasts unless renewed (engine.runtime.work)
@@ -58,11 +59,17 @@ class Engine:
     def now(self) -> str:
         return format_time(self.clock.now())
 
-    def app_link(self, namespace: str, flow_id: str, execution_id: str, app_id: str | None = None) -> str:
-        base = (self.app_url or "signoff:").rstrip("/")
-        suffix = f"?app={app_id}" if app_id else ""
-        return f"{base}//executions/{namespace}/{flow_id}/{execution_id}{suffix}" if base.endswith(":") else \
-            f"{base}/executions/{namespace}/{flow_id}/{execution_id}{suffix}"
+    def request_link(self, target_id: str) -> str:
+        """The link to a request or an execution's request (see engine.links)."""
+        from signoff.engine.links import request_link
+
+        return request_link(self.public_url, target_id)
+
+    def app_link(self, execution_id: str, app_id: str | None = None) -> str:
+        """``appLink()``: the link to the execution's request (engine.links says why not the
+        request's own id). ``app_id`` names a Kestra App; signoff's request page is the one app
+        for every flow, so every app id leads to the same page."""
+        return self.request_link(execution_id)
 
     def functions(self, namespace: str, flow_id: str | None = None,
                   execution_id: str | None = None) -> dict[str, Any]:
@@ -75,7 +82,7 @@ class Engine:
         def link(app_id: str | None) -> str:
             if execution_id is None or flow_id is None:
                 raise ExpressionError("appLink() names an execution and is not available before one starts")
-            return self.app_link(namespace, flow_id, execution_id, app_id)
+            return self.app_link(execution_id, app_id)
 
         return make_functions(clock=self.clock, namespace=namespace, kv_lookup=kv_lookup_from(self.db),
                               app_link=link)

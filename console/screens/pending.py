@@ -160,6 +160,11 @@ class PendingView(Widget):
         self.decisions = Decisions(self)
         self._context_timer: Timer | None = None
         self._filter: FilterInput | None = None
+        #: the request `signoff open LINK` asked for (a get_request dict): highlighted once loaded
+        self.focus_request: dict[str, Any] | None = None
+        #: (request shown, row highlighted then): a linked request no longer pending stays in the
+        #: context pane until the cursor moves to another row
+        self._pinned: tuple[str, str | None] | None = None
 
     # -- state the app and the tests read ---------------------------------------------------
     @property
@@ -311,6 +316,35 @@ class PendingView(Widget):
             self.context.show_message("No pending approval requests.")
         elif not followup or table.highlighted_id != self.context.request_id:
             self._highlight(table.highlighted_id)
+        if self.focus_request is not None:
+            self._show_focus(page.complete)
+
+    def _show_focus(self, complete: bool) -> None:
+        """Highlight the request a link led to, with its context; one no longer pending is
+        shown in the context pane with a notice saying what became of it."""
+        request = self.focus_request
+        assert request is not None
+        self.cache.remember(request)
+        if self.table.row(request["id"]) is not None and self.table._move_to(request["id"]):
+            self.focus_request = None
+            self._highlight(request["id"])
+            return
+        if not complete:
+            return  # the rest of the list is still loading
+        self.focus_request = None
+        if self._context_timer is not None:  # the first row's context must not replace it
+            self._context_timer.stop()
+            self._context_timer = None
+        self._pinned = (request["id"], self.table.highlighted_id)
+        self.context.show_request(request)
+        state = request.get("state") or "?"
+        if state == "PENDING":
+            message = f"{request['id']} is pending but not in your list (not assigned to you, or filtered)"
+        else:
+            decisions = request.get("decisions") or []
+            by = ", ".join(str(d.get("by")) for d in decisions if not d.get("automatic"))
+            message = f"{request['id']} is no longer pending: {state}" + (f" by {by}" if by else "")
+        self.app.notify(message, title="Opened link", severity="warning", timeout=10)
 
     # -- live updates ------------------------------------------------------------------------
     def poll(self) -> None:
@@ -418,6 +452,10 @@ class PendingView(Widget):
             self.context.show_message("No pending approval requests.")
 
     def _highlight(self, request_id: str | None) -> None:
+        if self._pinned is not None:
+            if request_id == self._pinned[1]:
+                return  # the cursor has not moved: keep showing the linked request
+            self._pinned = None
         if self._context_timer is not None:
             self._context_timer.stop()
             self._context_timer = None
@@ -446,7 +484,7 @@ class PendingView(Widget):
         if not self._alive():
             return
         self.cache.remember(message.request)
-        if message.request["id"] == self.table.highlighted_id:
+        if message.request["id"] == self.table.highlighted_id and self._pinned is None:
             self.context.show_request(message.request)
 
     @on(ContextFailed)

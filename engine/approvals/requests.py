@@ -92,5 +92,5 @@ def create_request(run: ExecutionRun, task: Task, path: str, scope: Scope) -> st
                        "required": rules.get("required", 1)})
     outbox.enqueue(tx, run.engine.notifications, "created",
                    {"id": request_id, "summary": str(summary), "namespace": run.flow.namespace,
-                    "flow_id": run.flow.id, "due_at": due_at}, now)
+                    "flow_id": run.flow.id, "due_at": due_at}, now, link=run.engine.request_link(request_id))
     return request_id

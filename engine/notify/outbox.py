@@ -16,6 +16,7 @@ from signoff.engine.audit import append_event
 from signoff.engine.clock import format_time
 from signoff.engine.flows.model import Task
 from signoff.engine.identity import SYSTEM
+from signoff.engine.links import request_link
 from signoff.engine.notify.config import NotificationConfig
 from signoff.engine.tasks.base import SimpleContext, TaskFailed
 
@@ -43,7 +44,9 @@ KIND_TYPES = {
 }
 
 
-def message_text(event: str, request: Mapping[str, Any], extra: Mapping[str, Any]) -> str:
+def message_text(event: str, request: Mapping[str, Any], extra: Mapping[str, Any], link: str | None = None) -> str:
+    """The plain text of a notification. Messages asking for a decision carry the request's
+    link (``link``, else the ``signoff://request/ID`` form) and the command that opens it."""
     lines = [f"{TITLES[event]}: {request['summary']}",
              f"{request['namespace']}.{request['flow_id']} · request {request['id']}"]
     if extra.get("state"):
@@ -57,19 +60,20 @@ def message_text(event: str, request: Mapping[str, Any], extra: Mapping[str, Any
         assigned = [*who.get("users", []), *(f"group {g}" for g in who.get("groups", []))]
         lines.append("Now assigned to: " + ", ".join(assigned))
     if event not in ("decided", "expired"):
-        lines.append(f"Decide: signoff show {request['id']}")
+        lines.append(f"Decide: {link or request_link(None, request['id'])}")
+        lines.append(f"In a terminal: signoff open {request['id']}")
     return "\n".join(lines)
 
 
 def enqueue(tx: sqlite3.Connection, config: NotificationConfig | None, event: str, request: Mapping[str, Any],
-            now: str, extra: Mapping[str, Any] | None = None) -> int:
+            now: str, extra: Mapping[str, Any] | None = None, *, link: str | None = None) -> int:
     if config is None:
         return 0
     extra = dict(extra or {})
     count = 0
     for target in config.for_event(request["namespace"], event):
         payload = {"kind": target.kind, "setting": target.setting, "title": f"{TITLES[event]}: {request['summary']}",
-                   "text": message_text(event, request, extra)}
+                   "text": message_text(event, request, extra, link)}
         tx.execute("INSERT INTO outbox(event, request_id, namespace, target, payload, next_at) VALUES (?,?,?,?,?,?)",
                    (event, request["id"], request["namespace"], target.label, jsonutil.dumps(payload), now))
         count += 1

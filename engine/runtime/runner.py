@@ -136,7 +136,7 @@ class ExecutionRun:
         self.outputs: dict[str, Any] = {}
         self.functions = make_functions(
             clock=engine.clock, namespace=self.flow.namespace, kv_lookup=kv_lookup_from(self.db),
-            app_link=lambda app_id: engine.app_link(self.flow.namespace, self.flow.id, execution_id, app_id))
+            app_link=lambda app_id: engine.app_link(execution_id, app_id))
         self._tx: sqlite3.Connection | None = None
         # performance: task-run rows, logs and the execution's state are written once per
         # step, when it commits (a task's RUNNING -> SUCCESS in one step is one row write; an

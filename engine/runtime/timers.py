@@ -62,7 +62,8 @@ def _event(tx: sqlite3.Connection, request: sqlite3.Row, action: str, now: str, 
 def remind(engine: Engine, tx: sqlite3.Connection, timer: sqlite3.Row, request: sqlite3.Row, now: str) -> None:
     before = jsonutil.loads(timer["payload"], {}).get("before")
     _event(tx, request, "request.reminded", now, {"before": before, "due": request["due_at"]})
-    outbox.enqueue(tx, engine.notifications, "reminded", dict(request), now)
+    outbox.enqueue(tx, engine.notifications, "reminded", dict(request), now,
+                   link=engine.request_link(request["id"]))
 
 
 def expire(engine: Engine, tx: sqlite3.Connection, timer: sqlite3.Row, request: sqlite3.Row, now: str) -> None:
@@ -98,7 +99,7 @@ def escalate(engine: Engine, tx: sqlite3.Connection, request: sqlite3.Row, rules
     _event(tx, request, "request.escalated", now, {"assignment": rules["escalatedTo"], "due": due_at,
                                                    "previous_due": request["due_at"]})
     outbox.enqueue(tx, engine.notifications, "escalated", {**dict(request), "due_at": due_at}, now,
-                   {"assignment": rules["escalatedTo"]})
+                   {"assignment": rules["escalatedTo"]}, link=engine.request_link(request["id"]))
 
 
 def reissue(engine: Engine, tx: sqlite3.Connection, request: sqlite3.Row, rules: dict[str, Any], now: str) -> None:
@@ -107,7 +108,8 @@ def reissue(engine: Engine, tx: sqlite3.Connection, request: sqlite3.Row, rules:
     _reschedule(tx, request, rules, due_at, now)
     _event(tx, request, "request.reissued", now, {"reissue": rules["reissues"], "due": due_at,
                                                   "previous_due": request["due_at"]})
-    outbox.enqueue(tx, engine.notifications, "reissued", {**dict(request), "due_at": due_at}, now)
+    outbox.enqueue(tx, engine.notifications, "reissued", {**dict(request), "due_at": due_at}, now,
+                   link=engine.request_link(request["id"]))
 
 
 def _reschedule(tx: sqlite3.Connection, request: sqlite3.Row, rules: dict[str, Any], due_at: str, now: str) -> None:

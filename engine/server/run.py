@@ -79,7 +79,8 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, single_user: bool = False,
           host: str = DEFAULT_HOST,
           port: int = DEFAULT_PORT, tls_cert: Path | None = None, tls_key: Path | None = None,
-          insecure_http: bool = False, notifications: NotificationConfig | None = None, log_level: str = "info",
+          insecure_http: bool = False, notifications: NotificationConfig | None = None,
+          public_url: str | None = None, log_level: str = "info",
           graceful_timeout: int = 10, echo: Callable[[str], None] | None = None) -> None:
     """Run `signoff serve` until SIGTERM/SIGINT (see the module docstring). The refusals come
     first, in this order: listening options, then the policy."""
@@ -103,7 +104,7 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         logging.getLogger("signoff").addHandler(handler)
         logging.getLogger("signoff").setLevel(log_level.upper())
 
-    engine = Engine(data_dir, flow_dirs, policy=policy, notifications=notifications)
+    engine = Engine(data_dir, flow_dirs, policy=policy, notifications=notifications, public_url=public_url)
     try:
         service = ApprovalService(engine, run_inline=False)
         problems = service.flow_problems()
