@@ -56,6 +56,8 @@ PUBLIC_ENGINE = frozenset({
     "signoff.engine.approvals.rows",
     "signoff.engine.audit.actions",
     "signoff.engine.audit.export",
+    # request links: their two forms and what `signoff open` accepts
+    "signoff.engine.links",
     # the resume form validates and renders in the client exactly as the engine will
     "signoff.engine.inputs",
     "signoff.engine.expressions",
