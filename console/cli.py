@@ -50,6 +50,9 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--data-dir", type=click.Path(file_okay=False), expose_value=False, is_eager=True,
                      callback=_store("data_dir"),
                      help="Data directory (default: $SIGNOFF_DATA_DIR or the user data dir)."),
+        click.option("--database", metavar="URL", expose_value=False, is_eager=True, callback=_store("database"),
+                     help="PostgreSQL database, postgresql://... (default: $SIGNOFF_DATABASE_URL or `database` "
+                          "in the config file; without it, the SQLite file in the data directory)."),
         click.option("--flows", "flows", multiple=True, type=click.Path(), expose_value=False, is_eager=True,
                      callback=_store("flow_dirs", multiple=True), help="Flow folder (repeatable)."),
         click.option("--policy", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
@@ -86,7 +89,8 @@ def service(*, tick: bool = True):
 
         s = settings()
         engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs(), policy=s.load_policy(),
-                        notifications=s.load_notifications(), public_url=s.resolved_public_url())
+                        notifications=s.load_notifications(), public_url=s.resolved_public_url(),
+                        database=s.resolved_database())
         svc = ApprovalService(engine)
         if tick:
             svc.tick()

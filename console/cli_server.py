@@ -19,9 +19,10 @@ from signoff.engine.server.run import DEFAULT_HOST, DEFAULT_PORT
 
 
 def _db():
-    from signoff.engine.store import Database
+    from signoff.engine.store import open_database
 
-    return Database(settings().resolved_data_dir())
+    s = settings()
+    return open_database(s.resolved_data_dir(), s.resolved_database())
 
 
 def _now():
@@ -55,7 +56,7 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, singl
     from signoff.engine.server.run import serve as run_server
 
     s = settings()
-    run_server(data_dir=s.resolved_data_dir(), flow_dirs=s.resolved_flow_dirs(), policy=s.load_policy(),
+    run_server(data_dir=s.resolved_data_dir(), database=s.resolved_database(), flow_dirs=s.resolved_flow_dirs(), policy=s.load_policy(),
                single_user=single_user, host=host, port=port, tls_cert=Path(tls_cert) if tls_cert else None,
                tls_key=Path(tls_key) if tls_key else None, insecure_http=insecure_http,
                notifications=s.load_notifications(), public_url=s.resolved_public_url(public_url),

@@ -5,6 +5,7 @@
     theme = "signoff-light"     # remembered when you switch themes in the console
     server = "https://signoff.example.com:8750"   # remote mode by default (see --server)
     public_url = "https://signoff.example.com"    # links in notifications and appLink() (see --public-url)
+    database = "postgresql://signoff@db.example.com/signoff"   # PostgreSQL (see --database)
 
     [keys]                      # action id = "key1,key2" (see `?` in the console)
     approve = "y"
@@ -39,6 +40,7 @@ class ConsoleConfig:
     theme: str | None = None
     server: str | None = None
     public_url: str | None = None
+    database: str | None = None
     keys: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -79,6 +81,12 @@ class ConsoleConfig:
                 config.public_url = check_public_url(public_url)
             except UsageError as exc:
                 config.problems.append(f"{target}: {exc}")
+        database = data.get("database")
+        if database is not None:
+            if isinstance(database, str) and database.strip():
+                config.database = database.strip()
+            else:
+                config.problems.append(f"{target}: `database` must be a postgresql:// URL in quotes")
         keys = data.get("keys", {})
         if not isinstance(keys, dict):
             config.problems.append(f"{target}: [keys] must be a table of action = \"key1,key2\"")
@@ -91,8 +99,9 @@ class ConsoleConfig:
                     continue
                 config.keys[str(name)] = value
         for name in data:
-            if name not in ("theme", "server", "public_url", "keys"):
-                config.problems.append(f"{target}: unknown setting `{name}` (known: theme, server, public_url, [keys])")
+            if name not in ("theme", "server", "public_url", "database", "keys"):
+                config.problems.append(f"{target}: unknown setting `{name}` "
+                                       "(known: theme, server, public_url, database, [keys])")
         return config
 
     def save_theme(self, name: str) -> None:

@@ -42,6 +42,7 @@ def sample_flows_dir() -> Path:
 @dataclass
 class Settings:
     data_dir: Path | None = None
+    database: str | None = None
     flow_dirs: list[Path] = field(default_factory=list)
     policy: Path | None = None
     notifications: Path | None = None
@@ -77,6 +78,19 @@ class Settings:
 
             self._console_config = ConsoleConfig.load()
         return self._console_config
+
+    def resolved_database(self) -> str | None:
+        """--database, else $SIGNOFF_DATABASE_URL, else `database` in the config file; None = the
+        SQLite file in the data directory. A value that is not a postgresql:// URL is refused."""
+        from signoff.engine.store import check_database_url
+
+        if self.database:
+            return check_database_url(self.database, "--database")
+        env = os.environ.get("SIGNOFF_DATABASE_URL")
+        if env:
+            return check_database_url(env, "$SIGNOFF_DATABASE_URL")
+        configured = self.console_config().database
+        return check_database_url(configured, "`database` in config.toml") if configured else None
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir or default_data_dir()

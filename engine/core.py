@@ -10,7 +10,7 @@ from signoff.engine.clock import Clock, SystemClock, format_time
 from signoff.engine.ids import RandomIds
 from signoff.engine.policy import SingleUserPolicy
 from signoff.engine.runtime.work import LEASE
-from signoff.engine.store import Database
+from signoff.engine.store import open_database
 
 if TYPE_CHECKING:
     from signoff.engine.flows.registry import FlowRegistry
@@ -22,9 +22,11 @@ if TYPE_CHECKING:
 class Engine:
     def __init__(self, data_dir: Path | str, flow_dirs: list[Path] | None = None, *, clock: Clock | None = None,
                  policy: Policy | None = None, public_url: str | None = None,
-                 notifications: NotificationConfig | None = None, ids: Ids | None = None) -> None:
+                 notifications: NotificationConfig | None = None, ids: Ids | None = None,
+                 database: str | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.db = Database(self.data_dir)
+        #: the SQLite file in data_dir, or PostgreSQL when ``database`` is a postgresql:// URL
+        self.db = open_database(self.data_dir, database)
         self.clock: Clock = clock or SystemClock()
         self.flow_dirs = list(flow_dirs or [])
         self.policy: Policy = policy or SingleUserPolicy()

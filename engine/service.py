@@ -391,9 +391,12 @@ class ApprovalService(AuditMixin):
         import sqlite3
 
         visible = self._view_filter(actor)
+        sqlite = self.db.dialect == "sqlite"
+        required = ("CAST(coalesce(nullif(nullif(json_extract(r.rules, '$.required'), 0), ''), 1) AS INTEGER)"
+                    if sqlite else
+                    "CAST(coalesce(nullif(nullif(CAST(r.rules AS jsonb)->>'required', '0'), ''), '1') AS BIGINT)")
         select = ("SELECT r.id, r.execution_id, r.namespace, r.flow_id, r.task_id, r.summary, r.requested_by,"
-                  f" r.created_at, r.due_at, {APPROVALS_SQL},"
-                  " CAST(coalesce(nullif(nullif(json_extract(r.rules, '$.required'), 0), ''), 1) AS INTEGER)"
+                  f" r.created_at, r.due_at, {APPROVALS_SQL}, {required}"
                   " FROM requests r WHERE r.state='PENDING'")
         parts = (select + " AND r.due_at IS NOT NULL ORDER BY r.due_at, r.created_at, r.id",
                  select + " AND r.due_at IS NULL ORDER BY r.created_at, r.id")
@@ -401,13 +404,13 @@ class ApprovalService(AuditMixin):
         conn = self.db.connection()
         # the rows are read once, in order: a small page cache keeps this connection from
         # holding on to the whole table (tens of MB) after a full read
-        cache_size = conn.execute("PRAGMA cache_size").fetchone()[0] if limit is None else None
+        cache_size = conn.execute("PRAGMA cache_size").fetchone()[0] if limit is None and sqlite else None
         if cache_size is not None:
             conn.execute("PRAGMA cache_size=-2048")
         snapshot = not conn.in_transaction  # both parts read the same state of the database
         try:
             if snapshot:
-                conn.execute("BEGIN")
+                conn.execute("BEGIN" if sqlite else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             for sql in parts:
                 cursor = conn.cursor()
                 cursor.row_factory = None  # plain tuples

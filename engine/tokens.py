@@ -83,7 +83,7 @@ def issue(db: Database, user: str, *, now: datetime, created_by: str, expires: t
         token_id = random_token(_ID_LENGTH)
         while tx.execute("SELECT 1 FROM tokens WHERE id=?", (token_id,)).fetchone():
             token_id = random_token(_ID_LENGTH)
-        tx.execute("INSERT INTO tokens(id, user, name, hash, created_at, created_by, expires_at)"
+        tx.execute('INSERT INTO tokens(id, "user", name, hash, created_at, created_by, expires_at)'
                    " VALUES (?,?,?,?,?,?,?)",
                    (token_id, user, name, hash_secret(secret), created, created_by, expires_at))
         append_event(tx, at=created, actor=created_by, action="token.issued",
@@ -107,7 +107,7 @@ def get(db: Database, token_id: str) -> dict[str, Any]:
 def list_tokens(db: Database, *, user: str | None = None) -> list[dict[str, Any]]:
     """Every token (never the secret or its hash), oldest first."""
     if user:
-        rows = db.query("SELECT * FROM tokens WHERE user=? ORDER BY created_at, id", (user,))
+        rows = db.query('SELECT * FROM tokens WHERE "user"=? ORDER BY created_at, id', (user,))
     else:
         rows = db.query("SELECT * FROM tokens ORDER BY created_at, id")
     return [_row(r) for r in rows]

@@ -28,6 +28,25 @@ def smtp_listener():
 # end of http_listener / smtp_listener section
 # ---------------------------------------------------------------------------------------
 
+# ---------------------------------------------------------------------------------------
+# A real PostgreSQL (tests/pgcluster.py): one throwaway cluster per test process, one fresh
+# database per test (`pg_url`)
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    from tests.pgcluster import PgCluster
+
+    cluster = PgCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    return pg_cluster.new_database()
+
+
 # `--long` (torture variants with more kill points and a bigger race) must be known to pytest
 # from the start, so the option is registered here as well as in tests/torture/conftest.py.
 from tests.torture.conftest import pytest_addoption  # noqa: E402,F401 - a hook pytest finds by name, after the fixtures

@@ -26,12 +26,23 @@ def event_hash(prev_hash: str, content: str) -> str:
     return hashlib.sha256((prev_hash + content).encode("utf-8")).hexdigest()
 
 
-def append_event(tx: sqlite3.Connection, *, at: str, actor: str, action: str, namespace: str | None = None,
+def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | None = None,
                  flow_id: str | None = None, execution_id: str | None = None, request_id: str | None = None,
-                 data: dict[str, Any] | None = None) -> int:
+                 data: dict[str, Any] | None = None) -> int | None:
+    """Append one event in the caller's transaction ``tx``; its sequence number (SQLite), or
+    None where the number is given at COMMIT (PostgreSQL).
+
+    SQLite: numbered and chained now (the write lock is held since BEGIN IMMEDIATE).
+    PostgreSQL: staged on the session and written at COMMIT by :func:`write_staged_events`,
+    under an advisory lock taken last, so the numbers are dense and in commit order however
+    many replicas write at once; a savepoint rolled back drops the events staged since."""
+    data_json = jsonutil.dumps(data or {})
+    stage = getattr(tx, "stage_audit", None)
+    if stage is not None:
+        stage((at, actor, action, namespace, flow_id, execution_id, request_id, data_json))
+        return None
     last = tx.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    data_json = jsonutil.dumps(data or {})
     digest = event_hash(prev, event_content(seq, at, actor, action, namespace, flow_id, execution_id,
                                             request_id, data_json))
     tx.execute(
@@ -46,6 +57,33 @@ def append_event(tx: sqlite3.Connection, *, at: str, actor: str, action: str, na
     else:
         index_events(tx, seq)
     return seq
+
+
+def write_staged_events(tx: Any, events: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL, just before COMMIT: number, chain and insert the staged events.
+
+    The advisory lock is the last lock the transaction takes and is held only through the
+    COMMIT: the next appender reads the head after this transaction is visible, so sequence
+    numbers are dense, in commit order, and every event chains to the one committed before it.
+    The full-text column is written with the row (engine.audit.fulltext)."""
+    from signoff.engine.audit.fulltext import tsvector_literal
+    from signoff.engine.store.pg import AUDIT_LOCK
+
+    tx.execute(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
+    last = tx.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+    rows = []
+    for at, actor, action, namespace, flow_id, execution_id, request_id, data_json in events:
+        seq += 1
+        digest = event_hash(prev, event_content(seq, at, actor, action, namespace, flow_id, execution_id,
+                                                request_id, data_json))
+        search = tsvector_literal((action, actor, namespace, flow_id, execution_id, request_id, data_json))
+        rows.append((seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest,
+                     search))
+        prev = digest
+    tx.executemany(
+        "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash,"
+        " search) VALUES (?,?,?,?,?,?,?,?,?,?,?,CAST(? AS tsvector))", rows)
 
 
 #: feeds the full-text index (schema 2, engine.audit.search) from stored rows

@@ -426,6 +426,9 @@ def _data(text: Any) -> Any:
 def _rows(conn: sqlite3.Connection, q: AuditQuery, *, desc: bool, cursor: int | None,
           batch: int) -> Iterator[list[tuple[Any, ...]]]:
     """Batches of raw rows in seq order (newest first when desc), from after ``cursor``."""
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        yield from _pg_rows(conn, q, desc=desc, cursor=cursor, batch=batch)
+        return
     plan = _bounded(conn, _plan(conn, q), q, desc=desc)
     if plan.empty:
         return
@@ -439,6 +442,48 @@ def _rows(conn: sqlite3.Connection, q: AuditQuery, *, desc: bool, cursor: int | 
             if "fts5" in str(exc) or "MATCH" in str(exc):
                 raise UsageError(f"cannot search for {' '.join(q.words)!r}: {exc}") from None
             raise
+        if not rows:
+            return
+        yield rows
+        if len(rows) < batch:
+            return
+        cursor = rows[-1][0]
+
+
+def _pg_rows(conn: Any, q: AuditQuery, *, desc: bool, cursor: int | None, batch: int) -> Iterator[list[tuple]]:
+    """PostgreSQL: one query with every filter; its planner (with statistics) picks the index.
+    Free text matches the ``search`` tsvector (engine.audit.fulltext: the same tokens as FTS5)."""
+    from signoff.engine.audit.fulltext import tsquery_literal
+
+    where: list[str] = []
+    params: list[Any] = []
+    for d in _filters(q):
+        if d.name in ("audit_by_action", "audit_by_namespace") and not d.ordered:  # a prefix
+            column = "a.action" if d.name == "audit_by_action" else "a.namespace"
+            where.append(f"starts_with({column}, ?)")
+            params.append(d.params[0])
+        else:
+            where.append(d.clause)
+            params.extend(d.params)
+    if q.terms:
+        tsquery = tsquery_literal(q.terms)
+        if tsquery is not None:
+            where.append("a.search @@ CAST(? AS tsquery)")
+            params.append(tsquery)
+    order = "DESC" if desc else "ASC"
+    while True:
+        page = list(where)
+        page_params = list(params)
+        if cursor is not None:
+            page.append("a.seq < ?" if desc else "a.seq > ?")
+            page_params.append(cursor)
+        sql = f"SELECT {_COLUMNS} FROM audit a"
+        if page:
+            sql += " WHERE " + " AND ".join(page)
+        sql += f" ORDER BY a.seq {order} LIMIT ?"
+        cur = conn.cursor()
+        cur.row_factory = None
+        rows = cur.execute(sql, [*page_params, batch]).fetchall()
         if not rows:
             return
         yield rows

@@ -85,7 +85,9 @@ def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] |
     conn = connection_of(db)
     last = conn.execute("SELECT max(seq) FROM audit").fetchone()[0]
     walked: tuple[int, int | None, str] | VerifyResult = (0, None, GENESIS)
-    if last is not None:
+    if last is not None and getattr(conn, "dialect", "sqlite") == "postgresql":
+        walked = _walk(conn, _EXACT_SQL, last, batch, fast=False)  # the hashes are computed in Python
+    elif last is not None:
         try:
             walked = _walk(conn, _FAST_SQL, last, batch, fast=True)
         except _Fallback:  # a value SQLite's JSON cannot hold (only a hand-edited row has one)
@@ -122,6 +124,32 @@ def _full_row(conn: sqlite3.Connection, seq: int) -> tuple[Any, ...] | None:
     return row
 
 
+class _PagedCursor:
+    """PostgreSQL: the rows up to ``last`` in pages by seq (a client-side result is held in
+    memory whole, so one query for a million events is not an option)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.row_factory = None
+        self.after = 0
+        self.last = 0
+
+    def execute(self, _sql: str, params: tuple[int]) -> None:
+        self.last = params[0]
+
+    def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        cur.row_factory = None
+        rows = cur.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                           (self.after, self.last, size)).fetchall()
+        if rows:
+            self.after = rows[-1][0]
+        return rows
+
+    def close(self) -> None:
+        pass
+
+
 def _walk(conn: sqlite3.Connection, sql: str, last: int, batch: int, *,
           fast: bool) -> tuple[int, int | None, str] | VerifyResult:
     """(count, head seq, head hash) of an intact chain, or the VerifyResult naming the problem."""
@@ -130,7 +158,7 @@ def _walk(conn: sqlite3.Connection, sql: str, last: int, batch: int, *,
     prev_seq: int | None = None
     count = 0
     expected_seq = 1
-    cur = conn.cursor()
+    cur: Any = _PagedCursor(conn) if getattr(conn, "dialect", "sqlite") == "postgresql" else conn.cursor()
     cur.row_factory = None  # plain tuples: sqlite3.Row costs as much as the hash
     try:
         try:

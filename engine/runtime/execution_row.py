@@ -16,8 +16,8 @@ EXECUTION_COLUMNS = ("id", "namespace", "flow_id", "revision", "state", "inputs"
 #: columns a row may leave out (NULL): a person's start has no original and no trigger origin
 OPTIONAL_COLUMNS = ("ended_at", "error", "original_id", "origin")
 
-_INSERT = "INSERT{verb} INTO executions({columns}) VALUES ({values})".format(
-    verb="{verb}", columns=", ".join(EXECUTION_COLUMNS), values=", ".join(f":{c}" for c in EXECUTION_COLUMNS))
+_INSERT = "INSERT INTO executions({columns}) VALUES ({values}){conflict}".format(
+    conflict="{conflict}", columns=", ".join(EXECUTION_COLUMNS), values=", ".join(f":{c}" for c in EXECUTION_COLUMNS))
 
 
 def insert_execution(tx: sqlite3.Connection, row: Mapping[str, Any], *, if_absent: bool = False) -> None:
@@ -27,4 +27,5 @@ def insert_execution(tx: sqlite3.Connection, row: Mapping[str, Any], *, if_absen
     missing = [c for c in EXECUTION_COLUMNS if c not in data and c not in OPTIONAL_COLUMNS]
     if missing:
         raise KeyError(f"an executions row needs {', '.join(missing)}")
-    tx.execute(_INSERT.format(verb=" OR IGNORE" if if_absent else ""), {c: data.get(c) for c in EXECUTION_COLUMNS})
+    tx.execute(_INSERT.format(conflict=" ON CONFLICT DO NOTHING" if if_absent else ""),
+               {c: data.get(c) for c in EXECUTION_COLUMNS})

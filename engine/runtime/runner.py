@@ -182,9 +182,13 @@ class ExecutionRun:
         """Write the task runs, logs and state change this step holds back (inside its tx)."""
         if self._dirty_runs:
             self.tx.executemany(
-                "INSERT OR REPLACE INTO task_runs(execution_id, path, task_id, type, state, attempt, outputs,"
+                "INSERT INTO task_runs(execution_id, path, task_id, type, state, attempt, outputs,"
                 " value, started_at, ended_at, error, seq, ends_as) VALUES (:execution_id, :path, :task_id,"
-                " :type, :state, :attempt, :outputs, :value, :started_at, :ended_at, :error, :seq, :ends_as)",
+                " :type, :state, :attempt, :outputs, :value, :started_at, :ended_at, :error, :seq, :ends_as)"
+                " ON CONFLICT(execution_id, path) DO UPDATE SET task_id=excluded.task_id, type=excluded.type,"
+                " state=excluded.state, attempt=excluded.attempt, outputs=excluded.outputs, value=excluded.value,"
+                " started_at=excluded.started_at, ended_at=excluded.ended_at, error=excluded.error,"
+                " seq=excluded.seq, ends_as=excluded.ends_as",
                 list(self._dirty_runs.values()))
             self._dirty_runs.clear()
         if self._new_logs:

@@ -46,11 +46,13 @@ def process_due_timers(engine: Engine, limit: int = 500) -> int:
 
 def schedule(tx: sqlite3.Connection, request_id: str, due_at: str, reminders: list[str] | None) -> None:
     """Expiry timer at ``due_at`` plus one reminder per offset before it."""
-    tx.execute("INSERT OR IGNORE INTO timers(kind, request_id, due_at) VALUES ('expire', ?, ?)", (request_id, due_at))
+    tx.execute("INSERT INTO timers(kind, request_id, due_at) VALUES ('expire', ?, ?) ON CONFLICT DO NOTHING",
+               (request_id, due_at))
     due = parse_time(due_at)
     for offset in reminders or []:
         at = format_time(due - parse_duration(str(offset)))
-        tx.execute("INSERT OR IGNORE INTO timers(kind, request_id, due_at, payload) VALUES ('remind', ?, ?, ?)",
+        tx.execute("INSERT INTO timers(kind, request_id, due_at, payload) VALUES ('remind', ?, ?, ?)"
+                   " ON CONFLICT DO NOTHING",
                    (request_id, at, jsonutil.dumps({"before": offset})))
 
 

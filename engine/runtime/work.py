@@ -100,7 +100,8 @@ class LeaseLost(Exception):
 
 def enqueue(tx: sqlite3.Connection, execution_id: str, now: str) -> None:
     tx.execute("INSERT INTO work(execution_id, ready_at) VALUES (?, ?) ON CONFLICT(execution_id) DO UPDATE"
-               " SET ready_at=min(ready_at, excluded.ready_at), gen=gen+1", (execution_id, now))
+               " SET ready_at=CASE WHEN excluded.ready_at < work.ready_at THEN excluded.ready_at ELSE work.ready_at END,"
+               " gen=work.gen+1", (execution_id, now))
 
 
 def claim_new(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock,
@@ -111,7 +112,7 @@ def claim_new(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Cloc
     generation 0 keeps it for another advance."""
     now = clock.now()
     tx.execute("INSERT INTO work(execution_id, ready_at, gen, lease_owner, lease_until) VALUES (?,?,0,?,?)"
-               " ON CONFLICT(execution_id) DO UPDATE SET gen=gen+1, lease_owner=excluded.lease_owner,"
+               " ON CONFLICT(execution_id) DO UPDATE SET gen=work.gen+1, lease_owner=excluded.lease_owner,"
                " lease_until=excluded.lease_until",
                (execution_id, format_time(now), owner, format_time(now + lease)))
 

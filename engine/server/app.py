@@ -245,8 +245,7 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
              summary="Liveness and schema version (no token needed)")
     def healthz() -> Any:
         try:
-            row = service.db.query_one("PRAGMA user_version")
-            version = row[0] if row is not None else 0
+            version = service.db.schema_version()
         except SignoffError:
             log.exception("health check: database unavailable")
             return problem_response(503, "the database is unavailable")

@@ -81,7 +81,8 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
           port: int = DEFAULT_PORT, tls_cert: Path | None = None, tls_key: Path | None = None,
           insecure_http: bool = False, notifications: NotificationConfig | None = None,
           public_url: str | None = None, log_level: str = "info",
-          graceful_timeout: int = 10, echo: Callable[[str], None] | None = None) -> None:
+          graceful_timeout: int = 10, echo: Callable[[str], None] | None = None,
+          database: str | None = None) -> None:
     """Run `signoff serve` until SIGTERM/SIGINT (see the module docstring). The refusals come
     first, in this order: listening options, then the policy."""
     tls = check_listen(host, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http)
@@ -104,7 +105,8 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         logging.getLogger("signoff").addHandler(handler)
         logging.getLogger("signoff").setLevel(log_level.upper())
 
-    engine = Engine(data_dir, flow_dirs, policy=policy, notifications=notifications, public_url=public_url)
+    engine = Engine(data_dir, flow_dirs, policy=policy, notifications=notifications, public_url=public_url,
+                    database=database)
     try:
         service = ApprovalService(engine, run_inline=False)
         problems = service.flow_problems()
@@ -131,7 +133,7 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         mode = "single-user" if single_user else f"policy {getattr(policy, 'path', None) or '(given)'}"
         scheme = "https" if tls else "http"
         say(f"signoff serve: listening on {scheme}://{shown}:{bound_port}  "
-            f"(data {engine.data_dir}; {mode}; {len(service.engine.flows.list())} flow(s))")
+            f"(data {engine.db.path if database else engine.data_dir}; {mode}; {len(service.engine.flows.list())} flow(s))")
         for problem in problems:
             say(f"warning: {problem}")
         # uvicorn re-raises the signal it stopped for once it has shut down; a SIGTERM that

@@ -38,6 +38,7 @@ class _Connection(sqlite3.Connection):
     (engine.audit.log.append_event), so the full-text index is fed once, before COMMIT."""
 
     audit_index_from: int | None = None
+    dialect = "sqlite"
 
 
 def _commit(conn: sqlite3.Connection) -> None:
@@ -58,6 +59,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
 
 
 class Database:
+    dialect = "sqlite"
+
     def __init__(self, data_dir: Path | str) -> None:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_FILENAME
@@ -269,6 +272,9 @@ class Database:
 
     def rollback(self) -> None:
         _rollback(self.connection())
+
+    def schema_version(self) -> int:
+        return int(self.query_one("PRAGMA user_version")[0])
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         try:

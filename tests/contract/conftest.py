@@ -6,7 +6,9 @@ through three backends, one per person:
 
 * ``local``: an in-process `ApprovalService` on a temp data dir, through `LocalBackend`;
 * ``remote``: a real `signoff serve` subprocess on 127.0.0.1 with tokens issued by
-  `signoff token issue`, through `RemoteBackend`.
+  `signoff token issue`, through `RemoteBackend`;
+* ``local_pg`` and ``remote_pg``: the same two on PostgreSQL (the tests' throwaway cluster,
+  tests/pgcluster.py, one database per world) instead of the SQLite file.
 
 Worlds live for the whole session (a server start is not free); each test works only with
 the executions and requests it creates itself, so tests stay independent.
@@ -70,7 +72,7 @@ class World:
             close()
 
 
-def _local_world(tmp_path_factory) -> World:
+def _local_world(tmp_path_factory, database: str | None = None) -> World:
     from signoff.console.backend import LocalBackend
     from signoff.engine.core import Engine
     from signoff.engine.identity import Identity
@@ -78,22 +80,22 @@ def _local_world(tmp_path_factory) -> World:
     from signoff.engine.service import ApprovalService
 
     root = tmp_path_factory.mktemp("local-world")
-    engine = Engine(root / "data", [FLOWS], policy=load_policy(POLICY))
+    engine = Engine(root / "data", [FLOWS], policy=load_policy(POLICY), database=database)
     service = ApprovalService(engine)
     people = {name: LocalBackend(service, Identity(name, (), source="token")) for name in ("alice", "bob", "carol")}
-    world = World("local", **people)
+    world = World("local" if database is None else "local_pg", **people)
     world.closers.append(engine.close)
     return world
 
 
-def _remote_world(tmp_path_factory) -> World:
+def _remote_world(tmp_path_factory, database: str | None = None) -> World:
     from signoff.console.remote import RemoteBackend
 
-    server = ServerProcess(tmp_path_factory.mktemp("remote-world"))
+    server = ServerProcess(tmp_path_factory.mktemp("remote-world"), database=database)
     tokens = {name: server.issue_token(name) for name in ("alice", "bob", "carol")}
     server.start()
     people = {name: RemoteBackend(server.url, token, timeout=30.0) for name, token in tokens.items()}
-    world = World("remote", **people, server=server)
+    world = World("remote" if database is None else "remote_pg", **people, server=server)
     world.closers.append(server.stop)
     world.closers.extend(b.close for b in people.values())
     return world
@@ -113,6 +115,20 @@ def remote_world(tmp_path_factory):
     world.close()
 
 
-@pytest.fixture(params=["local", "remote"])
+@pytest.fixture(scope="session")
+def local_pg_world(tmp_path_factory, pg_cluster):
+    world = _local_world(tmp_path_factory, pg_cluster.new_database("contract_local"))
+    yield world
+    world.close()
+
+
+@pytest.fixture(scope="session")
+def remote_pg_world(tmp_path_factory, pg_cluster):
+    world = _remote_world(tmp_path_factory, pg_cluster.new_database("contract_remote"))
+    yield world
+    world.close()
+
+
+@pytest.fixture(params=["local", "remote", "local_pg", "remote_pg"])
 def world(request) -> World:
     return request.getfixturevalue(f"{request.param}_world")

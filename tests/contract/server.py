@@ -54,8 +54,10 @@ class ServerProcess:
 
     def __init__(self, workdir: Path, *, policy: Path | None = POLICY, flows: Path = FLOWS,
                  port: int | None = None, tls: tuple[Path, Path] | None = None, ca_cert: Path | None = None,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), database: str | None = None) -> None:
         self.workdir = Path(workdir)
+        #: a postgresql:// URL (the tests' throwaway cluster), else the SQLite file in data_dir
+        self.database = database
         self.data_dir = self.workdir / "data"
         self.config_dir = self.workdir / "config"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +79,8 @@ class ServerProcess:
 
     def common(self) -> list[str]:
         args = ["--data-dir", str(self.data_dir), "--flows", str(self.flows)]
+        if self.database is not None:
+            args += ["--database", self.database]
         if self.policy is not None:
             args += ["--policy", str(self.policy)]
         return args

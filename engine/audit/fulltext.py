@@ -1,0 +1,73 @@
+"""Full-text tokens for PostgreSQL's audit search, made to match SQLite's FTS5 ``unicode61``.
+
+FTS5's ``unicode61`` tokenizer (what the SQLite store indexes with) splits text at every
+character that is not a letter or a digit, folds case and removes diacritics. PostgreSQL's own
+text-search parser does not: it keeps ``request.approved`` or ``alice@example.com`` as one
+token. So the PostgreSQL store does not use that parser at all: the engine tokenizes here, in
+Python, and writes the tsvector and tsquery as literals (lexemes with positions), so the same
+history query finds the same events on both stores.
+
+Each field of an event is indexed at positions that leave a gap after it, so a phrase never
+matches across two fields (as with FTS5's per-column phrases).
+"""
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+#: PostgreSQL's limits: a lexeme is at most 2046 bytes; positions stop at 16383
+_MAX_LEXEME_BYTES = 2046
+_MAX_POSITION = 16383
+
+
+def tokens(text: str) -> list[str]:
+    """The words of ``text`` as unicode61 sees them: letters and digits, folded, no accents."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    out: list[str] = []
+    word: list[str] = []
+    for ch in folded:
+        if ch.isalnum():
+            word.append(ch)
+        elif unicodedata.category(ch) == "Mn":
+            continue  # a combining accent: dropped, the word goes on
+        elif word:
+            out.append("".join(word))
+            word = []
+    if word:
+        out.append("".join(word))
+    return [t for t in out if len(t.encode("utf-8")) <= _MAX_LEXEME_BYTES]
+
+
+def tsvector_literal(fields: Iterable[str | None]) -> str:
+    """A tsvector (text form) of the fields' tokens with positions, a gap between fields."""
+    positions: dict[str, list[int]] = {}
+    pos = 1
+    for text in fields:
+        if not text:
+            continue
+        for token in tokens(text):
+            positions.setdefault(token, []).append(min(pos, _MAX_POSITION))
+            pos += 1
+        pos += 1  # the gap: no phrase spans two fields
+    return " ".join(f"'{t}':{','.join(map(str, p[:256]))}" for t, p in positions.items())
+
+
+def tsquery_literal(phrases: Iterable[str]) -> str | None:
+    """The tsquery (text form) for the query's free-text terms, each an FTS5 phrase as the parser
+    writes it (``"disk full"``, ``"dep"*``): words of one phrase follow each other (``<->``), a
+    trailing ``*`` makes the last word a prefix; all phrases must match. None when no phrase has a
+    word (FTS5 would then have no constraint either)."""
+    parts: list[str] = []
+    for phrase in phrases:
+        prefix = phrase.endswith("*")
+        body = phrase[:-1] if prefix else phrase
+        if body.startswith('"') and body.endswith('"'):
+            body = body[1:-1].replace('""', '"')
+        words = tokens(body)
+        if not words:
+            continue
+        lexemes = [f"'{w}'" for w in words]
+        if prefix:
+            lexemes[-1] += ":*"
+        parts.append("(" + " <-> ".join(lexemes) + ")")
+    return " & ".join(parts) if parts else None

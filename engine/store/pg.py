@@ -1,0 +1,458 @@
+"""The PostgreSQL store: several `signoff serve` replicas sharing one database.
+
+:class:`PgDatabase` has the interface of the SQLite :class:`~signoff.engine.store.db.Database`
+(``connection``, ``write``, ``begin``/``commit``/``rollback``, ``query``, ``foreground``), so
+the engine has one code path for both. Rules for engine SQL (the dialect layer):
+
+- Write SQLite's placeholders, ``?`` and ``:name``; they are translated (engine.store.sqltext).
+- Write the common subset: upserts as ``INSERT ... ON CONFLICT (cols) DO UPDATE/DO NOTHING``
+  (never ``INSERT OR ...``), ``CASE`` instead of two-argument ``min``/``max``, no ``PRAGMA``,
+  no SQLite JSON functions; quote the column ``"user"``. Where the stores differ, branch on
+  ``db.dialect`` (``"sqlite"`` or ``"postgresql"``) in the one module that needs it.
+- Rows answer ``row["name"]`` and ``row[0]`` and ``dict(row)``, as ``sqlite3.Row``.
+- Transactions: ``db.write()`` (or ``begin``/``commit``). Savepoints are the plain statements
+  ``SAVEPOINT x`` / ``RELEASE x`` / ``ROLLBACK TO x``. Outside a transaction each statement
+  runs on its own (autocommit) on a pooled connection; inside one, the thread keeps its
+  connection until COMMIT or ROLLBACK.
+- Audit events are staged by ``append_event`` and written at COMMIT, under an advisory lock
+  taken last in the transaction: sequence numbers are dense and in commit order, and the hash
+  chain is continuous across replicas (engine.audit.log).
+- Schema migrations run in one transaction under an advisory lock, so of several replicas
+  starting at once exactly one migrates; the others wait and find the schema current.
+- Connection failures and every other database error are a :class:`StorageError` naming the
+  database (the password is never shown).
+
+Connections come from a psycopg_pool ``ConnectionPool`` (size: ``$SIGNOFF_DB_POOL``, default
+20 per process), so the database's connections grow with replicas, not with clients.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.pq import TransactionStatus
+from psycopg.rows import RowMaker, tuple_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from signoff.engine.errors import StorageError
+from signoff.engine.store import pg_schema
+from signoff.engine.store.schema import SCHEMA_VERSION
+from signoff.engine.store.sqltext import statement_kind, to_psycopg
+
+#: advisory lock keys (pg_advisory_xact_lock): one per purpose, "SIGN" + a number
+MIGRATE_LOCK = 0x5349474E0001
+AUDIT_LOCK = 0x5349474E0002
+_POOL_TIMEOUT = 60.0
+
+# the pool reports failed connection attempts by logging; the engine reports them as errors
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+
+
+def is_database_url(text: str) -> bool:
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+class Row(tuple[Any, ...]):
+    """A result row read by position or by column name, like ``sqlite3.Row``."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], names: dict[str, int]) -> Row:
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._names[key])
+            except KeyError:
+                raise IndexError(f"no such column: {key}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: Any) -> RowMaker[Row]:
+    description = cursor.description
+    names = {c.name: i for i, c in reversed(list(enumerate(description or ())))}
+
+    def make(values: Sequence[Any]) -> Row:
+        return Row(values, names)
+
+    return make
+
+
+class Cursor:
+    """What ``execute`` returns: rows (fetched), ``rowcount``, iteration, like sqlite3's cursor."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.row_factory: Any = _row_factory
+        self.rowcount = -1
+        self._rows: list[Any] = []
+        self._at = 0
+
+    def execute(self, sql: str, params: Any = None) -> Cursor:
+        self.rowcount, self._rows = self._session.run(sql, params, self.row_factory)
+        self._at = 0
+        return self
+
+    def executemany(self, sql: str, seq: Any) -> Cursor:
+        self.rowcount = self._session.run_many(sql, seq)
+        self._rows, self._at = [], 0
+        return self
+
+    def fetchone(self) -> Any:
+        if self._at < len(self._rows):
+            self._at += 1
+            return self._rows[self._at - 1]
+        return None
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        out = self._rows[self._at:self._at + size]
+        self._at += len(out)
+        return out
+
+    def fetchall(self) -> list[Any]:
+        out = self._rows[self._at:]
+        self._at = len(self._rows)
+        return out
+
+    def __iter__(self) -> Iterator[Any]:
+        while self._at < len(self._rows):
+            self._at += 1
+            yield self._rows[self._at - 1]
+
+    def close(self) -> None:
+        self._rows = []
+
+
+class Session:
+    """One thread's view of the database (what ``db.connection()`` returns): sqlite3's
+    connection interface over pooled psycopg connections."""
+
+    dialect = "postgresql"
+
+    def __init__(self, db: PgDatabase) -> None:
+        self.db = db
+        self.conn: psycopg.Connection[Any] | None = None
+        #: audit events of the open transaction, written at COMMIT (engine.audit.log)
+        self.staged_audit: list[tuple[Any, ...]] = []
+        self._savepoints: list[tuple[str, int]] = []
+
+    # -- the sqlite3-like surface ---------------------------------------------------------
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn is not None and self.conn.info.transaction_status != TransactionStatus.IDLE
+
+    def execute(self, sql: str, params: Any = None) -> Cursor:
+        return Cursor(self).execute(sql, params)
+
+    def executemany(self, sql: str, seq: Any) -> Cursor:
+        return Cursor(self).executemany(sql, seq)
+
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def stage_audit(self, event: tuple[Any, ...]) -> None:
+        if not self.in_transaction:
+            raise RuntimeError("audit events are appended inside a write transaction")
+        self.staged_audit.append(event)
+
+    # -- running statements -----------------------------------------------------------------
+    def run(self, sql: str, params: Any, row_factory: Any) -> tuple[int, list[Any]]:
+        kind = statement_kind(sql)
+        if kind:
+            self._control(kind, sql)
+            return -1, []
+        conn, borrowed = self._conn()
+        try:
+            with conn.cursor(row_factory=row_factory or tuple_row) as cur:
+                if params is None or (not isinstance(params, Mapping) and len(params) == 0):
+                    cur.execute(sql.encode() if "%" not in sql and "?" not in sql else to_psycopg(sql))
+                else:
+                    cur.execute(to_psycopg(sql), params)
+                rows = cur.fetchall() if cur.description is not None else []
+                return cur.rowcount, rows
+        except psycopg.Error as exc:
+            raise self.db.error(exc) from None
+        finally:
+            if borrowed:
+                self._give_back()
+
+    def run_many(self, sql: str, seq: Any) -> int:
+        items = list(seq)
+        if not items:
+            return 0
+        conn, borrowed = self._conn()
+        try:
+            with conn.cursor() as cur:
+                cur.executemany(to_psycopg(sql), items)
+                return cur.rowcount
+        except psycopg.Error as exc:
+            raise self.db.error(exc) from None
+        finally:
+            if borrowed:
+                self._give_back()
+
+    def _conn(self) -> tuple[psycopg.Connection[Any], bool]:
+        """This thread's connection in a transaction; else one borrowed for one statement."""
+        if self.conn is not None:
+            return self.conn, False
+        self.conn = self.db.borrow()
+        return self.conn, True
+
+    def _give_back(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.db.give_back(conn)
+
+    def _control(self, kind: str, sql: str) -> None:
+        if kind == "BEGIN":
+            self.begin(sql)
+        elif kind in ("COMMIT", "END"):
+            self.commit()
+        elif kind == "ROLLBACK" and " TO " not in f" {sql.upper()} ":
+            self.rollback()
+        else:
+            self._savepoint(kind, sql)
+
+    def _savepoint(self, kind: str, sql: str) -> None:
+        """SAVEPOINT / RELEASE / ROLLBACK TO, keeping the staged audit events in step."""
+        if self.conn is None:
+            raise RuntimeError(f"{sql!r} outside a transaction")
+        name = sql.split()[-1]
+        try:
+            self.conn.execute(sql)
+        except psycopg.Error as exc:
+            raise self.db.error(exc) from None
+        if kind == "SAVEPOINT":
+            self._savepoints.append((name, len(self.staged_audit)))
+            return
+        for i in range(len(self._savepoints) - 1, -1, -1):
+            if self._savepoints[i][0] == name:
+                if kind == "ROLLBACK":
+                    del self.staged_audit[self._savepoints[i][1]:]
+                    del self._savepoints[i + 1:]
+                else:
+                    del self._savepoints[i:]
+                return
+
+    # -- transactions -----------------------------------------------------------------------
+    def begin(self, sql: str = "BEGIN") -> None:
+        if self.in_transaction:
+            raise RuntimeError("nested write transaction")
+        if self.conn is None:
+            self.conn = self.db.borrow()
+        self.staged_audit = []
+        self._savepoints = []
+        try:
+            self.conn.execute(sql)
+        except psycopg.Error as exc:
+            self._give_back()
+            raise self.db.error(exc) from None
+
+    def commit(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            if self.staged_audit:
+                from signoff.engine.audit.log import write_staged_events
+
+                write_staged_events(self, self.staged_audit)
+            self.conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            self.rollback()
+            raise self.db.error(exc) from None
+        except BaseException:
+            self.rollback()
+            raise
+        finally:
+            self.staged_audit = []
+            self._savepoints = []
+        self._give_back()
+
+    def rollback(self) -> None:
+        self.staged_audit = []
+        self._savepoints = []
+        if self.conn is None:
+            return
+        try:
+            if not self.conn.closed:
+                self.conn.execute("ROLLBACK")
+        except psycopg.Error:
+            pass  # a broken connection: the server rolled back; the pool discards it
+        self._give_back()
+
+    def close(self) -> None:
+        self.rollback()
+
+
+class PgDatabase:
+    """The engine's database on PostgreSQL (see the module docstring)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, data_dir: Path | str | None = None, *, pool_size: int | None = None) -> None:
+        self.url = url
+        self.path = redact(url)  # what messages name (the SQLite store names its file)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self._local = threading.local()
+        size = pool_size or int(os.environ.get("SIGNOFF_DB_POOL", "20"))
+        try:  # one plain connection first: an unreachable database is one clear message, at once
+            psycopg.connect(url, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to the database {self.path}: {_first_line(exc)}") from None
+        self._pool = ConnectionPool(url, min_size=1, max_size=size, open=False, timeout=_POOL_TIMEOUT,
+                                    kwargs={"autocommit": True, "row_factory": _row_factory},
+                                    check=ConnectionPool.check_connection, name="signoff")
+        try:
+            self._pool.open(wait=True, timeout=15)
+        except PoolTimeout:
+            self._pool.close()
+            raise StorageError(f"cannot connect to the database {self.path} (timed out)") from None
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- connections ------------------------------------------------------------------------
+    def borrow(self) -> psycopg.Connection[Any]:
+        try:
+            return self._pool.getconn()
+        except PoolTimeout:
+            raise StorageError(f"no connection to the database {self.path} within {_POOL_TIMEOUT:.0f} s "
+                               "(is PostgreSQL running and reachable?)") from None
+
+    def give_back(self, conn: psycopg.Connection[Any]) -> None:
+        self._pool.putconn(conn)
+
+    def connection(self) -> Session:
+        session: Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = Session(self)
+        return session
+
+    def error(self, exc: psycopg.Error) -> StorageError:
+        text = _first_line(exc)
+        if isinstance(exc, psycopg.OperationalError):
+            return StorageError(f"lost the connection to the database {self.path}: {text}")
+        return StorageError(f"database error on {self.path}: {text}")
+
+    # -- schema -----------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        row = self.query_one(f"SELECT value FROM {pg_schema.META_TABLE} WHERE name='schema_version'")
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        session = self.connection()
+        session.begin()
+        try:
+            session.execute(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
+            has_meta = session.execute("SELECT to_regclass(?) IS NOT NULL",
+                                       (pg_schema.META_TABLE,)).fetchone()[0]
+            version = 0
+            if has_meta:
+                meta = dict(session.execute(f"SELECT name, value FROM {pg_schema.META_TABLE}").fetchall())
+                if meta.get("application") != "signoff":
+                    raise StorageError(f"the database {self.path} belongs to another application; "
+                                       "it was left untouched")
+                version = int(meta.get("schema_version", "0"))
+            else:
+                tables = session.execute("SELECT count(*) FROM information_schema.tables"
+                                         " WHERE table_schema = current_schema()").fetchone()[0]
+                if tables:
+                    raise StorageError(f"the database {self.path} holds tables but no signoff schema; "
+                                       "it was left untouched. Give signoff an empty database.")
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"the database {self.path} was written by a newer signoff (schema {version}); this "
+                    f"version understands schema {SCHEMA_VERSION} at most. Upgrade signoff; the database "
+                    "was left untouched.")
+            if version == SCHEMA_VERSION:
+                session.rollback()
+                return
+            if not has_meta:
+                session.execute(f"CREATE TABLE {pg_schema.META_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                session.execute(f"INSERT INTO {pg_schema.META_TABLE} VALUES ('application', 'signoff'),"
+                                " ('schema_version', '0')")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in pg_schema.statements(pg_schema.pg_migration(target)):
+                    session.execute(statement)
+            session.execute(f"UPDATE {pg_schema.META_TABLE} SET value=? WHERE name='schema_version'",
+                            (str(SCHEMA_VERSION),))
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction, committed on exit (durably: synchronous_commit), rolled back on error."""
+        session = self.connection()
+        session.begin()
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        else:
+            session.commit()
+
+    def begin(self) -> Session:
+        session = self.connection()
+        session.begin()
+        return session
+
+    def commit(self) -> None:
+        self.connection().commit()
+
+    def rollback(self) -> None:
+        self.connection().rollback()
+
+    @contextmanager
+    def foreground(self) -> Iterator[None]:
+        """Kept for the interface: PostgreSQL's row locks need no write-priority scheme."""
+        yield
+
+    def yield_to_foreground(self, max_wait: float = 2.0) -> None:
+        return None
+
+    def query(self, sql: str, params: Any = ()) -> list[Any]:
+        return self.connection().execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Any = ()) -> Any:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        session: Session | None = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+        self._pool.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def pg_error_is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, pg_errors.SerializationFailure | pg_errors.DeadlockDetected)
