@@ -184,7 +184,7 @@ class Session:
         try:
             with conn.cursor(row_factory=row_factory or tuple_row) as cur:
                 if params is None or (not isinstance(params, Mapping) and len(params) == 0):
-                    cur.execute(sql.encode() if "%" not in sql and "?" not in sql else to_psycopg(sql))
+                    cur.execute(sql)  # no parameters: psycopg reads the text as it is (a % stays one %)
                 else:
                     cur.execute(to_psycopg(sql), params)
                 rows = cur.fetchall() if cur.description is not None else []
