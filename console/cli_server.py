@@ -56,7 +56,8 @@ def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, singl
     from signoff.engine.server.run import serve as run_server
 
     s = settings()
-    run_server(data_dir=s.resolved_data_dir(), database=s.resolved_database(), flow_dirs=s.resolved_flow_dirs(), policy=s.load_policy(),
+    run_server(data_dir=s.resolved_data_dir(), database=s.resolved_database(), flow_dirs=s.resolved_flow_dirs(),
+               policy=s.load_policy(),
                single_user=single_user, host=host, port=port, tls_cert=Path(tls_cert) if tls_cert else None,
                tls_key=Path(tls_key) if tls_key else None, insecure_http=insecure_http,
                notifications=s.load_notifications(), public_url=s.resolved_public_url(public_url),

@@ -450,7 +450,8 @@ def _rows(conn: sqlite3.Connection, q: AuditQuery, *, desc: bool, cursor: int | 
         cursor = rows[-1][0]
 
 
-def _pg_rows(conn: Any, q: AuditQuery, *, desc: bool, cursor: int | None, batch: int) -> Iterator[list[tuple]]:
+def _pg_rows(conn: Any, q: AuditQuery, *, desc: bool, cursor: int | None,
+             batch: int) -> Iterator[list[tuple[Any, ...]]]:
     """PostgreSQL: one query with every filter; its planner (with statistics) picks the index.
     Free text matches the ``search`` tsvector (engine.audit.fulltext: the same tokens as FTS5)."""
     from signoff.engine.audit.fulltext import tsquery_literal

@@ -140,8 +140,9 @@ class _PagedCursor:
     def fetchmany(self, size: int) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()
         cur.row_factory = None
-        rows = cur.execute(f"SELECT {_COLUMNS} FROM audit WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                           (self.after, self.last, size)).fetchall()
+        rows: list[tuple[Any, ...]] = cur.execute(
+            f"SELECT {_COLUMNS} FROM audit WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (self.after, self.last, size)).fetchall()
         if rows:
             self.after = rows[-1][0]
         return rows

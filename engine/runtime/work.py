@@ -100,8 +100,8 @@ class LeaseLost(Exception):
 
 def enqueue(tx: sqlite3.Connection, execution_id: str, now: str) -> None:
     tx.execute("INSERT INTO work(execution_id, ready_at) VALUES (?, ?) ON CONFLICT(execution_id) DO UPDATE"
-               " SET ready_at=CASE WHEN excluded.ready_at < work.ready_at THEN excluded.ready_at ELSE work.ready_at END,"
-               " gen=work.gen+1", (execution_id, now))
+               " SET ready_at=CASE WHEN excluded.ready_at < work.ready_at THEN excluded.ready_at"
+               " ELSE work.ready_at END, gen=work.gen+1", (execution_id, now))
 
 
 def claim_new(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Clock,

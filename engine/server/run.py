@@ -132,8 +132,9 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         say = echo or (lambda text: print(text, flush=True))
         mode = "single-user" if single_user else f"policy {getattr(policy, 'path', None) or '(given)'}"
         scheme = "https" if tls else "http"
+        where = engine.db.path if database else engine.data_dir
         say(f"signoff serve: listening on {scheme}://{shown}:{bound_port}  "
-            f"(data {engine.db.path if database else engine.data_dir}; {mode}; {len(service.engine.flows.list())} flow(s))")
+            f"(data {where}; {mode}; {len(service.engine.flows.list())} flow(s))")
         for problem in problems:
             say(f"warning: {problem}")
         # uvicorn re-raises the signal it stopped for once it has shut down; a SIGTERM that

@@ -274,7 +274,8 @@ class Database:
         _rollback(self.connection())
 
     def schema_version(self) -> int:
-        return int(self.query_one("PRAGMA user_version")[0])
+        row = self.query_one("PRAGMA user_version")
+        return int(row[0]) if row is not None else 0
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         try:
