@@ -22,7 +22,7 @@ import click
 
 from signoff.console.settings import Settings
 from signoff.console.startup import release_collector
-from signoff.engine.errors import SignoffError, UsageError
+from signoff.engine.errors import NotWritable, SignoffError, UsageError
 
 if TYPE_CHECKING:
     from signoff.console.backend import Backend
@@ -42,13 +42,13 @@ def _store(name: str, multiple: bool = False) -> Callable[[click.Context, click.
     return callback
 
 
-PATH_SETTINGS = ("data_dir", "policy", "notifications", "token_file", "ca_cert")
+PATH_SETTINGS = ("data_dir", "policy", "notifications", "token_file", "ca_cert", "socket")
 
 
 def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--data-dir", type=click.Path(file_okay=False), expose_value=False, is_eager=True,
-                     callback=_store("data_dir"),
+        click.option("--data-dir", type=click.Path(file_okay=False, readable=False), expose_value=False,
+                     is_eager=True, callback=_store("data_dir"),
                      help="Data directory (default: $SIGNOFF_DATA_DIR or the user data dir)."),
         click.option("--database", metavar="URL", expose_value=False, is_eager=True, callback=_store("database"),
                      help="PostgreSQL database, postgresql://... (default: $SIGNOFF_DATABASE_URL or `database` "
@@ -63,6 +63,10 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--server", metavar="URL", expose_value=False, is_eager=True, callback=_store("server"),
                      help="Use a signoff server instead of the embedded engine (default: $SIGNOFF_SERVER "
                           "or `server` in the config file)."),
+        click.option("--socket", metavar="PATH", type=click.Path(dir_okay=False), expose_value=False,
+                     is_eager=True, callback=_store("socket"),
+                     help="The local server's Unix socket (default: $SIGNOFF_SOCKET, `socket` in the config "
+                          "file, else /run/signoff/signoff.sock when it exists). `serve` listens on it."),
         click.option("--token-file", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
                      callback=_store("token_file"), help="Read the server token from FILE (mode 0600)."),
         click.option("--ca-cert", type=click.Path(dir_okay=False), expose_value=False, is_eager=True,
@@ -88,15 +92,26 @@ def service(*, tick: bool = True):
         from signoff.engine.service import ApprovalService
 
         s = settings()
-        engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs(), policy=s.load_policy(),
-                        notifications=s.load_notifications(), public_url=s.resolved_public_url(),
-                        database=s.resolved_database())
+        try:
+            engine = Engine(s.resolved_data_dir(), s.resolved_flow_dirs(), policy=s.load_policy(),
+                            notifications=s.load_notifications(), public_url=s.resolved_public_url(),
+                            database=s.resolved_database())
+        except NotWritable as exc:
+            raise NotWritable(f"{exc.message}\n{SHARING_HINT}") from None
         svc = ApprovalService(engine)
         if tick:
             svc.tick()
         root.meta["service"] = svc
         root.call_on_close(engine.close)
     return svc
+
+
+#: what to do when this account cannot write the data directory (README "Sharing one machine")
+SHARING_HINT = (
+    "To share one queue between accounts, the data directory's owner runs the local server, e.g. "
+    "`signoff serve --socket /run/signoff/signoff.sock --data-dir DIR --policy FILE` (deploy/systemd has the "
+    "units), and everyone else's signoff uses it: --socket PATH, $SIGNOFF_SOCKET, or nothing when it is at "
+    "/run/signoff/signoff.sock. Or use a data directory of your own with --data-dir.")
 
 
 def actor():
@@ -116,8 +131,13 @@ def backend(*, tick: bool = True, origin: str = "cli", check_token: bool = False
     current: Backend | None = root.meta.get("backend")
     if current is None:
         s = settings()
-        url = s.resolved_server()
-        if url:
+        kind, url = s.endpoint()
+        if kind == "socket":
+            from signoff.console.remote import RemoteBackend
+
+            current = RemoteBackend.local(str(url), check=check_token)
+            root.call_on_close(current.close)
+        elif url:
             from signoff.console.credentials import resolve_token
             from signoff.console.remote import RemoteBackend
 
@@ -135,8 +155,10 @@ def backend(*, tick: bool = True, origin: str = "cli", check_token: bool = False
 
 
 def local_only(what: str) -> None:
-    if settings().resolved_server():
-        raise UsageError(f"{what} works on the embedded engine only; on a server host run it there")
+    kind, where = settings().endpoint()
+    if kind != "embedded":
+        raise UsageError(f"{what} works on the embedded engine only; the server at {where} does this itself "
+                         "(to use a data directory directly, give --data-dir)")
 
 
 def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:

@@ -33,10 +33,13 @@ def _now():
 
 @click.command()
 @common_options
-@click.option("--host", default=DEFAULT_HOST, show_default=True,
-              help="Address to listen on (not loopback: needs TLS or --insecure-http).")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
-              help="Port to listen on (0: any free port; the one used is printed).")
+@click.option("--host", default=None, help=f"Address to listen on (default {DEFAULT_HOST}; not loopback: needs TLS "
+                                            "or --insecure-http).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help=f"Port to listen on (default {DEFAULT_PORT}; 0: any free port; the one used is printed).")
+@click.option("--socket-group", metavar="GROUP",
+              help="With --socket PATH: only members of GROUP may connect (socket mode 0660); "
+                   "default: every account (0666), the policy decides what each may do.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="TLS certificate chain (PEM).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
 @click.option("--single-user", is_flag=True,
@@ -49,19 +52,27 @@ def _now():
                    "in the config file; else signoff://request/ID links).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True)
-def serve(host: str, port: int, tls_cert: str | None, tls_key: str | None, single_user: bool, insecure_http: bool,
-          public_url: str | None, log_level: str) -> None:
+def serve(host: str | None, port: int | None, socket_group: str | None, tls_cert: str | None, tls_key: str | None,
+          single_user: bool, insecure_http: bool, public_url: str | None, log_level: str) -> None:
     """Run the approval server: the JSON API under /api/v1 (OpenAPI at /openapi.json), the
-    execution runner and the timers. Stops cleanly on SIGTERM."""
+    execution runner and the timers. Stops cleanly on SIGTERM.
+
+    With --socket PATH it serves the same API on a Unix socket, where each caller is the
+    account of the connecting process (from the kernel); alone, or next to TCP when --host
+    or --port is given too."""
     from signoff.engine.server.run import serve as run_server
 
     s = settings()
+    socket_path = s.socket  # the command line only: a server never listens where $SIGNOFF_SOCKET points
+    if socket_path is None and host is None and port is None:
+        host, port = DEFAULT_HOST, DEFAULT_PORT
     run_server(data_dir=s.resolved_data_dir(), database=s.resolved_database(), flow_dirs=s.resolved_flow_dirs(),
                policy=s.load_policy(),
                single_user=single_user, host=host, port=port, tls_cert=Path(tls_cert) if tls_cert else None,
                tls_key=Path(tls_key) if tls_key else None, insecure_http=insecure_http,
                notifications=s.load_notifications(), public_url=s.resolved_public_url(public_url),
-               log_level=log_level)
+               log_level=log_level, socket_path=Path(socket_path) if socket_path else None,
+               socket_group=socket_group)
 
 
 @click.group()

@@ -6,6 +6,7 @@
     server = "https://signoff.example.com:8750"   # remote mode by default (see --server)
     public_url = "https://signoff.example.com"    # links in notifications and appLink() (see --public-url)
     database = "postgresql://signoff@db.example.com/signoff"   # PostgreSQL (see --database)
+    socket = "/run/signoff/signoff.sock"          # or: the local server's socket (see --socket)
 
     [keys]                      # action id = "key1,key2" (see `?` in the console)
     approve = "y"
@@ -41,6 +42,7 @@ class ConsoleConfig:
     server: str | None = None
     public_url: str | None = None
     database: str | None = None
+    socket: str | None = None
     keys: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -87,6 +89,12 @@ class ConsoleConfig:
                 config.database = database.strip()
             else:
                 config.problems.append(f"{target}: `database` must be a postgresql:// URL in quotes")
+        sock = data.get("socket")
+        if sock is not None:
+            if isinstance(sock, str) and sock.strip():
+                config.socket = sock.strip()
+            else:
+                config.problems.append(f"{target}: `socket` must be a path in quotes")
         keys = data.get("keys", {})
         if not isinstance(keys, dict):
             config.problems.append(f"{target}: [keys] must be a table of action = \"key1,key2\"")
@@ -99,9 +107,9 @@ class ConsoleConfig:
                     continue
                 config.keys[str(name)] = value
         for name in data:
-            if name not in ("theme", "server", "public_url", "database", "keys"):
+            if name not in ("theme", "server", "socket", "public_url", "database", "keys"):
                 config.problems.append(f"{target}: unknown setting `{name}` "
-                                       "(known: theme, server, public_url, database, [keys])")
+                                       "(known: theme, server, socket, public_url, database, [keys])")
         return config
 
     def save_theme(self, name: str) -> None:

@@ -21,6 +21,10 @@ Network rules:
   ``text/event-stream``) is for other clients.
 
 The token is sent as ``Authorization: Bearer ...`` and never logged, printed or stored here.
+
+The same client speaks to the local server over its Unix socket (:meth:`RemoteBackend.local`,
+``httpx.HTTPTransport(uds=PATH)``): no TLS and no token there, since the server learns who we
+are from the kernel (the connecting process's uid), and sends nothing we could forge.
 """
 from __future__ import annotations
 
@@ -83,21 +87,26 @@ class RemoteBackend(Backend):
     ``token_source``: where the token came from (keyring, environment, file); with it,
     :meth:`refresh_token` picks up a new one (`signoff login` while the console runs)."""
 
-    def __init__(self, url: str, token: str, *, ca_cert: str | None = None, timeout: float = 10.0,
-                 check: bool = True, token_source: Callable[[], str] | None = None) -> None:
+    def __init__(self, url: str, token: str | None, *, ca_cert: str | None = None, timeout: float = 10.0,
+                 check: bool = True, token_source: Callable[[], str] | None = None,
+                 socket_path: str | None = None) -> None:
+        #: the local server's Unix socket (None: TCP to ``url``)
+        self.socket_path = str(socket_path) if socket_path else None
         self.url = normalize_url(url)
-        #: shown in the console's status bar
-        self.location = self.url
+        #: shown in the console's status bar and in messages
+        self.location = f"local server ({self.socket_path})" if self.socket_path else self.url
         self.timeout = timeout
         self._ssl = _ssl_context(ca_cert)
-        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json",
-                   "User-Agent": "signoff-client"}
+        headers = {"Accept": "application/json", "User-Agent": "signoff-client"}
+        if token is not None and self.socket_path is None:
+            headers["Authorization"] = f"Bearer {token}"
+        transport: dict[str, Any] = {"uds": self.socket_path} if self.socket_path else {"verify": self._ssl}
         #: idempotent calls: the transport retries connection failures
         self._http = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
-                                  transport=httpx.HTTPTransport(verify=self._ssl, retries=3))
+                                  transport=httpx.HTTPTransport(retries=3, **transport))
         #: everything else: one attempt (decide() retries a slice itself, with the same key)
         self._http_once = httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=timeout,
-                                       transport=httpx.HTTPTransport(verify=self._ssl, retries=0))
+                                       transport=httpx.HTTPTransport(retries=0, **transport))
         self.identity = "?"
         self._token_source = token_source
         if check:
@@ -107,12 +116,17 @@ class RemoteBackend(Backend):
                 self.close()
                 raise
 
+    @classmethod
+    def local(cls, socket_path: str, *, timeout: float = 10.0, check: bool = True) -> RemoteBackend:
+        """A client of the local server on its Unix socket (identity: this process's account)."""
+        return cls("http://localhost", None, timeout=timeout, check=check, socket_path=socket_path)
+
     def __repr__(self) -> str:  # never shows the token
-        return f"RemoteBackend({self.url!r}, identity={self.identity!r})"
+        return f"RemoteBackend({self.location!r}, identity={self.identity!r})"
 
     def refresh_token(self) -> None:
         """Read the token again from where it came from (no-op without a ``token_source``)."""
-        if self._token_source is None:
+        if self._token_source is None or self.socket_path is not None:
             return
         authorization = f"Bearer {self._token_source()}"
         for client in (self._http, self._http_once):
@@ -144,13 +158,15 @@ class RemoteBackend(Backend):
         try:
             return response.json()
         except ValueError:
-            raise SignoffError(f"{self.url} answered {method} {path} with something that is not JSON "
+            raise SignoffError(f"{self.location} answered {method} {path} with something that is not JSON "
                                f"(is this a signoff server?)") from None
 
     def _lost(self, exc: Exception) -> ConnectionLost:
         if isinstance(exc, httpx.TimeoutException):
-            return ConnectionLost(f"the signoff server at {self.url} did not answer within {self.timeout:g}s")
+            return ConnectionLost(f"the signoff server at {self.location} did not answer within {self.timeout:g}s")
         text = str(exc) or type(exc).__name__
+        if self.socket_path is not None:
+            return ConnectionLost(f"cannot reach the {self.location}: {text}{_socket_hint(text, self.socket_path)}")
         if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(getattr(exc, "__context__", None), ssl.SSLError):
             return ConnectionLost(f"cannot verify the TLS certificate of {self.url} ({text}); "
                                   "pass --ca-cert FILE if it is signed by a private CA")
@@ -160,6 +176,8 @@ class RemoteBackend(Backend):
         problem = _problem(response)
         status = response.status_code
         detail = str(problem.get("detail") or problem.get("title") or response.reason_phrase or f"HTTP {status}")
+        if status == 401 and self.socket_path is not None:
+            return Refused(detail)
         if status == 401:
             return AuthError(f"{self.url} did not accept the token ({detail}); "
                              f"run `signoff login {self.url}` with a valid token")
@@ -175,7 +193,7 @@ class RemoteBackend(Backend):
             return UsageError(detail)
         if status == 429:
             return Refused(f"the server is slowing us down: {detail}")
-        return SignoffError(f"the signoff server at {self.url} failed ({status}): {detail}")
+        return SignoffError(f"the signoff server at {self.location} failed ({status}): {detail}")
 
     def _get(self, path: str, **params: Any) -> Any:
         return self._call("GET", path, idempotent=True, params=params)
@@ -426,6 +444,19 @@ class RemoteBackend(Backend):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _socket_hint(text: str, path: str) -> str:
+    """What to do about a local socket we cannot connect to."""
+    if "Errno 2]" in text or "No such file" in text:
+        return (f" (no local server there: its administrator starts it with `signoff serve --socket {path}`; "
+                "see README \"Sharing one machine\")")
+    if "Errno 111]" in text or "refused" in text.lower():
+        return " (the local server is not running; its administrator restarts it, e.g. `systemctl start signoff`)"
+    if "Errno 13]" in text or "Permission denied" in text:
+        return (" (your account may not connect to it: the socket's group decides who may; ask the "
+                "administrator to add you to that group, then log in again)")
+    return ""
 
 
 def _change(d: Mapping[str, Any]) -> Change | None:

@@ -1,6 +1,13 @@
-"""Where things live: data directory, config directory, flow folders.
+"""Where things live: data directory, config directory, flow folders, the server to use.
 
 Precedence, highest first: command-line option, environment variable, platformdirs default.
+
+Which engine a command talks to (:meth:`Settings.endpoint`), first found wins:
+``--socket PATH`` / ``--server URL`` (not both), ``$SIGNOFF_SOCKET``, ``$SIGNOFF_SERVER``,
+``socket`` / ``server`` in ``config.toml``, then the system's local server at
+``/run/signoff/signoff.sock`` when that socket exists - unless a data directory was named
+(``--data-dir`` or ``$SIGNOFF_DATA_DIR``): naming one means "this directory, embedded".
+Nothing found: the embedded engine on the data directory.
 """
 from __future__ import annotations
 
@@ -10,6 +17,17 @@ from pathlib import Path
 from typing import Any
 
 APP = "signoff"
+#: the documented place of a machine's local server (deploy/systemd; engine.server.unix)
+SYSTEM_SOCKET = Path("/run/signoff/signoff.sock")
+
+
+def _is_socket(path: Path) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
 
 # platformdirs is imported only when a default is needed: on Linux it pulls in tempfile,
 # shutil and random (~6 ms of start-up) that a run with --data-dir / $SIGNOFF_* never uses.
@@ -47,19 +65,46 @@ class Settings:
     policy: Path | None = None
     notifications: Path | None = None
     server: str | None = None
+    #: the local server's Unix socket (clients connect to it; `serve` listens on it)
+    socket: Path | None = None
     token_file: Path | None = None
     ca_cert: Path | None = None
     demo: bool = False
     _console_config: Any = field(default=None, repr=False, compare=False)
 
     def resolved_server(self) -> str | None:
-        """--server, else $SIGNOFF_SERVER, else `server` in the config file; None = embedded engine."""
+        """The server URL commands use (None: the local socket or the embedded engine)."""
+        kind, where = self.endpoint()
+        return where if kind == "server" else None
+
+    def resolved_socket(self) -> str | None:
+        """The local server's socket commands use (None: a URL or the embedded engine)."""
+        kind, where = self.endpoint()
+        return where if kind == "socket" else None
+
+    def endpoint(self) -> tuple[str, str | None]:
+        """("socket", PATH), ("server", URL) or ("embedded", None), by the rule in the module
+        docstring."""
+        from signoff.engine.errors import UsageError
+
+        if self.socket and self.server:
+            raise UsageError("give --socket PATH or --server URL, not both")
+        if self.socket:
+            return "socket", str(self.socket)
         if self.server:
-            return self.server
-        env = os.environ.get("SIGNOFF_SERVER")
-        if env:
-            return env
-        return self.console_config().server
+            return "server", self.server
+        for kind, name in (("socket", "SIGNOFF_SOCKET"), ("server", "SIGNOFF_SERVER")):
+            value = os.environ.get(name)
+            if value:
+                return kind, value
+        config = self.console_config()
+        if config.socket:
+            return "socket", config.socket
+        if config.server:
+            return "server", config.server
+        if self.data_dir is None and not os.environ.get("SIGNOFF_DATA_DIR") and _is_socket(SYSTEM_SOCKET):
+            return "socket", str(SYSTEM_SOCKET)
+        return "embedded", None
 
     def resolved_public_url(self, given: str | None = None) -> str | None:
         """Where `signoff serve` is reached from outside, for links: ``given`` (serve's

@@ -99,6 +99,11 @@ class StorageError(SignoffError):
     exit_code = 2
 
 
+class NotWritable(StorageError):
+    """This account may not write the data directory or the database (another account's
+    files, or a read-only location); the command line adds how to share one (the local server)."""
+
+
 class Locator:
     """Finds where a node of a loaded YAML document was written.
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 class Identity:
     name: str
     groups: tuple[str, ...] = field(default=())
-    #: how the identity was established: "os" (process uid), "token" (server), "system"
+    #: how the identity was established: "os" (process uid), "token" (server), "socket" (the
+    #: peer uid of a local-socket connection, from the kernel), "system"
     #: (the engine itself, e.g. a timeout), "demo" (seeded demo requesters)
     source: str = "os"
 
@@ -22,13 +23,17 @@ class Identity:
 
 def os_identity() -> Identity:
     """The account running this process, with its OS groups."""
-    uid = os.getuid()
+    return identity_for_uid(os.getuid())
+
+
+def identity_for_uid(uid: int, source: str = "os") -> Identity:
+    """The account with this uid and its OS groups (``source`` says how the uid was learnt)."""
     try:
         entry = pwd.getpwuid(uid)
         name, gid = entry.pw_name, entry.pw_gid
     except KeyError:  # a uid with no passwd entry (some containers): still not spoofable
-        return Identity(name=f"uid:{uid}", groups=(), source="os")
-    return Identity(name=name, groups=tuple(os_groups(name, gid)), source="os")
+        return Identity(name=f"uid:{uid}", groups=(), source=source)
+    return Identity(name=name, groups=tuple(os_groups(name, gid)), source=source)
 
 
 def os_groups(user: str, gid: int) -> list[str]:

@@ -131,6 +131,12 @@ def revoke(db: Database, token_id: str, *, now: datetime, revoked_by: str) -> di
     return get(db, token_id)
 
 
+def token_id_of(token: str) -> str | None:
+    """The id part of a well-formed token (for the audit; the secret is never kept)."""
+    m = _TOKEN_RE.fullmatch(token or "")
+    return m.group(1) if m else None
+
+
 def verify(db: Database, token: str | None, *, now: datetime) -> TokenCheck:
     """Check a presented token; refreshes ``last_used_at`` (at most once a minute)."""
     if not token:

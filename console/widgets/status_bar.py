@@ -32,7 +32,9 @@ class StatusBar(Widget):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(" signoff ", style=f"bold reverse {primary}" if primary else "bold reverse")
         text.append(f" {self.identity}", style="bold")
-        text.append(f" @ {self.location}")
+        # "alice via local server (/run/signoff/signoff.sock)", "alice @ https://host:8750"
+        joiner = "via" if self.location.startswith("local server") else "@"
+        text.append(f" {joiner} {self.location}")
         if self.connection:
             error = theme.error if not self.app.no_color else None
             text.append(" ")

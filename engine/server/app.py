@@ -30,6 +30,7 @@ from signoff.engine.errors import SignoffError
 from signoff.engine.identity import Identity
 from signoff.engine.server import models as m
 from signoff.engine.server.auth import Authenticator
+from signoff.engine.server.peer import peer_of
 from signoff.engine.server.problems import KINDS, MEDIA_TYPE, ProblemError, install, problem_response
 from signoff.engine.service import ApprovalService
 
@@ -105,7 +106,18 @@ class BodyLimit:
 
 
 def _origin(request: Request) -> str:
+    """Where a decision came from, for the audit: ``socket uid=N`` on the local socket (the
+    kernel's word), ``http <client address>`` on TCP."""
+    peer = peer_of(request.scope)
+    if peer is not None:
+        return peer.origin
     return f"http {request.client.host}" if request.client else "http"
+
+
+#: body fields that would name who acts; the bodies do not have them (extra fields are
+#: refused), and on the local socket sending one is audited as an attempt to act as someone else
+IDENTITY_FIELDS = frozenset({"by", "actor", "user", "username", "identity", "as", "as_user", "on_behalf_of",
+                             "requested_by", "started_by", "approver", "uid", "decided_by"})
 
 
 def _outcome_response(result: Outcome) -> JSONResponse:
@@ -228,11 +240,20 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
             await anyio.to_thread.run_sync(runner.stop)
 
     app = FastAPI(title="signoff", version=_version(), lifespan=lifespan,
-                  description="Human approvals for automated workflows. Every /api/v1 call needs "
-                              "`Authorization: Bearer <token>` (tokens: `signoff token issue USER`). "
+                  description="Human approvals for automated workflows. Every /api/v1 call over TCP needs "
+                              "`Authorization: Bearer <token>` (tokens: `signoff token issue USER`); on the "
+                              "local Unix socket the caller is the connecting account and a token is refused. "
                               "Errors are RFC 9457 problem details.",
                   docs_url=None, redoc_url=None)
     app.state.stopping = stopping
+
+    def identity_fields_refused(request: Request, errors: list[dict[str, Any]]) -> None:
+        names = sorted({str(e["loc"][-1]) for e in errors if e.get("type") == "extra_forbidden" and e.get("loc")
+                        and str(e["loc"][-1]) in IDENTITY_FIELDS})
+        if names:
+            auth.refused_on_socket(request, "identity_field", {"fields": names, "path": request.url.path})
+
+    app.state.on_validation_error = identity_fields_refused
     install(app)
     app.add_middleware(BodyLimit)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
@@ -554,7 +575,8 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                 quiet_since = time.monotonic()
                 continue
             if time.monotonic() - quiet_since >= KEEPALIVE_S:
-                if not await anyio.to_thread.run_sync(auth.still_valid, token):
+                # a token is re-checked; the socket's kernel identity (token None) stays valid
+                if token is not None and not await anyio.to_thread.run_sync(auth.still_valid, token):
                     yield "event: unauthorized\ndata: {}\n\n"
                     return
                 yield ": keep-alive\n\n"

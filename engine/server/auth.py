@@ -11,6 +11,19 @@
   event stands for, so a flood of bad tokens cannot flood the audit trail.
 - Tokens never reach a log: they are only read from the header, and only their id is ever
   written (in the audit, for a token that was recognised but refused).
+
+On the local Unix socket (engine.server.peer) the identity is the peer process's account,
+from the kernel: uid -> account name and OS groups (``source="socket"``). Decisions there:
+
+- A token sent on the socket is *refused* (401, ``auth.refused`` in the audit with the real
+  account as actor and the token's id, never its secret): the socket identifies every
+  caller, so a token there can only be a mistake or an attempt to act as its owner, and
+  silently ignoring it would hide either. Headers (``X-Forwarded-User``, ``X-Remote-User``,
+  ...), ``$USER``/``$LOGNAME`` and body fields are never read for identity.
+- An account the policy gives no role at all is refused (403, ``policy.denied``): it is a
+  valid login on the machine, but not a signoff user.
+- Socket refusals are counted and audited per account like failed tokens (at most one event
+  per account every 10 s, with a count), so a loop cannot flood the audit trail.
 """
 from __future__ import annotations
 
@@ -29,7 +42,8 @@ from fastapi import Request
 from signoff.engine import tokens
 from signoff.engine.audit import append_event
 from signoff.engine.clock import Clock, format_time
-from signoff.engine.identity import Identity, os_groups
+from signoff.engine.identity import Identity, identity_for_uid, os_groups
+from signoff.engine.server.peer import PeerCred, peer_of
 from signoff.engine.server.problems import ProblemError
 
 if TYPE_CHECKING:
@@ -63,6 +77,12 @@ class _Client:
     unaudited: int = 0
     reasons: set[str] = field(default_factory=set)
     seen: float = 0.0
+    #: how a deferred refusal is written by flush(): the client address it is counted for,
+    #: who (``anonymous`` for a bad token, the account on the local socket) and what
+    address: str = ""
+    actor: str = "anonymous"
+    action: str = "auth.failed"
+    extra: dict = field(default_factory=dict)
 
 
 def identity_for(user: str) -> Identity:
@@ -88,6 +108,9 @@ class Authenticator:
 
     # -- the FastAPI dependency -----------------------------------------------------------
     async def __call__(self, request: Request) -> Identity:
+        peer = peer_of(request.scope)
+        if peer is not None:
+            return await self._peer_identity(request, peer)
         header = request.headers.get("authorization")
         token = None
         if header:
@@ -118,6 +141,63 @@ class Authenticator:
         if delay:
             await anyio.sleep(delay)
 
+    async def _peer_identity(self, request: Request, peer: PeerCred) -> Identity:
+        """The account of the process on the other end of the local socket (see the module
+        docstring for what a token and an account without a role mean there)."""
+        identity = await anyio.to_thread.run_sync(self._uid_identity, peer.uid)
+        request.state.identity = identity
+        request.state.token = None
+        if request.headers.get("authorization") is not None:
+            token_id = tokens.token_id_of(request.headers["authorization"].partition(" ")[2].strip())
+            await self._socket_refusal(identity, peer, "token_on_socket", {"token_id": token_id} if token_id else {})
+            raise ProblemError(401, f"the local socket identifies you by your account ({identity.name}, uid "
+                                    f"{peer.uid}); do not send a token on it (tokens are for TCP clients)",
+                               slug="token-on-socket", title="Token on the local socket")
+        policy = self.service.engine.policy
+        if not getattr(policy, "single_user", False) and not policy.describe(identity).get("roles"):
+            await self._socket_refusal(identity, peer, "no_role", {})
+            where = getattr(policy, "path", None) or "the policy"
+            raise ProblemError(403, f"your account {identity.name} (uid {peer.uid}) has no role on this signoff "
+                                    f"server; ask its administrator to add user:{identity.name} (or one of your "
+                                    f"groups) to a binding in {where}", slug="no-role", title="No role")
+        return identity
+
+    async def _socket_refusal(self, identity: Identity, peer: PeerCred, reason: str, data: dict) -> None:
+        action = "policy.denied" if reason == "no_role" else "auth.refused"
+        extra = {"uid": peer.uid, "pid": peer.pid, **data}
+        delay, audit = self._failed(f"{peer.origin} {reason}", reason, address=peer.origin, actor=identity.name,
+                                    action=action, extra=extra)
+        if audit is not None:
+            await anyio.to_thread.run_sync(
+                lambda: self._audit(peer.origin, audit[0], audit[1], audit[2], actor=identity.name, action=action,
+                                    extra=extra))
+        if delay:
+            await anyio.sleep(delay)
+
+    def refused_on_socket(self, request: Request, reason: str, data: dict) -> None:
+        """Audit a refusal of something a socket caller sent (e.g. a body field naming a
+        person), rate-limited like the rest; called by the app's error handlers."""
+        peer = peer_of(request.scope)
+        identity = getattr(request.state, "identity", None)
+        if peer is None or identity is None:
+            return
+        extra = {"uid": peer.uid, "pid": peer.pid, **data}
+        _delay, audit = self._failed(f"{peer.origin} {reason}", reason, address=peer.origin, actor=identity.name,
+                                     action="auth.refused", extra=extra)
+        if audit is not None:
+            self._audit(peer.origin, audit[0], audit[1], audit[2], actor=identity.name, action="auth.refused",
+                        extra=extra)
+
+    def _uid_identity(self, uid: int) -> Identity:
+        key = f"\x00uid:{uid}"
+        now = self.monotonic()
+        cached = self._identities.get(key)
+        if cached and cached[0] > now:
+            return cached[1]
+        identity = identity_for_uid(uid, source="socket")
+        self._identities[key] = (now + 60.0, identity)
+        return identity
+
     def still_valid(self, token: str | None) -> bool:
         """Re-check a token during a long request (the event stream)."""
         return self._verify(token).ok
@@ -137,13 +217,18 @@ class Authenticator:
         self._identities[user] = (now + 60.0, identity)
         return identity
 
-    def _failed(self, client: str, reason: str) -> tuple[float, tuple[str, int, list[str]] | None]:
-        """Record a failure: (delay before answering, (reason, count, reasons) to audit or None)."""
+    def _failed(self, client: str, reason: str, *, address: str | None = None, actor: str = "anonymous",
+                action: str = "auth.failed", extra: dict | None = None,
+                ) -> tuple[float, tuple[str, int, list[str]] | None]:
+        """Record a failure counted under ``client``: (delay before answering, (reason, count,
+        reasons) to audit now, or None when flush() will write it later)."""
         now = self.monotonic()
         with self._lock:
             self._forget(now)
             state = self._clients.setdefault(client, _Client())
             state.seen = now
+            state.address, state.actor, state.action = address or client, actor, action
+            state.extra = dict(extra or {})
             state.failures.append(now)
             while state.failures and state.failures[0] < now - WINDOW_S:
                 state.failures.popleft()
@@ -163,17 +248,18 @@ class Authenticator:
         """Audit the failures not audited yet (those inside a client's 10 s quiet period);
         called every few seconds by the app and once at shutdown with ``force``."""
         now = self.monotonic()
-        pending: list[tuple[str, str, int, list[str]]] = []
+        pending: list[tuple[_Client, str, int, list[str]]] = []
         with self._lock:
-            for client, state in self._clients.items():
+            for state in self._clients.values():
                 if state.unaudited and (force or state.last_audit is None or now - state.last_audit >= AUDIT_EVERY_S):
                     reasons = sorted(state.reasons)
-                    pending.append((client, reasons[0], state.unaudited, reasons))
+                    pending.append((state, reasons[0], state.unaudited, reasons))
                     state.last_audit = now
                     state.unaudited = 0
                     state.reasons = set()
-        for client, reason, count, reasons in pending:
-            self._audit(client, reason, count, reasons)
+        for state, reason, count, reasons in pending:
+            self._audit(state.address, reason, count, reasons, actor=state.actor, action=state.action,
+                        extra=state.extra)
 
     def _forget(self, now: float) -> None:
         if len(self._clients) < 1000:
@@ -181,13 +267,14 @@ class Authenticator:
         for key in [k for k, c in self._clients.items() if now - c.seen > FORGET_AFTER_S]:
             del self._clients[key]
 
-    def _audit(self, client: str, reason: str, count: int, reasons: list[str]) -> None:
-        data = {"client": client, "reason": reason, "count": count}
+    def _audit(self, client: str, reason: str, count: int, reasons: list[str], *, actor: str = "anonymous",
+               action: str = "auth.failed", extra: dict | None = None) -> None:
+        data = {"client": client, "reason": reason, "count": count, **(extra or {})}
         if len(reasons) > 1:
             data["reasons"] = reasons
         try:
             with self.db.write() as tx:
-                append_event(tx, at=format_time(self.clock.now()), actor="anonymous", action="auth.failed", data=data)
+                append_event(tx, at=format_time(self.clock.now()), actor=actor, action=action, data=data)
         except Exception:
             log.exception("could not audit a failed authentication from %s", client)
 

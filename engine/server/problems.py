@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -146,8 +147,11 @@ def install(app: FastAPI) -> None:
         return from_error(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errs = exc.errors()
+        hook = getattr(request.app.state, "on_validation_error", None)
+        if hook is not None:
+            await anyio.to_thread.run_sync(hook, request, list(errs))
         bad_json = [e for e in errs if e.get("type") == "json_invalid"]
         if bad_json:
             ctx = bad_json[0].get("ctx") or {}

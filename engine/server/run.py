@@ -5,7 +5,13 @@ Refusals (a :class:`UsageError`, exit code 2, before anything listens):
 - a policy file together with ``single_user``: ambiguous, so neither is guessed;
 - a host that is not loopback without TLS, unless ``insecure_http`` (tokens would cross the
   network in clear text; say ``--insecure-http`` when a TLS proxy terminates in front);
-- only one of the TLS certificate and key, or files that cannot be read.
+- only one of the TLS certificate and key, or files that cannot be read;
+- with a Unix socket (``socket_path``): a data directory other accounts could write, or
+  database files they could read (engine.server.unix), a missing socket directory, a path
+  that is not a socket or where another server listens.
+
+Listeners: TCP on ``host:port``, a Unix socket at ``socket_path`` (identity from the kernel,
+engine.server.peer), or both in one server (``host``/``port`` None with a socket: socket only).
 
 SIGTERM / SIGINT: uvicorn stops accepting connections and lets requests in progress finish
 (up to ``graceful_timeout`` seconds); event streams end at once (clients reconnect). Then the
@@ -77,21 +83,33 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, single_user: bool = False,
-          host: str = DEFAULT_HOST,
-          port: int = DEFAULT_PORT, tls_cert: Path | None = None, tls_key: Path | None = None,
-          insecure_http: bool = False, notifications: NotificationConfig | None = None,
-          public_url: str | None = None, log_level: str = "info",
-          graceful_timeout: int = 10, echo: Callable[[str], None] | None = None,
-          database: str | None = None) -> None:
+          host: str | None = DEFAULT_HOST, port: int | None = DEFAULT_PORT, tls_cert: Path | None = None,
+          tls_key: Path | None = None, insecure_http: bool = False, notifications: NotificationConfig | None = None,
+          public_url: str | None = None, log_level: str = "info", graceful_timeout: int = 10,
+          echo: Callable[[str], None] | None = None, database: str | None = None, socket_path: Path | None = None,
+          socket_group: str | None = None) -> None:
     """Run `signoff serve` until SIGTERM/SIGINT (see the module docstring). The refusals come
-    first, in this order: listening options, then the policy."""
-    tls = check_listen(host, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http)
+    first, in this order: listening options, then the policy, then the data directory."""
+    tcp = socket_path is None or host is not None or port is not None
+    host = host if host is not None else DEFAULT_HOST
+    port = port if port is not None else DEFAULT_PORT
+    if socket_group is not None and socket_path is None:
+        raise UsageError("--socket-group needs --socket PATH (the group that may connect to that socket)")
+    tls = check_listen(host, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http) if tcp else False
+    if socket_path is not None and (tls_cert or tls_key):
+        raise UsageError("--tls-cert/--tls-key cannot be combined with --socket (the socket speaks plain HTTP "
+                         "to local processes): run the TLS listener as a second `signoff serve` on the same "
+                         "--data-dir, or put a TLS proxy in front of --host 127.0.0.1")
     if policy is None and not single_user:
         raise UsageError("refusing to start without a policy file: give --policy FILE (who may view, start, "
                          "decide and administer), or --single-user to let every valid token holder do everything")
     if policy is not None and single_user:
         where = getattr(policy, "path", None) or "a policy file"
         raise UsageError(f"--single-user was given but {where} is in use; use one or the other")
+    from signoff.engine.server.unix import check_data_dir
+    from signoff.engine.store.db import DB_FILENAME
+
+    check_data_dir(data_dir, (DB_FILENAME, DB_FILENAME + "-wal", DB_FILENAME + "-shm"))
 
     import uvicorn
 
@@ -112,28 +130,46 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         problems = service.flow_problems()
         app = create_app(service, single_user=single_user)
         stopping = app.state.stopping
-        sock = _bind(host, port)
+        sockets: list[socket.socket] = []
+        shown_at: list[str] = []
+        created: int | None = None
+        scheme = "https" if tls else "http"
+        if socket_path is not None:
+            from signoff.engine.server.unix import activated_socket, bind_unix
+
+            activated = activated_socket(Path(socket_path))
+            unix_sock = activated or bind_unix(Path(socket_path), socket_group)
+            # ours to remove on a clean stop (systemd removes its own): this very file
+            created = None if activated is not None else os.stat(socket_path).st_ino
+            sockets.append(unix_sock)
+        if tcp:
+            sock = _bind(host, port)
+            sockets.append(sock)
+            bound_host, bound_port = sock.getsockname()[:2]
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            shown_at.append(f"{scheme}://{shown}:{bound_port}")
+        if socket_path is not None:
+            shown_at.append(f"unix:{socket_path}")
 
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: FrameType | None) -> None:
                 stopping.set()  # end event streams now, so in-flight requests are all that is waited for
                 super().handle_exit(sig, frame)
 
+        from signoff.engine.server.peer import peer_protocol
+
         config = uvicorn.Config(
             app, log_level=log_level, access_log=True, lifespan="on", server_header=False,
-            timeout_graceful_shutdown=graceful_timeout,
+            timeout_graceful_shutdown=graceful_timeout, http=peer_protocol(),
             # request line + headers: room for ?ids= with 1000 ids, so long queries reach the app
             # (which answers with a problem) instead of h11's bare text/plain 400
             h11_max_incomplete_event_size=1024 * 1024,
             ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None)
         server = Server(config)
-        bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         say = echo or (lambda text: print(text, flush=True))
         mode = "single-user" if single_user else f"policy {getattr(policy, 'path', None) or '(given)'}"
-        scheme = "https" if tls else "http"
         where = engine.db.path if database else engine.data_dir
-        say(f"signoff serve: listening on {scheme}://{shown}:{bound_port}  "
+        say(f"signoff serve: listening on {' and '.join(shown_at)}  "
             f"(data {where}; {mode}; {len(service.engine.flows.list())} flow(s))")
         for problem in problems:
             say(f"warning: {problem}")
@@ -141,11 +177,22 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         # ended in a clean shutdown is a normal exit (status 0), not death by signal
         previous = signal.signal(signal.SIGTERM, lambda *_: None)
         try:
-            server.run(sockets=[sock])
+            server.run(sockets=sockets)
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if created is not None:
+                _unlink_socket(Path(socket_path), created)
         if not server.started:
-            raise SignoffError(f"the server could not start on {host}:{port} (see the messages above)")
+            raise SignoffError(f"the server could not start on {' and '.join(shown_at)} (see the messages above)")
         say("signoff serve: stopped")
     finally:
         engine.close()
+
+
+def _unlink_socket(path: Path, inode: int) -> None:
+    """Remove the socket file we created, on a clean stop (not a file put there since)."""
+    try:
+        if os.stat(path).st_ino == inode:
+            path.unlink()
+    except OSError:
+        pass

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from signoff.engine.errors import StorageError
+from signoff.engine.errors import NotWritable, StorageError
 from signoff.engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "signoff.db"
@@ -71,29 +71,53 @@ class Database:
 
     # -- opening -----------------------------------------------------------------------
     def _prepare(self) -> None:
+        try:
+            self._prepare_files()
+        except PermissionError as exc:  # e.g. another account's 0700 data directory
+            raise NotWritable(f"{exc.filename or self.data_dir}: permission denied; this account may not use the "
+                              f"data directory {self.data_dir} directly") from None
+        conn = self.connection()
+        self._migrate(conn)
+
+    def _prepare_files(self) -> None:
+        """Check the directory and file before SQLite touches them. A new data directory is
+        made 0700 and a new database file 0600 (SQLite gives its -wal/-shm files the same
+        mode): the database is its owner's alone; other accounts share it through the local
+        server (README "Sharing one machine"), never by writing the file."""
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise StorageError(f"data directory {self.data_dir} is not a directory")
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except PermissionError:
+            raise
         except OSError as exc:
             raise StorageError(f"cannot create data directory {self.data_dir}: {exc.strerror}") from None
         if self.path.exists():
             ours = self._check_header()
             if not os.access(self.data_dir, os.W_OK):
-                raise StorageError(f"data directory {self.data_dir} is read-only; signoff needs to write next to "
-                                   f"{self.path.name} (check the mount and permissions, or use --data-dir)")
+                raise NotWritable(f"data directory {self.data_dir} is read-only; signoff needs to write next to "
+                                  f"{self.path.name} (check the mount and permissions, or use --data-dir)")
+            for path in (self.path, *(self.data_dir / (self.path.name + s) for s in ("-wal", "-shm"))):
+                if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+                    raise NotWritable(f"{path} is not writable by this account (owner uid {path.stat().st_uid}, "
+                                      f"mode {path.stat().st_mode & 0o777:04o})")
             if not ours:
                 self._probe_read_only()
         elif not os.access(self.data_dir, os.W_OK):
-            raise StorageError(f"data directory {self.data_dir} is not writable; choose another with --data-dir")
-        conn = self.connection()
-        self._migrate(conn)
+            raise NotWritable(f"data directory {self.data_dir} is not writable; choose another with --data-dir")
+        else:
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileExistsError:
+                pass  # another process created it first: the checks above ran on nothing; SQLite opens it
 
     def _check_header(self) -> bool:
         """Refuse what is certainly not ours; True when it is our file in WAL mode."""
         try:
             with open(self.path, "rb") as fh:
                 header = fh.read(100)
+        except PermissionError:
+            raise
         except OSError as exc:
             raise StorageError(f"cannot read {self.path}: {exc.strerror}") from None
         if len(header) == 0:
@@ -302,7 +326,7 @@ def connection_of(db: Database | sqlite3.Connection) -> sqlite3.Connection:
 def _storage_error(path: Path, exc: sqlite3.DatabaseError) -> StorageError:
     text = str(exc)
     if "readonly" in text or "read-only" in text:
-        return StorageError(f"{path} is read-only; signoff needs to write to it (check permissions or use --data-dir)")
+        return NotWritable(f"{path} is read-only; signoff needs to write to it (check permissions or use --data-dir)")
     if "disk is full" in text or "database or disk is full" in text:
         return StorageError(f"no space left to write {path}; free some space and retry (nothing was half-written)")
     if "not a database" in text or "malformed" in text or "corrupt" in text:

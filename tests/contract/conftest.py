@@ -8,7 +8,10 @@ through three backends, one per person:
 * ``remote``: a real `signoff serve` subprocess on 127.0.0.1 with tokens issued by
   `signoff token issue`, through `RemoteBackend`;
 * ``local_pg`` and ``remote_pg``: the same two on PostgreSQL (the tests' throwaway cluster,
-  tests/pgcluster.py, one database per world) instead of the SQLite file.
+  tests/pgcluster.py, one database per world) instead of the SQLite file;
+* ``socket``: a real `signoff serve --socket` subprocess, alice, bob and carol three real OS
+  accounts whose identity the server gets from the kernel, through `RemoteBackend` on Unix
+  sockets (tests/socket_world.py).
 
 Worlds live for the whole session (a server start is not free); each test works only with
 the executions and requests it creates itself, so tests stay independent.
@@ -34,6 +37,14 @@ class World:
     carol: Any
     server: ServerProcess | None = None
     closers: list = field(default_factory=list)
+    #: the accounts' uids (socket world): the audit's origin is "socket uid=N"
+    uids: dict[str, int] = field(default_factory=dict)
+
+    def origin(self, person: str) -> str:
+        """How a decision by ``person`` through this world is recorded in the audit."""
+        if self.kind == "socket":
+            return f"socket uid={self.uids[person]}"
+        return "console" if self.kind.startswith("local") else "http 127.0.0.1"
 
     def wait_execution(self, execution_id: str, states: set[str] = ENDED, timeout: float = 15.0) -> dict[str, Any]:
         """Poll until the execution is in one of ``states`` (the server's runner is asynchronous)."""
@@ -101,6 +112,58 @@ def _remote_world(tmp_path_factory, database: str | None = None) -> World:
     return world
 
 
+def _socket_world() -> World:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from signoff.console.remote import RemoteBackend
+    from tests.accounts import Accounts, interpreter_paths, reachable
+    from tests.socket_server import SocketServer
+    from tests.socket_world import Relay, Renamed, renamer
+
+    base = Path(tempfile.mkdtemp(prefix="signoff-socket-world-"))  # not pytest's 0700 basetemp
+    base.chmod(0o755)
+    accounts = Accounts(base)
+    world = World("socket", None, None, None)
+    world.closers.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    world.closers.append(accounts.remove)
+    try:
+        people = {name: accounts.user(name[0]) for name in ("alice", "bob", "carol")}
+        text = POLICY.read_text()
+        for name, account in people.items():
+            text = text.replace(f"user:{name}", f"user:{account.name}")
+        policy = base / "policy.yaml"
+        policy.write_text(text)
+        server = SocketServer(base / "signoff.sock", base / "data", flows=FLOWS, policy=policy,
+                              log_path=base / "server.log")
+        server.start()
+        world.closers.append(server.stop)
+        unreach = reachable(*interpreter_paths())
+        unreach.__enter__()
+        world.closers.append(lambda: unreach.__exit__(None, None, None))
+        names = {a.name: name for name, a in people.items()}
+        rename = renamer(names)
+        for name, account in people.items():
+            relay = Relay(account, base / f"relay-{name}", server.socket_path)
+            world.closers.append(relay.stop)
+            backend = RemoteBackend.local(str(relay.path), timeout=30.0)
+            world.closers.append(backend.close)
+            setattr(world, name, Renamed(backend, rename, names))
+            world.uids[name] = account.uid
+    except BaseException:
+        world.close()
+        raise
+    return world
+
+
+@pytest.fixture(scope="session")
+def socket_world():
+    world = _socket_world()
+    yield world
+    world.close()
+
+
 @pytest.fixture(scope="session")
 def local_world(tmp_path_factory):
     world = _local_world(tmp_path_factory)
@@ -129,6 +192,6 @@ def remote_pg_world(tmp_path_factory, pg_cluster):
     world.close()
 
 
-@pytest.fixture(params=["local", "remote", "local_pg", "remote_pg"])
+@pytest.fixture(params=["local", "remote", "local_pg", "remote_pg", "socket"])
 def world(request) -> World:
     return request.getfixturevalue(f"{request.param}_world")

@@ -132,7 +132,7 @@ def test_approve_with_form_resumes_the_execution(world):
     assert set(decision) == DECISION_KEYS
     assert (decision["by"], decision["verdict"], decision["reason"], decision["automatic"], decision["inputs"]) == (
         "alice", "approve", "looks good", False, {"ok": True, "note": None, "copies": 2})
-    assert decision["origin"] == ("console" if world.kind.startswith("local") else "http 127.0.0.1")
+    assert decision["origin"] == world.origin("alice")
     assert request["result"]["state"] == "APPROVED" and request["result"]["by"] == "alice"
     # deciding again: already decided, by whom
     again = world.alice.decide([r1], "approve", inputs={"ok": True})
@@ -519,7 +519,7 @@ def _differences(a: Any, b: Any, path: str = "") -> list[str]:
 
 
 @pytest.mark.parametrize("pair", [("local_world", "remote_world"), ("local_world", "local_pg_world"),
-                                  ("remote_world", "remote_pg_world")])
+                                  ("remote_world", "remote_pg_world"), ("local_world", "socket_world")])
 def test_same_transcript(request, pair):
     """The same session gives the same results through both backends and on both stores."""
     local = _transcript(request.getfixturevalue(pair[0]))
