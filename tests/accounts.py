@@ -158,8 +158,8 @@ def run_as(account: Account, *args: str, env: Mapping[str, str] | None = None, i
                           capture_output=True, text=True, timeout=timeout, cwd="/")
 
 
-def python_as(account: Account, code: str, *, env: Mapping[str, str] | None = None,
+def python_as(account: Account, code: str, *, env: Mapping[str, str] | None = None, input: str | None = None,
               timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """A Python snippet run as ``account`` by this interpreter (this checkout importable)."""
     return subprocess.run(as_user(account, [sys.executable, "-c", code]), env=dict(env or user_env(account)),
-                          capture_output=True, text=True, timeout=timeout, cwd="/")
+                          input=input, capture_output=True, text=True, timeout=timeout, cwd="/")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -129,10 +131,10 @@ class Box:
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
-    def audit(self, query: str, actor: str | None = None) -> list[dict]:
+    def audit(self, query: str, actor: str | None = None, limit: int = 200) -> list[dict]:
         """The audit trail, read by the service account from its own database (``actor``:
         only that account's events)."""
-        done = run_as(self.svc, "--data-dir", str(self.data), "history", query, "--json", "--limit", "200",
+        done = run_as(self.svc, "--data-dir", str(self.data), "history", query, "--json", "--limit", str(limit),
                       env=user_env(self.svc, SIGNOFF_CONFIG_DIR=str(self.svc.home / "config")))
         assert done.returncode == 0, done.stderr
         return [e for e in json.loads(done.stdout) if actor is None or e["actor"] == actor]
@@ -341,3 +343,96 @@ def test_the_local_server_is_found_by_config_and_flag(box):
             assert done.stdout.strip() == f"{box.bob.name} local server ({box.socket})"
     finally:
         (config / "config.toml").unlink()
+
+
+# -- a crash in the middle of a bulk approval over the socket -------------------------------------
+
+BULK = 1200  # three slices of the client's DECIDE_SLICE (500)
+
+
+def test_sigkill_mid_bulk_approve_loses_and_doubles_nothing(box):
+    """bob bulk-approves 1,200 requests over the socket; the server is SIGKILLed once the first
+    slice is acknowledged. Every acknowledged decision survives, nothing is decided twice,
+    and the same bulk call (same idempotency key) afterwards finishes the rest exactly once."""
+    started = python_as(box.alice, textwrap.dedent(f"""
+        from signoff.console.remote import RemoteBackend
+        b = RemoteBackend.local({str(box.socket)!r}, timeout=60)
+        for i in range({BULK}):
+            b.start_execution({NS!r}, "gate", {{"what": f"bulk-{{i}}"}})
+    """), env=box.env(box.alice), timeout=300)
+    assert started.returncode == 0, started.stderr
+    ids = _wait_pending(box, BULK)
+    key = "bulk-crash-" + box.accounts.tag
+    script = textwrap.dedent(f"""
+        import json, sys
+        from signoff.console.remote import RemoteBackend
+        ids = json.loads(sys.stdin.readline())
+        b = RemoteBackend.local({str(box.socket)!r}, timeout=60)
+        def progress(done, total):
+            print("acked", done, flush=True)
+        try:
+            outcomes = b.decide(ids, "approve", reason="bulk", idempotency_key={key!r}, progress=progress)
+        except Exception as exc:
+            print("lost", exc, flush=True)
+            sys.exit(3)
+        print("outcomes", json.dumps([o.outcome for o in outcomes]), flush=True)
+    """)
+    from tests.accounts import as_user
+
+    proc = subprocess.Popen(as_user(box.bob, [sys.executable, "-c", script]), env=box.env(box.bob),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(json.dumps(ids) + "\n")
+    proc.stdin.close()
+    first = proc.stdout.readline()
+    assert first.startswith("acked "), first + proc.stderr.read() if proc.stderr else first
+    acked = int(first.split()[1])
+    box.server.kill()  # SIGKILL while the next slice is on its way
+    rest = proc.stdout.read()
+    proc.wait(120)
+    for line in rest.splitlines():  # a slice acknowledged just before the kill counts too
+        if line.startswith("acked "):
+            acked = int(line.split()[1])
+    assert acked < BULK, f"the kill came too late to test anything: {rest}"
+    box.server.start()
+    states = _states(box, ids)
+    assert all(states[i] == ("APPROVED", 1) for i in ids[:acked]), "an acknowledged decision was lost"
+    assert all(s in (("APPROVED", 1), ("PENDING", 0)) for s in states.values())
+    # the same call again: the stored outcomes for what was done, the rest decided once
+    again = python_as(box.bob, script.replace("ids = json.loads(sys.stdin.readline())",
+                                              f"ids = {json.dumps(ids)}"), env=box.env(box.bob), timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    states = _states(box, ids)
+    assert set(states.values()) == {("APPROVED", 1)}
+    approved = [e["request_id"] for e in box.audit("action:request.approved", limit=5000) if e["request_id"] in ids]
+    assert sorted(approved) == sorted(ids), "a request was approved twice or not at all"
+
+
+def _wait_pending(box, count: int, timeout: float = 120) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        done = python_as(box.bob, textwrap.dedent(f"""
+            import json
+            from signoff.console.remote import RemoteBackend
+            b = RemoteBackend.local({str(box.socket)!r}, timeout=60)
+            print(json.dumps([r["id"] for r in b.list_pending() if r["flow_id"] == "gate"
+                              and r["summary"].startswith("Apply bulk-")]))
+        """), env=box.env(box.bob))
+        assert done.returncode == 0, done.stderr
+        ids = json.loads(done.stdout)
+        if len(ids) >= count or time.monotonic() > deadline:
+            assert len(ids) == count, f"{len(ids)} of {count} requests pending"
+            return ids
+        time.sleep(0.5)
+
+
+def _states(box, ids: list[str]) -> dict[str, tuple[str, int]]:
+    done = python_as(box.bob, textwrap.dedent(f"""
+        import json, sys
+        from signoff.console.remote import RemoteBackend
+        b = RemoteBackend.local({str(box.socket)!r}, timeout=60)
+        ids = json.loads(sys.stdin.read())
+        print(json.dumps({{s["id"]: [s["state"], s["approvals"]] for s in b.pending_summaries(ids)}}))
+    """), env=box.env(box.bob), input=json.dumps(ids))
+    assert done.returncode == 0, done.stderr
+    return {k: tuple(v) for k, v in json.loads(done.stdout).items()}

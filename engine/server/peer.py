@@ -76,6 +76,7 @@ def peer_protocol() -> type:
                 transport.close()
                 return
             if peer is not None:
-                self.app = _with_peer(self.app, peer)
+                inner: ASGIApp = self.app  # type: ignore[has-type]  # uvicorn sets it in __init__
+                self.app = _with_peer(inner, peer)
 
     return PeerCredProtocol
