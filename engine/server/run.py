@@ -96,10 +96,9 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
     if socket_group is not None and socket_path is None:
         raise UsageError("--socket-group needs --socket PATH (the group that may connect to that socket)")
     tls = check_listen(host, tls_cert=tls_cert, tls_key=tls_key, insecure_http=insecure_http) if tcp else False
-    if socket_path is not None and (tls_cert or tls_key):
-        raise UsageError("--tls-cert/--tls-key cannot be combined with --socket (the socket speaks plain HTTP "
-                         "to local processes): run the TLS listener as a second `signoff serve` on the same "
-                         "--data-dir, or put a TLS proxy in front of --host 127.0.0.1")
+    if not tcp and (tls_cert or tls_key):
+        raise UsageError("--tls-cert/--tls-key are for the TCP listener; give --host/--port too (the Unix "
+                         "socket speaks plain HTTP to local processes)")
     if policy is None and not single_user:
         raise UsageError("refusing to start without a policy file: give --policy FILE (who may view, start, "
                          "decide and administer), or --single-user to let every valid token holder do everything")
@@ -151,21 +150,35 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         if socket_path is not None:
             shown_at.append(f"unix:{socket_path}")
 
+        servers: list[uvicorn.Server] = []
+
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: FrameType | None) -> None:
                 stopping.set()  # end event streams now, so in-flight requests are all that is waited for
+                for other in servers:  # one signal stops every listener
+                    if other is not self:
+                        other.should_exit = True
                 super().handle_exit(sig, frame)
 
         from signoff.engine.server.peer import peer_protocol
 
-        config = uvicorn.Config(
-            app, log_level=log_level, access_log=True, lifespan="on", server_header=False,
-            timeout_graceful_shutdown=graceful_timeout, http=peer_protocol(),
-            # request line + headers: room for ?ids= with 1000 ids, so long queries reach the app
-            # (which answers with a problem) instead of h11's bare text/plain 400
-            h11_max_incomplete_event_size=1024 * 1024,
-            ssl_certfile=str(tls_cert) if tls_cert else None, ssl_keyfile=str(tls_key) if tls_key else None)
-        server = Server(config)
+        def config(ssl: bool, lifespan: str) -> uvicorn.Config:
+            return uvicorn.Config(
+                app, log_level=log_level, access_log=True, lifespan=lifespan, server_header=False,
+                timeout_graceful_shutdown=graceful_timeout, http=peer_protocol(),
+                # request line + headers: room for ?ids= with 1000 ids, so long queries reach the app
+                # (which answers with a problem) instead of h11's bare text/plain 400
+                h11_max_incomplete_event_size=1024 * 1024,
+                ssl_certfile=str(tls_cert) if ssl and tls_cert else None,
+                ssl_keyfile=str(tls_key) if ssl and tls_key else None)
+
+        if tls and socket_path is not None:
+            # uvicorn applies TLS to every socket of a server: the Unix socket (plain HTTP to
+            # local processes) gets a server of its own in the same loop, without lifespan
+            plan = [(Server(config(True, "on")), sockets[1:]), (Server(config(False, "off")), sockets[:1])]
+        else:
+            plan = [(Server(config(tls, "on")), sockets)]
+        servers.extend(server for server, _ in plan)
         say = echo or (lambda text: print(text, flush=True))
         mode = "single-user" if single_user else f"policy {getattr(policy, 'path', None) or '(given)'}"
         where = engine.db.path if database else engine.data_dir
@@ -177,12 +190,20 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         # ended in a clean shutdown is a normal exit (status 0), not death by signal
         previous = signal.signal(signal.SIGTERM, lambda *_: None)
         try:
-            server.run(sockets=sockets)
+            if len(plan) == 1:
+                plan[0][0].run(sockets=plan[0][1])
+            else:
+                import asyncio
+
+                async def serve_all() -> None:
+                    await asyncio.gather(*(server.serve(sockets=socks) for server, socks in plan))
+
+                asyncio.run(serve_all())
         finally:
             signal.signal(signal.SIGTERM, previous)
             if created is not None:
                 _unlink_socket(Path(socket_path), created)
-        if not server.started:
+        if not all(server.started for server in servers):
             raise SignoffError(f"the server could not start on {' and '.join(shown_at)} (see the messages above)")
         say("signoff serve: stopped")
     finally:

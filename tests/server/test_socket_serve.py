@@ -60,8 +60,8 @@ def test_refuses_database_files_others_can_read(tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (("--socket-group", "root"), "--socket-group needs --socket PATH"),
-    (("--socket", "{tmp}/s.sock", "--port", "0", "--tls-cert", "{tmp}/c", "--tls-key", "{tmp}/k"),
-     "cannot be combined with --socket"),
+    (("--socket", "{tmp}/s.sock", "--tls-cert", "{tmp}/c", "--tls-key", "{tmp}/k"),
+     "are for the TCP listener; give --host/--port too"),
     (("--socket", "{tmp}/missing/s.sock"), "the directory {tmp}/missing does not exist"),
     (("--socket", "{tmp}/s.sock", "--socket-group", "no-such-group-so12"), "no such group"),
     (("--socket", "{tmp}/file"), "exists and is not a socket"),
@@ -118,6 +118,35 @@ def test_socket_and_tcp_side_by_side(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(30) == 0
+
+
+def test_socket_beside_a_tls_listener(tmp_path):
+    """TLS applies to the TCP listener only; the socket beside it speaks plain HTTP."""
+    from tests.contract.server import make_certs
+    from tests.support import wait_listening
+
+    ca, cert, key = make_certs(tmp_path / "tls")
+    path = tmp_path / "s.sock"
+    log = tmp_path / "log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*SIGNOFF, "serve", "--flows", str(FLOWS), "--policy", str(POLICY), "--data-dir",
+                                 str(tmp_path / "data"), "--socket", str(path), "--port", "0",
+                                 "--tls-cert", str(cert), "--tls-key", str(key)],
+                                env=clean_env(SIGNOFF_CONFIG_DIR=str(tmp_path / "c")), stdout=out,
+                                stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        import ssl
+
+        url = wait_listening(proc, log, verify=ssl.create_default_context(cafile=str(ca)))
+        assert url.startswith("https://") and f"and unix:{path}" in log.read_text()
+        assert httpx.get(url + "/api/v1/me", verify=ssl.create_default_context(cafile=str(ca))).status_code == 401
+        with client(path) as c:
+            assert c.get("/healthz").status_code == 200
+            assert c.get("/api/v1/me").status_code == 403  # root has no role in the contract policy
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0, log.read_text()
+    assert not path.exists()
 
 
 def test_clients_without_a_server_get_a_clear_message(tmp_path):
