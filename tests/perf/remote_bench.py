@@ -12,9 +12,11 @@ durably); the socket's batch goes first, so the TCP one runs on a database that 
 """
 from __future__ import annotations
 
+import shutil
 import signal
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +61,9 @@ def run(ctx) -> list[Figure]:
         return failed(f"`signoff token issue` failed: {issued.stderr.strip()[-300:]}")
     token = issued.stdout.strip().splitlines()[-1]
     log_path = base / "serve.log"
-    socket_path = base / "signoff.sock"
+    # a short path: a Unix socket's path is limited to 107 bytes (sun_path), --dir may be deep
+    socket_dir = Path(tempfile.mkdtemp(prefix="signoff-bench-"))
+    socket_path = socket_dir / "signoff.sock"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([*CLI, "--flows", str(ctx.flows), "serve", "--port", "0", "--socket", str(socket_path),
                                  "--single-user", "--log-level", "warning"], env=env, cwd=ROOT, stdout=log,
@@ -97,6 +101,7 @@ def run(ctx) -> list[Figure]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
     def p95(values: list[float]) -> float:
         return round(sorted(values)[int(len(values) * 0.95) - 1], 2)
