@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import Request
@@ -82,7 +82,7 @@ class _Client:
     address: str = ""
     actor: str = "anonymous"
     action: str = "auth.failed"
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def identity_for(user: str) -> Identity:
@@ -170,7 +170,7 @@ class Authenticator:
                                     f"groups) to a binding in {where}", slug="no-role", title="No role")
         return identity
 
-    async def _socket_refusal(self, identity: Identity, peer: PeerCred, reason: str, data: dict) -> None:
+    async def _socket_refusal(self, identity: Identity, peer: PeerCred, reason: str, data: dict[str, Any]) -> None:
         action = "policy.denied" if reason == "no_role" else "auth.refused"
         extra = {"uid": peer.uid, "pid": peer.pid, **data}
         delay, audit = self._failed(f"{peer.origin} {reason}", reason, address=peer.origin, actor=identity.name,
@@ -182,7 +182,7 @@ class Authenticator:
         if delay:
             await anyio.sleep(delay)
 
-    def refused_on_socket(self, request: Request, reason: str, data: dict) -> None:
+    def refused_on_socket(self, request: Request, reason: str, data: dict[str, Any]) -> None:
         """Audit a refusal of something a socket caller sent (e.g. a body field naming a
         person), rate-limited like the rest; called by the app's error handlers."""
         peer = peer_of(request.scope)
@@ -236,7 +236,7 @@ class Authenticator:
         return identity
 
     def _failed(self, client: str, reason: str, *, address: str | None = None, actor: str = "anonymous",
-                action: str = "auth.failed", extra: dict | None = None,
+                action: str = "auth.failed", extra: dict[str, Any] | None = None,
                 ) -> tuple[float, tuple[str, int, list[str]] | None]:
         """Record a failure counted under ``client``: (delay before answering, (reason, count,
         reasons) to audit now, or None when flush() will write it later)."""
@@ -286,7 +286,7 @@ class Authenticator:
             del self._clients[key]
 
     def _audit(self, client: str, reason: str, count: int, reasons: list[str], *, actor: str = "anonymous",
-               action: str = "auth.failed", extra: dict | None = None) -> None:
+               action: str = "auth.failed", extra: dict[str, Any] | None = None) -> None:
         data = {"client": client, "reason": reason, "count": count, **(extra or {})}
         if len(reasons) > 1:
             data["reasons"] = reasons

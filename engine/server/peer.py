@@ -66,7 +66,7 @@ def peer_protocol() -> type:
     """uvicorn's HTTP protocol class, recording ``SO_PEERCRED`` on Unix-socket connections."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-    class PeerCredProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    class PeerCredProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]  # uvicorn picks the class at import
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             try:

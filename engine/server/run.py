@@ -29,7 +29,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from signoff.engine.errors import SignoffError, UsageError
 
@@ -162,7 +162,7 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
 
         from signoff.engine.server.peer import peer_protocol
 
-        def config(ssl: bool, lifespan: str) -> uvicorn.Config:
+        def config(ssl: bool, lifespan: Literal["on", "off"]) -> uvicorn.Config:
             return uvicorn.Config(
                 app, log_level=log_level, access_log=True, lifespan=lifespan, server_header=False,
                 timeout_graceful_shutdown=graceful_timeout, http=peer_protocol(),
@@ -201,7 +201,7 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
                 asyncio.run(serve_all())
         finally:
             signal.signal(signal.SIGTERM, previous)
-            if created is not None:
+            if created is not None and socket_path is not None:
                 _unlink_socket(Path(socket_path), created)
         if not all(server.started for server in servers):
             raise SignoffError(f"the server could not start on {' and '.join(shown_at)} (see the messages above)")
