@@ -25,6 +25,7 @@ from signoff.engine.identity import SYSTEM, Identity
 from signoff.engine.runtime import work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.outputs import outputs_tree
+from signoff.engine.store.locks import RetryableStorageError, lock_requests, retrying
 
 if TYPE_CHECKING:
     from signoff.engine.approvals.decide import DecisionRequest
@@ -544,10 +545,14 @@ class ApprovalService(AuditMixin):
         with self.db.foreground():  # before the background runner's transactions
             for start in range(0, len(id_list), BULK_CHUNK):
                 chunk = id_list[start:start + BULK_CHUNK]
-                with self.db.write() as tx:
+
+                def decide_chunk(tx: Any, chunk: list[str] = chunk) -> list[Outcome]:
                     now = self.engine.now()
-                    for request_id in chunk:
-                        outcomes.append(self._decide_item(tx, now, actor, request_id, decision, idempotency_key))
+                    lock_requests(tx, chunk)
+                    return [self._decide_item(tx, now, actor, request_id, decision, idempotency_key)
+                            for request_id in chunk]
+
+                outcomes.extend(retrying(self.db, decide_chunk))
                 touched.extend(o.execution_id for o in outcomes[-len(chunk):]
                                if o.outcome == oc.DECIDED and o.state != "PENDING" and o.execution_id)
                 if progress is not None and progress(len(outcomes), len(id_list)) is False:
@@ -571,10 +576,13 @@ class ApprovalService(AuditMixin):
                                   policy=self.engine.policy, enqueue=lambda t, eid: work.enqueue(t, eid, now),
                                   notifications=self.engine.notifications, functions=self.form_functions)
             if idempotency_key and result.ok:  # only what changed state is remembered
-                tx.execute("INSERT INTO idempotency(actor, key, request_id, outcome, created_at) VALUES (?,?,?,?,?)",
+                tx.execute("INSERT INTO idempotency(actor, key, request_id, outcome, created_at) VALUES (?,?,?,?,?)"
+                           " ON CONFLICT DO NOTHING",
                            (actor.name, idempotency_key, request_id, jsonutil.dumps(result.to_dict()), now))
             tx.execute("RELEASE item")
             return result
+        except RetryableStorageError:
+            raise  # the database aborted the whole transaction: the chunk runs again
         except Exception as exc:  # noqa: BLE001 - one bad item never rolls back the others
             tx.execute("ROLLBACK TO item")
             tx.execute("RELEASE item")
@@ -585,11 +593,14 @@ class ApprovalService(AuditMixin):
         """Cancel pending requests (the requester or an admin); their executions are killed."""
         from signoff.engine.notify import outbox
 
-        outcomes: list[Outcome] = []
-        touched: list[str] = []
-        with self.db.foreground(), self.db.write() as tx:
+        ids = list(dict.fromkeys(request_ids))
+
+        def cancel_all(tx: Any) -> tuple[list[Outcome], list[str]]:
+            outcomes: list[Outcome] = []
+            touched: list[str] = []
             now = self.engine.now()
-            for request_id in dict.fromkeys(request_ids):
+            lock_requests(tx, ids)
+            for request_id in ids:
                 row = tx.execute("SELECT r.*, e.started_by FROM requests r JOIN executions e ON e.id=r.execution_id"
                                  " WHERE r.id=?", (request_id,)).fetchone()
                 if row is None:
@@ -621,6 +632,10 @@ class ApprovalService(AuditMixin):
                 touched.append(row["execution_id"])
                 outcomes.append(Outcome(**base, outcome=oc.CANCELLED, state="CANCELLED",
                                         message=f"request {request_id} cancelled"))
+            return outcomes, touched
+
+        with self.db.foreground():
+            outcomes, touched = retrying(self.db, cancel_all)
         self._after_change(touched)
         return outcomes
 

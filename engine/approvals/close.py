@@ -14,7 +14,8 @@ from signoff.engine import jsonutil
 def close_request(tx: sqlite3.Connection, request_id: str, state: str, *, by: str, now: str,
                   **details: Any) -> dict[str, Any]:
     result = {"state": state, "by": by, "on": now, **details}
-    tx.execute("UPDATE requests SET state=?, decided_at=?, result=? WHERE id=?",
+    # guarded: a request is closed once; callers hold its row lock (PostgreSQL) and saw it pending
+    tx.execute("UPDATE requests SET state=?, decided_at=?, result=? WHERE id=? AND state='PENDING'",
                (state, now, jsonutil.dumps(result), request_id))
     retire_timers(tx, request_id, now)
     return result

@@ -20,6 +20,7 @@ from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_mes
 from signoff.engine.audit import append_event
 from signoff.engine.identity import Identity
 from signoff.engine.inputs.spec import InputSpec, mask
+from signoff.engine.store.locks import for_update
 
 if TYPE_CHECKING:
     from signoff.engine.inputs.validate import ValidationResult
@@ -46,7 +47,9 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                  notifications: NotificationConfig | None = None,
                  functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None) -> Outcome:
     """``functions(row)``: the expression functions the request's form defaults may call."""
-    row = tx.execute("SELECT * FROM requests WHERE id=?", (request_id,)).fetchone()
+    # locked until COMMIT on PostgreSQL: two replicas deciding the same request take turns, so
+    # the state check and the approvals count below see every decision committed before
+    row = tx.execute("SELECT * FROM requests WHERE id=?" + for_update(tx), (request_id,)).fetchone()
     if row is None:
         return Outcome(request_id, oc.NOT_FOUND, f"no approval request `{request_id}`")
     rules = jsonutil.loads(row["rules"], {})

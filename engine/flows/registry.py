@@ -16,6 +16,7 @@ from signoff.engine.clock import Clock, format_time
 from signoff.engine.errors import Location, NotFound, Problem, UsageError
 from signoff.engine.flows.model import Flow
 from signoff.engine.store import Database
+from signoff.engine.store.locks import advisory_lock, is_pg
 
 #: how often (seconds) a registry asks whether another process changed an API flow
 API_CHECK_S = 1.0
@@ -112,8 +113,13 @@ class FlowRegistry:
         parsed), so the run that follows does not parse the same text again. A new one is not:
         its transaction may still roll back and the number go to another text.
         """
-        row = tx.execute("SELECT revision, path FROM flow_revisions WHERE namespace=? AND flow_id=? AND sha256=?",
-                         (flow.namespace, flow.id, flow.sha256)).fetchone()
+        find = "SELECT revision, path FROM flow_revisions WHERE namespace=? AND flow_id=? AND sha256=?"
+        row = tx.execute(find, (flow.namespace, flow.id, flow.sha256)).fetchone()
+        if row is None and is_pg(tx):
+            # replicas recording a new text at once take turns (the lock is held to COMMIT); the
+            # second finds the first one's revision instead of numbering its own max+1
+            advisory_lock(tx, "flow_revisions", flow.namespace, flow.id)
+            row = tx.execute(find, (flow.namespace, flow.id, flow.sha256)).fetchone()
         if row:
             revision: int = row[0]
             if row[1] == flow.path:  # else at_revision loads it with the path it was recorded with

@@ -40,6 +40,7 @@ from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.functions import kv_lookup_from, make_functions
 from signoff.engine.runtime.outputs import outputs_tree, place
 from signoff.engine.runtime.retry import RetryPolicy
+from signoff.engine.store.locks import for_update
 from signoff.engine.tasks.base import SimpleContext, TaskFailed
 
 if TYPE_CHECKING:
@@ -323,8 +324,10 @@ class ExecutionRun:
 
     def close_pending(self, state: str) -> None:
         now = self.now()
-        pending = self.tx.execute("SELECT id FROM requests WHERE execution_id=? AND state='PENDING'",
-                                  (self.execution_id,)).fetchall()
+        # locked (PostgreSQL), so a decision racing the end of the execution either commits first
+        # (and the request is no longer pending here) or finds it cancelled
+        pending = self.tx.execute("SELECT id FROM requests WHERE execution_id=? AND state='PENDING' ORDER BY id"
+                                  + for_update(self.tx), (self.execution_id,)).fetchall()
         for (request_id,) in pending:
             close_request(self.tx, request_id, "CANCELLED", by=SYSTEM.name, now=now,
                           reason=f"execution ended {state}")

@@ -5,6 +5,7 @@ own transaction that first marks the timer done, so two processes never apply on
 """
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from signoff.engine.durations import parse_duration
 from signoff.engine.identity import SYSTEM
 from signoff.engine.notify import outbox
 from signoff.engine.runtime import work
+from signoff.engine.store.locks import for_update, retrying
 
 if TYPE_CHECKING:
     import sqlite3
@@ -29,19 +31,27 @@ def process_due_timers(engine: Engine, limit: int = 500) -> int:
                           (now, limit))
     handled = 0
     for (timer_id,) in due:
-        with engine.db.write() as tx:
-            timer = tx.execute("SELECT * FROM timers WHERE id=? AND done_at IS NULL", (timer_id,)).fetchone()
-            if timer is None:
-                continue  # another process took it
-            tx.execute("UPDATE timers SET done_at=? WHERE id=?", (now, timer_id))
-            request = tx.execute("SELECT * FROM requests WHERE id=?", (timer["request_id"],)).fetchone()
-            if request is None or request["state"] != "PENDING":
-                continue
-            handler = TIMER_KINDS.get(timer["kind"])
-            if handler is not None:
-                handler(engine, tx, timer, request, now)
-                handled += 1
+        handled += retrying(engine.db, functools.partial(_fire, engine, timer_id=timer_id, now=now))
     return handled
+
+
+def _fire(engine: Engine, tx: Any, *, timer_id: int, now: str) -> int:
+    """One due timer, exactly once across processes and replicas: the request is locked first
+    (the order decisions lock in), then the timer is claimed by a guarded UPDATE; whoever loses
+    the claim finds it done and does nothing."""
+    timer = tx.execute("SELECT * FROM timers WHERE id=? AND done_at IS NULL", (timer_id,)).fetchone()
+    if timer is None:
+        return 0  # another process took it
+    request = tx.execute("SELECT * FROM requests WHERE id=?" + for_update(tx), (timer["request_id"],)).fetchone()
+    if tx.execute("UPDATE timers SET done_at=? WHERE id=? AND done_at IS NULL", (now, timer_id)).rowcount != 1:
+        return 0
+    if request is None or request["state"] != "PENDING":
+        return 0
+    handler = TIMER_KINDS.get(timer["kind"])
+    if handler is None:
+        return 0
+    handler(engine, tx, timer, request, now)
+    return 1
 
 
 def schedule(tx: sqlite3.Connection, request_id: str, due_at: str, reminders: list[str] | None) -> None:

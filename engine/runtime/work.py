@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from signoff.engine.clock import Clock, format_time
+from signoff.engine.store.locks import skip_locked
 
 if TYPE_CHECKING:
     from signoff.engine.store import Database
@@ -141,8 +142,11 @@ def try_claim(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Cloc
               lease: timedelta = LEASE) -> int | None:
     """Take the lease on one execution's work row if it is free, expired or orphaned.
 
-    Returns the row's generation (bumped by every enqueue), or None when not taken."""
-    row = tx.execute("SELECT lease_owner, lease_until, gen FROM work WHERE execution_id=?",
+    Returns the row's generation (bumped by every enqueue), or None when not taken.
+    PostgreSQL: the row is locked while it is looked at (``SKIP LOCKED``: a row another
+    replica is claiming or advancing right now is simply not taken), so two replicas never
+    both take one lease."""
+    row = tx.execute("SELECT lease_owner, lease_until, gen FROM work WHERE execution_id=?" + skip_locked(tx),
                      (execution_id,)).fetchone()
     if row is None:
         return None
@@ -171,8 +175,10 @@ def _ours(owner: str) -> bool:
 
 def claimable(conn: sqlite3.Connection, clock: Clock, limit: int) -> list[str]:
     now = format_time(clock.now())
+    # PostgreSQL: rows locked by a replica advancing them right now are skipped (the statement
+    # runs on its own, so the locks are dropped again at once)
     rows = conn.execute("SELECT execution_id, lease_owner, lease_until FROM work WHERE ready_at<=?"
-                        " ORDER BY ready_at LIMIT ?", (now, limit * 4)).fetchall()
+                        " ORDER BY ready_at LIMIT ?" + skip_locked(conn), (now, limit * 4)).fetchall()
     out = []
     for execution_id, owner, until in rows:
         if owner is None or _is_free(owner, until, now):

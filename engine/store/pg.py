@@ -44,6 +44,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from signoff.engine.errors import StorageError
 from signoff.engine.store import pg_schema
+from signoff.engine.store.locks import RetryableStorageError
 from signoff.engine.store.schema import SCHEMA_VERSION
 from signoff.engine.store.sqltext import statement_kind, to_psycopg
 
@@ -313,6 +314,7 @@ class PgDatabase:
         self.path = redact(url)  # what messages name (the SQLite store names its file)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._local = threading.local()
+        self._opened_by = threading.get_ident()
         size = pool_size or int(os.environ.get("SIGNOFF_DB_POOL", "20"))
         try:  # one plain connection first: an unreachable database is one clear message, at once
             psycopg.connect(url, connect_timeout=10).close()
@@ -351,6 +353,8 @@ class PgDatabase:
 
     def error(self, exc: psycopg.Error) -> StorageError:
         text = _first_line(exc)
+        if pg_error_is_retryable(exc):
+            return RetryableStorageError(f"database conflict on {self.path}: {text} (retried)")
         if isinstance(exc, psycopg.OperationalError):
             return StorageError(f"lost the connection to the database {self.path}: {text}")
         return StorageError(f"database error on {self.path}: {text}")
@@ -443,10 +447,13 @@ class PgDatabase:
         return rows[0] if rows else None
 
     def close(self) -> None:
+        """As the SQLite store: a thread closes its own connection. The thread that opened the
+        database also closes the pool (the engine's owner, at the end)."""
         session: Session | None = getattr(self._local, "session", None)
         if session is not None:
             session.close()
-        self._pool.close()
+        if threading.get_ident() == self._opened_by:
+            self._pool.close()
 
 
 def _first_line(exc: BaseException) -> str:
