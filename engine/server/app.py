@@ -602,6 +602,9 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                       methods=["GET", "POST", "PUT"], include_in_schema=False, response_model=None)
 
     app.include_router(router)
+    from signoff.engine.server.web import mount_web
+
+    app.state.web_sessions = mount_web(app, service, auth)
     app.state.plain_routes = [*router.routes, *app.router.routes]
     return app
 

@@ -1,0 +1,200 @@
+"""The web approval page (`/r/<id>` on a real `signoff serve` on 127.0.0.1), in a real
+headless Chromium driven by Selenium: the seed's vacation_approval posts its link to Slack
+(a local listener), the browser opens it, signs in with a token, sees the context, submits
+`approved` empty (the engine's required-field message), approves with a reason, and the HR
+listener receives status=APPROVED. Then: CSRF, sign-out, security headers, hostile Markdown."""
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.contract.server import ServerProcess
+from tests.support import write_flows
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "sample_flows"
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def ensure_chromium() -> None:
+    """Debian's chromium + chromium-driver, installed where missing (CI runs as root)."""
+    if CHROMEDRIVER.exists() and shutil.which("chromium"):
+        return
+    subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium", "chromium-driver"],
+                   check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    ensure_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,900"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def wait_until(condition: Any, timeout: float = 20.0) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def server(tmp_path: Path, http_listener: Any) -> Iterator[ServerProcess]:
+    flows = write_flows(tmp_path / "flows", {"vacation_approval.yaml": (SAMPLES / "vacation_approval.yaml").read_text(),
+                                             "hostile.yaml": HOSTILE})
+    srv = ServerProcess(tmp_path / "server", policy=None, flows=flows)
+    srv.extra_args = ("--public-url", srv.url)
+    srv.env["SECRET_SLACK_HR_WEBHOOK"] = b64(http_listener.url + "/hooks/hr")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+HOSTILE = """
+id: hostile
+namespace: t.web
+inputs:
+  - id: note
+    type: STRING
+tasks:
+  - id: gate
+    type: io.kestra.plugin.core.flow.Pause
+    context:
+      summary: "Check {{ inputs.note }}"
+      details: "{{ inputs.note }}"
+"""
+
+
+def sign_in(browser: Any, url: str, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(url)
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "sign-in").click()
+    try:
+        wait_until(lambda: browser.find_elements(By.ID, "who"))
+    except AssertionError:
+        raise AssertionError(browser.current_url + browser.page_source[:3000]) from None
+
+
+def test_seed_flow_link_in_slack_opens_the_page_and_approves(server, http_listener, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from signoff.console.remote import RemoteBackend
+
+    token = server.issue_token("alice")
+    http_listener.respond("/hr/approvals", 200, {"ok": True})
+    api = RemoteBackend(server.url, token, timeout=30.0)
+    try:
+        api.kv_set("hr.operations", "HR_API_ENDPOINT", http_listener.url + "/hr")
+        execution = api.start_execution("hr.operations", "vacation_approval",
+                                        {"employee": "Ann <b>Lee</b>", "start_date": "2026-02-01",
+                                         "end_date": "2026-02-05"})
+    finally:
+        api.close()
+    [sent] = wait_until(lambda: http_listener.requests_to("/hooks/hr"))
+    link = sent.json["text"].rsplit("Approve: ", 1)[1].strip()
+    assert link == f"{server.url}/r/{execution['id']}"
+
+    browser.get(link)  # not signed in: the sign-in form, and no token in any URL
+    assert browser.find_elements(By.ID, "token")
+    sign_in(browser, link, token)
+    request_url = browser.current_url
+    assert "/r/r" in request_url and token not in request_url
+    assert "Ann <b>Lee</b>" in browser.find_element(By.ID, "inputs").text  # shown as text, not markup
+    assert browser.find_element(By.ID, "state").text == "PENDING"
+
+    browser.find_element(By.ID, "approve").click()  # `approved` left empty
+    message = wait_until(lambda: browser.find_elements(By.ID, "error-approved"))[0].text
+    assert "approved" in message and "required" in message.lower(), message
+    Select(browser.find_element(By.ID, "in-approved")).select_by_value("true")
+    browser.find_element(By.ID, "in-reason").send_keys("enjoy the break")  # the flow's own field
+    browser.find_element(By.ID, "decision-reason").send_keys("cover arranged")
+    browser.find_element(By.ID, "approve").click()
+    try:
+        wait_until(lambda: browser.find_elements(By.ID, "outcome"))
+    except AssertionError:
+        raise AssertionError(browser.page_source[-3000:]) from None
+    assert browser.find_element(By.ID, "state").text == "APPROVED"
+    [hr] = wait_until(lambda: http_listener.requests_to("/hr/approvals"))
+    assert hr.form["status"] == "APPROVED" and hr.form["notes"] == "enjoy the break"
+
+    browser.get(request_url)  # the decision is listed with its origin
+    decisions = browser.find_element(By.ID, "decisions").text
+    assert "approve by alice" in decisions and "web 127.0.0.1" in decisions, decisions
+
+
+def test_csrf_headers_sign_out_and_hostile_content(server, browser):
+    from selenium.webdriver.common.by import By
+
+    from signoff.console.remote import RemoteBackend
+
+    token = server.issue_token("bob")
+    api = RemoteBackend(server.url, token, timeout=30.0)
+    hostile = ("<script>document.title='pwned'</script> <img src=x onerror=\"document.title='pwned'\"> "
+               "[click](javascript:alert(1)) " + "W" * 3000)
+    try:
+        execution = api.start_execution("t.web", "hostile", {"note": hostile})
+    finally:
+        api.close()
+    link = f"{server.url}/r/{execution['id']}"
+    sign_in(browser, link, token)
+    assert browser.title != "pwned"
+    details = browser.find_element(By.ID, "details")
+    assert not details.find_elements(By.TAG_NAME, "script") and not details.find_elements(By.TAG_NAME, "img")
+    assert all(not (a.get_attribute("href") or "").startswith("javascript:")
+               for a in details.find_elements(By.TAG_NAME, "a"))
+    width = browser.execute_script("return document.documentElement.scrollWidth")
+    assert width <= browser.execute_script("return window.innerWidth"), width  # the long string wraps
+
+    # a cross-site post with the session cookie but without the page's CSRF token is refused
+    cookie = browser.get_cookie("signoff_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    request_id = browser.current_url.rsplit("/", 1)[1]
+    forged = httpx.post(f"{server.url}/r/{request_id}/decide", cookies={"signoff_session": cookie["value"]},
+                        data={"verdict": "approve", "csrf": "forged"})
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    page = httpx.get(f"{server.url}/r/{request_id}", cookies={"signoff_session": cookie["value"]})
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "PENDING" in page.text  # nothing was decided
+
+    bad = httpx.post(f"{server.url}/web/sign-in", data={"token": "so_wrong", "next": "/r/x"})
+    assert bad.status_code == 401 and "not valid" in bad.text and "set-cookie" not in bad.headers
+
+    browser.find_element(By.ID, "sign-out").click()
+    wait_until(lambda: browser.find_elements(By.ID, "token"))
+    after = httpx.post(f"{server.url}/r/{request_id}/decide", cookies={"signoff_session": cookie["value"]},
+                       data={"verdict": "approve", "csrf": "x"})
+    assert after.status_code == 401 and "sign in again" in after.text
