@@ -199,6 +199,7 @@ SUBCOMMANDS = {
     "logout": "signoff.console.cli_remote:logout",
     "serve": "signoff.console.cli_server:serve",
     "token": "signoff.console.cli_server:token",
+    "db": "signoff.console.cli_db:db",
     "demo": "signoff.console.cli_demo:demo",
 }
 

@@ -280,3 +280,49 @@ def test_sqlite_result_rows_and_postgresql_rows_read_alike(tmp_path: Path, pg_ur
     finally:
         db.close()
         lite.close()
+
+
+# -- moving over ------------------------------------------------------------------------------------
+
+
+def test_db_copy_moves_everything_and_the_chain_verifies_with_the_same_head(tmp_path: Path, pg_cluster,
+                                                                           pg_url: str) -> None:
+    for who in ("Ann", "Bob", "Cy"):
+        r = signoff(tmp_path, "run", "cli.tests", "pause_form", "-i", f"who={who}", "--json")
+        assert r.returncode == 0, r
+    first = json.loads(signoff(tmp_path, "pending", "--json").stdout)[0]["id"]
+    assert signoff(tmp_path, "approve", first, "-i", "copies=1", "-i", "note=n", "-i", "ok=true").returncode == 0
+    assert signoff(tmp_path, "kv", "set", "K", "V").returncode == 0
+    assert signoff(tmp_path, "token", "issue", "alice").returncode == 0
+    head = signoff(tmp_path, "audit", "head").stdout.strip()
+    pending_before = json.loads(signoff(tmp_path, "pending", "--json").stdout)
+    history_before = signoff(tmp_path, "history", "Ann", "--json").stdout
+
+    r = signoff(tmp_path, "db", "copy", "--to", pg_url, "--json")
+    assert r.returncode == 0, r
+    report = json.loads(r.stdout)
+    assert report["verified"] is True and report["rows"] > 20, report
+    assert f"{report['head_seq']}:{report['head_hash']}" == head
+
+    on_pg = ("--database", pg_url)
+    r = signoff(tmp_path, *on_pg, "audit", "verify", "--head", head)
+    assert r.returncode == 0, r
+    assert json.loads(signoff(tmp_path, *on_pg, "pending", "--json").stdout) == pending_before
+    assert signoff(tmp_path, *on_pg, "history", "Ann", "--json").stdout == history_before
+    # the copy is live: new decisions and events continue the ids and the chain
+    second = pending_before[0]["id"]
+    r = signoff(tmp_path, *on_pg, "approve", second, "-i", "copies=1", "-i", "note=n", "-i", "ok=true", "--json")
+    assert r.returncode == 0, r
+    assert json.loads(signoff(tmp_path, *on_pg, "audit", "verify", "--json").stdout)["ok"] is True
+    # copying again into the now busy database is refused, and nothing changes
+    before = pg_cluster.psql("SELECT count(*) FROM audit", dbname(pg_url))
+    r = signoff(tmp_path, "db", "copy", "--to", pg_url)
+    assert r.returncode == 2 and "already holds signoff data" in r.stderr, r
+    assert pg_cluster.psql("SELECT count(*) FROM audit", dbname(pg_url)) == before
+
+
+def test_db_copy_needs_a_source_and_a_postgresql_target(tmp_path: Path, pg_url: str) -> None:
+    r = signoff(tmp_path, "db", "copy", "--to", pg_url)
+    assert r.returncode == 2 and "nothing to copy" in r.stderr, r
+    r = signoff(tmp_path, "db", "copy", "--to", "/tmp/other.db")
+    assert r.returncode == 2 and "--to" in r.stderr, r
