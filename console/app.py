@@ -39,8 +39,9 @@ from signoff.console.widgets.pending_table import build_rows
 from signoff.console.widgets.status_bar import ConnectionBanner, KeyHints, StatusBar
 from signoff.engine.clock import Clock, SystemClock
 
-VIEWS = ("pending", "history", "flows")
-VIEW_TITLES = {"pending": "Pending", "history": "History", "flows": "Flows"}
+VIEWS = ("pending", "history", "flows", "executions", "insights")
+VIEW_TITLES = {"pending": "Pending", "history": "History", "flows": "Flows", "executions": "Executions",
+               "insights": "Insights"}
 
 
 class MainScreen(Screen):
@@ -329,11 +330,19 @@ class SignoffApp(App[None]):
         self.show_view(name)
 
     def _make_view(self, name: str) -> Widget:
-        """The History and Flows views, imported when first shown (start-up does without them)."""
+        """The other views, imported when first shown (start-up does without them)."""
         if name == "history":
             from signoff.console.screens.history import HistoryView
 
             return HistoryView(id="history")
+        if name == "executions":
+            from signoff.console.screens.executions import ExecutionsView
+
+            return ExecutionsView(id="executions")
+        if name == "insights":
+            from signoff.console.screens.insights import InsightsView
+
+            return InsightsView(id="insights")
         from signoff.console.screens.flows import FlowsView
 
         return FlowsView(id="flows")
@@ -346,6 +355,45 @@ class SignoffApp(App[None]):
 
     def action_view_flows(self) -> None:
         self.show_view("flows")
+
+    def action_view_executions(self) -> None:
+        self.show_view("executions")
+
+    def action_view_insights(self) -> None:
+        self.show_view("insights")
+
+    def _view(self, name: str) -> Any:
+        """The named view when it is the one showing, else None (its keys do nothing elsewhere)."""
+        if self.current_view != name:
+            return None
+        try:
+            return self.main_screen.query_one(f"#{name}")
+        except NoMatches:
+            return None
+
+    def action_restart_execution(self) -> None:
+        view = self._view("executions")
+        if view is None:
+            raise SkipAction()
+        view.restart()
+
+    def action_replay_execution(self) -> None:
+        view = self._view("executions")
+        if view is None:
+            raise SkipAction()
+        view.replay()
+
+    def action_cycle_filter(self) -> None:
+        view = self._view("executions")
+        if view is None:
+            raise SkipAction()
+        view.cycle_filter()
+
+    def action_cycle_window(self) -> None:
+        view = self._view("insights")
+        if view is None:
+            raise SkipAction()
+        view.cycle_window()
 
     def action_next_view(self) -> None:
         self.show_view(VIEWS[(VIEWS.index(self.current_view) + 1) % len(VIEWS)])

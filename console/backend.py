@@ -140,6 +140,8 @@ class Backend(Protocol):
 
     def list_triggers(self) -> list[dict[str, Any]]: ...
 
+    def stats(self, *, since: str = "30d", namespace: str | None = None) -> dict[str, Any]: ...
+
     def get_flow(self, namespace: str, flow_id: str, revision: int | None = None) -> dict[str, Any]: ...
 
     def push_flow(self, text: str) -> dict[str, Any]: ...
@@ -276,6 +278,9 @@ class LocalBackend(Backend):
 
     def list_triggers(self) -> list[dict[str, Any]]:
         return self.service.list_triggers(self.actor)
+
+    def stats(self, *, since: str = "30d", namespace: str | None = None) -> dict[str, Any]:
+        return self.service.stats(self.actor, since=since, namespace=namespace)
 
     def get_flow(self, namespace: str, flow_id: str, revision: int | None = None) -> dict[str, Any]:
         return self.service.get_flow(self.actor, namespace, flow_id, revision=revision)

@@ -185,6 +185,7 @@ SUBCOMMANDS = {
     "executions": "signoff.console.cli_executions:executions",
     "worker": "signoff.console.cli_executions:worker",
     "triggers": "signoff.console.cli_triggers:triggers",
+    "stats": "signoff.console.cli_stats:stats",
     "pending": "signoff.console.cli_approvals:pending",
     "show": "signoff.console.cli_approvals:show",
     "open": "signoff.console.cli_open:open_link",

@@ -85,8 +85,15 @@ DEFAULT_KEYS: tuple[KeyAction, ...] = (
     KeyAction("view_pending", "1", "Pending view", "Views"),
     KeyAction("view_history", "2", "History view (audit search)", "Views"),
     KeyAction("view_flows", "3", "Flows view (start executions)", "Views"),
+    KeyAction("view_executions", "4", "Executions view (runs, logs, restart, replay)", "Views"),
+    KeyAction("view_insights", "5", "Insights view (approval statistics, chart)", "Views"),
     KeyAction("next_view", "tab", "Next view", "Views", palette=False),
     KeyAction("previous_view", "shift+tab", "Previous view", "Views", palette=False),
+    # -- executions and insights views
+    KeyAction("restart_execution", "r", "Restart the highlighted failed execution", "Executions"),
+    KeyAction("replay_execution", "p", "Replay from the highlighted task run", "Executions"),
+    KeyAction("cycle_filter", "f", "Next state filter (all, FAILED, KILLED...)", "Executions"),
+    KeyAction("cycle_window", "w", "Insights: next window (30, 7, 90 days)", "Executions"),
     # -- general
     KeyAction("help", "question_mark,f1", "Show this help", "General", hint="help"),
     KeyAction("command_palette", "ctrl+p", "Command palette (every action, themes)", "General",

@@ -389,6 +389,9 @@ class RemoteBackend(Backend):
         response = self._call("POST", "/flows/validate", idempotent=True, yaml_text=text, lenient_422=True)
         return list(response.get("problems") or [])
 
+    def stats(self, *, since: str = "30d", namespace: str | None = None) -> dict[str, Any]:
+        return self._get_object("/stats", since=since, namespace=namespace)
+
     def list_triggers(self) -> list[dict[str, Any]]:
         return list(self._get_object("/triggers").get("items") or [])
 

@@ -668,6 +668,19 @@ class ApprovalService(AuditMixin):
         assert row is not None  # just inserted
         return execution_summary(row)
 
+    # -- insights -----------------------------------------------------------------------
+    def stats(self, actor: Identity, *, since: str = "30d", namespace: str | None = None) -> dict[str, Any]:
+        """Approval statistics over the namespaces the actor may view (engine.insights.stats).
+        ``since``: an age (``30d``, ``24h``, ``PT1H``), a date or a date-time."""
+        from signoff.engine.audit.search import parse_moment
+        from signoff.engine.insights.stats import compute_stats
+
+        now = self.engine.clock.now()
+        moment, _ = parse_moment(since.strip(), f"--since {since}", now)
+        if moment >= now:
+            raise UsageError(f"--since {since} is not in the past")
+        return compute_stats(self.db, since=moment, now=now, namespace=namespace, visible=self._view_filter(actor))
+
     # -- key-value store ----------------------------------------------------------------
     def kv_set(self, actor: Identity, namespace: str, key: str, value: Any) -> None:
         self._check(actor, "admin", namespace, f"kv {key}")

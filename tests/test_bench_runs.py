@@ -14,8 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "tests" / "perf" / "bench.py"
 KEYS = {"name", "value", "unit", "target", "ok"}
-EXPECTED = ("start_rate", "bulk_decide_", "bulk_finish_", "audit_search_", "audit_verify_", "console_ready_",
-            "console_key_", "console_rss_", "remote_approve_p50", "remote_bulk_", "remote_approve_p50_socket")
+EXPECTED = ("start_rate", "bulk_decide_", "bulk_finish_", "audit_search_", "audit_verify_", "stats_",
+            "console_ready_", "console_key_", "console_rss_", "remote_approve_p50", "remote_bulk_",
+            "remote_approve_p50_socket")
 
 
 def test_bench_quick_runs_and_prints_figures(tmp_path: Path) -> None:

@@ -76,6 +76,8 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
     conn.execute("ALTER TABLE executions DROP COLUMN origin")
     conn.execute("DROP TABLE triggers")  # schema 8
     conn.execute("DROP TABLE api_flows")  # schema 9
+    for index in ("requests_by_flow", "requests_by_decided", "decisions_by_at"):  # schema 10
+        conn.execute(f"DROP INDEX {index}")
     conn.execute("PRAGMA user_version=4")
     conn.commit()
     conn.close()

@@ -18,7 +18,7 @@ def help_table(keys: list[KeyAction]) -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(justify="right", style="bold", min_width=14)
     table.add_column()
-    order = ["Navigate", "Decide", "Marks", "Views", "General"]
+    order = ["Navigate", "Decide", "Marks", "Views", "Executions", "General"]
     by_group = sorted(keys, key=lambda k: order.index(k.group) if k.group in order else len(order))
     for group, items in groupby(by_group, key=lambda k: k.group):
         table.add_row(Text(group, style="bold underline"), "")

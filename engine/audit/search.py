@@ -530,3 +530,7 @@ def iter_events(db: Any, query: AuditQuery | str | None, *, now: datetime | None
 
 
 __all__ = ["AuditQuery", "FIELDS", "parse_query", "search", "iter_events", "event_dict"]
+
+
+#: a moment as history queries and `signoff stats --since` write it (date, date-time or an age)
+parse_moment = _parse_time

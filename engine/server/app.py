@@ -488,6 +488,14 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                                              revision=body.revision)
         return JSONResponse(execution, status_code=201)
 
+    # -- insights ------------------------------------------------------------------------
+    @router.get("/stats", tags=["insights"], responses=_ok(m.Stats), response_model=None,
+                summary="Approval statistics per flow, approver and day (namespaces you may see)")
+    def stats(identity: Identity = me_dep, since: str = Query("30d", max_length=100,
+                                                              description="An age (30d, 24h, PT1H), a date or a time"),
+              namespace: str | None = Query(None, max_length=500, description="Exact, or a prefix ending in *")) -> Any:
+        return service.stats(identity, since=since, namespace=namespace)
+
     # -- triggers ------------------------------------------------------------------------
     @router.get("/triggers", tags=["triggers"], responses=_ok(m.TriggerPage), response_model=None,
                 summary="Triggers of the flows you may see: next due time, last firing, disabled by whom")

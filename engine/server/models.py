@@ -305,6 +305,16 @@ class RevisionPage(Out):
     items: list[Revision]
 
 
+class Stats(Out):
+    since: str
+    until: str
+    namespace: str | None
+    flows: list[dict[str, Any]]
+    approvers: list[dict[str, Any]]
+    days: list[dict[str, Any]]
+    totals: dict[str, Any]
+
+
 class TriggerOut(Out):
     namespace: str
     flow_id: str

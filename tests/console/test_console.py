@@ -309,6 +309,10 @@ async def test_help_lists_every_key(env):
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
         text = screen_text(app)
+        for _ in range(30):  # the list is longer than the dialog: read it while scrolling down
+            await pilot.press("j")
+            await pilot.pause()
+            text += screen_text(app)
         for key in km.DEFAULT_KEYS:
             assert key.description in text, key.id
             assert key.display_keys() in text, key.id

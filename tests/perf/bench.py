@@ -316,6 +316,28 @@ def fig_audit_verify(ctx: Bench) -> list[Figure]:
     return [at_most(name, elapsed, "s", 10, detail={"events": result["count"]})]
 
 
+def fig_stats(ctx: Bench) -> list[Figure]:
+    """`signoff stats --since 30d` (the Insights view's data) over the 1M-event audit trail and
+    its request history (one request per four events)."""
+    from requestgen import build_requests
+
+    from signoff.engine.service import ApprovalService
+
+    engine, _, _ = _audit_engine(ctx)
+    if not engine.db.query_one("SELECT 1 FROM requests LIMIT 1"):
+        build_requests(engine.db, ctx.sizes["audit"] // 4)
+    svc = ApprovalService(engine)
+    _, admin = identities()
+    times = []
+    for _ in range(max(3, ctx.sizes["search_repeats"])):
+        t0 = time.perf_counter()
+        result = svc.stats(admin, since="30d")
+        times.append((time.perf_counter() - t0) * 1000)
+    return [at_most(f"stats_{_k(ctx.sizes['audit'])}", statistics.median(times), "ms", 300,
+                    detail={"events": ctx.sizes["audit"], "requests": ctx.sizes["audit"] // 4,
+                            "window_requests": result["totals"]["created"], "runs_ms": [round(t, 1) for t in times]})]
+
+
 # -- figures: console and server (owned elsewhere; measured when they exist) ----------------
 
 
@@ -349,6 +371,7 @@ GROUPS: list[tuple[tuple[str, ...], Callable[[Bench], list[Figure]]]] = [
     (("bulk_finish",), fig_bulk_finish),
     (("audit_search",), fig_audit_search),
     (("audit_verify",), fig_audit_verify),
+    (("stats",), fig_stats),
     (("console_ready", "console_key", "console_rss", "console"), fig_console),
     (("remote_approve", "remote_bulk", "remote"), fig_remote),
 ]

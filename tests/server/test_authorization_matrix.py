@@ -48,6 +48,7 @@ ENDPOINTS = {
     "executions.get": ("GET", "/api/v1/executions/{exe}", None, False),
     "executions.restart": ("POST", "/api/v1/executions/{exe}/restart", {}, False),
     "executions.replay": ("POST", "/api/v1/executions/{exe}/replay", {"from_task": "approve"}, False),
+    "stats": ("GET", "/api/v1/stats?since=30d", None, False),
     "triggers.list": ("GET", "/api/v1/triggers", None, False),
     "triggers.switch": ("POST", "/api/v1/triggers/company.finance/payment/nope/disable", None, False),
     "kv.put": ("PUT", "/api/v1/kv/company.finance/limit", {"value": {"max": 5}}, False),
@@ -82,6 +83,7 @@ EXPECTED_AUTHENTICATED = {
     "executions.get":       (200, 403, 200, 200),
     "executions.restart":   (403, 403, 403, 409),  # the requester or an admin; a paused one cannot
     "executions.replay":    (403, 403, 403, 409),
+    "stats":                (200, 200, 200, 200),  # over the namespaces each may see
     "triggers.list":        (200, 200, 200, 200),
     "triggers.switch":      (403, 403, 403, 404),  # admins only; the payment flow has no trigger `nope`
     "kv.put":               (403, 403, 403, 200),
