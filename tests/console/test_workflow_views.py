@@ -195,10 +195,11 @@ def test_snapshot_workflow_views(tmp_path: Path, snap_compare, monkeypatch, view
         await wait_for(pilot, lambda: app.current_view == view)
         target = _view(app, view)
         if view == "executions":
-            await wait_for(pilot, lambda: target.detail is not None)
+            await wait_for(pilot, lambda: target.detail is not None and target.tasks.row_count > 0)
         else:
             await wait_for(pilot, lambda: target.stats is not None)
-        await pilot.pause(0.3)
+        for _ in range(3):  # (both views)  # the chart paints after the tables: let every pending refresh land
+            await pilot.pause(0.3)
 
     try:
         assert snap_compare(app, terminal_size=size, run_before=run_before)
