@@ -51,6 +51,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path):
         assert done.returncode == 0, report
         assert "Tested: 20" in done.stdout or "20/20" in done.stdout, report
         assert " 500 " not in srv.log and "Traceback" not in srv.log, srv.log[-4000:]
-        assert elapsed < BUDGET_S * 1.5, f"schemathesis took {elapsed:.0f}s"
+        # no wall-clock assertion: time is a benchmark figure, not a test outcome (the subprocess
+        # timeout above only stops a run that hangs)
+        print(f"schemathesis took {elapsed:.0f}s")
     finally:
         assert srv.stop() == 0

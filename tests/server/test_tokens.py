@@ -75,14 +75,16 @@ def test_repeated_failures_are_slowed_down_and_audited_with_a_count(server):
             t = time.monotonic()
             assert c.get("/api/v1/me").status_code == 401
             timings.append(time.monotonic() - t)
-    assert max(timings[:5]) < 0.2, timings  # the first five are answered at once
+    # the server sleeps before the sixth and later answers: lower bounds are what it promises;
+    # the first five are compared with those, not with a wall-clock limit that a busy machine breaks
     assert all(t >= 0.2 for t in timings[5:]), timings  # then each one waits, longer and longer
+    assert max(timings[:5]) < min(timings[5:]), timings  # the first five are answered at once
     assert timings[7] > timings[5]
     # a client with a good token from the same address is not slowed down
     with server.client("alice", address=address) as c:
         t = time.monotonic()
         assert c.get("/api/v1/me").status_code == 200
-        assert time.monotonic() - t < 0.2
+        assert time.monotonic() - t < min(timings[5:]), timings
 
     def failures():
         with server.client("root-admin") as c:
