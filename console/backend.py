@@ -242,12 +242,39 @@ class LocalBackend(Backend):
 
     def decide(self, request_ids: Sequence[str], verdict: str, *, inputs: Mapping[str, Any] | None = None,
                reason: str | None = None, idempotency_key: str | None = None,
-               progress: Callable[[int, int], bool] | None = None) -> list[Outcome]:
+               progress: Callable[[int, int], bool] | None = None,
+               signatures: Mapping[str, Any] | None = None) -> list[Outcome]:
         return self.service.decide(self.actor, request_ids, verdict, inputs=inputs, reason=reason,
-                                   idempotency_key=idempotency_key, origin=self.origin, progress=progress)
+                                   idempotency_key=idempotency_key, origin=self.origin, progress=progress,
+                                   signatures=signatures)
 
-    def cancel(self, request_ids: Sequence[str], reason: str | None = None) -> list[Outcome]:
-        return self.service.cancel(self.actor, request_ids, reason, origin=self.origin)
+    def cancel(self, request_ids: Sequence[str], reason: str | None = None,
+               signatures: Mapping[str, Any] | None = None) -> list[Outcome]:
+        return self.service.cancel(self.actor, request_ids, reason, origin=self.origin, signatures=signatures)
+
+    # -- signed decisions (engine.signing) ------------------------------------------------
+    def signing_material(self, request_ids: Sequence[str], verdict: str,
+                         inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return self.service.signing_material(self.actor, request_ids, verdict, inputs)
+
+    def list_keys(self, user: str | None = None, all_users: bool = False) -> list[dict[str, Any]]:
+        return self.service.list_keys(self.actor, user, all_users)
+
+    def key_challenge(self) -> dict[str, str]:
+        return self.service.key_challenge(self.actor)
+
+    def add_key(self, public_key: str, *, nonce: str | None = None, signature: str | None = None,
+                user: str | None = None) -> dict[str, Any]:
+        return self.service.add_key(self.actor, public_key, nonce=nonce, signature=signature, user=user)
+
+    def revoke_key(self, fingerprint: str, user: str | None = None) -> dict[str, Any]:
+        return self.service.revoke_key(self.actor, fingerprint, user)
+
+    def allowed_signers(self, user: str | None = None) -> str:
+        return self.service.allowed_signers(self.actor, user)
+
+    def audit_evidence(self, request_id: str) -> dict[str, Any]:
+        return self.service.audit_evidence(self.actor, request_id)
 
     def history(self, query: str, *, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:
         return self.service.history(self.actor, query, limit=limit, before_seq=before_seq)

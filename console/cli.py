@@ -196,6 +196,7 @@ SUBCOMMANDS = {
     "secret": "signoff.console.cli_kv:secret",
     "history": "signoff.console.cli_audit:history",
     "audit": "signoff.console.cli_audit:audit",
+    "keys": "signoff.console.cli_keys:keys",
     "login": "signoff.console.cli_remote:login",
     "logout": "signoff.console.cli_remote:logout",
     "serve": "signoff.console.cli_server:serve",

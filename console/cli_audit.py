@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 import click
 
@@ -106,9 +107,17 @@ def audit_verify(expect: str | None, as_json: bool) -> None:
         output.emit_json(result)
     elif result["ok"]:
         click.echo(f"ok: {result['count']} events, head {result['head'] or 'none (the log is empty)'}")
+        if "signed" in result:
+            click.echo(f"signatures: {result['signed']} signed decisions verified, {result['unsigned']} unsigned")
+            last = result.get("last_checkpoint")
+            click.echo(f"checkpoints: {result['checkpoints']} signed by the engine verified"
+                       + (f", the newest at event {last['seq']} ({last['at']})" if last else ""))
     else:
         click.echo(f"FAILED: {result['problem']}", err=True)
-        click.echo(f"({result['count']} events before it verified)", err=True)
+        more = [p for p in result.get("signature_problems") or [] if p != result["problem"]]
+        for extra in more[:20]:
+            click.echo(f"also: {extra}", err=True)
+        click.echo(f"({result['count']} events in the chain)", err=True)
     if not result["ok"]:
         raise SystemExit(1)
 
@@ -125,6 +134,32 @@ def audit_head(as_json: bool) -> None:
         click.echo("the audit log is empty", err=True)
     else:
         click.echo(f"{found['seq']}:{found['hash']}")
+        checkpoint = found.get("checkpoint")
+        if checkpoint:
+            click.echo(f"signed checkpoint of event {checkpoint['seq']} at {checkpoint['at']} by the engine key "
+                       f"{checkpoint['fingerprint']}", err=True)
+
+
+@audit.command("evidence")
+@common_options
+@click.argument("request_id")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder to write the evidence to (created; must be empty if it exists).")
+@click.option("--json", "as_json", is_flag=True, help="Also print what was written as JSON.")
+def audit_evidence(request_id: str, out: str, as_json: bool) -> None:
+    """Write one request's decisions as evidence an auditor checks with OpenSSH alone."""
+    from signoff.console.evidence import write_evidence
+
+    bundle = backend().audit_evidence(request_id)
+    written = write_evidence(bundle, Path(out))
+    if as_json:
+        output.emit_json({"request_id": request_id, "dir": str(Path(out)), "files": written,
+                          "decisions": [{k: d.get(k) for k in ("seq", "at", "by", "verdict", "signed", "fingerprint",
+                                                                "key_type")} for d in bundle["decisions"]]})
+    else:
+        signed = sum(1 for d in bundle["decisions"] if d["signed"])
+        click.echo(f"wrote {len(written)} files to {out}: {signed} signed of {len(bundle['decisions'])} decisions; "
+                   f"see {Path(out) / 'README.md'}")
 
 
 @audit.command("export")

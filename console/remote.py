@@ -44,6 +44,8 @@ from signoff.engine.errors import Conflict, InvalidInputs, NotFound, Refused, Si
 
 #: most ids sent in one bulk decision request (one idempotency sub-key each)
 DECIDE_SLICE = 500
+#: most ids in one signed bulk request (each carries ~1 kB of statement and signature)
+SIGNED_SLICE = 250
 #: most ids in one `GET /approvals?ids=` (keeps the URL short)
 SUMMARY_SLICE = 100
 #: page size when following cursors
@@ -264,16 +266,21 @@ class RemoteBackend(Backend):
 
     def decide(self, request_ids: Sequence[str], verdict: str, *, inputs: Mapping[str, Any] | None = None,
                reason: str | None = None, idempotency_key: str | None = None,
-               progress: Callable[[int, int], bool] | None = None) -> list[Outcome]:
+               progress: Callable[[int, int], bool] | None = None,
+               signatures: Mapping[str, Any] | None = None) -> list[Outcome]:
         if verdict not in ("approve", "deny"):  # the service's own words, before any traffic
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
         id_list = list(dict.fromkeys(request_ids))
         key = idempotency_key or uuid.uuid4().hex
         outcomes: list[Outcome] = []
-        for index, start in enumerate(range(0, len(id_list), DECIDE_SLICE)):
-            chunk = id_list[start:start + DECIDE_SLICE]
+        # signed slices are smaller: each item carries its statement and signature (~1 kB)
+        size = SIGNED_SLICE if signatures else DECIDE_SLICE
+        for index, start in enumerate(range(0, len(id_list), size)):
+            chunk = id_list[start:start + size]
             body = {"ids": chunk, "verdict": verdict, "inputs": dict(inputs or {}), "reason": reason,
                     "idempotency_key": f"{key}:{index}"}
+            if signatures:
+                body["signatures"] = {i: dict(signatures[i]) for i in chunk if i in signatures}
             try:
                 answer = self._call("POST", "/approvals/bulk", idempotent=False, body=body)
             except ConnectionLost:
@@ -289,15 +296,20 @@ class RemoteBackend(Backend):
                 break
         return outcomes
 
-    def cancel(self, request_ids: Sequence[str], reason: str | None = None) -> list[Outcome]:
+    def cancel(self, request_ids: Sequence[str], reason: str | None = None,
+               signatures: Mapping[str, Any] | None = None) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for request_id in dict.fromkeys(request_ids):
-            outcomes.append(self._cancel_one(request_id, reason))
+            signed = (signatures or {}).get(request_id)
+            outcomes.append(self._cancel_one(request_id, reason, dict(signed) if signed else None))
         return outcomes
 
-    def _cancel_one(self, request_id: str, reason: str | None) -> Outcome:
+    def _cancel_one(self, request_id: str, reason: str | None, signature: dict[str, Any] | None = None) -> Outcome:
+        body: dict[str, Any] = {"reason": reason}
+        if signature is not None:
+            body["signature"] = signature
         try:
-            response = self._http_once.post(f"/approvals/{_seg(request_id)}/cancel", json={"reason": reason})
+            response = self._http_once.post(f"/approvals/{_seg(request_id)}/cancel", json=body)
         except httpx.TransportError as exc:
             raise self._lost(exc) from None
         body = _problem(response)
@@ -315,6 +327,47 @@ class RemoteBackend(Backend):
         if response.status_code == 403:
             return Outcome(request_id, oc.NOT_ELIGIBLE, detail, state="PENDING")
         raise self._error(response)
+
+    # -- signed decisions (engine.signing) ----------------------------------------------------
+    def signing_material(self, request_ids: Sequence[str], verdict: str,
+                         inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """As the service's, in slices of at most 1000 ids (one nonce each: any one serves)."""
+        ids = list(dict.fromkeys(request_ids))
+        merged: dict[str, Any] | None = None
+        for start in range(0, len(ids), 1000):
+            answer = self._call("POST", "/signing/material", idempotent=False,
+                                body={"ids": ids[start:start + 1000], "verdict": verdict, "inputs": dict(inputs or {})})
+            if merged is None:
+                merged = dict(answer)
+            else:
+                merged["items"] = [*merged["items"], *answer["items"]]
+        return merged or {"nonce": "", "expires_at": "", "signer": self.identity, "items": []}
+
+    def list_keys(self, user: str | None = None, all_users: bool = False) -> list[dict[str, Any]]:
+        return list(self._get("/keys", user=user, all="true" if all_users else None).get("items") or [])
+
+    def key_challenge(self) -> dict[str, str]:
+        return dict(self._call("POST", "/keys/challenge", idempotent=False))
+
+    def add_key(self, public_key: str, *, nonce: str | None = None, signature: str | None = None,
+                user: str | None = None) -> dict[str, Any]:
+        return dict(self._call("POST", "/keys", idempotent=False,
+                               body={"public_key": public_key, "nonce": nonce, "signature": signature, "user": user}))
+
+    def revoke_key(self, fingerprint: str, user: str | None = None) -> dict[str, Any]:
+        return dict(self._call("POST", "/keys/revoke", idempotent=False, body={"fingerprint": fingerprint, "user": user}))
+
+    def allowed_signers(self, user: str | None = None) -> str:
+        try:
+            response = self._http.get("/keys/allowed-signers", params={"user": user} if user else None)
+        except httpx.TransportError as exc:
+            raise self._lost(exc) from None
+        if response.status_code >= 400:
+            raise self._error(response)
+        return response.text
+
+    def audit_evidence(self, request_id: str) -> dict[str, Any]:
+        return dict(self._get(f"/audit/evidence/{_seg(request_id)}"))
 
     # -- audit ----------------------------------------------------------------------------
     def history(self, query: str, *, limit: int = 100, before_seq: int | None = None) -> list[dict[str, Any]]:

@@ -90,4 +90,13 @@ class Engine:
                               app_link=link)
 
     def close(self) -> None:
+        """Sign a checkpoint of the audit chain's head (engine.signing.checkpoints) if events
+        were added since the last one, then close this thread's connection."""
+        from signoff.engine.errors import StorageError
+        from signoff.engine.signing.checkpoints import write_checkpoint
+
+        try:
+            write_checkpoint(self, force=True)
+        except (StorageError, OSError):
+            pass  # a read-only or full data directory: the next writer signs the head
         self.db.close()

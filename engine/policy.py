@@ -12,6 +12,8 @@ config directory) every service call is checked against a :class:`FilePolicy`::
       - role: approver             # viewer | requester | approver | editor | admin
         subjects: [group:finance, user:carol]
         namespaces: [company.finance, company.finance.*]
+        signatures: required       # optional, per binding: see below
+    signatures: optional           # required | optional | off (default optional)
 
 Rules (decisions taken for the file format):
 
@@ -31,6 +33,12 @@ Rules (decisions taken for the file format):
   group containing the identity, or when ``g`` (or ``unix:g``) names one of the identity's OS
   groups. A name that is both a policy group and an OS group matches through either.
 * ``subjects`` and ``namespaces`` may be a list or a single string.
+* ``signatures`` (signed decisions, engine.signing): ``required`` refuses unsigned decisions,
+  ``optional`` accepts both, ``off`` means decisions are not signed. The top-level value is
+  the default; a binding may set its own for its subjects in its namespaces. When several
+  bindings that apply set it, the strictest wins (required > optional > off); a binding's
+  value overrides the top-level one (so `off` for one namespace works under a global
+  `required`).
 
 The file is read and validated by :func:`load_policy` (parser in
 :mod:`engine.governance.policy_file`).
@@ -54,8 +62,10 @@ PERMISSIONS = {
     "admin": {"view", "start", "cancel_own", "cancel_any", "decide", "edit", "admin"},
 }
 ACTIONS = ("view", "start", "cancel_own", "cancel_any", "decide", "edit", "admin")
-TOP_KEYS = ("fourEyes", "groups", "bindings")
-BINDING_KEYS = ("role", "subjects", "namespaces")
+TOP_KEYS = ("fourEyes", "groups", "bindings", "signatures")
+BINDING_KEYS = ("role", "subjects", "namespaces", "signatures")
+#: signed-decision modes, strictest first
+SIGNATURE_MODES = ("required", "optional", "off")
 SUBJECT_KINDS = ("user", "group", "unix")
 
 
@@ -65,6 +75,10 @@ class SingleUserPolicy:
 
     four_eyes: bool = False
     single_user: bool = True
+    signatures: str = "optional"
+
+    def signatures_for(self, identity: Identity, namespace: str) -> str:
+        return self.signatures
 
     def roles(self, identity: Identity, namespace: str) -> set[str]:
         return set(ROLES)
@@ -86,6 +100,7 @@ class Binding:
     subjects: tuple[str, ...]
     namespaces: tuple[str, ...]
     location: Location | None = None
+    signatures: str | None = None
 
 
 def namespace_matches(pattern: str, namespace: str) -> bool:
@@ -111,6 +126,7 @@ class FilePolicy:
     bindings: list[Binding] = field(default_factory=list)
     path: str | None = None
     single_user: bool = False
+    signatures: str = "optional"
 
     # -- membership ---------------------------------------------------------------------
     def _in_policy_group(self, identity: Identity, group: str) -> bool:
@@ -151,6 +167,15 @@ class FilePolicy:
         if action not in ACTIONS:
             raise ValueError(f"unknown action `{action}`")
         return any(action in PERMISSIONS[role] for role in self.roles(identity, namespace))
+
+    def signatures_for(self, identity: Identity, namespace: str) -> str:
+        """required | optional | off for decisions by ``identity`` in ``namespace``."""
+        modes = {b.signatures for b in self.bindings if b.signatures and self._applies(identity, b)
+                 and any(namespace_matches(p, namespace) for p in b.namespaces)}
+        for mode in SIGNATURE_MODES:
+            if mode in modes:
+                return mode
+        return self.signatures
 
     def describe(self, identity: Identity) -> dict[str, Any]:
         """Who the identity is to this policy: groups (policy ones, then OS ones, each sorted)

@@ -26,6 +26,7 @@ from signoff.engine.runtime import work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.outputs import outputs_tree
 from signoff.engine.store.locks import RetryableStorageError, lock_requests, retrying
+from signoff.engine.signing.service_mixin import SigningMixin
 
 if TYPE_CHECKING:
     from signoff.engine.approvals.decide import DecisionRequest
@@ -42,7 +43,7 @@ BULK_CHUNK = 500
 APPROVALS_SQL = "(SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d.verdict='approve')"
 
 
-class ApprovalService(AuditMixin):
+class ApprovalService(AuditMixin, SigningMixin):
     def __init__(self, engine: Engine, *, run_inline: bool = True) -> None:
         self.engine = engine
         self.db = engine.db
@@ -61,17 +62,24 @@ class ApprovalService(AuditMixin):
         from signoff.engine.runtime.timers import process_due_timers
         from signoff.engine.triggers.schedule import process_due_schedules
 
+        from signoff.engine.signing.checkpoints import write_checkpoint
+
         handled = process_due_timers(self.engine)
         if schedules:
             handled += process_due_schedules(self.engine)
         handled += drive(self.engine)
-        return handled + outbox.deliver_due(self.engine)
+        handled += outbox.deliver_due(self.engine)
+        write_checkpoint(self.engine)  # only when enough events were added since the last one
+        return handled
 
     def _after_change(self, execution_ids: list[str]) -> None:
         """Embedded mode: continue touched executions and send their notifications now."""
         from signoff.engine.notify import outbox
         from signoff.engine.runtime.driver import drive
 
+        from signoff.engine.signing.checkpoints import write_checkpoint
+
+        write_checkpoint(self.engine)  # only when enough events were added since the last one
         if not self.run_inline:
             return
         execution_ids = execution_ids + self.engine.take_triggered()
@@ -493,8 +501,8 @@ class ApprovalService(AuditMixin):
         from signoff.engine.inputs.spec import mask
 
         row = self._request_row(actor, request_id)
-        decisions = self.db.query("SELECT actor, verdict, inputs, reason, at, origin, automatic FROM decisions"
-                                  " WHERE request_id=? ORDER BY id", (request_id,))
+        decisions = self.db.query("SELECT actor, verdict, inputs, reason, at, origin, automatic, key_fingerprint,"
+                                  " signature FROM decisions WHERE request_id=? ORDER BY id", (request_id,))
         form = jsonutil.loads(row["form"], [])
         return {
             **request_summary(row, sum(1 for d in decisions if d["verdict"] == APPROVE)),
@@ -504,8 +512,10 @@ class ApprovalService(AuditMixin):
             "result": jsonutil.loads(row["result"], None),
             "decisions": [{"by": d["actor"], "verdict": d["verdict"], "reason": d["reason"], "at": d["at"],
                            "origin": d["origin"], "automatic": bool(d["automatic"]),
-                           "inputs": mask(form, jsonutil.loads(d["inputs"], {}))}
+                           "inputs": mask(form, jsonutil.loads(d["inputs"], {})),
+                           "signature": signature_summary(d["key_fingerprint"], d["signature"])}
                           for d in decisions],
+            "signatures": self.signature_mode(actor, row["namespace"]),
         }
 
     def validate(self, actor: Identity, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
@@ -530,16 +540,19 @@ class ApprovalService(AuditMixin):
     def decide(self, actor: Identity, request_ids: Iterable[str], verdict: str, *,
                inputs: Mapping[str, Any] | None = None, reason: str | None = None,
                idempotency_key: str | None = None, origin: str = "cli",
-               progress: Callable[[int, int], bool] | None = None) -> list[Outcome]:
+               progress: Callable[[int, int], bool] | None = None,
+               signatures: Mapping[str, Any] | None = None) -> list[Outcome]:
         """Decide one or many requests. Each item is atomic and independent; the result has
         one outcome per id, in order. ``progress(done, total)`` may return False to stop
-        between chunks (the rest are reported as not decided)."""
+        between chunks (the rest are reported as not decided). ``signatures``: request id ->
+        {statement, signature} made by the client (engine.signing), checked before commit."""
         from signoff.engine.approvals.decide import DecisionRequest
 
         if verdict not in (APPROVE, DENY):
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
         id_list = list(dict.fromkeys(request_ids))
-        decision = DecisionRequest(verdict, dict(inputs or {}), reason, origin)
+        decision = DecisionRequest(verdict, dict(inputs or {}), reason, origin,
+                                   signatures=self._signature_check(signatures))
         outcomes: list[Outcome] = []
         touched: list[str] = []
         with self.db.foreground():  # before the background runner's transactions
@@ -589,15 +602,19 @@ class ApprovalService(AuditMixin):
             return Outcome(request_id, "error", f"could not decide {request_id}: {exc}")
 
     def cancel(self, actor: Identity, request_ids: Iterable[str], reason: str | None = None,
-               origin: str = "cli") -> list[Outcome]:
-        """Cancel pending requests (the requester or an admin); their executions are killed."""
+               origin: str = "cli", signatures: Mapping[str, Any] | None = None) -> list[Outcome]:
+        """Cancel pending requests (the requester or an admin); their executions are killed.
+        ``signatures``: as for :meth:`decide` (a statement with verdict ``cancel``)."""
         from signoff.engine.notify import outbox
+        from signoff.engine.signing.check import signature_mode
 
         ids = list(dict.fromkeys(request_ids))
+        checker = self._signature_check(signatures)
 
         def cancel_all(tx: Any) -> tuple[list[Outcome], list[str]]:
             outcomes: list[Outcome] = []
             touched: list[str] = []
+            checker.stored.clear()  # a retried transaction stores its batch statements again
             now = self.engine.now()
             lock_requests(tx, ids)
             for request_id in ids:
@@ -622,16 +639,32 @@ class ApprovalService(AuditMixin):
                                             message=f"{actor.name} may not cancel request {request_id}: only the "
                                                     f"requester ({row['started_by']}) or an admin may"))
                     continue
+                context = jsonutil.loads(row["context"], {})
+                refused, message, signature = checker.check(
+                    tx, now=now, actor=actor.name, mode=signature_mode(policy, actor, row["namespace"]), row=row,
+                    verdict="cancel", reason=reason, values={}, form=[], context=context)
+                if refused:
+                    append_event(tx, at=now, actor=actor.name, action="policy.denied", namespace=row["namespace"],
+                                 flow_id=row["flow_id"], execution_id=row["execution_id"], request_id=request_id,
+                                 data={"operation": "cancel", "reason": refused, "message": message})
+                    outcomes.append(Outcome(**base, outcome=refused, state="PENDING", message=message))
+                    continue
                 close_request(tx, request_id, "CANCELLED", by=actor.name, now=now, reason=reason)
+                data: dict[str, Any] = {"reason": reason, "origin": origin}
+                if signature is not None:
+                    data["signature"] = signature
+                    data["context"] = context
                 append_event(tx, at=now, actor=actor.name, action="request.cancelled", namespace=row["namespace"],
                              flow_id=row["flow_id"], execution_id=row["execution_id"], request_id=request_id,
-                             data={"reason": reason, "origin": origin})
+                             data=data)
                 work.enqueue(tx, row["execution_id"], now)
                 outbox.enqueue(tx, self.engine.notifications, "decided", dict(row), now,
                                {"state": "CANCELLED", "by": actor.name, "reason": reason})
                 touched.append(row["execution_id"])
                 outcomes.append(Outcome(**base, outcome=oc.CANCELLED, state="CANCELLED",
-                                        message=f"request {request_id} cancelled"))
+                                        message=f"request {request_id} cancelled",
+                                        signature={"fingerprint": signature["fingerprint"],
+                                                   "key_type": signature["key_type"]} if signature else None))
             return outcomes, touched
 
         with self.db.foreground():
@@ -705,6 +738,19 @@ def execution_summary(row: sqlite3.Row) -> dict[str, Any]:
             "created_at": row["created_at"], "updated_at": row["updated_at"], "ended_at": row["ended_at"],
             "error": row["error"], "original_id": row["original_id"],
             "origin": jsonutil.loads(row["origin"], None)}
+
+
+def signature_summary(fingerprint: str | None, signature: str | None) -> dict[str, Any] | None:
+    """A decision's signature as shown to people: {fingerprint, key_type}, or None when unsigned."""
+    if not fingerprint or not signature:
+        return None
+    from signoff.engine.signing.sshsig import SignatureError, parse_signature
+
+    try:
+        key_type = parse_signature(signature).public_key.key_type
+    except SignatureError:
+        key_type = "?"
+    return {"fingerprint": fingerprint, "key_type": key_type}
 
 
 def request_summary(row: sqlite3.Row, approvals: int) -> dict[str, Any]:

@@ -142,7 +142,11 @@ def test_events_are_chained_and_untouched_db_verifies(tmp_path):
     assert result.head == rows[-1]["hash"] and result.head_seq == rows[-1]["seq"]
     assert head(svc.db) == (rows[-1]["seq"], rows[-1]["hash"])
     assert svc.verify_audit(ALICE)["ok"] is True
-    assert svc.audit_head(ALICE) == {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"], "at": rows[-1]["at"]}
+    found = svc.audit_head(ALICE)
+    assert {k: found[k] for k in ("seq", "hash", "at")} == {"seq": rows[-1]["seq"], "hash": rows[-1]["hash"],
+                                                           "at": rows[-1]["at"]}
+    # the head is signed by the engine as it is shown (engine.signing.checkpoints)
+    assert found["checkpoint"]["seq"] == rows[-1]["seq"] and found["checkpoint"]["hash"] == rows[-1]["hash"]
     approved = [r for r in rows if r["action"] == "request.approved"][0]
     data = json.loads(approved["data"])
     assert data["reason"] == "checked the quokka dashboard"
@@ -376,9 +380,11 @@ def test_cli_verify_and_head(tmp_path):
     svc.db.close()
     ok = run_cli("audit", "verify", data_dir=data_dir)
     assert ok.returncode == 0, ok
-    assert ok.stdout.strip() == f"ok: {last['seq']} events, head {last['hash']}"
+    assert ok.stdout.splitlines()[0] == f"ok: {last['seq']} events, head {last['hash']}"
+    assert "checkpoints: 1 signed by the engine verified" in ok.stdout
     h = run_cli("audit", "head", data_dir=data_dir)
     assert h.returncode == 0 and h.stdout.strip() == f"{last['seq']}:{last['hash']}"
+    assert f"signed checkpoint of event {last['seq']}" in h.stderr
     hj = run_cli("audit", "head", "--json", data_dir=data_dir)
     assert json.loads(hj.stdout) == last
     kept = h.stdout.strip()
@@ -409,7 +415,9 @@ def test_cli_verify_detects_truncation_with_kept_head(tmp_path):
     conn = sqlite3.connect(data_dir / "signoff.db", isolation_level=None)
     conn.execute("DELETE FROM audit WHERE seq=(SELECT max(seq) FROM audit)")
     conn.close()
-    assert run_cli("audit", "verify", data_dir=data_dir).returncode == 0
+    # the engine signed a checkpoint of the head when it was shown: the cut is found without it
+    plain = run_cli("audit", "verify", data_dir=data_dir)
+    assert plain.returncode == 1 and "but the engine signed a checkpoint of event" in plain.stderr, plain
     assert run_cli("audit", "head", data_dir=data_dir).stdout.strip() != kept
     failed = run_cli("audit", "verify", "--head", kept, data_dir=data_dir)
     assert failed.returncode == 1 and "is missing: the log ends at event" in failed.stderr

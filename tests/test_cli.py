@@ -23,7 +23,7 @@ SAMPLE_FLOWS = REPO / "sample_flows"
 
 REQUEST_KEYS = {"id", "execution_id", "namespace", "flow_id", "task_id", "kind", "state", "summary",
                 "requested_by", "created_at", "due_at", "decided_at", "approvals", "required"}
-OUTCOME_KEYS = {"id", "outcome", "message", "state", "by", "errors", "execution_id"}
+OUTCOME_KEYS = {"id", "outcome", "message", "state", "by", "errors", "execution_id", "signature"}
 EXECUTION_KEYS = {"id", "namespace", "flow_id", "revision", "state", "inputs", "labels", "started_by",
                   "created_at", "updated_at", "ended_at", "error", "task_runs", "outputs", "logs", "requests"}
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -364,7 +364,7 @@ def test_show_text_and_json(cli: Cli) -> None:
     assert data["state"] != "PENDING"
     assert len(data["decisions"]) == 1
     decision = data["decisions"][0]
-    assert set(decision) == {"by", "verdict", "reason", "at", "origin", "automatic", "inputs"}
+    assert set(decision) == {"by", "verdict", "reason", "at", "origin", "automatic", "inputs", "signature"}
     assert decision["by"] == execution["started_by"]
     assert decision["verdict"] == "approve"
     assert decision["reason"] == "looks good"

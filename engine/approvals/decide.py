@@ -40,6 +40,9 @@ class DecisionRequest:
     #: :func:`_checked_form`); one bulk call decides thousands of requests with one decision
     checked: dict[str, tuple[Any, dict[str, Any], dict[str, str]]] = field(
         default_factory=dict, repr=False, compare=False)
+    #: signed decisions (engine.signing.check.SignatureCheck): the signatures sent and the
+    #: caches of one call; None for the engine's own decisions (automatic approvals)
+    signatures: Any = field(default=None, repr=False, compare=False)
 
 
 def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
@@ -95,11 +98,25 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     if errors:
         return Outcome(**base, outcome=oc.INVALID_INPUTS, state="PENDING", errors=errors,
                        message="; ".join(errors.values()))
+    signature: dict[str, Any] | None = None
+    if decision.signatures is not None and not decision.automatic:
+        from signoff.engine.signing.check import signature_mode
 
-    tx.execute("INSERT INTO decisions(request_id, actor, verdict, inputs, reason, at, origin, automatic)"
-               " VALUES (?,?,?,?,?,?,?,?)",
+        refused, message, signature = decision.signatures.check(
+            tx, now=now, actor=actor.name, mode=signature_mode(policy, actor, row["namespace"]), row=row,
+            verdict=decision.verdict, reason=decision.reason, values=values,
+            form=jsonutil.loads(row["form"], []), context=context)
+        if refused:
+            append_event(tx, at=now, actor=actor.name, action="policy.denied", namespace=row["namespace"],
+                         flow_id=row["flow_id"], execution_id=execution_id, request_id=request_id,
+                         data={"operation": decision.verdict, "reason": refused, "message": message})
+            return Outcome(**base, outcome=refused, state="PENDING", message=message)
+
+    tx.execute("INSERT INTO decisions(request_id, actor, verdict, inputs, reason, at, origin, automatic, statement,"
+               " signature, key_fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                (request_id, actor.name, decision.verdict, jsonutil.dumps(values), decision.reason, now,
-                decision.origin, int(decision.automatic)))
+                decision.origin, int(decision.automatic), signature["statement"] if signature else None,
+                signature["signature"] if signature else None, signature["fingerprint"] if signature else None))
     required = int(rules.get("required") or 1)
     if decision.verdict == DENY:
         state = "DENIED"
@@ -111,6 +128,8 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
         state = "APPROVED" if approvals >= required else "PENDING"
     event = {"verdict": decision.verdict, "inputs": masked, "reason": decision.reason,
              "origin": decision.origin, "state": state, "context": context}
+    if signature is not None:
+        event["signature"] = signature
     if decision.automatic:
         event["automatic"] = True
         event["expression"] = row_rules_expression(rules)
@@ -131,7 +150,9 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
         message = f"request {request_id} {state.lower()}"
     else:  # only an approval short of the quorum leaves the request pending
         message = f"approval recorded for request {request_id} ({approvals} of {required})"
-    return Outcome(**base, outcome=oc.DECIDED, state=state, message=message)
+    return Outcome(**base, outcome=oc.DECIDED, state=state, message=message,
+                   signature={"fingerprint": signature["fingerprint"], "key_type": signature["key_type"]}
+                   if signature else None)
 
 
 def _checked_form(row: sqlite3.Row, decision: DecisionRequest, context: dict[str, Any],

@@ -16,6 +16,10 @@ INVALID_INPUTS = "invalid_inputs"
 NOT_FOUND = "not_found"
 CANCELLED = "cancelled"
 SKIPPED = "skipped"
+#: signed decisions (engine.signing): the policy requires a signature and none was sent
+SIGNATURE_REQUIRED = "signature_required"
+#: a signature was sent but refused (wrong key, revoked key, statement not matching the decision)
+BAD_SIGNATURE = "bad_signature"
 
 #: outcomes that mean the call did what was asked
 SUCCESSFUL = {DECIDED, CANCELLED}
@@ -51,6 +55,8 @@ class Outcome:
     #: for invalid_inputs: input id -> message
     errors: dict[str, str] = field(default_factory=dict)
     execution_id: str | None = None
+    #: a signed decision's key: {fingerprint, key_type}; None when unsigned
+    signature: dict[str, str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -61,7 +67,8 @@ class Outcome:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Outcome:
-        return cls(**{k: d[k] for k in ("id", "outcome", "message", "state", "by", "errors", "execution_id") if k in d})
+        return cls(**{k: d[k] for k in ("id", "outcome", "message", "state", "by", "errors", "execution_id",
+                                          "signature") if k in d})
 
 
 def not_attempted(request_ids: Iterable[str], why: str = "the bulk action was cancelled") -> list[Outcome]:

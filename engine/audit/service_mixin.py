@@ -62,19 +62,31 @@ class AuditMixin:
         """Walk the whole chain: {ok, count, head, head_seq, first_bad_seq, problem}."""
         self._require_audit_access(actor)
         from signoff.engine.audit import verify
+        from signoff.engine.signing.verify_all import with_signatures
 
-        return verify.verify_chain(self.db, expect_head=expect_head).to_dict()
+        result = verify.verify_chain(self.db, expect_head=expect_head).to_dict()
+        return with_signatures(result, self.db, self.engine.data_dir)
 
     def audit_head(self, actor: Identity) -> dict[str, Any] | None:
-        """{seq, hash, at} of the newest event (keep it elsewhere to detect truncation), or None."""
-        self._require_audit_access(actor)
+        """{seq, hash, at, checkpoint} of the newest event (keep it elsewhere to detect
+        truncation), or None. The head is signed first (engine.signing.checkpoints), so
+        ``checkpoint`` is the engine's signed checkpoint of it (the latest one when the data
+        cannot be written)."""
         from signoff.engine.audit import verify
+        from signoff.engine.errors import StorageError
+        from signoff.engine.signing import checkpoints
 
+        self._require_audit_access(actor)
+        try:
+            checkpoints.write_checkpoint(self.engine, force=True)
+        except (StorageError, OSError):
+            pass  # a read-only data directory: show the newest checkpoint there is
         found = verify.head(self.db)
         if found is None:
             return None
         row = self.db.query_one("SELECT at FROM audit WHERE seq=?", (found[0],))
-        return {"seq": found[0], "hash": found[1], "at": row["at"] if row else None}
+        return {"seq": found[0], "hash": found[1], "at": row["at"] if row else None,
+                "checkpoint": checkpoints.latest(self.db.connection())}
 
     def export_audit(self, actor: Identity, query: str | None) -> Iterator[dict[str, Any]]:
         """Every matching event, oldest first, streamed. Permission and query are checked now,

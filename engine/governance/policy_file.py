@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 from signoff.engine.errors import FlowLoadError, Problem
 from signoff.engine.flows.task_types import suggest
 from signoff.engine.flows.yaml_source import describe_value as _what
-from signoff.engine.policy import BINDING_KEYS, ROLES, SUBJECT_KINDS, TOP_KEYS, Binding, FilePolicy
+from signoff.engine.policy import (
+    BINDING_KEYS,
+    ROLES,
+    SIGNATURE_MODES,
+    SUBJECT_KINDS,
+    TOP_KEYS,
+    Binding,
+    FilePolicy,
+)
 
 if TYPE_CHECKING:
     from signoff.engine.flows.yaml_source import YamlLocator
@@ -76,11 +84,23 @@ class _PolicyChecker:
         four_eyes = data.get("fourEyes", True)
         if not isinstance(four_eyes, bool):
             self.problem(("fourEyes",), f"`fourEyes` must be `true` or `false`, found {_what(four_eyes)}")
+        signatures = self.signatures(data, ("signatures",)) or "optional"
         groups = self.groups(data.get("groups"))
         bindings = self.bindings(data.get("bindings"), groups)
         if self.problems:
             raise FlowLoadError(sorted(self.problems, key=lambda p: (p.location.line, p.location.col)))
-        return FilePolicy(four_eyes=bool(four_eyes), groups=groups, bindings=bindings, path=self.file)
+        return FilePolicy(four_eyes=bool(four_eyes), groups=groups, bindings=bindings, path=self.file,
+                          signatures=signatures)
+
+    def signatures(self, item: dict, path: tuple) -> str | None:
+        """A `signatures:` value (required | optional | off), or None when absent or wrong."""
+        if "signatures" not in item:
+            return None
+        value = item["signatures"]
+        if value not in SIGNATURE_MODES:
+            self.problem(path, f"`signatures` must be one of {', '.join(SIGNATURE_MODES)}, found {_what(value)}")
+            return None
+        return str(value)
 
     def groups(self, raw: Any) -> dict[str, list[str]]:
         if raw is None:
@@ -180,7 +200,11 @@ class _PolicyChecker:
                 ok = False
         if not ok or not isinstance(role, str) or not subjects or not patterns:
             return None
-        return Binding(role, tuple(s for _, s in subjects), tuple(p for _, p in patterns), self.loc.at(path))
+        signatures = self.signatures(item, (*path, "signatures"))
+        if "signatures" in item and signatures is None:
+            return None
+        return Binding(role, tuple(s for _, s in subjects), tuple(p for _, p in patterns), self.loc.at(path),
+                       signatures)
 
     def strings(self, item: dict[str, Any], path: tuple[Any, ...], key: str,
                 example: str) -> list[tuple[tuple[Any, ...], Any]]:

@@ -56,6 +56,8 @@ DECISION_PROBLEMS: dict[str, tuple[int, str, str]] = {
     oc.SELF_APPROVAL: (403, "self-approval", "Self-approval refused (four-eyes)"),
     oc.INVALID_INPUTS: (422, *KINDS[422]),
     oc.NOT_FOUND: (404, *KINDS[404]),
+    oc.SIGNATURE_REQUIRED: (403, "signature-required", "Signed decision required"),
+    oc.BAD_SIGNATURE: (422, "bad-signature", "Signature refused"),
 }
 
 
@@ -118,6 +120,14 @@ def _origin(request: Request) -> str:
 #: refused), and on the local socket sending one is audited as an attempt to act as someone else
 IDENTITY_FIELDS = frozenset({"by", "actor", "user", "username", "identity", "as", "as_user", "on_behalf_of",
                              "requested_by", "started_by", "approver", "uid", "decided_by"})
+
+
+def _signatures(signed: dict[str, m.SignedIn] | None) -> dict[str, dict[str, str]] | None:
+    return {k: v.model_dump() for k, v in signed.items()} if signed else None
+
+
+def _one_signature(request_id: str, signed: m.SignedIn | None) -> dict[str, dict[str, str]] | None:
+    return {request_id: signed.model_dump()} if signed is not None else None
 
 
 def _outcome_response(result: Outcome) -> JSONResponse:
@@ -316,7 +326,8 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                  summary="Approve or deny many requests; one outcome per id, in order (each item atomic)")
     def bulk(body: m.BulkBody, request: Request, identity: Identity = me_dep) -> Any:
         outcomes = service.decide(identity, body.ids, body.verdict, inputs=body.inputs, reason=body.reason,
-                                  idempotency_key=body.idempotency_key, origin=_origin(request))
+                                  idempotency_key=body.idempotency_key, origin=_origin(request),
+                                  signatures=_signatures(body.signatures))
         return {"outcomes": [o.to_dict() for o in outcomes]}
 
     RequestId = Path(..., max_length=200, description="An approval request id")
@@ -336,22 +347,70 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     def approve(body: m.ApproveBody, request: Request, request_id: str = RequestId,
                 identity: Identity = me_dep) -> Any:
         [result] = service.decide(identity, [request_id], "approve", inputs=body.inputs, reason=body.reason,
-                                  idempotency_key=body.idempotency_key, origin=_origin(request))
+                                  idempotency_key=body.idempotency_key, origin=_origin(request),
+                                  signatures=_one_signature(request_id, body.signature))
         return _outcome_response(result)
 
     @router.post("/approvals/{request_id}/deny", tags=["approvals"], responses=_ok(m.OutcomeOut),
                  response_model=None, summary="Deny (the execution is killed unless the task says otherwise)")
     def deny(body: m.DenyBody, request: Request, request_id: str = RequestId, identity: Identity = me_dep) -> Any:
         [result] = service.decide(identity, [request_id], "deny", reason=body.reason,
-                                  idempotency_key=body.idempotency_key, origin=_origin(request))
+                                  idempotency_key=body.idempotency_key, origin=_origin(request),
+                                  signatures=_one_signature(request_id, body.signature))
         return _outcome_response(result)
 
     @router.post("/approvals/{request_id}/cancel", tags=["approvals"], responses=_ok(m.OutcomeOut),
                  response_model=None, summary="Cancel a pending request (its requester or an admin)")
     def cancel(body: m.CancelBody, request: Request, request_id: str = RequestId,
                identity: Identity = me_dep) -> Any:
-        [result] = service.cancel(identity, [request_id], body.reason, origin=_origin(request))
+        [result] = service.cancel(identity, [request_id], body.reason, origin=_origin(request),
+                                  signatures=_one_signature(request_id, body.signature))
         return _outcome_response(result)
+
+    # -- signed decisions: keys and signing material (engine.signing) ----------------------
+    @router.get("/keys", tags=["keys"], responses=_ok(m.KeyPage), response_model=None,
+                summary="Your SSH keys for signing decisions (`user`: someone's; `all`: everyone's)")
+    def list_keys(identity: Identity = me_dep, user: str | None = Query(None, max_length=128),
+                  all: bool = Query(False, description="Every user's keys")) -> Any:  # noqa: A002
+        _check_text(user, "user")
+        return {"items": service.list_keys(identity, user, all)}
+
+    @router.post("/keys/challenge", tags=["keys"], responses=_ok(m.Challenge), response_model=None,
+                 summary="A fresh, single-use nonce to sign when registering a key (proof of possession)")
+    def key_challenge(identity: Identity = me_dep) -> Any:
+        return service.key_challenge(identity)
+
+    @router.post("/keys", tags=["keys"], status_code=201, responses={201: {"model": m.KeyOut}},
+                 response_model=None, summary="Register a key: yours with proof of possession, or (admins) "
+                                              "someone else's")
+    def add_key(body: m.KeyBody, identity: Identity = me_dep) -> Any:
+        return JSONResponse(service.add_key(identity, body.public_key, nonce=body.nonce, signature=body.signature,
+                                            user=body.user), status_code=201)
+
+    @router.post("/keys/revoke", tags=["keys"], responses=_ok(m.KeyOut), response_model=None,
+                 summary="Revoke a key from now on (dated; old signatures stay verifiable)")
+    def revoke_key(body: m.RevokeBody, identity: Identity = me_dep) -> Any:
+        return service.revoke_key(identity, body.fingerprint, body.user)
+
+    @router.get("/keys/allowed-signers", tags=["keys"], response_model=None,
+                responses={200: {"content": {"text/plain": {}}, "description": "OpenSSH allowed_signers file"}},
+                summary="Every registered key as an OpenSSH allowed_signers file, with validity dates")
+    def allowed_signers(identity: Identity = me_dep, user: str | None = Query(None, max_length=128)) -> Any:
+        from fastapi.responses import PlainTextResponse
+
+        _check_text(user, "user")
+        return PlainTextResponse(service.allowed_signers(identity, user))
+
+    @router.post("/signing/material", tags=["keys"], responses=_ok(m.Material), response_model=None,
+                 summary="What a client needs to sign a decision on these requests (nonce, context hashes, "
+                         "validated form values)")
+    def signing_material(body: m.MaterialBody, identity: Identity = me_dep) -> Any:
+        return service.signing_material(identity, body.ids, body.verdict, body.inputs)
+
+    @router.get("/audit/evidence/{request_id}", tags=["audit"], responses=_ok(m.Evidence), response_model=None,
+                summary="One request's decisions as evidence checkable with OpenSSH alone")
+    def audit_evidence(request_id: str = RequestId, identity: Identity = me_dep) -> Any:
+        return service.audit_evidence(identity, request_id)
 
     # -- audit ---------------------------------------------------------------------------
     @router.get("/audit", tags=["audit"], responses=_ok(m.AuditPage), response_model=None,

@@ -71,20 +71,30 @@ class ValidateBody(Body):
     inputs: Inputs = Field(default_factory=dict, description="Form values by input id")
 
 
+class SignedIn(Body):
+    """A client-made signature over the decision's canonical statement (engine.signing)."""
+
+    statement: str = Field(min_length=1, max_length=100_000, description="The canonical statement that was signed")
+    signature: str = Field(min_length=1, max_length=20_000, description="OpenSSH sshsig signature, armoured")
+
+
 class ApproveBody(Body):
     inputs: Inputs = Field(default_factory=dict, description="Form values by input id")
     reason: Reason = Field(default=None, max_length=MAX_TEXT, description="Why (kept in the audit trail)")
     idempotency_key: IdempotencyKey = Field(default=None, min_length=1, max_length=200,
                                             description="Retrying with the same key never decides twice")
+    signature: SignedIn | None = Field(default=None, description="The signer's signature (signed decisions)")
 
 
 class DenyBody(Body):
     reason: Reason = Field(default=None, max_length=MAX_TEXT)
     idempotency_key: IdempotencyKey = Field(default=None, min_length=1, max_length=200)
+    signature: SignedIn | None = None
 
 
 class CancelBody(Body):
     reason: Reason = Field(default=None, max_length=MAX_TEXT)
+    signature: SignedIn | None = None
 
 
 class BulkBody(Body):
@@ -93,6 +103,26 @@ class BulkBody(Body):
     inputs: Inputs = Field(default_factory=dict, description="Form values (approve), the same for every id")
     reason: Reason = Field(default=None, max_length=MAX_TEXT)
     idempotency_key: IdempotencyKey = Field(default=None, min_length=1, max_length=200)
+    signatures: dict[str, SignedIn] | None = Field(default=None, description="Request id -> its signature")
+
+
+class MaterialBody(Body):
+    ids: list[str] = Field(min_length=1, max_length=1000, description="Request ids to sign decisions on")
+    verdict: Literal["approve", "deny", "cancel"]
+    inputs: Inputs = Field(default_factory=dict, description="Form values (approve), the same for every id")
+
+
+class KeyBody(Body):
+    public_key: str = Field(min_length=1, max_length=20_000, description="One OpenSSH public key line")
+    nonce: str | None = Field(default=None, max_length=200, description="From POST /keys/challenge")
+    signature: str | None = Field(default=None, max_length=20_000,
+                                  description="The key's sshsig signature over the registration statement")
+    user: str | None = Field(default=None, max_length=128, description="Register for this user (admins only)")
+
+
+class RevokeBody(Body):
+    fingerprint: str = Field(min_length=1, max_length=200, description="SHA256:... as `signoff keys list` shows it")
+    user: str | None = Field(default=None, max_length=128)
 
 
 class StartBody(Body):
@@ -158,6 +188,11 @@ class RequestSummary(Out):
     required: int
 
 
+class SignatureInfo(Out):
+    fingerprint: str
+    key_type: str
+
+
 class Decision(Out):
     by: str
     verdict: str
@@ -166,6 +201,7 @@ class Decision(Out):
     origin: str
     automatic: bool
     inputs: dict[str, Any]
+    signature: SignatureInfo | None = None
 
 
 class RequestDetail(RequestSummary):
@@ -174,6 +210,8 @@ class RequestDetail(RequestSummary):
     rules: dict[str, Any]
     result: Any = None
     decisions: list[Decision]
+    signatures: Literal["required", "optional", "off"] | None = Field(
+        default=None, description="Whether your decisions here must be signed")
 
 
 class RequestPage(Out):
@@ -194,6 +232,7 @@ class OutcomeOut(Out):
     by: list[str]
     errors: dict[str, str]
     execution_id: str | None
+    signature: SignatureInfo | None = None
 
 
 class BulkResult(Out):
@@ -226,12 +265,58 @@ class VerifyResult(Out):
     first_bad_seq: int | None
     problem: str | None
     head_seq: int | None
+    signed: int | None = Field(default=None, description="Signed decisions whose signature verified")
+    unsigned: int | None = Field(default=None, description="Decisions without a signature")
+    signature_problems: list[str] | None = None
+    checkpoints: int | None = Field(default=None, description="Engine-signed checkpoints that verified")
+    last_checkpoint: dict[str, Any] | None = None
 
 
 class AuditHead(Out):
     seq: int
     hash: str
     at: str | None
+    checkpoint: dict[str, Any] | None = Field(default=None, description="The engine's newest signed checkpoint")
+
+
+class KeyOut(Out):
+    id: int
+    user: str
+    fingerprint: str
+    key_type: str
+    public_key: str
+    comment: str | None
+    added_at: str
+    added_by: str
+    proof: str
+    revoked_at: str | None
+    revoked_by: str | None
+    valid: bool
+
+
+class KeyPage(Out):
+    items: list[KeyOut]
+
+
+class Challenge(Out):
+    nonce: str
+    expires_at: str
+
+
+class Material(Out):
+    nonce: str
+    expires_at: str
+    signer: str
+    items: list[dict[str, Any]]
+
+
+class Evidence(Out):
+    request_id: str
+    namespace: str
+    flow_id: str
+    state: str
+    context: str
+    decisions: list[dict[str, Any]]
 
 
 class FlowInfo(Out):

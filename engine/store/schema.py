@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -276,5 +276,49 @@ CREATE TABLE api_flows (
 CREATE INDEX requests_by_flow ON requests(namespace, flow_id, created_at, state, decided_at);
 CREATE INDEX requests_by_decided ON requests(decided_at, namespace);
 CREATE INDEX decisions_by_at ON decisions(at, automatic, actor, request_id, verdict);
+""",
+    # 11: signed decisions and signed audit checkpoints (engine.signing). People's SSH public
+    # keys, append-only with dated revocation; nonces the server issues for key registration
+    # and decision statements; a decision's signed statement and signature; the engine's
+    # signed checkpoints of the audit chain head.
+    11: """
+CREATE TABLE signing_keys (
+    id INTEGER PRIMARY KEY,
+    owner TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    key_type TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    comment TEXT,
+    added_at TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    proof TEXT NOT NULL,
+    revoked_at TEXT,
+    revoked_by TEXT
+);
+CREATE INDEX signing_keys_by_owner ON signing_keys(owner, fingerprint);
+CREATE INDEX signing_keys_by_fingerprint ON signing_keys(fingerprint);
+
+CREATE TABLE signing_nonces (
+    nonce TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    issued_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+);
+CREATE INDEX signing_nonces_by_expiry ON signing_nonces(expires_at);
+
+CREATE TABLE audit_checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    at TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    fingerprint TEXT NOT NULL
+);
+
+ALTER TABLE decisions ADD COLUMN statement TEXT;
+ALTER TABLE decisions ADD COLUMN signature TEXT;
+ALTER TABLE decisions ADD COLUMN key_fingerprint TEXT;
 """,
 }

@@ -22,8 +22,8 @@ from tests.contract.server import NS
 
 SUMMARY_KEYS = {"id", "execution_id", "namespace", "flow_id", "task_id", "kind", "state", "summary", "requested_by",
                 "created_at", "due_at", "decided_at", "approvals", "required"}
-DETAIL_KEYS = SUMMARY_KEYS | {"context", "form", "rules", "result", "decisions"}
-DECISION_KEYS = {"by", "verdict", "reason", "at", "origin", "automatic", "inputs"}
+DETAIL_KEYS = SUMMARY_KEYS | {"context", "form", "rules", "result", "decisions", "signatures"}
+DECISION_KEYS = {"by", "verdict", "reason", "at", "origin", "automatic", "inputs", "signature"}
 EXECUTION_SUMMARY_KEYS = {"id", "namespace", "flow_id", "revision", "state", "inputs", "labels", "started_by",
                           "created_at", "updated_at", "ended_at", "error", "original_id", "origin"}
 EXECUTION_KEYS = EXECUTION_SUMMARY_KEYS | {"task_runs", "outputs", "flow_outputs", "logs", "requests"}
@@ -31,7 +31,8 @@ TASK_RUN_KEYS = {"path", "task_id", "type", "state", "attempt", "outputs", "star
 FLOW_KEYS = {"namespace", "id", "description", "labels", "inputs", "path", "sha256", "tasks", "origin"}
 EVENT_KEYS = {"seq", "at", "actor", "action", "namespace", "flow_id", "execution_id", "request_id", "data", "hash",
               "prev_hash"}
-VERIFY_KEYS = {"ok", "count", "head", "head_seq", "first_bad_seq", "problem"}
+VERIFY_KEYS = {"ok", "count", "head", "head_seq", "first_bad_seq", "problem", "signed", "unsigned",
+               "signature_problems", "checkpoints", "last_checkpoint"}
 
 
 def outcome(id: str, kind: str, message: str, state: str | None = None, *, by: list[str] | None = None,

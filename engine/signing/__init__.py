@@ -1,0 +1,1 @@
+"""Signed decisions and signed audit checkpoints (non-repudiation): keys, statements, sshsig."""

@@ -1,0 +1,136 @@
+"""The canonical statement a person signs for a decision.
+
+The statement is JSON with sorted keys and two-space indentation plus a final newline, so it
+is one exact byte string for given fields and still easy for an auditor to read::
+
+    {
+      "context_sha256": "…",           SHA-256 of the frozen context's canonical JSON (what was shown)
+      "flow": {"id": "…", "namespace": "…", "revision": 3, "sha256": "…"},
+      "inputs": {"amount": 120, "pin": {"salt": "…", "secret_sha256": "…"}},
+      "nonce": "…",                    issued by the server for this signer, short-lived
+      "reason": "…" or null,
+      "request_id": "…",
+      "signed_at": "2026-…Z",
+      "signer": "alice",
+      "type": "signoff.decision/v1",
+      "verdict": "approve" | "deny" | "cancel"
+    }
+
+A SECRET form value appears only as SHA-256 over ``salt + ":" + value`` with a random salt
+chosen by the signer, so the statement (and the evidence bundle) never reveals it while the
+server can still check it against the value submitted.
+
+Signatures use the sshsig namespace :data:`DECISION_NAMESPACE`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from signoff.engine import jsonutil
+
+STATEMENT_TYPE = "signoff.decision/v1"
+DECISION_NAMESPACE = "signoff-decision"
+KEY_NAMESPACE = "signoff-key-registration"
+CHECKPOINT_NAMESPACE = "signoff-checkpoint"
+FIELDS = ("context_sha256", "flow", "inputs", "nonce", "reason", "request_id", "signed_at", "signer", "type",
+          "verdict")
+VERDICTS = ("approve", "deny", "cancel")
+
+
+class StatementError(ValueError):
+    """A statement that is not the canonical one for its decision (the message says what differs)."""
+
+
+def canonical_text(fields: Mapping[str, Any]) -> str:
+    return json.dumps(dict(fields), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def context_sha256(context: Any) -> str:
+    """The hash of a frozen context, from its parsed value (as the client and the audit hold it)."""
+    return hashlib.sha256(jsonutil.dumps(context).encode("utf-8")).hexdigest()
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def secret_hash(value: Any, salt: str) -> str:
+    return hashlib.sha256(f"{salt}:{value}".encode()).hexdigest()
+
+
+def hide_secrets(values: Mapping[str, Any], secret_ids: set[str] | frozenset[str]) -> dict[str, Any]:
+    """Form values as a statement holds them: each SECRET as a salted hash (a fresh salt each)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in secret_ids and value is not None:
+            salt = secrets.token_hex(16)
+            out[key] = {"salt": salt, "secret_sha256": secret_hash(value, salt)}
+        else:
+            out[key] = value
+    return out
+
+
+def build(*, request_id: str, verdict: str, inputs: Mapping[str, Any], reason: str | None, context_hash: str,
+          flow: Mapping[str, Any], signer: str, nonce: str, signed_at: str) -> str:
+    return canonical_text({
+        "context_sha256": context_hash, "flow": dict(flow), "inputs": dict(inputs), "nonce": nonce,
+        "reason": reason, "request_id": request_id, "signed_at": signed_at, "signer": signer,
+        "type": STATEMENT_TYPE, "verdict": verdict})
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The fields of a statement; StatementError unless it is canonical and complete."""
+    try:
+        fields = json.loads(text)
+    except (ValueError, TypeError):
+        raise StatementError("the signed statement is not JSON") from None
+    if not isinstance(fields, dict) or sorted(fields) != sorted(FIELDS):
+        raise StatementError(f"the signed statement must have exactly the fields {', '.join(FIELDS)}")
+    if fields["type"] != STATEMENT_TYPE:
+        raise StatementError(f"the signed statement's type is `{fields['type']}`, not `{STATEMENT_TYPE}`")
+    if canonical_text(fields) != text:
+        raise StatementError("the signed statement is not in canonical form (sorted keys, two-space indent, "
+                             "one final newline)")
+    if not isinstance(fields["inputs"], dict) or not isinstance(fields["flow"], dict):
+        raise StatementError("the signed statement's inputs and flow must be objects")
+    return fields
+
+
+def differences(fields: Mapping[str, Any], expected: Mapping[str, Any], secret_ids: set[str] | frozenset[str],
+                submitted_inputs: Mapping[str, Any] | None) -> list[str]:
+    """What a parsed statement says that differs from ``expected`` (same keys as the statement
+    but ``inputs`` with clear values for secrets when ``submitted_inputs`` is given, else with
+    secrets masked). Empty when the statement is what was decided."""
+    problems = []
+    for key in ("request_id", "verdict", "signer", "reason", "context_sha256", "flow"):
+        if fields.get(key) != expected.get(key):
+            problems.append(f"{key} is {_show(fields.get(key))} in the statement but {_show(expected.get(key))} "
+                            "in the decision")
+    signed_inputs = fields.get("inputs") or {}
+    want = dict(expected.get("inputs") or {})
+    if sorted(signed_inputs) != sorted(want):
+        problems.append(f"the statement's form fields ({', '.join(sorted(signed_inputs)) or 'none'}) are not the "
+                        f"decision's ({', '.join(sorted(want)) or 'none'})")
+        return problems
+    for key, value in want.items():
+        signed = signed_inputs[key]
+        if key in secret_ids and submitted_inputs is None and signed is None:
+            continue  # masked in the audit: an empty SECRET was signed as null
+        if key in secret_ids and value is not None:
+            if not (isinstance(signed, dict) and set(signed) == {"salt", "secret_sha256"}):
+                problems.append(f"form field {key} is a SECRET and must be signed as a salted hash")
+            elif submitted_inputs is not None and secret_hash(value, str(signed["salt"])) != signed["secret_sha256"]:
+                problems.append(f"form field {key}: the signed hash does not match the value submitted")
+        elif jsonutil.dumps(signed) != jsonutil.dumps(value):
+            problems.append(f"form field {key} is {_show(signed)} in the statement but {_show(value)} in the "
+                            "decision")
+    return problems
+
+
+def _show(value: Any) -> str:
+    text = jsonutil.dumps(value)
+    return f"`{text[:60]}…`" if len(text) > 60 else f"`{text}`"
