@@ -95,6 +95,10 @@ class SignoffApp(App[None]):
                  open_request: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.backend = backend
+        from signoff.console.signing import SessionSigner
+
+        #: signs decisions with the person's SSH key when they have a registered one
+        self.decision_signer = SessionSigner(backend)
         #: engine-style clock (``now() -> aware datetime``); the countdowns and the views use it
         self.clock: Clock = clock or SystemClock()
         self.config = config if config is not None else ConsoleConfig.load()

@@ -33,9 +33,11 @@ def write_evidence(bundle: dict[str, Any], out: Path) -> list[str]:
              "(`.allowed_signers`). Check each with OpenSSH alone (8.9 or later for `verify-time`):", ""]
     for number, decision in enumerate(bundle["decisions"], 1):
         stem = f"{number}-{_safe(decision['by'])}-{decision['verdict']}"
-        head = f"## {number}. {decision['verdict']} by {decision['by']} at {decision['at']} (audit event {decision['seq']})"
+        head = (f"## {number}. {decision['verdict']} by {decision['by']} at {decision['at']} "
+                f"(audit event {decision['seq']})")
         if not decision.get("signed"):
-            lines += [head, "", "Not signed: only the audit trail records this decision.", ""]
+            why = decision.get("missing") or "only the audit trail records this decision"
+            lines += [head, "", f"Not signed: {why}.", ""]
             continue
         files[f"{stem}.statement"] = decision["statement"]
         files[f"{stem}.sig"] = decision["signature"]
@@ -43,6 +45,12 @@ def write_evidence(bundle: dict[str, Any], out: Path) -> list[str]:
             files[f"{stem}.context.json"] = decision["context"]
         if decision.get("allowed_signers"):
             files[f"{stem}.allowed_signers"] = decision["allowed_signers"] + "\n"
+        if decision.get("batch"):
+            lines += [head, "", f"Signed together with other decisions: `{stem}.statement` lists "
+                      f"{decision.get('batch_items') or 'several'} requests under `items`; this decision is the item "
+                      f"with `\"request_id\": \"{request_id}\"`, with the shared verdict, reason, signer, nonce and "
+                      "time above the list.", ""]
+            head = "Check it:"
         principal = decision["by"] if not any(c in decision["by"] for c in " \"'*?!,") else f"'{decision['by']}'"
         lines += [head, "", f"Key: {decision['key_type']} {decision['fingerprint']}.", "",
                   f"    ssh-keygen -Y verify -f {stem}.allowed_signers -I {principal} -n {decision['namespace']} "

@@ -273,14 +273,14 @@ class RemoteBackend(Backend):
         id_list = list(dict.fromkeys(request_ids))
         key = idempotency_key or uuid.uuid4().hex
         outcomes: list[Outcome] = []
-        # signed slices are smaller: each item carries its statement and signature (~1 kB)
+        # signed slices are smaller: an item signed on its own carries its statement (~1 kB)
         size = SIGNED_SLICE if signatures else DECIDE_SLICE
         for index, start in enumerate(range(0, len(id_list), size)):
             chunk = id_list[start:start + size]
             body = {"ids": chunk, "verdict": verdict, "inputs": dict(inputs or {}), "reason": reason,
                     "idempotency_key": f"{key}:{index}"}
             if signatures:
-                body["signatures"] = {i: dict(signatures[i]) for i in chunk if i in signatures}
+                body.update(_signed_body(signatures, chunk))
             try:
                 answer = self._call("POST", "/approvals/bulk", idempotent=False, body=body)
             except ConnectionLost:
@@ -355,7 +355,8 @@ class RemoteBackend(Backend):
                                body={"public_key": public_key, "nonce": nonce, "signature": signature, "user": user}))
 
     def revoke_key(self, fingerprint: str, user: str | None = None) -> dict[str, Any]:
-        return dict(self._call("POST", "/keys/revoke", idempotent=False, body={"fingerprint": fingerprint, "user": user}))
+        return dict(self._call("POST", "/keys/revoke", idempotent=False,
+                               body={"fingerprint": fingerprint, "user": user}))
 
     def allowed_signers(self, user: str | None = None) -> str:
         try:
@@ -529,6 +530,30 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _signed_body(signatures: Mapping[str, Any], chunk: Sequence[str]) -> dict[str, Any]:
+    """The signatures of ``chunk`` as the bulk endpoint takes them: statements that sign one
+    request by id (``signatures``), statements that list many once each (``batches``)."""
+    from signoff.engine.signing.statement import is_batch
+
+    single: dict[str, dict[str, str]] = {}
+    batches: dict[str, dict[str, str]] = {}
+    for request_id in chunk:
+        signed = signatures.get(request_id)
+        if signed is None:
+            continue
+        if is_batch(signed["statement"]):
+            batches.setdefault(signed["statement"], {"statement": signed["statement"],
+                                                     "signature": signed["signature"]})
+        else:
+            single[request_id] = {"statement": signed["statement"], "signature": signed["signature"]}
+    out: dict[str, Any] = {}
+    if single:
+        out["signatures"] = single
+    if batches:
+        out["batches"] = list(batches.values())
+    return out
 
 
 def _seg(value: str) -> str:

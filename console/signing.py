@@ -152,34 +152,53 @@ def describe_key(key: sshsig.PublicKey) -> str:
     return f"{key.key_type} {key.fingerprint}"
 
 
+#: up to this many items, each decision gets its own statement and signature (the neatest
+#: evidence); a larger bulk is signed once per :data:`BATCH_ITEMS` items, over a statement
+#: that lists each item with its own context hash (each signature costs the agent ~0.3 ms)
+PER_ITEM_MAX = 20
+BATCH_ITEMS = 500
+
+
 def sign_decisions(backend: SigningBackend, signer: KeySigner, request_ids: Sequence[str], verdict: str, *,
-                   inputs: Mapping[str, Any] | None = None, reason: str | None = None) -> dict[str, dict[str, str]]:
+                   inputs: Mapping[str, Any] | None = None, reason: str | None = None,
+                   now: Any = None) -> dict[str, dict[str, str]]:
     """request id -> {statement, signature} for every request whose policy is not `off` and whose
     form values are valid (the others go unsigned; the server reports why they fail).
 
     The form values signed are the engine's validated ones (typed text made a number, a date,
-    defaults filled in), exactly what the decision records; `--json` shows each statement."""
+    defaults filled in), exactly what the decision records; `--json` shows each statement.
+    Items of one batch share one {statement, signature} object."""
     material = backend.signing_material(list(request_ids), verdict, inputs)
     signer_name = str(material.get("signer") or backend.identity)
     if signer_name != backend.identity and backend.identity not in ("?", ""):
         raise SignoffError(f"the server's signing material names {signer_name}, not you ({backend.identity})")
     nonce = str(material["nonce"])
-    signed_at = format_time(_now())
+    signed_at = format_time(now or _now())
     wanted = set(request_ids)
-    ids: list[str] = []
-    texts: list[str] = []
+    items = []
     for item in material.get("items") or []:
         if item.get("id") not in wanted or not item.get("found") or item.get("mode") == "off" or item.get("errors"):
             continue
-        values = dict(item.get("inputs") or {})
-        text = st.build(request_id=item["id"], verdict=verdict,
-                        inputs=st.hide_secrets(values, frozenset(item.get("secret_fields") or ())), reason=reason,
-                        context_hash=str(item["context_sha256"]), flow=item["flow"], signer=signer_name,
-                        nonce=nonce, signed_at=signed_at)
-        ids.append(item["id"])
-        texts.append(text)
+        items.append({"request_id": item["id"], "context_sha256": str(item["context_sha256"]), "flow": item["flow"],
+                      "inputs": st.hide_secrets(dict(item.get("inputs") or {}),
+                                                frozenset(item.get("secret_fields") or ()))})
+    if len(items) <= PER_ITEM_MAX:
+        texts = [st.build(request_id=i["request_id"], verdict=verdict, inputs=i["inputs"], reason=reason,
+                          context_hash=i["context_sha256"], flow=i["flow"], signer=signer_name, nonce=nonce,
+                          signed_at=signed_at) for i in items]
+        groups = [[i["request_id"]] for i in items]
+    else:
+        chunks = [items[n:n + BATCH_ITEMS] for n in range(0, len(items), BATCH_ITEMS)]
+        texts = [st.build_batch(items=chunk, verdict=verdict, reason=reason, signer=signer_name, nonce=nonce,
+                                signed_at=signed_at) for chunk in chunks]
+        groups = [[i["request_id"] for i in chunk] for chunk in chunks]
     signatures = signer.sign_many([t.encode("utf-8") for t in texts], st.DECISION_NAMESPACE)
-    return {i: {"statement": t, "signature": s} for i, t, s in zip(ids, texts, signatures, strict=True)}
+    out: dict[str, dict[str, str]] = {}
+    for ids, text, signature in zip(groups, texts, signatures, strict=True):
+        shared = {"statement": text, "signature": signature}
+        for request_id in ids:
+            out[request_id] = shared
+    return out
 
 
 def _now() -> Any:
@@ -192,3 +211,52 @@ def sign_key_registration(user: str, key: sshsig.PublicKey, nonce: str, signer: 
     from signoff.engine.signing.keys import registration_statement
 
     return signer.sign_many([registration_statement(user, key, nonce).encode("utf-8")], st.KEY_NAMESPACE)[0]
+
+
+class SessionSigner:
+    """The console's signer: found once (in a worker thread: it asks the server and the agent),
+    then used for every decision of the session. ``problem`` says why nothing can be signed."""
+
+    def __init__(self, backend: Any, key_file: Path | None = None) -> None:
+        import threading
+
+        self.backend = backend
+        self.key_file = key_file
+        self._lock = threading.Lock()
+        self._found = False
+        self.signer: KeySigner | None = None
+        self.problem: str | None = None
+
+    @property
+    def found(self) -> bool:
+        """Has the signer been looked for already?"""
+        return self._found
+
+    def ensure(self) -> KeySigner | None:
+        """The signer (looked up on first use; blocks: call from a worker)."""
+        with self._lock:
+            if not self._found:
+                if not hasattr(self.backend, "list_keys"):
+                    self.signer, self.problem = None, "this connection cannot sign decisions"
+                else:
+                    try:
+                        self.signer, why = find_signer(self.backend, self.key_file)
+                        self.problem = why or None
+                    except SignoffError as exc:
+                        self.signer, self.problem = None, exc.message
+                self._found = True
+            return self.signer
+
+    def sign(self, request_ids: Sequence[str], verdict: str, *, inputs: Mapping[str, Any] | None = None,
+             reason: str | None = None, now: Any = None) -> dict[str, dict[str, str]] | None:
+        """``now``: the console's clock (the signing time in the statement)."""
+        signer = self.ensure()
+        if signer is None:
+            return None
+        return sign_decisions(self.backend, signer, request_ids, verdict, inputs=inputs, reason=reason, now=now)
+
+    def describe(self) -> str:
+        """For the status line: what decisions are signed with, or why they are not."""
+        if self.signer is not None:
+            return f"signing with {describe_key(self.signer.key)}"
+        return f"decisions unsigned: {self.problem}" if self.problem else "looking for a signing key…"

@@ -76,7 +76,6 @@ class ApprovalService(AuditMixin, SigningMixin):
         """Embedded mode: continue touched executions and send their notifications now."""
         from signoff.engine.notify import outbox
         from signoff.engine.runtime.driver import drive
-
         from signoff.engine.signing.checkpoints import write_checkpoint
 
         write_checkpoint(self.engine)  # only when enough events were added since the last one
@@ -501,8 +500,10 @@ class ApprovalService(AuditMixin, SigningMixin):
         from signoff.engine.inputs.spec import mask
 
         row = self._request_row(actor, request_id)
-        decisions = self.db.query("SELECT actor, verdict, inputs, reason, at, origin, automatic, key_fingerprint,"
-                                  " signature FROM decisions WHERE request_id=? ORDER BY id", (request_id,))
+        decisions = self.db.query("SELECT d.actor, d.verdict, d.inputs, d.reason, d.at, d.origin, d.automatic,"
+                                  " d.key_fingerprint, coalesce(d.signature, b.signature) AS signature FROM decisions d"
+                                  " LEFT JOIN signed_batches b ON b.sha256=d.batch_sha256 WHERE d.request_id=?"
+                                  " ORDER BY d.id", (request_id,))
         form = jsonutil.loads(row["form"], [])
         return {
             **request_summary(row, sum(1 for d in decisions if d["verdict"] == APPROVE)),
@@ -597,6 +598,8 @@ class ApprovalService(AuditMixin, SigningMixin):
         except RetryableStorageError:
             raise  # the database aborted the whole transaction: the chunk runs again
         except Exception as exc:  # noqa: BLE001 - one bad item never rolls back the others
+            if decision.signatures is not None:
+                decision.signatures.stored.clear()  # a batch statement stored by this item is undone too
             tx.execute("ROLLBACK TO item")
             tx.execute("RELEASE item")
             return Outcome(request_id, "error", f"could not decide {request_id}: {exc}")

@@ -215,6 +215,7 @@ class Decisions:
         labels = {i: f"{row.flow}: {row.summary}" for i in ids if (row := view.table.row(i)) is not None}
         key = str(uuid.uuid4())
         backend = view.backend
+        signer = getattr(app, "decision_signer", None)
 
         def run() -> list[Outcome]:
             outcomes: list[Outcome] = []
@@ -223,10 +224,14 @@ class Decisions:
                     outcomes += not_attempted(ids[start:], "the bulk action was stopped")
                     break
                 part = ids[start:start + SLICE]
+                # signed in this process with the person's key when they have one (console/signing.py)
+                signatures = signer.sign(part, verb, inputs=inputs, reason=reason,
+                                         now=app.clock.now()) if signer is not None else None
                 if verb == "cancel":
-                    outcomes += backend.cancel(part, reason)
+                    outcomes += backend.cancel(part, reason, signatures=signatures)
                 else:
-                    outcomes += backend.decide(part, verb, inputs=inputs, reason=reason, idempotency_key=key)
+                    outcomes += backend.decide(part, verb, inputs=inputs, reason=reason, idempotency_key=key,
+                                               signatures=signatures)
                 if progress is not None:
                     progress.post_message(progress.Advanced(len(outcomes), len(ids)))
             return outcomes

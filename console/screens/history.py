@@ -110,6 +110,18 @@ def _json(value: Any) -> RenderableType:
         return Text(repr(value))
 
 
+#: audit actions that record a person's decision (signed or not)
+DECISION_ACTIONS = ("request.approved", "request.denied", "request.cancelled")
+
+
+def signature_text(block: Any) -> str:
+    """``signed (ssh-ed25519 SHA256:…)`` or ``unsigned``, for a decision event's signature block."""
+    if not isinstance(block, dict) or not block.get("fingerprint"):
+        return "unsigned"
+    together = f", one of {block['batch_items']} signed together" if block.get("batch_items") else ""
+    return f"signed ({block.get('key_type') or '?'} {block['fingerprint']}{together})"
+
+
 def render_event(event: dict[str, Any], now: datetime) -> RenderableType:
     """Every field of the event, its data, and the frozen context of decision events."""
     parts: list[RenderableType] = [Text.assemble((f"event {event.get('seq')}", "bold"), " · ",
@@ -130,6 +142,8 @@ def render_event(event: dict[str, Any], now: datetime) -> RenderableType:
         extra = [("reason", data.get("reason")), ("summary", summary)]
         if data.get("verdict") or data.get("state"):
             extra.insert(0, ("outcome", " → ".join(str(data[k]) for k in ("verdict", "state") if data.get(k))))
+        if str(event.get("action") or "") in DECISION_ACTIONS:
+            extra.append(("signature", signature_text(data.get("signature"))))
         rows[4:4] = [(k, v) for k, v in extra if v]
     for name, value in rows:
         fields.add_row(name, "" if value is None else str(value))

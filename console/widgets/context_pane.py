@@ -143,6 +143,16 @@ class ContextPane(VerticalScroll, can_focus=True):
         meta.append("\nassigned to " + (", ".join(who) if who else "any approver"))
         if rules.get("escalatedTo"):
             meta.append(" (escalated)", style="bold")
+        if request.get("signatures") == "required":
+            signer = getattr(self.app, "decision_signer", None) if self.is_attached else None
+            if signer is not None and not signer.found:
+                self._look_for_key(request, signer)
+            problem = getattr(signer, "problem", None) if getattr(signer, "signer", None) is None else None
+            if problem:
+                meta.append(f"\n⚠ signed decisions are required here and no usable key was found: {problem}",
+                            style="bold red")
+            else:
+                meta.append("\nsigned decisions required here", style="italic")
         self._part("ctx-meta").update(meta)
 
         self._part("ctx-due").update(self._due_text(request, rules))
@@ -194,11 +204,27 @@ class ContextPane(VerticalScroll, can_focus=True):
                 text.append(" (automatic)")
             if d.get("reason"):
                 text.append(f" — {d['reason']}")
+            signature = d.get("signature")
+            if isinstance(signature, dict) and signature.get("fingerprint"):
+                text.append(f" · signed {signature.get('key_type')} {signature['fingerprint']}", style="green")
+            elif not d.get("automatic"):
+                text.append(" · unsigned", style="dim")
             text.append("\n")
         text.rstrip()
         self._section("decisions", True)
         self._part("ctx-decisions").update(text if decisions else Text("none yet", style="italic"))
         self.scroll_home(animate=False)
+
+    def _look_for_key(self, request: dict[str, Any], signer: Any) -> None:
+        """Find the signing key in a thread (it asks the agent and the engine), then show the
+        request again so the banner says whether a usable key exists."""
+
+        def find() -> None:
+            signer.ensure()
+            if self.is_attached and self.request_id == request.get("id"):
+                self.app.call_from_thread(self.show_request, request)
+
+        self.run_worker(find, thread=True, group="signing-key", exclusive=True)
 
     def _section(self, name: str, visible: bool) -> None:
         self._parts[f"ctx-{name}-h"].display = visible

@@ -113,10 +113,11 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
             return Outcome(**base, outcome=refused, state="PENDING", message=message)
 
     tx.execute("INSERT INTO decisions(request_id, actor, verdict, inputs, reason, at, origin, automatic, statement,"
-               " signature, key_fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+               " signature, key_fingerprint, batch_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                (request_id, actor.name, decision.verdict, jsonutil.dumps(values), decision.reason, now,
-                decision.origin, int(decision.automatic), signature["statement"] if signature else None,
-                signature["signature"] if signature else None, signature["fingerprint"] if signature else None))
+                decision.origin, int(decision.automatic), signature.get("statement") if signature else None,
+                signature.get("signature") if signature else None, signature["fingerprint"] if signature else None,
+                signature.get("batch_sha256") if signature else None))
     required = int(rules.get("required") or 1)
     if decision.verdict == DENY:
         state = "DENIED"

@@ -122,8 +122,22 @@ IDENTITY_FIELDS = frozenset({"by", "actor", "user", "username", "identity", "as"
                              "requested_by", "started_by", "approver", "uid", "decided_by"})
 
 
-def _signatures(signed: dict[str, m.SignedIn] | None) -> dict[str, dict[str, str]] | None:
-    return {k: v.model_dump() for k, v in signed.items()} if signed else None
+def _signatures(signed: dict[str, m.SignedIn] | None,
+                batches: list[m.SignedIn] | None = None) -> dict[str, dict[str, str]] | None:
+    """request id -> {statement, signature}; a batch statement serves every request it lists."""
+    from signoff.engine.signing.statement import StatementError, index, parse
+
+    out = {k: v.model_dump() for k, v in (signed or {}).items()}
+    for batch in batches or []:
+        try:
+            named = index(parse(batch.statement))
+        except StatementError as exc:
+            raise ProblemError(422, f"a signed bulk statement is not valid: {exc}", slug="bad-signature",
+                               title="Signature refused") from None
+        shared = batch.model_dump()
+        for request_id in named:
+            out.setdefault(request_id, shared)
+    return out or None
 
 
 def _one_signature(request_id: str, signed: m.SignedIn | None) -> dict[str, dict[str, str]] | None:
@@ -327,7 +341,7 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     def bulk(body: m.BulkBody, request: Request, identity: Identity = me_dep) -> Any:
         outcomes = service.decide(identity, body.ids, body.verdict, inputs=body.inputs, reason=body.reason,
                                   idempotency_key=body.idempotency_key, origin=_origin(request),
-                                  signatures=_signatures(body.signatures))
+                                  signatures=_signatures(body.signatures, body.batches))
         return {"outcomes": [o.to_dict() for o in outcomes]}
 
     RequestId = Path(..., max_length=200, description="An approval request id")
@@ -371,9 +385,9 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     @router.get("/keys", tags=["keys"], responses=_ok(m.KeyPage), response_model=None,
                 summary="Your SSH keys for signing decisions (`user`: someone's; `all`: everyone's)")
     def list_keys(identity: Identity = me_dep, user: str | None = Query(None, max_length=128),
-                  all: bool = Query(False, description="Every user's keys")) -> Any:  # noqa: A002
+                  all_users: bool = Query(False, alias="all", description="Every user's keys")) -> Any:
         _check_text(user, "user")
-        return {"items": service.list_keys(identity, user, all)}
+        return {"items": service.list_keys(identity, user, all_users)}
 
     @router.post("/keys/challenge", tags=["keys"], responses=_ok(m.Challenge), response_model=None,
                  summary="A fresh, single-use nonce to sign when registering a key (proof of possession)")

@@ -74,7 +74,7 @@ class ValidateBody(Body):
 class SignedIn(Body):
     """A client-made signature over the decision's canonical statement (engine.signing)."""
 
-    statement: str = Field(min_length=1, max_length=100_000, description="The canonical statement that was signed")
+    statement: str = Field(min_length=1, max_length=900_000, description="The canonical statement that was signed")
     signature: str = Field(min_length=1, max_length=20_000, description="OpenSSH sshsig signature, armoured")
 
 
@@ -104,6 +104,8 @@ class BulkBody(Body):
     reason: Reason = Field(default=None, max_length=MAX_TEXT)
     idempotency_key: IdempotencyKey = Field(default=None, min_length=1, max_length=200)
     signatures: dict[str, SignedIn] | None = Field(default=None, description="Request id -> its signature")
+    batches: list[SignedIn] | None = Field(default=None, max_length=200,
+                                           description="Signed statements that list many requests (bulk)")
 
 
 class MaterialBody(Body):

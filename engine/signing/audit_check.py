@@ -43,8 +43,36 @@ class _KeyPeriod:
     revoked_at: str | None = None
 
 
+class _Batches:
+    """Batch statements (signed_batches), read, parsed and signature-checked once each."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.cache: dict[str, tuple[str | None, dict[str, dict[str, Any]] | None, str, str]] = {}
+
+    def get(self, sha: str) -> tuple[str | None, dict[str, dict[str, Any]] | None, str, str]:
+        """(problem, request id -> fields, statement, signature)."""
+        found = self.cache.get(sha)
+        if found is None:
+            row = self.conn.execute("SELECT statement, signature FROM signed_batches WHERE sha256=?",
+                                    (sha,)).fetchone()
+            if row is None:
+                found = (f"the signed bulk statement {sha[:12]}… it names is missing", None, "", "")
+            elif st.text_sha256(row[0]) != sha:
+                found = (f"the signed bulk statement {sha[:12]}… was changed", None, "", "")
+            else:
+                try:
+                    found = (None, st.index(st.parse(row[0])), row[0], row[1])
+                except st.StatementError as exc:
+                    found = (f"the signed bulk statement is unreadable ({exc})", None, "", "")
+            self.cache[sha] = found
+        return found
+
+
 def verify_signatures(conn: Any) -> SignatureReport:
     report = SignatureReport()
+    batches = _Batches(conn)
+    verified: dict[tuple[str, str], str | None] = {}
     keys: dict[tuple[str, str], list[_KeyPeriod]] = {}
     actions = (*DECISION_ACTIONS, *KEY_ACTIONS)
     marks = ",".join("?" * len(actions))
@@ -59,7 +87,7 @@ def verify_signatures(conn: Any) -> SignatureReport:
         if '"signature":' not in data_text:
             report.unsigned += 1
             continue
-        problem = _check_event(keys, at, actor, action, request_id, data_text)
+        problem = _check_event(keys, at, actor, action, request_id, data_text, batches, verified)
         if problem is None:
             report.signed += 1
             continue
@@ -69,7 +97,7 @@ def verify_signatures(conn: Any) -> SignatureReport:
             report.problem, report.first_bad_seq = message, seq
     cur.close()
     if report.problem is None:
-        row_problem = _check_decision_rows(conn)
+        row_problem = _check_decision_rows(conn, batches)
         if row_problem:
             report.problem = row_problem
             report.problems.append(row_problem)
@@ -93,12 +121,22 @@ def _note_key(keys: dict[tuple[str, str], list[_KeyPeriod]], action: str, at: st
 
 
 def _check_event(keys: dict[tuple[str, str], list[_KeyPeriod]], at: str, actor: str, action: str,
-                 request_id: str | None, data_text: str) -> str | None:
+                 request_id: str | None, data_text: str, batches: _Batches,
+                 verified: dict[tuple[str, str], str | None]) -> str | None:
     try:
         data = json.loads(data_text)
         block = data["signature"]
-        text, armored = str(block["statement"]), str(block["signature"])
-        fields = st.parse(text)
+        if block.get("batch_sha256"):
+            problem, by_request, text, armored = batches.get(str(block["batch_sha256"]))
+            if problem is not None or by_request is None:
+                return problem
+            found = by_request.get(str(request_id))
+            if found is None:
+                return f"the signed bulk statement does not name request {request_id}"
+            fields = found
+        else:
+            text, armored = str(block["statement"]), str(block["signature"])
+            fields = st.parse(text)
         sig = sshsig.parse_signature(armored)
     except (ValueError, KeyError, TypeError, st.StatementError, sshsig.SignatureError) as exc:
         return f"the signature record is unreadable ({exc})"
@@ -126,23 +164,33 @@ def _check_event(keys: dict[tuple[str, str], list[_KeyPeriod]], at: str, actor: 
     if not any(p.blob == sig.public_key.blob and p.added_at <= at and (p.revoked_at is None or p.revoked_at > at)
                for p in periods):
         return f"key {fingerprint} was not a registered, unrevoked key of {actor} at {at}"
-    try:
-        sig.verify(text.encode("utf-8"), st.DECISION_NAMESPACE)
-    except sshsig.SignatureError as exc:
-        return str(exc)
-    return None
+    once = (text, armored)
+    if once not in verified:
+        try:
+            sig.verify(text.encode("utf-8"), st.DECISION_NAMESPACE)
+            verified[once] = None
+        except sshsig.SignatureError as exc:
+            verified[once] = str(exc)
+    return verified[once]
 
 
-def _check_decision_rows(conn: Any) -> str | None:
+def _check_decision_rows(conn: Any, batches: _Batches) -> str | None:
     """The first stored decision whose row is not what its signer signed, or None."""
     cur = conn.cursor()
     cur.row_factory = None
-    cur.execute("SELECT request_id, actor, verdict, inputs, reason, statement FROM decisions"
-                " WHERE statement IS NOT NULL ORDER BY id")
+    cur.execute("SELECT request_id, actor, verdict, inputs, reason, statement, batch_sha256 FROM decisions"
+                " WHERE statement IS NOT NULL OR batch_sha256 IS NOT NULL ORDER BY id")
     try:
-        for request_id, actor, verdict, inputs_text, reason, text in cur:
+        for request_id, actor, verdict, inputs_text, reason, text, batch_sha in cur:
             try:
-                fields = st.parse(text)
+                if batch_sha:
+                    problem, by_request, _, _ = batches.get(batch_sha)
+                    if problem is not None or by_request is None or request_id not in by_request:
+                        return (f"the decision of {actor} on request {request_id}: "
+                                f"{problem or 'its signed bulk statement does not name it'}")
+                    fields = by_request[request_id]
+                else:
+                    fields = st.parse(text)
                 inputs = json.loads(inputs_text or "{}")
             except (ValueError, st.StatementError) as exc:
                 return f"the decision of {actor} on request {request_id} has an unreadable statement ({exc})"

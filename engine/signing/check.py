@@ -64,8 +64,27 @@ def flow_of(conn: Any, execution_id: str) -> dict[str, Any]:
     return {"namespace": row[0], "id": row[1], "revision": row[2], "sha256": row[3]}
 
 
+def context_hash(row: Any) -> str:
+    """The hash of a request's frozen context: of the canonical JSON text the engine stored
+    (engine.approvals.requests writes it with jsonutil.dumps), which is also what canonical
+    JSON of the context in the decision's audit event gives."""
+    return st.text_sha256(str(row["context"]))
+
+
 def secret_ids(form: list[dict[str, Any]]) -> frozenset[str]:
     return frozenset(str(f.get("id")) for f in form if isinstance(f, dict) and f.get("type") == "SECRET")
+
+
+@dataclass
+class _Parsed:
+    """One statement text, parsed once per call (a batch serves hundreds of items)."""
+
+    by_request: dict[str, dict[str, Any]] | None
+    sig: sshsig.SshSig | None
+    problem: str | None
+    sha256: str
+    batch: bool
+    verified: bool | None = None  # the signature checked (once) against its key
 
 
 @dataclass
@@ -75,11 +94,15 @@ class SignatureCheck:
     signatures: Mapping[str, Signed]
     _keys: dict[tuple[str, str], Any] = field(default_factory=dict)
     _nonces: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    _parsed: dict[str, _Parsed] = field(default_factory=dict)
+    #: batch statements stored in the open transaction (cleared when an item is rolled back)
+    stored: set[str] = field(default_factory=set)
 
     def check(self, tx: Any, *, now: str, actor: str, mode: str, row: Any, verdict: str, reason: str | None,
               values: Mapping[str, Any], form: list[dict[str, Any]], context: Any) -> tuple[str | None, str,
                                                                                             dict[str, Any] | None]:
-        """(refusal outcome or None, message, the signature block to record or None)."""
+        """(refusal outcome or None, message, the signature block to record or None). A batch
+        statement is stored (signed_batches) in ``tx`` the first time an item of it is accepted."""
         request_id = row["id"]
         signed = self.signatures.get(request_id)
         if signed is None:
@@ -94,18 +117,38 @@ class SignatureCheck:
                                       values=values, form=form, context=context, signed=signed)
         if problem is not None:
             return BAD_SIGNATURE, f"the signature on request {request_id} was refused: {problem}", None
+        if block is not None and block.get("batch_sha256") and block["batch_sha256"] not in self.stored:
+            tx.execute("INSERT INTO signed_batches(sha256, statement, signature, fingerprint, signer, created_at)"
+                       " VALUES (?,?,?,?,?,?) ON CONFLICT (sha256) DO NOTHING",
+                       (block["batch_sha256"], signed.statement, signed.signature, block["fingerprint"], actor, now))
+            self.stored.add(block["batch_sha256"])
         return None, "", block
+
+    def _parse(self, signed: Signed) -> _Parsed:
+        cached = self._parsed.get(signed.statement)
+        if cached is None:
+            sha = st.text_sha256(signed.statement)
+            try:
+                fields = st.parse(signed.statement)
+                cached = _Parsed(st.index(fields), sshsig.parse_signature(signed.signature), None, sha,
+                                 fields["type"] == st.BATCH_TYPE)
+            except (st.StatementError, sshsig.SignatureError) as exc:
+                cached = _Parsed(None, None, str(exc), sha, False)
+            self._parsed[signed.statement] = cached
+        return cached
 
     def _verify(self, tx: Any, *, now: str, actor: str, row: Any, verdict: str, reason: str | None,
                 values: Mapping[str, Any], form: list[dict[str, Any]], context: Any,
                 signed: Signed) -> tuple[str | None, dict[str, Any] | None]:
-        try:
-            fields = st.parse(signed.statement)
-            sig = sshsig.parse_signature(signed.signature)
-        except (st.StatementError, sshsig.SignatureError) as exc:
-            return str(exc), None
+        parsed = self._parse(signed)
+        if parsed.problem is not None or parsed.by_request is None or parsed.sig is None:
+            return parsed.problem, None
+        fields = parsed.by_request.get(row["id"])
+        if fields is None:
+            return f"the signed statement does not name request {row['id']}", None
+        sig = parsed.sig
         expected = {"request_id": row["id"], "verdict": verdict, "signer": actor, "reason": reason,
-                    "context_sha256": st.context_sha256(context), "flow": flow_of(tx, row["execution_id"]),
+                    "context_sha256": context_hash(row), "flow": flow_of(tx, row["execution_id"]),
                     "inputs": dict(values)}
         problems = st.differences(fields, expected, secret_ids(form), values)
         if problems:
@@ -128,12 +171,22 @@ class SignatureCheck:
         if key is None:
             return (f"key {fingerprint} is not a valid registered key of {actor} (register it with `signoff keys "
                     "add`, or it was revoked)"), None
-        try:
-            sig.verify(signed.statement.encode("utf-8"), st.DECISION_NAMESPACE)
-        except sshsig.SignatureError as exc:
-            return str(exc), None
-        return None, {"statement": signed.statement, "signature": signed.signature, "fingerprint": fingerprint,
-                      "key_type": sig.public_key.key_type, "namespace": st.DECISION_NAMESPACE}
+        if parsed.verified is None:
+            try:
+                sig.verify(signed.statement.encode("utf-8"), st.DECISION_NAMESPACE)
+                parsed.verified = True
+            except sshsig.SignatureError as exc:
+                parsed.verified = False
+                parsed.problem = str(exc)
+        if not parsed.verified:
+            return parsed.problem, None
+        block: dict[str, Any] = {"fingerprint": fingerprint, "key_type": sig.public_key.key_type,
+                                 "namespace": st.DECISION_NAMESPACE}
+        if parsed.batch:
+            block.update({"batch_sha256": parsed.sha256, "batch_items": len(parsed.by_request)})
+        else:
+            block.update({"statement": signed.statement, "signature": signed.signature})
+        return None, block
 
 
 def _seconds_between(text: str, now: str) -> float | None:
@@ -168,7 +221,6 @@ def material(db: Any, engine: Any, actor: Any, request_ids: list[str], verdict: 
                 items.append({"id": request_id, "found": False})
                 continue
             form = jsonutil.loads(row["form"], [])
-            context = jsonutil.loads(row["context"], {})
             values: dict[str, Any] = {}
             errors: dict[str, str] = {}
             if verdict == "approve":
@@ -178,13 +230,15 @@ def material(db: Any, engine: Any, actor: Any, request_ids: list[str], verdict: 
                 if reusable and text in checked:
                     values, errors = checked[text]
                 else:
+                    context = jsonutil.loads(row["context"], {})
                     result = validate_form(row, inputs, context=context, form=form)
                     values, errors = dict(result.values), dict(result.errors)
                     if reusable:
                         checked[text] = (values, errors)
             items.append({"id": request_id, "found": True, "state": row["state"], "namespace": row["namespace"],
                           "mode": signature_mode(engine.policy, actor, row["namespace"]),
-                          "context_sha256": st.context_sha256(context), "flow": flow_of(conn, row["execution_id"]),
+                          "context_sha256": context_hash(row),
+                          "flow": flow_of(conn, row["execution_id"]),
                           "inputs": values, "secret_fields": sorted(secret_ids(form) & set(values)),
                           "errors": errors})
     return {"nonce": issued["nonce"], "expires_at": issued["expires_at"], "signer": actor.name, "items": items}

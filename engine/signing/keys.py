@@ -152,15 +152,27 @@ def ssh_time(text: str) -> str:
     return parse_time(text).strftime("%Y%m%d%H%M%SZ")
 
 
+def ssh_time_ceil(text: str) -> str:
+    """``ssh_time`` rounded up to the next whole second (OpenSSH's resolution)."""
+    from datetime import timedelta
+
+    when = parse_time(text)
+    if when.microsecond:
+        when = when.replace(microsecond=0) + timedelta(seconds=1)
+    return when.strftime("%Y%m%d%H%M%SZ")
+
+
 def allowed_signers_line(key: dict[str, Any], namespace: str = DECISION_NAMESPACE) -> str:
     """One allowed_signers line for a key row, with its validity dates.
 
-    ``valid-before`` is the revocation time (ssh-keygen's seconds resolution: a signature
-    made in the second of the revocation is still accepted by OpenSSH, and refused by
-    signoff, which compares full times)."""
+    OpenSSH compares whole seconds: ``valid-after`` is the registration time rounded down,
+    ``valid-before`` the revocation time rounded up (so a key registered and revoked within
+    one second still has a valid range). A signature made in the second of the revocation,
+    after it, would pass OpenSSH's check; signoff refused it when it was made (it compares
+    full times), so no such signature is in the trail."""
     options = [f'namespaces="{namespace}"', f'valid-after="{ssh_time(key["added_at"])}"']
     if key.get("revoked_at"):
-        options.append(f'valid-before="{ssh_time(key["revoked_at"])}"')
+        options.append(f'valid-before="{ssh_time_ceil(key["revoked_at"])}"')
     principal = key["user"]
     if re.search(r'[\s,"*?!]', principal):
         principal = '"' + principal.replace('"', "") + '"'

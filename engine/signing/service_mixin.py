@@ -127,8 +127,8 @@ class SigningMixin:
                                        now=self.engine.clock.now())
         except NotFound:
             if not admin and any(k["fingerprint"] == fingerprint and k["valid"] for k in registry.list_keys(self.db)):
-                raise self._refuse(actor, "keys.revoke", f"key {fingerprint}",
-                                   f"key {fingerprint} is not yours: only its owner or an admin may revoke it") from None
+                message = f"key {fingerprint} is not yours: only its owner or an admin may revoke it"
+                raise self._refuse(actor, "keys.revoke", f"key {fingerprint}", message) from None
             raise
 
     def allowed_signers(self, actor: Any, user: str | None = None) -> str:
@@ -167,7 +167,18 @@ class SigningMixin:
                                         " fingerprint=? AND added_at<=? ORDER BY id DESC LIMIT 1",
                                         (event["actor"], block.get("fingerprint"), event["at"]))
                 context = data.get("context", {})
-                item.update({"statement": block.get("statement"), "signature": block.get("signature"),
+                statement, signature = block.get("statement"), block.get("signature")
+                if block.get("batch_sha256"):
+                    batch = self.db.query_one("SELECT statement, signature FROM signed_batches WHERE sha256=?",
+                                              (block["batch_sha256"],))
+                    statement, signature = (batch["statement"], batch["signature"]) if batch else (None, None)
+                    item.update({"batch": True, "batch_items": block.get("batch_items")})
+                if statement is None:
+                    item["signed"] = False
+                    item["missing"] = "the signed bulk statement is missing from the database"
+                    decisions.append(item)
+                    continue
+                item.update({"statement": statement, "signature": signature,
                              "fingerprint": block.get("fingerprint"), "key_type": block.get("key_type"),
                              "namespace": block.get("namespace"),
                              "allowed_signers": registry.allowed_signers_line(registry.key_row(key)) if key else None,

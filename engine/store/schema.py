@@ -321,4 +321,19 @@ ALTER TABLE decisions ADD COLUMN statement TEXT;
 ALTER TABLE decisions ADD COLUMN signature TEXT;
 ALTER TABLE decisions ADD COLUMN key_fingerprint TEXT;
 """,
+    # 11: one signature over a whole bulk decision (engine.signing.statement BATCH_TYPE): the
+    # signed statement lists every item with its own context hash and is stored once; each
+    # decision (and its audit event) names it by SHA-256.
+    11: """
+CREATE TABLE signed_batches (
+    sha256 TEXT PRIMARY KEY,
+    statement TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+ALTER TABLE decisions ADD COLUMN batch_sha256 TEXT;
+""",
 }

@@ -286,7 +286,7 @@ def test_required_refuses_unsigned_and_foreign_and_revoked_keys(tmp_path: Path, 
     # a statement for request a replayed on request b: refused
     replay = {b: sign_decisions(alice, AgentKeySigner(None, alice_key), [a], "deny")[a]}
     [replayed] = alice.decide([b], "deny", signatures=replay)
-    assert replayed.outcome == "bad_signature" and "request_id" in replayed.message
+    assert replayed.outcome == "bad_signature" and f"does not name request {b}" in replayed.message
 
     [ok], _ = signed_decide(svc, ALICE, [a], "approve", inputs={"approved": "true"})
     assert ok.outcome == "decided"
@@ -318,12 +318,40 @@ def test_bulk_of_1000_signed_decisions(tmp_path: Path, agent) -> None:
     register(svc, agent, ALICE, "alice", tmp_path)
     ids = start(svc, 1000)
     outcomes, signatures = signed_decide(svc, ALICE, ids, "approve", inputs={"approved": "true"})
-    assert [o.outcome for o in outcomes] == ["decided"] * 1000
-    assert len(signatures) == 1000 and len({s["signature"] for s in signatures.values()}) == 1000
+    assert [o.outcome for o in outcomes] == ["decided"] * 1000 and all(o.signature for o in outcomes)
+    # one signature per 500 items, over a statement listing each item with its own context hash
+    assert len(signatures) == 1000 and len({s["signature"] for s in signatures.values()}) == 2
+    batch = json.loads(signatures[ids[0]]["statement"])
+    assert batch["type"] == "signoff.decisions/v1" and [i["request_id"] for i in batch["items"]] == ids[:500]
+    assert len({i["context_sha256"] for i in batch["items"]}) == 500  # each request's own context
+    stored = svc.db.query_one("SELECT count(*) FROM signed_batches")[0]
+    assert stored == 2
     result = svc.verify_audit(ROOT)
     assert result["ok"] and result["signed"] == 1000, result
-    # each item stands alone: its own statement names only its own request
-    assert all(json.loads(signatures[i]["statement"])["request_id"] == i for i in ids[:50])
+
+    # the evidence for one item stands alone: the batch statement, its signature, the key
+    out = tmp_path / "evidence"
+    subprocess.run([*SIGNOFF, "--data-dir", str(tmp_path / "data"), "audit", "evidence", ids[700], "--out",
+                    str(out)], env=clean_env(), cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    readme = (out / "README.md").read_text()
+    assert "lists 500 requests" in readme and ids[700] in readme
+    command = next(line.strip() for line in readme.splitlines() if line.strip().startswith("ssh-keygen -Y verify"))
+    done = subprocess.run(command, shell=True, cwd=out, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0 and "Good" in done.stdout, done
+    listed = json.loads((out / "1-alice-approve.statement").read_text())
+    assert ids[700] in [i["request_id"] for i in listed["items"]]
+
+    # an insider who edits one item of a bulk in the database is named, chain recomputed or not
+    conn = svc.db.connection()
+    seq, data_text = conn.execute("SELECT seq, data FROM audit WHERE action='request.approved' AND request_id=?",
+                                  (ids[321],)).fetchone()
+    data = json.loads(data_text)
+    data["reason"] = "changed later"
+    conn.execute("UPDATE audit SET data=? WHERE seq=?", (json.dumps(data), seq))
+    svc.engine.close()
+    _rehash_chain(tmp_path / "data" / "signoff.db")
+    result = service(tmp_path).verify_audit(ROOT)
+    assert not result["ok"] and result["first_bad_seq"] == seq and "reason" in result["problem"], result
 
 
 # -- the auditor's checks ---------------------------------------------------------------------------
@@ -380,7 +408,8 @@ def test_insider_edit_with_recomputed_chain_is_named(tmp_path: Path, agent, chan
     assert f"event {seq} (" in result["problem"] and "signature does not match its content" in result["problem"]
     assert ("verdict" if change == "verdict" else "form field copies") in result["problem"]
     # the CLI says the same, exit 1
-    proc = subprocess.run([*SIGNOFF, "--data-dir", str(tmp_path / "data"), "audit", "verify"], env=clean_env(), cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([*SIGNOFF, "--data-dir", str(tmp_path / "data"), "audit", "verify"], env=clean_env(),
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and f"FAILED: event {seq} (" in proc.stderr, proc
 
 
@@ -484,7 +513,7 @@ def test_evidence_verifies_with_stock_ssh_keygen(tmp_path: Path, agent) -> None:
     assert "valid-before=" in allowed
     import time
 
-    time.sleep(1.1)  # OpenSSH compares whole seconds: be past the second of the revocation
+    time.sleep(2.1)  # OpenSSH compares whole seconds: be past the (rounded up) second of the revocation
     now_check = ssh_verify(out / "1-alice-approve.allowed_signers", "alice", DECISION_NAMESPACE,
                            out / "1-alice-approve.sig", out / "1-alice-approve.statement")
     assert now_check.returncode != 0
@@ -507,12 +536,10 @@ def test_evidence_verifies_with_stock_ssh_keygen(tmp_path: Path, agent) -> None:
 def test_cli_signs_through_the_agent_and_required_refuses_without(tmp_path: Path, agent) -> None:
     """`signoff approve|deny` sign without extra steps when the agent holds a registered key;
     under `required` an unsigned decision exits 1 with how to fix it."""
-    import getpass
-    import pwd
     import os
+    import pwd
 
     me = pwd.getpwuid(os.getuid()).pw_name
-    del getpass
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "pay.yaml").write_text(FLOW.replace("company.finance", "cli.sign"))

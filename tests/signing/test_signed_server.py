@@ -106,7 +106,8 @@ def test_signed_decisions_over_http(signed_server, agent, tmp_path: Path) -> Non
         assert [o.outcome for o in outcomes] == ["decided", "decided"], outcomes
         assert outcomes[0].signature == {"fingerprint": key.fingerprint, "key_type": "ssh-ed25519"}
         shown = alice.get_request(ids[0])
-        assert shown["signatures"] == "required" and shown["decisions"][0]["signature"]["fingerprint"] == key.fingerprint
+        assert shown["signatures"] == "required"
+        assert shown["decisions"][0]["signature"]["fingerprint"] == key.fingerprint
         # deny, signed
         [deny] = alice.decide([ids[2]], "deny", reason="no",
                               signatures=sign_decisions(alice, signer, [ids[2]], "deny", reason="no"))
