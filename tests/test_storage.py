@@ -134,7 +134,8 @@ def test_database_from_a_newer_signoff(tmp_path: Path, args: tuple[str, ...]) ->
     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
-    assert dir_listing(data_dir) == [DB_FILENAME]
+    # the database, and the engine's key and newest signed checkpoint of the audit chain
+    assert dir_listing(data_dir) == sorted([DB_FILENAME, "audit-checkpoint", "engine-key", "engine-key.pub"])
     err = assert_refused_untouched(data_dir, args, "newer signoff")
     assert str(SCHEMA_VERSION + 1) in err
 

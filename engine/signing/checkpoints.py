@@ -70,7 +70,7 @@ def load_engine_key(data_dir: Path, *, create: bool) -> EngineKey | None:
             public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
             (path.parent / (KEY_FILE + ".pub")).write_bytes(public + b" signoff-engine\n")
     private = serialization.load_ssh_private_key(path.read_bytes(), None)
-    line = private.public_key().public_bytes(serialization.Encoding.OpenSSH,  # type: ignore[union-attr]
+    line = private.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                              serialization.PublicFormat.OpenSSH).decode("ascii")
     return EngineKey(private, sshsig.parse_public_key(line))
 
@@ -94,8 +94,12 @@ def checkpoint_row(row: Any) -> dict[str, Any]:
 def write_checkpoint(engine: Any, *, every: int = CHECKPOINT_EVERY, force: bool = False) -> dict[str, Any] | None:
     """Sign the chain head when ``every`` events (any, with ``force``) were added since the last
     checkpoint; returns the new checkpoint, or None when none was due."""
+    from signoff.engine.store.schema import SCHEMA_VERSION
+
     db = engine.db
     conn = db.connection()
+    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        return None  # not a database this signoff may write (a newer one is never touched)
     head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     if head is None:
         return None

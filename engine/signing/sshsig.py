@@ -288,17 +288,18 @@ def raw_sign(private_key: object, data: bytes) -> tuple[PublicKey, bytes]:
     elif isinstance(private_key, rsa.RSAPrivateKey):
         sig_type, raw = "rsa-sha2-512", private_key.sign(data, padding.PKCS1v15(), hashes.SHA512())
     elif isinstance(private_key, ec.EllipticCurvePrivateKey):
-        hash_name = {"secp256r1": hashes.SHA256, "secp384r1": hashes.SHA384, "secp521r1": hashes.SHA512}
-        hash_cls = hash_name.get(private_key.curve.name)
-        if hash_cls is None:
+        hash_for: dict[str, hashes.HashAlgorithm] = {"secp256r1": hashes.SHA256(), "secp384r1": hashes.SHA384(),
+                                                     "secp521r1": hashes.SHA512()}
+        algorithm = hash_for.get(private_key.curve.name)
+        if algorithm is None:
             raise SignatureError(f"unsupported ECDSA curve {private_key.curve.name}")
-        r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(hash_cls())))
+        r, s = decode_dss_signature(private_key.sign(data, ec.ECDSA(algorithm)))
         sig_type = {"secp256r1": "ecdsa-sha2-nistp256", "secp384r1": "ecdsa-sha2-nistp384",
                     "secp521r1": "ecdsa-sha2-nistp521"}[private_key.curve.name]
         raw = ssh_mpint(r) + ssh_mpint(s)
     else:
         raise SignatureError(f"unsupported private key type {type(private_key).__name__}")
-    public_line = private_key.public_key().public_bytes(serialization.Encoding.OpenSSH,  # type: ignore[union-attr]
+    public_line = private_key.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                                         serialization.PublicFormat.OpenSSH).decode("ascii")
     return parse_public_key(public_line), ssh_string(sig_type) + ssh_string(raw)
 

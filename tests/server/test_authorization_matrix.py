@@ -15,6 +15,9 @@ USER = {"viewer": "victor", "other": "bob", "approver": "alice", "admin": "root-
 #: the reason an unauthenticated class is audited with
 REASON = {"none": "missing", "wrong": "unknown", "revoked": "revoked", "expired": "expired"}
 
+#: an admin may register a key for someone else (rita) without proof; nobody else may
+MATRIX_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOM1iSvLL7To/wxH61hTbs0mmAiA/jCwlJ1aCBXzTt4B matrix"
+
 # name: (method, path, body, fresh) - {req} a pending company.finance request (a fresh one per
 # case when `fresh`), {exe} its execution.
 ENDPOINTS = {
@@ -53,6 +56,14 @@ ENDPOINTS = {
     "triggers.switch": ("POST", "/api/v1/triggers/company.finance/payment/nope/disable", None, False),
     "kv.put": ("PUT", "/api/v1/kv/company.finance/limit", {"value": {"max": 5}}, False),
     "events": ("GET", "/api/v1/events?after=0&limit=10", None, False),
+    "keys.list": ("GET", "/api/v1/keys", None, False),
+    "keys.challenge": ("POST", "/api/v1/keys/challenge", None, False),
+    "keys.add": ("POST", "/api/v1/keys", {"public_key": MATRIX_KEY, "user": "rita"}, False),
+    "keys.revoke": ("POST", "/api/v1/keys/revoke", {"fingerprint": "SHA256:" + "A" * 43, "user": "rita"}, False),
+    "keys.allowed_signers": ("GET", "/api/v1/keys/allowed-signers", None, False),
+    "signing.material": ("POST", "/api/v1/signing/material",
+                         {"ids": ["{req}"], "verdict": "approve", "inputs": {"approved": True}}, False),
+    "audit.evidence": ("GET", "/api/v1/audit/evidence/{req}", None, False),
 }
 
 # The expectation table for authenticated classes:      viewer other approver admin
@@ -88,6 +99,13 @@ EXPECTED_AUTHENTICATED = {
     "triggers.switch":      (403, 403, 403, 404),  # admins only; the payment flow has no trigger `nope`
     "kv.put":               (403, 403, 403, 200),
     "events":               (200, 200, 200, 200),
+    "keys.list":            (200, 200, 200, 200),  # your own keys
+    "keys.challenge":       (200, 200, 200, 200),
+    "keys.add":             (403, 403, 403, 201),  # for someone else: admins only
+    "keys.revoke":          (403, 403, 403, 404),  # someone else's: admins only (no such key here)
+    "keys.allowed_signers": (200, 200, 200, 200),  # public keys: anyone with a role
+    "signing.material":     (200, 200, 200, 200),  # per item: requests you may not see are `found: false`
+    "audit.evidence":       (200, 403, 200, 200),
 }
 BULK_OUTCOME = {"viewer": "not_eligible", "other": "not_eligible", "approver": "decided", "admin": "decided"}
 
