@@ -209,7 +209,7 @@ def _now() -> Any:
 
 
 def sign_key_registration(user: str, key: sshsig.PublicKey, nonce: str, signer: KeySigner) -> str:
-    from signoff.engine.signing.keys import registration_statement
+    from signoff.engine.signing.statement import registration_statement
 
     return signer.sign_many([registration_statement(user, key, nonce).encode("utf-8")], st.KEY_NAMESPACE)[0]
 

@@ -71,6 +71,10 @@ PUBLIC_ENGINE = frozenset({
     "signoff.engine.store",
     "signoff.engine.runtime.functions",
     "signoff.engine.runtime.runner",
+    # signed decisions: the client builds the canonical statement and the sshsig signature
+    # exactly as the engine checks them (console/signing.py, console/sshagent.py)
+    "signoff.engine.signing.sshsig",
+    "signoff.engine.signing.statement",
 })
 
 #: what the Textual part of the console may import from the engine: values, not behaviour

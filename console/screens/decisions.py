@@ -216,6 +216,7 @@ class Decisions:
         key = str(uuid.uuid4())
         backend = view.backend
         signer = getattr(app, "decision_signer", None)
+        clock = getattr(app, "clock", None)
 
         def run() -> list[Outcome]:
             outcomes: list[Outcome] = []
@@ -226,7 +227,7 @@ class Decisions:
                 part = ids[start:start + SLICE]
                 # signed in this process with the person's key when they have one (console/signing.py)
                 signatures = signer.sign(part, verb, inputs=inputs, reason=reason,
-                                         now=app.clock.now()) if signer is not None else None
+                                         now=clock.now() if clock is not None else None) if signer else None
                 if verb == "cancel":
                     outcomes += backend.cancel(part, reason, signatures=signatures)
                 else:

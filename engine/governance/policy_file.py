@@ -92,7 +92,7 @@ class _PolicyChecker:
         return FilePolicy(four_eyes=bool(four_eyes), groups=groups, bindings=bindings, path=self.file,
                           signatures=signatures)
 
-    def signatures(self, item: dict, path: tuple) -> str | None:
+    def signatures(self, item: dict[str, Any], path: tuple[Any, ...]) -> str | None:
         """A `signatures:` value (required | optional | off), or None when absent or wrong."""
         if "signatures" not in item:
             return None

@@ -26,9 +26,13 @@ from signoff.engine.audit import append_event
 from signoff.engine.clock import format_time, parse_time
 from signoff.engine.errors import NotFound, Refused, UsageError
 from signoff.engine.signing import sshsig
-from signoff.engine.signing.statement import DECISION_NAMESPACE, KEY_NAMESPACE, StatementError, canonical_text
+from signoff.engine.signing.statement import (
+    DECISION_NAMESPACE,
+    KEY_NAMESPACE,
+    StatementError,
+    registration_statement,
+)
 
-KEY_REGISTRATION_TYPE = "signoff.key-registration/v1"
 #: how long a key-registration challenge or a decision nonce may be used
 NONCE_TTL = timedelta(minutes=10)
 _USER_RE = re.compile(r"[^\s:/\\]{1,128}")
@@ -61,12 +65,6 @@ def nonce_problem(tx: Any, nonce: str, owner: str, purpose: str, now: str, *, co
     if consume:
         tx.execute("UPDATE signing_nonces SET used_at=? WHERE nonce=?", (now, nonce))
     return None
-
-
-def registration_statement(user: str, public_key: sshsig.PublicKey, nonce: str) -> str:
-    """What a key signs to prove possession when it is registered."""
-    return canonical_text({"nonce": nonce, "public_key": public_key.openssh, "type": KEY_REGISTRATION_TYPE,
-                           "user": user})
 
 
 def check_user_name(user: str) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from signoff.engine import jsonutil
@@ -88,7 +88,7 @@ def build(*, request_id: str, verdict: str, inputs: Mapping[str, Any], reason: s
         "type": STATEMENT_TYPE, "verdict": verdict})
 
 
-def build_batch(*, items: list[Mapping[str, Any]], verdict: str, reason: str | None, signer: str, nonce: str,
+def build_batch(*, items: Sequence[Mapping[str, Any]], verdict: str, reason: str | None, signer: str, nonce: str,
                 signed_at: str) -> str:
     """One statement for many decisions with the same verdict, reason and form values; each
     item has its own request id, context hash, flow revision and (validated) form values."""
@@ -100,6 +100,16 @@ def build_batch(*, items: list[Mapping[str, Any]], verdict: str, reason: str | N
 
 def is_batch(text: str) -> bool:
     return text.startswith('{"items":[')
+
+
+KEY_REGISTRATION_TYPE = "signoff.key-registration/v1"
+
+
+def registration_statement(user: str, public_key: Any, nonce: str) -> str:
+    """What a key signs to prove possession when it is registered (``public_key``: an
+    engine.signing.sshsig.PublicKey)."""
+    return canonical_text({"nonce": nonce, "public_key": public_key.openssh, "type": KEY_REGISTRATION_TYPE,
+                           "user": user})
 
 
 def parse(text: str) -> dict[str, Any]:
