@@ -60,9 +60,8 @@ class ApprovalService(AuditMixin, SigningMixin):
         from signoff.engine.notify import outbox
         from signoff.engine.runtime.driver import drive
         from signoff.engine.runtime.timers import process_due_timers
-        from signoff.engine.triggers.schedule import process_due_schedules
-
         from signoff.engine.signing.checkpoints import write_checkpoint
+        from signoff.engine.triggers.schedule import process_due_schedules
 
         handled = process_due_timers(self.engine)
         if schedules:
