@@ -52,8 +52,8 @@ def test_mypy_holds_the_backends_to_the_protocol_and_the_engine_to_strict(tmp_pa
     tree = copy_tree(tmp_path)
     # a backend whose method no longer matches the Backend Protocol
     wrong = replace(tree / "console/remote.py",
-                    "    def cancel(self, request_ids: Sequence[str], reason: str | None = None) -> list[Outcome]:",
-                    "    def cancel(self, request_ids: Sequence[str], reason: int = 0) -> list[Outcome]:")
+                    "    def cancel(self, request_ids: Sequence[str], reason: str | None = None,\n",
+                    "    def cancel(self, request_ids: Sequence[str], reason: int = 0,\n")
     # an unannotated function: an error in the engine (strict), accepted in the console's screens
     engine_line = append(tree / "engine/clock.py", "def untyped(value): return value")
     append(tree / "console/output.py", "def untyped(value): return value")
