@@ -98,7 +98,7 @@ def write_checkpoint(engine: Any, *, every: int = CHECKPOINT_EVERY, force: bool 
 
     db = engine.db
     conn = db.connection()
-    if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+    if db.schema_version() != SCHEMA_VERSION:
         return None  # not a database this signoff may write (a newer one is never touched)
     head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     if head is None:
