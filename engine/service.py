@@ -25,8 +25,8 @@ from signoff.engine.identity import SYSTEM, Identity
 from signoff.engine.runtime import work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.outputs import outputs_tree
-from signoff.engine.store.locks import RetryableStorageError, lock_requests, retrying
 from signoff.engine.signing.service_mixin import SigningMixin
+from signoff.engine.store.locks import RetryableStorageError, lock_requests, retrying
 
 if TYPE_CHECKING:
     from signoff.engine.approvals.decide import DecisionRequest
