@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -321,10 +321,10 @@ ALTER TABLE decisions ADD COLUMN statement TEXT;
 ALTER TABLE decisions ADD COLUMN signature TEXT;
 ALTER TABLE decisions ADD COLUMN key_fingerprint TEXT;
 """,
-    # 11: one signature over a whole bulk decision (engine.signing.statement BATCH_TYPE): the
+    # 12: one signature over a whole bulk decision (engine.signing.statement BATCH_TYPE): the
     # signed statement lists every item with its own context hash and is stored once; each
     # decision (and its audit event) names it by SHA-256.
-    11: """
+    12: """
 CREATE TABLE signed_batches (
     sha256 TEXT PRIMARY KEY,
     statement TEXT NOT NULL,
