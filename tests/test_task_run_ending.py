@@ -78,6 +78,10 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
     conn.execute("DROP TABLE api_flows")  # schema 9
     for index in ("requests_by_flow", "requests_by_decided", "decisions_by_at"):  # schema 10
         conn.execute(f"DROP INDEX {index}")
+    for table in ("signing_keys", "signing_nonces", "audit_checkpoints", "signed_batches"):  # 11, 12
+        conn.execute(f"DROP TABLE {table}")
+    for column in ("statement", "signature", "key_fingerprint", "batch_sha256"):  # schema 11, 12
+        conn.execute(f"ALTER TABLE decisions DROP COLUMN {column}")
     conn.execute("PRAGMA user_version=4")
     conn.commit()
     conn.close()

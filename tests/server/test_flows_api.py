@@ -5,6 +5,7 @@ non-editor, folder flows read-only, executions keeping their revision; then the 
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 from tests.server.conftest import issue_token, make_server, signoff
@@ -130,7 +131,12 @@ def test_flows_over_the_api(tmp_path: Path) -> None:
             r = erin.post("/api/v1/executions", json={"namespace": "company.finance.vendors",
                                                       "flow_id": "vendor_onboarding", "inputs": {"vendor": "B"}})
             assert r.status_code == 404, r.text
+            # the server's runner advances the execution in the background: wait for its pause
+            deadline = time.monotonic() + 30
             kept = erin.get(f"/api/v1/executions/{first_execution}").json()
+            while kept["state"] == "CREATED" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                kept = erin.get(f"/api/v1/executions/{first_execution}").json()
             assert kept["revision"] == 1 and kept["state"] == "PAUSED"
             assert erin.delete(base).status_code == 404
 
