@@ -5,20 +5,7 @@ import click
 
 from signoff.console import output
 from signoff.console.cli import backend, common_options
-
-
-def human_seconds(value: float | None) -> str:
-    """3725.0 -> '1h02m'; None -> '-'."""
-    if value is None:
-        return "-"
-    seconds = int(round(value))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+from signoff.engine.durations import human_seconds
 
 
 @click.command()

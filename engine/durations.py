@@ -138,3 +138,17 @@ def format_duration(td: timedelta) -> str:
     if len(out) == 1:
         return "PT0S"
     return "".join(out)
+
+
+def human_seconds(value: float | None) -> str:
+    """A duration in seconds as people read it in a table: 3725.0 -> '1h02m'; None -> '-'."""
+    if value is None:
+        return "-"
+    seconds = int(round(value))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

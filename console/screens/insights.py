@@ -17,21 +17,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from signoff.console.screens.host import signoff_app
+from signoff.engine.durations import human_seconds
 
 WINDOWS = ("30d", "7d", "90d")
 
 
-def human_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    seconds = int(round(value))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 class InsightsView(Vertical):

@@ -160,7 +160,7 @@ async def test_insights_view_shows_the_stats(tmp_path: Path, http_listener) -> N
         for flow, item in by_flow.items():
             assert (shown[flow]["created"], shown[flow]["median_decision_s"]) == (item["created"],
                                                                                  item["median_decision_s"])
-        from signoff.console.screens.insights import human_seconds
+        from signoff.engine.durations import human_seconds
 
         text = screen_text(app)
         median = human_seconds(by_flow["payment"]["median_decision_s"])
