@@ -23,6 +23,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 FILE_NAME = "config.toml"
 _THEME_LINE = re.compile(r"^\s*theme\s*=.*$")
@@ -60,18 +61,8 @@ class ConsoleConfig:
         except tomllib.TOMLDecodeError as exc:
             config.problems.append(f"{target}: not valid TOML: {exc}")
             return config
-        theme = data.get("theme")
-        if theme is not None:
-            if isinstance(theme, str) and theme.strip():
-                config.theme = theme.strip()
-            else:
-                config.problems.append(f"{target}: `theme` must be a theme name in quotes")
-        server = data.get("server")
-        if server is not None:
-            if isinstance(server, str) and server.strip():
-                config.server = server.strip()
-            else:
-                config.problems.append(f"{target}: `server` must be a URL in quotes")
+        config.theme = _text(data, "theme", "a theme name", target, config.problems, config.theme)
+        config.server = _text(data, "server", "a URL", target, config.problems, config.server)
         public_url = data.get("public_url")
         if public_url is not None:
             from signoff.engine.errors import UsageError
@@ -83,18 +74,8 @@ class ConsoleConfig:
                 config.public_url = check_public_url(public_url)
             except UsageError as exc:
                 config.problems.append(f"{target}: {exc}")
-        database = data.get("database")
-        if database is not None:
-            if isinstance(database, str) and database.strip():
-                config.database = database.strip()
-            else:
-                config.problems.append(f"{target}: `database` must be a postgresql:// URL in quotes")
-        sock = data.get("socket")
-        if sock is not None:
-            if isinstance(sock, str) and sock.strip():
-                config.socket = sock.strip()
-            else:
-                config.problems.append(f"{target}: `socket` must be a path in quotes")
+        config.database = _text(data, "database", "a postgresql:// URL", target, config.problems, config.database)
+        config.socket = _text(data, "socket", "a path", target, config.problems, config.socket)
         keys = data.get("keys", {})
         if not isinstance(keys, dict):
             config.problems.append(f"{target}: [keys] must be a table of action = \"key1,key2\"")
@@ -152,3 +133,15 @@ class ConsoleConfig:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _text(data: dict[str, Any], key: str, what: str, target: object, problems: list[str],
+          current: str | None) -> str | None:
+    """One quoted text setting: its stripped value, or ``current`` and a problem naming the key."""
+    value = data.get(key)
+    if value is None:
+        return current
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    problems.append(f"{target}: `{key}` must be {what} in quotes")
+    return current
