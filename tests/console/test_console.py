@@ -34,8 +34,9 @@ async def test_initial_list_in_due_order_with_context(env):
         assert t.all_ids == env.pending_ids()
         assert t.row_count == 5
         await wait_for(pilot, lambda: app.pending_view.context.request_id == t.highlighted_id)
+        # the context pane is set before the compositor has painted it: wait for the paint
+        await wait_for(pilot, lambda: "Pay 100 EUR to Acme GmbH" in screen_text(app))
         text = screen_text(app)
-        assert "Pay 100 EUR to Acme GmbH" in text
         assert "ticket" in text and "on timeout: fail" in text
         assert "olivia @ embedded" in text
 
