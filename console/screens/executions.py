@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from signoff.console.screens.host import signoff_app
+from signoff.console.widgets.result_line import ResultLine
 
 #: the state filter, in the order `f` cycles through it (None = every state)
 FILTERS: tuple[str | None, ...] = (None, "FAILED", "KILLED", "PAUSED", "RUNNING", "SUCCESS", "WARNING", "CANCELLED")
@@ -51,10 +52,6 @@ class ExecutionsView(Vertical):
     ExecutionsView #exec-summary { height: auto; padding: 0 1; }
     ExecutionsView #exec-tasks { height: 1fr; }
     ExecutionsView #exec-logs { height: 1fr; border-top: solid $primary-muted; padding: 0 1; }
-    ExecutionsView #exec-result { height: auto; padding: 0 1; display: none; }
-    ExecutionsView #exec-result.-shown { display: block; }
-    ExecutionsView #exec-result.-error { color: $error; }
-    ExecutionsView #exec-result.-ok { color: $success; }
     """
 
     BINDINGS = [
@@ -89,7 +86,7 @@ class ExecutionsView(Vertical):
                 yield tasks
                 with VerticalScroll(id="exec-logs"):
                     yield Static("", id="exec-logs-body")
-        yield Static("", id="exec-result")
+        yield ResultLine(id="exec-result")
 
     @property
     def table(self) -> DataTable:
@@ -264,7 +261,7 @@ class ExecutionsView(Vertical):
 
     def _run(self, what: str, execution_id: str, task: str | None) -> None:
         self._busy = True
-        self._show_result(f"{what} of {execution_id}…")
+        self.query_one("#exec-result", ResultLine).show(f"{what} of {execution_id}…")
         self._act(signoff_app(self).backend, what, execution_id, task)
 
     @work(thread=True, group="executions-act")
@@ -282,19 +279,14 @@ class ExecutionsView(Vertical):
         self._busy = False
         if error is not None or result is None:
             message = f"could not {what} {execution_id}: {error}"
-            self._show_result(message, error=True)
+            self.query_one("#exec-result", ResultLine).show(message, error=True)
             self.app.notify(message, title=f"{what.capitalize()} refused", severity="error")
             return
         text = f"{what} of {execution_id}: execution {result['id']} is {result['state']}"
         failed = result.get("state") in FIRST
-        self._show_result(text, error=failed, ok=not failed)
+        self.query_one("#exec-result", ResultLine).show(text, error=failed, ok=not failed)
         self.app.notify(text, title=f"{what.capitalize()} done", severity="error" if failed else "information")
         self.reload()
-
-    def _show_result(self, text: str, *, error: bool = False, ok: bool = False) -> None:
-        result = self.query_one("#exec-result", Static)
-        result.update(Text(text))
-        result.set_classes("-shown" + (" -error" if error else "") + (" -ok" if ok else ""))
 
     # -- navigation (the app delegates j/k/g/G to the focused table) ---------------------------
     def action_cursor_down(self) -> None:

@@ -24,6 +24,7 @@ from textual.widgets import DataTable, Static
 from signoff.console.backend import Backend
 from signoff.console.screens.host import signoff_app
 from signoff.console.widgets.column_fit import fit_last_column
+from signoff.console.widgets.result_line import ResultLine
 
 #: (key, width); the description column takes the width that is left
 COLUMNS = (("namespace", 16), ("flow", 18), ("inputs", 6))
@@ -105,10 +106,6 @@ class FlowsView(Vertical):
     FlowsView #flows-body { height: 1fr; }
     FlowsView #flows-table { width: 1fr; height: 1fr; }
     FlowsView #flows-detail { width: 42%; height: 1fr; border-left: solid $primary-muted; padding: 0 1; }
-    FlowsView #flows-result { height: auto; padding: 0 1; display: none; }
-    FlowsView #flows-result.-shown { display: block; }
-    FlowsView #flows-result.-error { color: $error; }
-    FlowsView #flows-result.-ok { color: $success; }
     """
 
     BINDINGS = [
@@ -161,7 +158,7 @@ class FlowsView(Vertical):
             yield table
             with VerticalScroll(id="flows-detail"):
                 yield Static("", id="flows-detail-body")
-        yield Static("", id="flows-result")
+        yield ResultLine(id="flows-result")
 
     @property
     def table(self) -> DataTable:
@@ -281,7 +278,7 @@ class FlowsView(Vertical):
     def start(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> None:
         """Start an execution (in a worker) and show what became of it."""
         self._starting = True
-        self._show_result(f"starting {namespace}.{flow_id}…")
+        self.query_one("#flows-result", ResultLine).show(f"starting {namespace}.{flow_id}…")
         self._start(signoff_app(self).backend, namespace, flow_id, dict(inputs))
 
     @work(thread=True, group="flows-start")
@@ -303,19 +300,14 @@ class FlowsView(Vertical):
         self._starting = False
         if error is not None or execution is None:
             message = f"could not start {namespace}.{flow_id}: {error}"
-            self._show_result(message, error=True)
+            self.query_one("#flows-result", ResultLine).show(message, error=True)
             self.app.notify(message, title="Start failed", severity="error")
             return
         self.last_execution = execution
         text = "started " + describe_start(execution)
         failed = execution.get("state") in ("FAILED", "KILLED")
-        self._show_result(text, error=failed, ok=not failed)
+        self.query_one("#flows-result", ResultLine).show(text, error=failed, ok=not failed)
         self.app.notify(text, title="Execution started", severity="error" if failed else "information")
-
-    def _show_result(self, text: str, *, error: bool = False, ok: bool = False) -> None:
-        result = self.query_one("#flows-result", Static)
-        result.update(Text(text))
-        result.set_classes("-shown" + (" -error" if error else "") + (" -ok" if ok else ""))
 
     # -- navigation ---------------------------------------------------------------------
     def action_cursor_down(self) -> None:
