@@ -316,18 +316,10 @@ class ApprovalService(AuditMixin, SigningMixin):
         return result.values
 
     def _store_file(self, path: str) -> str:
-        import hashlib
-        import shutil
-        from pathlib import Path
+        """A FILE input: into the database (every replica reads it) and this replica's cache."""
+        from signoff.engine.inputs.files import store_file
 
-        source = Path(path)
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
-        target_dir = self.engine.data_dir / "files" / digest
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / source.name
-        if not target.exists():
-            shutil.copyfile(source, target)
-        return target.resolve().as_uri()
+        return store_file(self.db, self.engine.data_dir, path, self.engine.clock.now())
 
     def list_executions(self, actor: Identity, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         sql = "SELECT * FROM executions"

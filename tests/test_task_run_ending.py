@@ -82,6 +82,9 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
         conn.execute(f"DROP TABLE {table}")
     for column in ("statement", "signature", "key_fingerprint", "batch_sha256"):  # schema 11, 12
         conn.execute(f"ALTER TABLE decisions DROP COLUMN {column}")
+    for table in ("auth_failures", "input_files"):  # schema 13
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DROP INDEX executions_by_flow_state")
     conn.execute("PRAGMA user_version=4")
     conn.commit()
     conn.close()

@@ -5,6 +5,12 @@ decision counts, as in Kestra). One started beyond the limit is, by ``behavior``
 (default; it starts when a running one ends, oldest first), or ended at once as CANCELLED or
 FAILED with a message saying why. Starting and ending both happen inside the write
 transaction that counts, so two starts never both take the last slot.
+
+On SQLite the write transaction alone serialises them (one writer). On PostgreSQL, READ
+COMMITTED lets two replicas count at the same moment and both see a free slot, so the count is
+taken under a transaction-scoped advisory lock on the flow (:func:`lock_flow`): a second start
+of the same flow waits until the first commits, then counts its execution too. Other flows
+are not held up. The count is served by the index executions(namespace, flow_id, state).
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from signoff.engine.audit import append_event
 from signoff.engine.flows.model import Flow
 from signoff.engine.identity import SYSTEM
 from signoff.engine.runtime import work
+from signoff.engine.store.locks import advisory_lock
 
 ACTIVE_STATES = ("CREATED", "RESTARTED", "RUNNING", "PAUSED")
 BEHAVIOR_STATES = {"QUEUE": "QUEUED", "CANCEL": "CANCELLED", "FAIL": "FAILED"}
@@ -25,11 +32,18 @@ def active_count(tx: sqlite3.Connection, namespace: str, flow_id: str) -> int:
                           (namespace, flow_id, *ACTIVE_STATES)).fetchone()[0])
 
 
+def lock_flow(tx: sqlite3.Connection, namespace: str, flow_id: str) -> None:
+    """PostgreSQL: hold the flow's concurrency slots until this transaction ends (nothing on
+    SQLite, whose write transaction already excludes every other writer)."""
+    advisory_lock(tx, "concurrency", namespace, flow_id)
+
+
 def admission(tx: sqlite3.Connection, flow: Flow) -> tuple[str, str] | None:
     """None when a new execution of ``flow`` may start now, else (its state, why)."""
     limit = flow.concurrency
     if limit is None:
         return None
+    lock_flow(tx, flow.namespace, flow.id)
     running = active_count(tx, flow.namespace, flow.id)
     if running < limit.limit:
         return None
@@ -42,6 +56,7 @@ def start_queued(tx: sqlite3.Connection, flow: Flow, now: str) -> list[str]:
     """Start the oldest QUEUED executions of ``flow`` while slots are free; their ids."""
     if flow.concurrency is None:
         return []
+    lock_flow(tx, flow.namespace, flow.id)
     free = flow.concurrency.limit - active_count(tx, flow.namespace, flow.id)
     if free <= 0:
         return []

@@ -153,6 +153,8 @@ class ExecutionRun:
         self.waiting_on_request = False
         #: executions of this flow started because this one ended (concurrency QUEUE)
         self.dequeued: list[str] = []
+        #: the FILE inputs are present on this replica (ensure_input_files)
+        self._files_ready = False
 
     # -- transactions -------------------------------------------------------------------
     @property
@@ -639,6 +641,7 @@ class ExecutionRun:
         else:
             attempt = 1
         first_started = previous["started_at"] if previous is not None else self.now()
+        self.ensure_input_files()
         ctx = SimpleContext(task, self.variables(task, path, scope, attempt), execution_id=self.execution_id,
                             namespace=self.flow.namespace, flow_id=self.flow.id, attempt=attempt,
                             data_dir=self.engine.data_dir,
@@ -674,6 +677,17 @@ class ExecutionRun:
                       logs=ctx.logs, error=f"succeeded on attempt {attempt}" if retried else None)
         self.record_outputs(task, scope, outputs)
         return DONE
+
+    def ensure_input_files(self) -> None:
+        """Before the first task of this run: the FILE inputs as local files on this replica
+        (written from the database when the execution was started through another one)."""
+        if self._files_ready:
+            return
+        self._files_ready = True
+        if any(spec.type == "FILE" for spec in self.flow.inputs):
+            from signoff.engine.inputs.files import ensure_local
+
+            ensure_local(self.db, self.engine.data_dir, _strings(self.inputs))
 
     def retry_policy(self, task: Task, path: str, scope: Scope) -> RetryPolicy | None:
         raw = task.props.get("retry")
@@ -854,3 +868,13 @@ class ExecutionRun:
         """Expression functions for a request's form defaults (its own execution's)."""
         return self.engine.functions(request["namespace"], request["flow_id"], request["execution_id"])
 
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside a JSON-like value (the FILE input URIs among the inputs)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []

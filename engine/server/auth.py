@@ -3,12 +3,13 @@
 - The identity is the token's user; its groups are the OS groups of that account on the
   server host when such an account exists (the policy adds its own groups through
   ``policy.in_group``); ``source="token"``.
-- Failed authentications are counted per client address. After 5 failures within a minute,
-  every further failure is answered only after a delay that grows with the count (capped at
-  2 s), so guessing is slow, while a client with a good token is never delayed.
+- Failed authentications are counted per client address, in the database, so every replica
+  behind a load balancer counts together (engine.server.throttle). After 5 failures within a
+  minute, every further failure is answered only after a delay that grows with the count
+  (capped at 2 s), so guessing is slow, while a client with a good token is never delayed.
 - Each failure is an ``auth.failed`` audit event (actor ``anonymous``, data ``{client,
-  reason, count}``), at most one per client every 10 s: ``count`` says how many failures the
-  event stands for, so a flood of bad tokens cannot flood the audit trail.
+  reason, count}``), at most one per client every 10 s across all replicas: ``count`` says how
+  many failures the event stands for, so a flood of bad tokens cannot flood the audit trail.
 - Tokens never reach a log: they are only read from the header, and only their id is ever
   written (in the audit, for a token that was recognised but refused).
 
@@ -29,37 +30,24 @@ from __future__ import annotations
 
 import logging
 import pwd
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import Request
 
 from signoff.engine import tokens
-from signoff.engine.audit import append_event
-from signoff.engine.clock import Clock, format_time
+from signoff.engine.clock import Clock
 from signoff.engine.identity import Identity, identity_for_uid, os_groups
 from signoff.engine.server.peer import PeerCred, peer_of
 from signoff.engine.server.problems import ProblemError
+from signoff.engine.server.throttle import Failure, FailureThrottle
 
 if TYPE_CHECKING:
     from signoff.engine.service import ApprovalService
 
 log = logging.getLogger("signoff.server.auth")
-
-#: failures allowed per client and minute before answers slow down
-FREE_FAILURES = 5
-WINDOW_S = 60.0
-DELAY_STEP_S = 0.25
-MAX_DELAY_S = 2.0
-#: at most one auth.failed audit event per client in this many seconds
-AUDIT_EVERY_S = 10.0
-#: forget clients idle for this long
-FORGET_AFTER_S = 600.0
 
 _MESSAGES = {
     tokens.MISSING: "a bearer token is required (Authorization: Bearer so_...)",
@@ -68,21 +56,6 @@ _MESSAGES = {
     tokens.REVOKED: "the token was revoked",
     tokens.EXPIRED: "the token has expired",
 }
-
-
-@dataclass
-class _Client:
-    failures: deque[float] = field(default_factory=deque)  # monotonic times of recent failures
-    last_audit: float | None = None
-    unaudited: int = 0
-    reasons: set[str] = field(default_factory=set)
-    seen: float = 0.0
-    #: how a deferred refusal is written by flush(): the client address it is counted for,
-    #: who (``anonymous`` for a bad token, the account on the local socket) and what
-    address: str = ""
-    actor: str = "anonymous"
-    action: str = "auth.failed"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def identity_for(user: str) -> Identity:
@@ -102,8 +75,7 @@ class Authenticator:
         self.db = service.db
         self.clock = clock
         self.monotonic = monotonic
-        self._clients: dict[str, _Client] = {}
-        self._lock = threading.Lock()
+        self.throttle = FailureThrottle(self.db, clock=clock)
         self._identities: dict[str, tuple[float, Identity]] = {}
         #: (name, groups) -> does the (fixed, loaded once) policy give it any role
         self._roles: dict[tuple[str, tuple[str, ...]], bool] = {}
@@ -125,11 +97,7 @@ class Authenticator:
             request.state.identity = identity
             request.state.token = token
             return identity
-        delay, audit = self._failed(client, check.reason or tokens.UNKNOWN)
-        if audit is not None:
-            await anyio.to_thread.run_sync(self._audit, client, *audit)
-        if delay:
-            await anyio.sleep(delay)
+        await self._slow_down(Failure(client, check.reason or tokens.UNKNOWN, client))
         raise ProblemError(401, _MESSAGES.get(check.reason or "", "authentication failed"),
                            headers={"WWW-Authenticate": _challenge(check.reason)})
 
@@ -137,9 +105,11 @@ class Authenticator:
         """Count a failure that is not a token's (a wrong webhook key) like a failed
         authentication: slowed down and audited the same way."""
         client = request.client.host if request.client else "unknown"
-        delay, audit = self._failed(client, reason)
-        if audit is not None:
-            await anyio.to_thread.run_sync(self._audit, client, *audit)
+        await self._slow_down(Failure(client, reason, client))
+
+    async def _slow_down(self, failure: Failure) -> None:
+        """Count ``failure`` (shared by all replicas) and wait as long as the count says."""
+        delay = await anyio.to_thread.run_sync(self.throttle.failed, failure)
         if delay:
             await anyio.sleep(delay)
 
@@ -173,14 +143,8 @@ class Authenticator:
     async def _socket_refusal(self, identity: Identity, peer: PeerCred, reason: str, data: dict[str, Any]) -> None:
         action = "policy.denied" if reason == "no_role" else "auth.refused"
         extra = {"uid": peer.uid, "pid": peer.pid, **data}
-        delay, audit = self._failed(f"{peer.origin} {reason}", reason, address=peer.origin, actor=identity.name,
-                                    action=action, extra=extra)
-        if audit is not None:
-            await anyio.to_thread.run_sync(
-                lambda: self._audit(peer.origin, audit[0], audit[1], audit[2], actor=identity.name, action=action,
-                                    extra=extra))
-        if delay:
-            await anyio.sleep(delay)
+        await self._slow_down(Failure(f"{peer.origin} {reason}", reason, peer.origin, actor=identity.name,
+                                      action=action, extra=extra))
 
     def refused_on_socket(self, request: Request, reason: str, data: dict[str, Any]) -> None:
         """Audit a refusal of something a socket caller sent (e.g. a body field naming a
@@ -190,11 +154,8 @@ class Authenticator:
         if peer is None or identity is None:
             return
         extra = {"uid": peer.uid, "pid": peer.pid, **data}
-        _delay, audit = self._failed(f"{peer.origin} {reason}", reason, address=peer.origin, actor=identity.name,
-                                     action="auth.refused", extra=extra)
-        if audit is not None:
-            self._audit(peer.origin, audit[0], audit[1], audit[2], actor=identity.name, action="auth.refused",
-                        extra=extra)
+        self.throttle.failed(Failure(f"{peer.origin} {reason}", reason, peer.origin, actor=identity.name,
+                                     action="auth.refused", extra=extra))
 
     def _has_role(self, identity: Identity) -> bool:
         key = (identity.name, identity.groups)
@@ -235,66 +196,10 @@ class Authenticator:
         self._identities[user] = (now + 60.0, identity)
         return identity
 
-    def _failed(self, client: str, reason: str, *, address: str | None = None, actor: str = "anonymous",
-                action: str = "auth.failed", extra: dict[str, Any] | None = None,
-                ) -> tuple[float, tuple[str, int, list[str]] | None]:
-        """Record a failure counted under ``client``: (delay before answering, (reason, count,
-        reasons) to audit now, or None when flush() will write it later)."""
-        now = self.monotonic()
-        with self._lock:
-            self._forget(now)
-            state = self._clients.setdefault(client, _Client())
-            state.seen = now
-            state.address, state.actor, state.action = address or client, actor, action
-            state.extra = dict(extra or {})
-            state.failures.append(now)
-            while state.failures and state.failures[0] < now - WINDOW_S:
-                state.failures.popleft()
-            state.unaudited += 1
-            state.reasons.add(reason)
-            excess = len(state.failures) - FREE_FAILURES
-            delay = min(DELAY_STEP_S * excess, MAX_DELAY_S) if excess > 0 else 0.0
-            audit = None
-            if state.last_audit is None or now - state.last_audit >= AUDIT_EVERY_S:
-                audit = (reason, state.unaudited, sorted(state.reasons))
-                state.last_audit = now
-                state.unaudited = 0
-                state.reasons = set()
-        return delay, audit
-
     def flush(self, *, force: bool = False) -> None:
         """Audit the failures not audited yet (those inside a client's 10 s quiet period);
         called every few seconds by the app and once at shutdown with ``force``."""
-        now = self.monotonic()
-        pending: list[tuple[_Client, str, int, list[str]]] = []
-        with self._lock:
-            for state in self._clients.values():
-                if state.unaudited and (force or state.last_audit is None or now - state.last_audit >= AUDIT_EVERY_S):
-                    reasons = sorted(state.reasons)
-                    pending.append((state, reasons[0], state.unaudited, reasons))
-                    state.last_audit = now
-                    state.unaudited = 0
-                    state.reasons = set()
-        for state, reason, count, reasons in pending:
-            self._audit(state.address, reason, count, reasons, actor=state.actor, action=state.action,
-                        extra=state.extra)
-
-    def _forget(self, now: float) -> None:
-        if len(self._clients) < 1000:
-            return
-        for key in [k for k, c in self._clients.items() if now - c.seen > FORGET_AFTER_S]:
-            del self._clients[key]
-
-    def _audit(self, client: str, reason: str, count: int, reasons: list[str], *, actor: str = "anonymous",
-               action: str = "auth.failed", extra: dict[str, Any] | None = None) -> None:
-        data = {"client": client, "reason": reason, "count": count, **(extra or {})}
-        if len(reasons) > 1:
-            data["reasons"] = reasons
-        try:
-            with self.db.write() as tx:
-                append_event(tx, at=format_time(self.clock.now()), actor=actor, action=action, data=data)
-        except Exception:
-            log.exception("could not audit a failed authentication from %s", client)
+        self.throttle.flush(force=force)
 
 
 def _challenge(reason: str | None) -> str:

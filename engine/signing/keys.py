@@ -93,9 +93,9 @@ def add_key(db: Any, *, actor: str, owner: str, key: sshsig.PublicKey, now: date
             raise Refused(f"key {key.fingerprint} is already registered for another identity; one key belongs "
                           "to one person")
         cur = tx.execute("INSERT INTO signing_keys(owner, fingerprint, key_type, public_key, comment, added_at,"
-                         " added_by, proof) VALUES (?,?,?,?,?,?,?,?)",
+                         " added_by, proof) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
                          (owner, key.fingerprint, key.key_type, key.openssh, key.comment or None, at, actor, proof))
-        key_id = cur.lastrowid
+        key_id = cur.fetchone()[0]  # RETURNING: PostgreSQL has no lastrowid
         append_event(tx, at=at, actor=actor, action="key.added",
                      data={"user": owner, "fingerprint": key.fingerprint, "key_type": key.key_type,
                            "public_key": key.openssh, "proof": proof})

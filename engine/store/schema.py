@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -335,5 +335,37 @@ CREATE TABLE signed_batches (
 );
 
 ALTER TABLE decisions ADD COLUMN batch_sha256 TEXT;
+""",
+    # 13: state that lived in one process, shared by every replica on one database
+    # (README "High availability"): the failed-authentication throttle (engine.server.throttle;
+    # ``recent`` holds the times of a client's latest failures, ``unaudited`` those not yet in
+    # the audit), uploaded FILE inputs by their SHA-256 (engine.inputs.files), and the index
+    # that counts a flow's running executions for its concurrency limit.
+    13: """
+CREATE TABLE auth_failures (
+    client TEXT PRIMARY KEY,
+    recent TEXT NOT NULL,
+    seen REAL NOT NULL,
+    last_audit REAL,
+    unaudited INTEGER NOT NULL,
+    reasons TEXT NOT NULL,
+    address TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    extra TEXT NOT NULL
+);
+
+CREATE INDEX auth_failures_unaudited ON auth_failures(unaudited, last_audit);
+
+CREATE INDEX auth_failures_seen ON auth_failures(seen);
+
+CREATE TABLE input_files (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    content BLOB NOT NULL,
+    created_at TEXT NOT NULL
+);
+
+CREATE INDEX executions_by_flow_state ON executions(namespace, flow_id, state);
 """,
 }

@@ -57,7 +57,9 @@ def _safe_name(text: str) -> str:
 def _pump(stream: IO[bytes], name: str, out: queue.Queue[tuple[str, str | None]]) -> None:
     try:
         for raw in iter(stream.readline, b""):
-            out.put((name, raw.decode("utf-8", errors="replace").rstrip("\r\n")))
+            # a NUL byte becomes U+FFFD like any undecodable byte: PostgreSQL text cannot hold it
+            text = raw.decode("utf-8", errors="replace").rstrip("\r\n").replace("\x00", "\ufffd")
+            out.put((name, text))
     except (OSError, ValueError):
         pass
     finally:

@@ -354,6 +354,39 @@ def test_bulk_of_1000_signed_decisions(tmp_path: Path, agent) -> None:
     assert not result["ok"] and result["first_bad_seq"] == seq and "reason" in result["problem"], result
 
 
+def test_keys_and_signed_bulk_on_postgresql(tmp_path: Path, agent, pg_url: str) -> None:
+    """The signing tables on PostgreSQL: a key registered (its id from RETURNING), single and
+    bulk signed decisions stored with their batches, and the auditor's verification."""
+    from signoff.engine.core import Engine
+    from signoff.engine.service import ApprovalService
+    from tests.support import write_flows
+
+    policy = parse_policy(POLICY.format(mode="required"), "policy.yaml")
+    engine = Engine(tmp_path / "data", [write_flows(tmp_path / "flows", {"pay.yaml": FLOW})],
+                    clock=SystemClock(), policy=policy, database=pg_url)  # type: ignore[arg-type]
+    svc = ApprovalService(engine)
+    assert svc.db.dialect == "postgresql"
+    key = register(svc, agent, ALICE, "alice", tmp_path)
+    second = register(svc, agent, BOB, "bob", tmp_path)
+    ids = svc.db.query("SELECT id, owner FROM signing_keys ORDER BY id")
+    assert [r[1] for r in ids] == ["alice", "bob"] and ids[0][0] < ids[1][0]
+    requests = start(svc, 251)
+    [one], _ = signed_decide(svc, BOB, [requests[0]], "deny", reason="no")
+    assert one.outcome == "decided" and one.signature["fingerprint"] == second.fingerprint
+    outcomes, signatures = signed_decide(svc, ALICE, requests[1:], "approve", inputs={"approved": "true"})
+    assert [o.outcome for o in outcomes] == ["decided"] * 250
+    assert all(o.signature["fingerprint"] == key.fingerprint for o in outcomes)
+    assert len({s["signature"] for s in signatures.values()}) == 2  # 200 + 50 items
+    assert svc.db.query_one("SELECT count(*) FROM signed_batches")[0] == 2
+    result = svc.verify_audit(ROOT)
+    assert result["ok"] and result["signed"] == 251 and result["unsigned"] == 0, result
+    # an insider's edit of one signed decision is found on PostgreSQL as on SQLite
+    svc.db.connection().execute("UPDATE decisions SET reason='later' WHERE request_id=?", (requests[0],))
+    result = svc.verify_audit(ROOT)
+    assert not result["ok"], result
+    engine.close()
+
+
 # -- the auditor's checks ---------------------------------------------------------------------------
 
 
@@ -533,9 +566,12 @@ def test_evidence_verifies_with_stock_ssh_keygen(tmp_path: Path, agent) -> None:
     assert again.returncode == 2 and "not empty" in again.stderr
 
 
-def test_cli_signs_through_the_agent_and_required_refuses_without(tmp_path: Path, agent) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_cli_signs_through_the_agent_and_required_refuses_without(tmp_path: Path, agent, store: str,
+                                                                  request: pytest.FixtureRequest) -> None:
     """`signoff approve|deny` sign without extra steps when the agent holds a registered key;
-    under `required` an unsigned decision exits 1 with how to fix it."""
+    under `required` an unsigned decision exits 1 with how to fix it. On both stores (key
+    registration, signed decisions and `audit verify` on PostgreSQL too)."""
     import os
     import pwd
 
@@ -547,6 +583,8 @@ def test_cli_signs_through_the_agent_and_required_refuses_without(tmp_path: Path
     policy.write_text(f"fourEyes: false\nsignatures: required\nbindings:\n  - role: admin\n    subjects: [user:{me}]\n"
                       "    namespaces: [\"*\"]\n")
     base = ["--data-dir", str(tmp_path / "data"), "--flows", str(flows), "--policy", str(policy)]
+    if store == "postgresql":
+        base += ["--database", request.getfixturevalue("pg_url")]
 
     def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([*SIGNOFF, *base, *args], env=env, cwd=REPO, capture_output=True, text=True,

@@ -1,0 +1,71 @@
+"""FILE inputs: stored in the database, so every replica can read them.
+
+Decision (README "High availability"): the file's bytes go into the table ``input_files``,
+keyed by their SHA-256, in the same database as the execution, rather than into a shared
+directory. One thing to back up and to keep consistent (a file is there exactly when the
+database says an execution refers to it), no network file system to mount on every replica,
+and ``signoff db copy`` takes the files along. Uploaded inputs are small (forms, CSVs, change
+lists); the database holds them without trouble.
+
+Tasks read a FILE input as a local path (``{{ inputs.report }}`` in a shell command), so each
+replica keeps a cache copy at ``<data dir>/files/<sha256>/<name>``, and the input's value is
+that ``file://`` URI. A replica that advances an execution started elsewhere writes the copy
+from the database before the first task runs (:func:`ensure_local`). The URI names the data
+directory, so replicas are given the same ``--data-dir`` path (each on its own local disk).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from signoff.engine.clock import format_time
+
+FILES_DIR = "files"
+_CACHED = re.compile(r"/files/([0-9a-f]{64})/([^/]+)$")
+
+
+def store_file(db: Any, data_dir: Path, source: str | Path, now: Any) -> str:
+    """Copy the file at ``source`` into the database and this replica's cache; its URI."""
+    path = Path(source)
+    content = path.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    with db.write() as tx:
+        tx.execute("INSERT INTO input_files(sha256, size, content, created_at) VALUES (?,?,?,?)"
+                   " ON CONFLICT (sha256) DO NOTHING", (digest, len(content), content, format_time(now)))
+    target = Path(data_dir) / FILES_DIR / digest / path.name
+    _write_once(target, content)
+    return target.resolve().as_uri()
+
+
+def ensure_local(db: Any, data_dir: Path, uris: Iterable[Any]) -> None:
+    """Write this replica's cache copy of each stored FILE input that it does not have yet
+    (an execution started through another replica). Values that are not ours are left alone."""
+    root = (Path(data_dir) / FILES_DIR).resolve()
+    for uri in uris:
+        if not isinstance(uri, str) or not uri.startswith("file://"):
+            continue
+        path = Path(unquote(urlsplit(uri).path))
+        found = _CACHED.search(path.as_posix())
+        if found is None or path.exists():
+            continue
+        target = root / found.group(1) / found.group(2)
+        if target != path:
+            continue  # another data directory's path: not ours to write (README: same --data-dir)
+        row = db.query_one("SELECT content FROM input_files WHERE sha256=?", (found.group(1),))
+        if row is not None:
+            _write_once(target, bytes(row[0]))
+
+
+def _write_once(target: Path, content: bytes) -> None:
+    """Write ``content`` at ``target`` unless it is there: a whole file or none (rename)."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
+    temporary.write_bytes(content)
+    os.replace(temporary, target)
