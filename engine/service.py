@@ -510,6 +510,20 @@ class ApprovalService(AuditMixin, SigningMixin):
             "signatures": self.signature_mode(actor, row["namespace"]),
         }
 
+    def decision_limits(self, actor: Identity, request_id: str) -> dict[str, Any]:
+        """What stops ``actor`` from deciding this request, asked before showing a form (the
+        web page shows a viewer no form): ``refusal`` (no role, not assigned; None when they may
+        decide) and ``four_eyes`` (they started the execution and may deny but not approve).
+        Nothing is audited here: the decision itself is checked and audited as always."""
+        from signoff.engine.approvals.decide import eligibility_refusal, self_approval_allowed
+
+        row = self._request_row(actor, request_id)
+        rules = jsonutil.loads(row["rules"], {})
+        started = self.db.query_one("SELECT started_by FROM executions WHERE id=?", (row["execution_id"],))
+        four_eyes = bool(started is not None and started[0] == actor.name
+                         and not self_approval_allowed(rules, self.engine.policy))
+        return {"refusal": eligibility_refusal(actor, row, rules, self.engine.policy), "four_eyes": four_eyes}
+
     def validate(self, actor: Identity, request_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
         """Per-field messages for these form values (empty when valid); the console's live check."""
         from signoff.engine.approvals.decide import validate_form

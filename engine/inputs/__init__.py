@@ -6,12 +6,13 @@ from signoff.engine.inputs.validate import (
     ValidationResult,
     coerce_value,
     nest_values,
+    select_choices,
     show_value,
     validate_inputs,
 )
 
 __all__ = [
     "ID_PATTERN", "INPUT_TYPES", "ITEM_TYPES", "DependsOn", "InputError", "InputSpec",
-    "ValidationResult", "coerce_value", "nest_values", "parse_input_specs", "show_value",
+    "ValidationResult", "coerce_value", "nest_values", "parse_input_specs", "select_choices", "show_value",
     "validate_inputs",
 ]

@@ -41,7 +41,7 @@ from signoff.engine.errors import UsageError
 from signoff.engine.inputs.spec import InputSpec
 
 __all__ = ["InputError", "ValidationResult", "validate_inputs", "coerce_value", "nest_values",
-           "show_value"]
+           "select_choices", "show_value"]
 
 
 class InputError(UsageError):
@@ -567,6 +567,17 @@ def _select_values(spec: InputSpec, ctx: _Ctx) -> list[Any]:
     if not isinstance(values, (list, tuple)):
         raise _Bad("its `values` expression did not give a list")
     return list(values)
+
+
+def select_choices(spec: InputSpec, *, variables: Mapping[str, Any] | None = None,
+                   functions: Mapping[str, Any] | None = None) -> list[Any]:
+    """The values a SELECT or MULTISELECT offers, its ``values`` template rendered as the
+    validation renders it (so a form shows exactly the choices the engine accepts); raises
+    :class:`InputError` when they cannot be rendered."""
+    try:
+        return _select_values(spec, _Ctx(variables or {}, functions, None))
+    except _Bad as bad:
+        raise InputError(f"Invalid input for `{spec.id}`, {bad.reason}") from None
 
 
 def _values_reason(values: list[Any]) -> str:

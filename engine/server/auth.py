@@ -177,6 +177,11 @@ class Authenticator:
         self._identities[key] = (now + 60.0, identity)
         return identity
 
+    def identity_for_user(self, user: str) -> Identity:
+        """The identity of a token's user (OS groups where the account exists, cached 60 s),
+        for sign-ins that verified the token themselves (the web page)."""
+        return self._identity(user)
+
     def still_valid(self, token: str | None) -> bool:
         """Re-check a token during a long request (the event stream)."""
         return self._verify(token).ok

@@ -6,10 +6,6 @@ listener receives status=APPROVED. Then: CSRF, sign-out, security headers, hosti
 from __future__ import annotations
 
 import base64
-import os
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,34 +14,16 @@ import httpx
 import pytest
 
 from tests.contract.server import ServerProcess
+from tests.server.webdriver import sign_in, start_browser, wait_until
 from tests.support import write_flows
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_flows"
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 
 
-def ensure_chromium() -> None:
-    """Debian's chromium + chromium-driver, installed where missing (CI runs as root)."""
-    if CHROMEDRIVER.exists() and shutil.which("chromium"):
-        return
-    subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "chromium", "chromium-driver"],
-                   check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    ensure_chromium()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1280,900"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    driver = start_browser(tmp_path_factory.mktemp("chromium-page"))
     try:
         yield driver
     finally:
@@ -54,16 +32,6 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-def wait_until(condition: Any, timeout: float = 20.0) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -93,18 +61,6 @@ tasks:
       summary: "Check {{ inputs.note }}"
       details: "{{ inputs.note }}"
 """
-
-
-def sign_in(browser: Any, url: str, token: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.get(url)
-    browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.ID, "sign-in").click()
-    try:
-        wait_until(lambda: browser.find_elements(By.ID, "who"))
-    except AssertionError:
-        raise AssertionError(browser.current_url + browser.page_source[:3000]) from None
 
 
 def test_seed_flow_link_in_slack_opens_the_page_and_approves(server, http_listener, browser):
