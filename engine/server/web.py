@@ -62,6 +62,8 @@ from signoff.engine.service import ApprovalService
 
 COOKIE = "signoff_session"
 SESSION_LIFETIME = 8 * 3600.0
+#: how much longer than the session the cookie is kept by the browser (see sign_in)
+COOKIE_GRACE = 86400
 #: environment variable overriding SESSION_LIFETIME (an ISO 8601 duration, e.g. PT8H)
 SESSION_ENV = "SIGNOFF_WEB_SESSION"
 #: rows per page of the pending list
@@ -82,6 +84,17 @@ _SCRIPT = (HERE / "static" / "signoff.js").read_text(encoding="utf-8")
 _templates = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=True,
                          trim_blocks=True, lstrip_blocks=True)
 _markdown = MarkdownIt("commonmark", {"html": False, "linkify": False})
+
+
+def _when(value: Any) -> str:
+    """A stored UTC time (engine.clock.format_time) as people read it: ``2026-01-31 09:30 UTC``."""
+    text = str(value or "")
+    if len(text) >= 16 and text[10:11] == "T":
+        return f"{text[:10]} {text[11:16]} UTC"
+    return text
+
+
+_templates.filters["when"] = _when
 
 #: what the engine does when a request's due time passes (rules.expireBehavior)
 _EXPIRE = {"FAIL": "fail the execution", "APPROVE": "approve it with the form's defaults",
@@ -339,8 +352,10 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
         identity = await anyio.to_thread.run_sync(auth.identity_for_user, check.user)
         sid, _session = sessions.create(identity)
         response = RedirectResponse(target, status_code=303, headers=HEADERS)
-        response.set_cookie(COOKIE, sid, max_age=int(sessions.lifetime), httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https", path="/")
+        # the cookie outlives the session by a day (the server ends the session; a stale id is
+        # worthless), so a visit after the end can say "your session has ended"
+        response.set_cookie(COOKIE, sid, max_age=int(sessions.lifetime) + COOKIE_GRACE, httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https", path="/")
         return response
 
     @app.post("/web/sign-out", include_in_schema=False)

@@ -6,6 +6,7 @@ listener receives status=APPROVED. Then: CSRF, sign-out, security headers, hosti
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 from tests.contract.server import ServerProcess
-from tests.server.webdriver import sign_in, start_browser, wait_until
+from tests.server.webdriver import overflow, sign_in, start_browser, wait_until
 from tests.support import write_flows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def test_seed_flow_link_in_slack_opens_the_page_and_approves(server, http_listen
     assert "approve by alice" in decisions and "web 127.0.0.1" in decisions, decisions
 
 
-def test_csrf_headers_sign_out_and_hostile_content(server, browser):
+def test_csrf_headers_sign_out_and_hostile_content(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     from signoff.console.remote import RemoteBackend
@@ -131,13 +132,37 @@ def test_csrf_headers_sign_out_and_hostile_content(server, browser):
     assert not details.find_elements(By.TAG_NAME, "script") and not details.find_elements(By.TAG_NAME, "img")
     assert all(not (a.get_attribute("href") or "").startswith("javascript:")
                for a in details.find_elements(By.TAG_NAME, "a"))
-    width = browser.execute_script("return document.documentElement.scrollWidth")
-    assert width <= browser.execute_script("return window.innerWidth"), width  # the long string wraps
+    assert "click" in details.text  # the javascript: link is left as inert text
+    assert "<script>" in browser.find_element(By.ID, "inputs").text  # the raw input shown as text
+
+    # the layout holds on a phone and a desktop: nothing sticks out sideways, screenshots taken
+    request_id = browser.current_url.rsplit("/", 1)[1]
+    for width in (390, 1280):
+        browser.set_window_size(width, 900)
+        for url in (link, f"{server.url}/web/pending"):
+            browser.get(url)
+            wait_until(lambda: browser.find_elements(By.ID, "who"))
+            assert browser.execute_script("return window.innerWidth") <= width
+            shot = tmp_path / f"{'pending' if 'pending' in url else 'request'}-{width}.png"
+            assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 1000
+            assert overflow(browser) == [], (url, width, overflow(browser))
+            assert browser.title != "pwned"
+    assert browser.find_element(By.ID, f"row-{request_id}")  # the hostile request on the list, wrapped
+    browser.set_window_size(1280, 900)
+
+    # a real cross-site post (a page of another origin submitting a form to this server): the
+    # SameSite=Strict cookie is not sent, so there is no session and nothing is decided
+    browser.get("data:text/html,<form method=post action='" + server.url + "/r/" + request_id + "/decide'>"
+                "<input name=verdict value=approve><input name=csrf value=guess></form>"
+                "<script>document.forms[0].submit()</script>")
+    wait_until(lambda: browser.find_elements(By.ID, "token"))
+    assert "sign in again" in browser.find_element(By.ID, "error").text
+    browser.get(link)
+    assert browser.find_element(By.ID, "state").text == "PENDING"
 
     # a cross-site post with the session cookie but without the page's CSRF token is refused
     cookie = browser.get_cookie("signoff_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    request_id = browser.current_url.rsplit("/", 1)[1]
     forged = httpx.post(f"{server.url}/r/{request_id}/decide", cookies={"signoff_session": cookie["value"]},
                         data={"verdict": "approve", "csrf": "forged"})
     assert forged.status_code == 403 and "CSRF" in forged.text
@@ -154,3 +179,39 @@ def test_csrf_headers_sign_out_and_hostile_content(server, browser):
     after = httpx.post(f"{server.url}/r/{request_id}/decide", cookies={"signoff_session": cookie["value"]},
                        data={"verdict": "approve", "csrf": "x"})
     assert after.status_code == 401 and "sign in again" in after.text
+
+
+def test_an_expired_session_asks_to_sign_in_again(tmp_path, browser):
+    """A server whose sessions last 2 s ($SIGNOFF_WEB_SESSION), reached as `localhost` so its
+    cookie is not the other tests' (cookies are per host, not per port)."""
+    from selenium.webdriver.common.by import By
+
+    flows = write_flows(tmp_path / "flows", {"hostile.yaml": HOSTILE})
+    srv = ServerProcess(tmp_path / "server", policy=None, flows=flows)
+    srv.env["SIGNOFF_WEB_SESSION"] = "PT2S"
+    srv.start()
+    try:
+        token = srv.issue_token("erin")
+        from signoff.console.remote import RemoteBackend
+
+        api = RemoteBackend(srv.url, token, timeout=30.0)
+        try:
+            execution = api.start_execution("t.web", "hostile", {"note": "short session"})
+        finally:
+            api.close()
+        link = f"http://localhost:{srv.port}/r/{execution['id']}"
+        sign_in(browser, link, token)
+        assert browser.find_element(By.ID, "approve")
+        time.sleep(2.5)
+        browser.find_element(By.ID, "approve").click()  # the form of a page loaded before the end
+        wait_until(lambda: browser.find_elements(By.ID, "token"))
+        assert browser.find_element(By.ID, "error").text == "Your session has ended: sign in again.", \
+            browser.page_source[:2000]
+        browser.get(link)  # a plain visit says the same
+        assert browser.find_element(By.ID, "error").text == "Your session has ended: sign in again."
+        browser.find_element(By.ID, "token").send_keys(token)
+        browser.find_element(By.ID, "sign-in").click()
+        wait_until(lambda: browser.find_elements(By.ID, "state"))
+        assert browser.find_element(By.ID, "state").text == "PENDING"  # back on the request, nothing decided
+    finally:
+        srv.stop()
