@@ -93,7 +93,10 @@ class Engine:
         """Sign a checkpoint of the audit chain's head (engine.signing.checkpoints) if events
         were added since the last one, then close this thread's connection."""
         from signoff.engine.errors import StorageError
+        from signoff.engine.runtime import heartbeat
         from signoff.engine.signing.checkpoints import write_checkpoint
+
+        heartbeat.stop(self.db)  # a clean stop: this process's row goes (its leases were released)
 
         try:
             write_checkpoint(self, force=True)

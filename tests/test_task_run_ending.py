@@ -85,6 +85,7 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
     for table in ("auth_failures", "input_files"):  # schema 13
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP INDEX executions_by_flow_state")
+    conn.execute("DROP TABLE heartbeats")  # schema 14
     conn.execute("PRAGMA user_version=4")
     conn.commit()
     conn.close()

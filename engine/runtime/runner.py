@@ -35,7 +35,7 @@ from signoff.engine.expressions import evaluate, render_data, truthy
 from signoff.engine.flows.model import Flow, Task
 from signoff.engine.flows.task_types import APPROVAL, PAUSE
 from signoff.engine.identity import SYSTEM
-from signoff.engine.runtime import work
+from signoff.engine.runtime import heartbeat, work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.functions import kv_lookup_from, make_functions
 from signoff.engine.runtime.outputs import outputs_tree, place
@@ -115,6 +115,8 @@ class ExecutionRun:
         self.shared = shared
         self._savepoint = False
         self.db = engine.db
+        # this process now holds a lease: it beats, so another host can tell when it died
+        heartbeat.ensure(engine.db)
         self.execution_id = execution_id
         self.owner = owner
         self.gen = gen

@@ -2,9 +2,10 @@
 
 A runner takes an execution by writing its lease (owner + expiry) on the row; only the lease
 holder may commit progress for that execution, and every progress transaction re-checks the
-lease first. A process that dies leaves a lease that expires - or, on the same host, is taken
-over at once when its owner's pid is gone - so a restarted worker picks the work up and
-nothing is continued twice.
+lease first. A process that dies leaves a lease that expires - or is taken over at once when
+its owner's pid is gone (same host) or when its owner's process stopped heartbeating for
+longer than its bound (any host, see engine.runtime.heartbeat) - so another worker or replica
+picks the work up and nothing is continued twice.
 
 A lease belongs to one running advance, not to a process: each advance holds its own owner id
 (:func:`lease_holder`) for as long as it runs. Two threads of one process (the console's
@@ -24,6 +25,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from signoff.engine.clock import Clock, format_time
+from signoff.engine.runtime.heartbeat import process_id, process_of, silent
 from signoff.engine.store.locks import skip_locked
 
 if TYPE_CHECKING:
@@ -45,7 +47,8 @@ HOST = _host_name()
 
 
 def new_owner() -> str:
-    return f"{HOST}:{os.getpid()}:{os.urandom(8).hex()}"
+    """``host:pid:nonce:advance``: the process (engine.runtime.heartbeat) and this advance."""
+    return f"{process_id()}:{os.urandom(6).hex()}"
 
 
 #: owner ids of the advances running in this process now (see :func:`lease_holder`)
@@ -151,7 +154,7 @@ def try_claim(tx: sqlite3.Connection, execution_id: str, owner: str, clock: Cloc
     if row is None:
         return None
     now = clock.now()
-    if row[0] and not _is_free(row[0], row[1], format_time(now)):
+    if row[0] and not _is_free(row[0], row[1], format_time(now)) and not _silent(tx, [row[0]]):
         return None
     tx.execute("UPDATE work SET lease_owner=?, lease_until=? WHERE execution_id=?",
                (owner, format_time(now + lease), execution_id))
@@ -173,15 +176,24 @@ def _ours(owner: str) -> bool:
     return host == HOST and rest.partition(":")[0] == str(os.getpid())
 
 
+def _silent(conn: sqlite3.Connection, owners: list[str]) -> set[str]:
+    """Those of ``owners`` (held by other processes) whose process stopped heartbeating."""
+    processes = {p for p in map(process_of, owners) if p is not None and p != process_id()}
+    dead = silent(conn, processes)
+    return {o for o in owners if process_of(o) in dead}
+
+
 def claimable(conn: sqlite3.Connection, clock: Clock, limit: int) -> list[str]:
     now = format_time(clock.now())
     # PostgreSQL: rows locked by a replica advancing them right now are skipped (the statement
     # runs on its own, so the locks are dropped again at once)
     rows = conn.execute("SELECT execution_id, lease_owner, lease_until FROM work WHERE ready_at<=?"
                         " ORDER BY ready_at LIMIT ?" + skip_locked(conn), (now, limit * 4)).fetchall()
+    held = [owner for _, owner, until in rows if owner is not None and not _is_free(owner, until, now)]
+    dead = _silent(conn, held) if held else set()
     out = []
     for execution_id, owner, until in rows:
-        if owner is None or _is_free(owner, until, now):
+        if owner is None or owner in dead or _is_free(owner, until, now):
             out.append(execution_id)
         if len(out) >= limit:
             break

@@ -28,6 +28,11 @@ class Runner:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Runner:
+        from signoff.engine.runtime import heartbeat
+
+        # beating from the start: replicas on other hosts take this one's leases over when the
+        # beats stop (engine.runtime.heartbeat)
+        heartbeat.ensure(self.service.engine.db)
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="signoff-runner", daemon=True)
             self._thread.start()

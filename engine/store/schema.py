@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -367,5 +367,15 @@ CREATE TABLE input_files (
 );
 
 CREATE INDEX executions_by_flow_state ON executions(namespace, flow_id, state);
+""",
+    # 14: process heartbeats (engine.runtime.heartbeat): a work lease whose owner's process
+    # stopped beating for longer than its bound is free at once, on any host. Times are the
+    # database's clock in seconds since the epoch.
+    14: """
+CREATE TABLE heartbeats (
+    process TEXT PRIMARY KEY,
+    beat_at REAL NOT NULL,
+    dead_after REAL NOT NULL
+);
 """,
 }
