@@ -455,7 +455,9 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
         forms: dict[str, list[Any]] = {}
         for request_id in ids:
             group = group_of.get(request_id)
-            form = (reps[group].get("form") or []) if group is not None else []
+            if group is None:
+                continue  # unknown here (or not visible): the decision reports it as not found
+            form = reps[group].get("form") or []
             by_form.setdefault(form_key(form), []).append(request_id)
             forms[form_key(form)] = form
         base = dict(who=identity.name, csrf=session.csrf, title=heading, heading=heading, flows=flows, ids=ids,
@@ -468,7 +470,7 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
                 groups.append({"ids": group_ids, "label": ", ".join(f"{n} × {c}" for c, n in group_flows),
                                "fields": ", ".join(str(f.get("id")) for f in forms[key_text])})
             return _page("bulk.html", 409 if step == "form" else 200, groups=groups, **base)
-        first_key = group_of.get(ids[0])
+        first_key = next((group_of[i] for i in ids if i in group_of), None)
         rep = reps.get(first_key) if first_key is not None else None
         form = (rep or {}).get("form") or []
         raw = posted_values(items, form) if step == "form" else {}

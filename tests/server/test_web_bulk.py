@@ -203,3 +203,25 @@ def test_nothing_marked_says_so(server, browser):
     sign_in(browser, f"{server.url}/web/pending", server.tokens["alice"])
     click_and_wait(browser, "bulk-approve", "message")
     assert by_id(browser, "message").text == "Mark at least one request first."
+    # the script's "mark all" box (hidden without the script) marks and clears every row
+    assert by_id(browser, "mark-all-label").is_displayed()
+    by_id(browser, "mark-all").click()
+    assert pending_ids(browser) and all(by_id(browser, f"mark-{i}").is_selected() for i in pending_ids(browser))
+    by_id(browser, "mark-all").click()
+    assert not any(by_id(browser, f"mark-{i}").is_selected() for i in pending_ids(browser))
+
+
+def test_unknown_ids_are_reported_not_grouped(server):
+    import re
+
+    import httpx
+
+    [request_id] = start_many(server, "batch", 1)
+    with httpx.Client(base_url=server.url, timeout=30.0, follow_redirects=True) as client:
+        signed = client.post("/web/sign-in", data={"token": server.tokens["alice"], "next": "/web/pending"})
+        csrf = re.search(r'name="csrf" value="([^"]+)"', signed.text).group(1)
+        data = {"csrf": csrf, "step": "form", "verdict": "approve", "id": [request_id, "rnothere0000"],
+                "in-ok": "true"}
+        done = client.post("/web/bulk", data=data)
+    assert done.status_code == 200 and "Approved 1 of 2 requests" in done.text
+    assert 'id="o-rnothere0000" data-outcome="not_found"' in done.text

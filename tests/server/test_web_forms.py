@@ -94,6 +94,17 @@ tasks:
       summary: Needs a reason to deny
 """
 
+QUORUM = """
+id: quorum
+namespace: t.web
+tasks:
+  - id: gate
+    type: io.kestra.plugin.core.flow.Approval
+    required: 2
+    context:
+      summary: Two people must agree
+"""
+
 SIGNED = """
 id: signed
 namespace: t.signed
@@ -118,7 +129,7 @@ CONTROLS = {  # input id -> (tag, type attribute or None)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("web-forms")
     flows = write_flows(root / "flows", {"all_types.yaml": ALL_TYPES, "commented.yaml": COMMENTED,
-                                         "signed.yaml": SIGNED})
+                                         "quorum.yaml": QUORUM, "signed.yaml": SIGNED})
     policy = root / "policy.yaml"
     policy.write_text(POLICY)
     srv = ServerProcess(root / "server", policy=policy, flows=flows)
@@ -338,3 +349,22 @@ def test_refusals_are_audited(server):
         assert "PENDING" == history.get_request(request_id)["state"]
     finally:
         history.close()
+
+
+def test_four_eyes_and_quorum_outcomes(server):
+    own = start(server, "t.web", "commented")  # started by bob
+    with session_for(server, "bob") as (client, csrf):
+        page = client.get(f"/r/{own}")
+        assert 'id="four-eyes"' in page.text and 'id="decision-form"' in page.text  # bob may still deny
+        answer = client.post(f"/r/{own}/decide", data={"csrf": csrf, "verdict": "approve"})
+        assert answer.status_code == 409 and 'data-outcome="self_approval"' in answer.text
+        assert "four-eyes rule: bob started execution" in answer.text
+    request_id = start(server, "t.web", "quorum")
+    with session_for(server, "alice") as (client, csrf):
+        assert "Needs 2 approvals; 0 so far." in client.get(f"/r/{request_id}").text
+        first = client.post(f"/r/{request_id}/decide", data={"csrf": csrf, "verdict": "approve"})
+        assert first.status_code == 200 and f"approval recorded for request {request_id} (1 of 2)" in first.text
+        page = client.get(f"/r/{request_id}").text
+        assert "Needs 2 approvals; 1 so far." in page and 'id="state">PENDING' in page
+        again = client.post(f"/r/{request_id}/decide", data={"csrf": csrf, "verdict": "approve"})
+        assert 'data-outcome="already_decided"' in again.text and "waiting for other approvers" in again.text
