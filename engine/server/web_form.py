@@ -20,8 +20,9 @@ Decisions per type (what a phone offers, and what the engine accepts as text):
   DURATION text (ISO 8601, ``PT1H``), EMAIL/URI their typed boxes, SECRET a password box that
   never echoes the value back, JSON/YAML a text area, ARRAY one line (comma-separated or a JSON
   array).
-- FILE: the engine takes a file only from a local path (the console or CLI), so the page says
-  so instead of offering an upload it would have to refuse.
+- FILE: the engine takes files only when an execution starts (from a local path), never in a
+  decision (not from the console, the CLI or the API either), so the page says so instead of
+  offering an upload the engine would refuse; a required FILE field cannot be satisfied.
 
 The form is sent with ``novalidate``: the browser never blocks a submission with its own
 messages, so every message a person sees is the engine's.
@@ -237,8 +238,8 @@ def _field(spec: InputSpec, value: Any, error: str | None, variables: Mapping[st
     elif type_ == "DURATION":
         out.hint = "ISO 8601 duration, e.g. PT30M, PT4H, P2D"
     elif type_ == "FILE":
-        out.hint = "this input takes a file: decide this request from the console or the CLI " \
-                   "(`signoff approve ID -i " + spec.id + "=PATH`)"
+        out.hint = "this input takes a file, and decisions cannot carry files (the engine takes files " \
+                   "only when an execution starts)"
     elif type_ == "SECRET":
         out.hint = "hidden as you type; never shown again"
     if out.custom and control == "select":

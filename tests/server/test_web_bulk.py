@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.contract.server import ServerProcess
-from tests.server.webdriver import by_id, click_and_wait, ids_present, sign_in, start_browser, wait_until
+from tests.server.webdriver import by_id, click_and_wait, ids_present, overflow, sign_in, start_browser, wait_until
 from tests.support import write_flows
 
 POLICY = """
@@ -127,6 +127,7 @@ def test_bulk_approve_twenty_with_one_shared_form(server, browser):
     assert by_id(browser, "bulk-title").text == "Approve 20 requests"
     assert "20 × t.bulk.batch" in by_id(browser, "bulk-flows").text
     assert by_id(browser, "confirm").text == "Approve 20"
+    assert overflow(browser) == []  # a phone-wide window (390 px)
     # one of them is decided elsewhere (over the API, by carol) while alice fills the form
     carol = api(server, "carol")
     try:
@@ -143,6 +144,7 @@ def test_bulk_approve_twenty_with_one_shared_form(server, browser):
     by_id(browser, "decision-reason").send_keys("month-end payments")
     click_and_wait(browser, "confirm", "outcome")
     assert by_id(browser, "outcome").text == "Approved 19 of 20 requests"
+    assert overflow(browser) == []
     for request_id in ids:
         row = by_id(browser, f"o-{request_id}")
         if request_id == ids[7]:

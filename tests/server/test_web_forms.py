@@ -194,8 +194,8 @@ def test_one_control_per_type_defaults_required_and_depends_on(server, browser):
         if kind is not None:
             assert element.get_attribute("type") == kind, input_id
     assert len(browser.find_elements(By.CSS_SELECTOR, "input[type=checkbox][name='in-targets']")) == 3
-    assert by_id(browser, "in-attachment").tag_name == "p"  # a file comes from the console or CLI
-    assert "console or the CLI" in by_id(browser, "field-attachment").text
+    assert by_id(browser, "in-attachment").tag_name == "p"  # decisions carry no files, anywhere
+    assert "decisions cannot carry files" in by_id(browser, "field-attachment").text
     # defaults prefilled, bounds carried to the number box, required marks only on required fields
     assert by_id(browser, "in-note").get_attribute("value") == "looks fine"
     assert by_id(browser, "in-count").get_attribute("value") == "2"

@@ -61,6 +61,13 @@ tasks:
     context:
       summary: "Check {{ inputs.note }}"
       details: "{{ inputs.note }}"
+    onResume:
+      - id: echo
+        type: STRING
+        defaults: "{{ inputs.note }}"
+      - id: mode
+        type: SELECT
+        values: ["{{ inputs.note }}", plain]
 """
 
 
@@ -134,6 +141,10 @@ def test_csrf_headers_sign_out_and_hostile_content(server, browser, tmp_path):
                for a in details.find_elements(By.TAG_NAME, "a"))
     assert "click" in details.text  # the javascript: link is left as inert text
     assert "<script>" in browser.find_element(By.ID, "inputs").text  # the raw input shown as text
+    form = browser.find_element(By.ID, "decision-form")  # in the form too: a default and a choice
+    assert browser.find_element(By.ID, "in-echo").get_attribute("value") == hostile
+    assert not form.find_elements(By.TAG_NAME, "script") and not form.find_elements(By.TAG_NAME, "img")
+    assert hostile in [o.get_attribute("value") for o in form.find_elements(By.CSS_SELECTOR, "#in-mode option")]
 
     # the layout holds on a phone and a desktop: nothing sticks out sideways, screenshots taken
     request_id = browser.current_url.rsplit("/", 1)[1]
