@@ -368,3 +368,26 @@ def test_four_eyes_and_quorum_outcomes(server):
         assert "Needs 2 approvals; 1 so far." in page and 'id="state">PENDING' in page
         again = client.post(f"/r/{request_id}/decide", data={"csrf": csrf, "verdict": "approve"})
         assert 'data-outcome="already_decided"' in again.text and "waiting for other approvers" in again.text
+
+
+def test_behind_a_tls_proxy_on_the_same_host(server):
+    """A TLS proxy on 127.0.0.1 passes X-Forwarded-Proto/-For (trusted from there by default):
+    the cookie is Secure and the decision's origin is the client's address, not the proxy's."""
+    request_id = start(server, "t.web", "commented")
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    with httpx.Client(base_url=server.url, timeout=30.0, headers=proxied) as client:
+        signed = client.post("/web/sign-in", data={"token": server.tokens["alice"], "next": f"/r/{request_id}"})
+        cookie = signed.headers["set-cookie"]
+        assert signed.status_code == 303 and "Secure" in cookie and "HttpOnly" in cookie
+        assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+        session = cookie.split(";", 1)[0].split("=", 1)[1]
+        client.cookies.set("signoff_session", session)
+        csrf = csrf_of(client.get(f"/r/{request_id}").text)
+        done = client.post(f"/r/{request_id}/decide", data={"csrf": csrf, "verdict": "approve"})
+        assert done.status_code == 200, done.text[:500]
+    client_api = api(server, "alice")
+    try:
+        [decision] = client_api.get_request(request_id)["decisions"]
+    finally:
+        client_api.close()
+    assert decision["origin"] == "web 203.0.113.9"
