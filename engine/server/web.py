@@ -29,13 +29,9 @@ request and lists per request what happened.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -52,20 +48,16 @@ from signoff.engine import tokens
 from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_message, comment_mode, comment_required
 from signoff.engine.approvals.rows import PENDING_ROW_FIELDS
-from signoff.engine.durations import duration_seconds
 from signoff.engine.errors import NotFound, Refused, SignoffError, UsageError
 from signoff.engine.identity import Identity
 from signoff.engine.links import parse_link
 from signoff.engine.server.auth import Authenticator
 from signoff.engine.server.web_form import FormView, build_form, posted_values
+from signoff.engine.server.web_sessions import COOKIE, Session, Sessions, session_lifetime
 from signoff.engine.service import ApprovalService
 
-COOKIE = "signoff_session"
-SESSION_LIFETIME = 8 * 3600.0
 #: how much longer than the session the cookie is kept by the browser (see sign_in)
 COOKIE_GRACE = 86400
-#: environment variable overriding SESSION_LIFETIME (an ISO 8601 duration, e.g. PT8H)
-SESSION_ENV = "SIGNOFF_WEB_SESSION"
 #: rows per page of the pending list
 PAGE_SIZE = 100
 #: at most this many requests in one bulk post (a page holds PAGE_SIZE)
@@ -110,56 +102,6 @@ def safe_markdown(text: str | None) -> Markup:
         return Markup("")
     html = _markdown.render(str(text))
     return Markup(nh3.clean(html, url_schemes={"http", "https", "mailto"}, link_rel="noopener noreferrer nofollow"))
-
-
-def session_lifetime(environ: dict[str, str] | None = None) -> float:
-    """The sign-in session's lifetime in seconds: ``$SIGNOFF_WEB_SESSION`` or 8 hours."""
-    text = (environ if environ is not None else dict(os.environ)).get(SESSION_ENV, "").strip()
-    if not text:
-        return SESSION_LIFETIME
-    seconds = duration_seconds(text, SESSION_ENV, UsageError)
-    if not seconds or seconds <= 0:
-        raise UsageError(f"{SESSION_ENV}=`{text}` must be a positive ISO 8601 duration, e.g. PT8H")
-    return seconds
-
-
-@dataclass
-class Session:
-    identity: Identity
-    csrf: str
-    expires: float
-
-
-class Sessions:
-    """Sign-in sessions in memory: random ids, bounded lifetime."""
-
-    def __init__(self, lifetime: float = SESSION_LIFETIME) -> None:
-        self.lifetime = lifetime
-        self._sessions: dict[str, Session] = {}
-        self._lock = threading.Lock()
-
-    def create(self, identity: Identity) -> tuple[str, Session]:
-        sid = secrets.token_urlsafe(32)
-        session = Session(identity, secrets.token_urlsafe(32), time.monotonic() + self.lifetime)
-        with self._lock:
-            now = time.monotonic()
-            self._sessions = {k: v for k, v in self._sessions.items() if v.expires > now}
-            self._sessions[sid] = session
-        return sid, session
-
-    def get(self, sid: str | None) -> Session | None:
-        if not sid:
-            return None
-        with self._lock:
-            session = self._sessions.get(sid)
-            if session is not None and session.expires <= time.monotonic():
-                del self._sessions[sid]
-                return None
-            return session
-
-    def end(self, sid: str | None) -> None:
-        with self._lock:
-            self._sessions.pop(sid or "", None)
 
 
 MAX_FORM_BYTES = 256 * 1024
