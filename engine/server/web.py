@@ -207,7 +207,7 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
         limits = service.decision_limits(identity, target)
         errors = errors or {}
         behavior = str(rules.get("expireBehavior") or "").upper()
-        return _page("request.html", status, who=identity.name, csrf=session.csrf, title=item["summary"],
+        return _page("request.html", status, who=identity.name, csrf=session.csrf, title=str(item["summary"])[:80],
                      request=item, rules=rules, expire_text=_EXPIRE.get(behavior, behavior.lower()),
                      details=safe_markdown(context.get("details")), impact=safe_markdown(context.get("impact")),
                      inputs=context.get("inputs") or {}, outputs=context.get("outputs") or {},

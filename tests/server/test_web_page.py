@@ -159,6 +159,10 @@ def test_csrf_headers_sign_out_and_hostile_content(server, browser, tmp_path):
             assert overflow(browser) == [], (url, width, overflow(browser))
             assert browser.title != "pwned"
     assert browser.find_element(By.ID, f"row-{request_id}")  # the hostile request on the list, wrapped
+    assert len(browser.find_element(By.ID, f"row-{request_id}").find_element(By.CLASS_NAME, "summary").text) <= 201
+    browser.get(link)  # a long summary is cut in the heading; the whole text is one tap away
+    assert browser.find_element(By.ID, "summary").text.endswith("…")
+    assert hostile in browser.find_element(By.ID, "full-summary").get_attribute("textContent")
     browser.set_window_size(1280, 900)
 
     # a real cross-site post (a page of another origin submitting a form to this server): the
