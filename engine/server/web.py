@@ -29,6 +29,7 @@ request and lists per request what happened.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -87,6 +88,15 @@ def _when(value: Any) -> str:
 
 
 _templates.filters["when"] = _when
+#: a fresh idempotency key per rendered decision form: submitting the same page twice (a double
+#: tap, a reload that re-posts) gives the first answer again instead of deciding twice
+_templates.globals["submit_key"] = lambda: secrets.token_urlsafe(16)
+_KEY = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def _submit_key(items: Sequence[tuple[str, str]]) -> str | None:
+    key = _first(items, "key")
+    return f"web-{key}" if _KEY.fullmatch(key) else None
 
 #: what the engine does when a request's due time passes (rules.expireBehavior)
 _EXPIRE = {"FAIL": "fail the execution", "APPROVE": "approve it with the form's defaults",
@@ -331,7 +341,8 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
             if verdict not in (APPROVE, DENY):
                 raise UsageError("choose Approve or Deny")
             [outcome] = service.decide(session.identity, [request_id], verdict,
-                                       inputs=raw if verdict == APPROVE else None, reason=reason, origin=origin)
+                                       inputs=raw if verdict == APPROVE else None, reason=reason, origin=origin,
+                                       idempotency_key=_submit_key(items))
             if outcome.outcome == oc.INVALID_INPUTS:
                 return request_page(session, request_id, status=422, message=outcome.message,
                                     errors=dict(outcome.errors), raw=raw, reason=reason_text)
@@ -434,7 +445,7 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
         if errors:
             return confirm_page(422, errors, "Nothing was decided: correct the fields below.")
         outcomes = service.decide(identity, ids, verdict, inputs=raw if verdict == APPROVE else None,
-                                  reason=reason, origin=origin)
+                                  reason=reason, origin=origin, idempotency_key=_submit_key(items))
         return outcome_page(session, verdict, outcomes, labels)
 
     return sessions

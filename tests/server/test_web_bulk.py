@@ -223,7 +223,9 @@ def test_unknown_ids_are_reported_not_grouped(server):
         signed = client.post("/web/sign-in", data={"token": server.tokens["alice"], "next": "/web/pending"})
         csrf = re.search(r'name="csrf" value="([^"]+)"', signed.text).group(1)
         data = {"csrf": csrf, "step": "form", "verdict": "approve", "id": [request_id, "rnothere0000"],
-                "in-ok": "true"}
+                "in-ok": "true", "key": "bulk-page-key-1"}
         done = client.post("/web/bulk", data=data)
-    assert done.status_code == 200 and "Approved 1 of 2 requests" in done.text
-    assert 'id="o-rnothere0000" data-outcome="not_found"' in done.text
+        assert done.status_code == 200 and "Approved 1 of 2 requests" in done.text
+        assert 'id="o-rnothere0000" data-outcome="not_found"' in done.text
+        again = client.post("/web/bulk", data=data)  # the same page posted twice: the same answer
+        assert "Approved 1 of 2 requests" in again.text and f'id="o-{request_id}" data-outcome="decided"' in again.text

@@ -362,8 +362,13 @@ def test_four_eyes_and_quorum_outcomes(server):
     request_id = start(server, "t.web", "quorum")
     with session_for(server, "alice") as (client, csrf):
         assert "Needs 2 approvals; 0 so far." in client.get(f"/r/{request_id}").text
-        first = client.post(f"/r/{request_id}/decide", data={"csrf": csrf, "verdict": "approve"})
+        form = client.get(f"/r/{request_id}").text
+        key = re.search(r'name="key" value="([^"]+)"', form).group(1)
+        first = client.post(f"/r/{request_id}/decide", data={"csrf": csrf, "verdict": "approve", "key": key})
         assert first.status_code == 200 and f"approval recorded for request {request_id} (1 of 2)" in first.text
+        # the same page submitted twice (a double tap): the first answer again, nothing decided twice
+        twice = client.post(f"/r/{request_id}/decide", data={"csrf": csrf, "verdict": "approve", "key": key})
+        assert twice.status_code == 200 and f"approval recorded for request {request_id} (1 of 2)" in twice.text
         page = client.get(f"/r/{request_id}").text
         assert "Needs 2 approvals; 1 so far." in page and 'id="state">PENDING' in page
         again = client.post(f"/r/{request_id}/decide", data={"csrf": csrf, "verdict": "approve"})
