@@ -274,11 +274,12 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
         return await guarded(session, run)
 
     @app.get("/web/pending", include_in_schema=False)
-    async def pending(request: Request, page: int = 1) -> Response:
+    async def pending(request: Request, page: str = "1") -> Response:
         session = current(request)
         if session is None:
             return sign_in_page(request, "/web/pending")
-        return await guarded(session, lambda: pending_page(session, max(1, page)))
+        number = int(page) if page.isdigit() and len(page) <= 6 else 1  # a hand-edited URL: the first page
+        return await guarded(session, lambda: pending_page(session, max(1, number)))
 
     def pending_page(session: Session, page: int, *, status: int = 200, message: str | None = None,
                      marked: Sequence[str] = ()) -> HTMLResponse:
@@ -387,6 +388,9 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
                   reason_text: str, origin: str) -> Response:
         identity = session.identity
         summaries = {s["id"]: s for s in service.request_summaries(identity, ids)}
+        if not summaries:
+            return pending_page(session, 1, status=404, message="None of the marked requests is known here "
+                                                                "(or you may not see them).")
         labels = {i: f"{s['flow_id']}: {s['summary']}" for i, s in summaries.items()}
         # one full request per (namespace, flow, task): requests of one task ask for one form
         reps: dict[tuple[Any, ...], dict[str, Any]] = {}

@@ -227,5 +227,8 @@ def test_unknown_ids_are_reported_not_grouped(server):
         done = client.post("/web/bulk", data=data)
         assert done.status_code == 200 and "Approved 1 of 2 requests" in done.text
         assert 'id="o-rnothere0000" data-outcome="not_found"' in done.text
+        unknown = client.post("/web/bulk", data={**data, "id": ["rnothere0000"], "key": "bulk-page-key-2"})
+        assert unknown.status_code == 404 and "None of the marked requests is known here" in unknown.text
+        assert client.get("/web/pending?page=abc").status_code == 200  # a hand-edited URL: the first page
         again = client.post("/web/bulk", data=data)  # the same page posted twice: the same answer
         assert "Approved 1 of 2 requests" in again.text and f'id="o-{request_id}" data-outcome="decided"' in again.text
