@@ -26,10 +26,10 @@ from signoff.engine.runtime import work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.outputs import outputs_tree
 from signoff.engine.signing.service_mixin import SigningMixin
-from signoff.engine.store.locks import RetryableStorageError, lock_requests, retrying
+from signoff.engine.store.locks import RetryableStorageError, lock_requests, retrying, write_behind
 
 if TYPE_CHECKING:
-    from signoff.engine.approvals.decide import DecisionRequest
+    from signoff.engine.approvals.decide import DecisionRequest, Prefetched
     from signoff.engine.flows.model import Flow
 
 # The runner, decisions, timers, notifications, flows and input specs are imported where
@@ -552,7 +552,7 @@ class ApprovalService(AuditMixin, SigningMixin):
         one outcome per id, in order. ``progress(done, total)`` may return False to stop
         between chunks (the rest are reported as not decided). ``signatures``: request id ->
         {statement, signature} made by the client (engine.signing), checked before commit."""
-        from signoff.engine.approvals.decide import DecisionRequest
+        from signoff.engine.approvals.decide import DecisionRequest, prefetch
 
         if verdict not in (APPROVE, DENY):
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
@@ -566,10 +566,15 @@ class ApprovalService(AuditMixin, SigningMixin):
                 chunk = id_list[start:start + BULK_CHUNK]
 
                 def decide_chunk(tx: Any, chunk: list[str] = chunk) -> list[Outcome]:
+                    # performance: the chunk's rows are locked and read in a few statements, and
+                    # its writes go to PostgreSQL in one pipeline (a round trip per statement
+                    # made a 10,000-item bulk ~10x slower than on SQLite); SQLite is unchanged
                     now = self.engine.now()
-                    lock_requests(tx, chunk)
-                    return [self._decide_item(tx, now, actor, request_id, decision, idempotency_key)
-                            for request_id in chunk]
+                    found = prefetch(tx, chunk)
+                    remembered = self._remembered(tx, actor, idempotency_key, chunk)
+                    with write_behind(tx):
+                        return [self._decide_item(tx, now, actor, request_id, decision, idempotency_key,
+                                                  found, remembered) for request_id in chunk]
 
                 outcomes.extend(retrying(self.db, decide_chunk))
                 touched.extend(o.execution_id for o in outcomes[-len(chunk):]
@@ -580,20 +585,35 @@ class ApprovalService(AuditMixin, SigningMixin):
         self._after_change(touched)
         return outcomes
 
+    @staticmethod
+    def _remembered(tx: sqlite3.Connection, actor: Identity, idempotency_key: str | None,
+                    request_ids: list[str]) -> dict[str, str]:
+        """request id -> the outcome stored under ``idempotency_key`` for these requests."""
+        found: dict[str, str] = {}
+        if not idempotency_key:
+            return found
+        for start in range(0, len(request_ids), 1000):
+            part = request_ids[start:start + 1000]
+            marks = ",".join("?" * len(part))
+            for request_id, outcome in tx.execute(
+                    f"SELECT request_id, outcome FROM idempotency WHERE actor=? AND key=? AND request_id IN ({marks})",
+                    (actor.name, idempotency_key, *part)):
+                found[request_id] = outcome
+        return found
+
     def _decide_item(self, tx: sqlite3.Connection, now: str, actor: Identity, request_id: str,
-                     decision: DecisionRequest, idempotency_key: str | None) -> Outcome:
+                     decision: DecisionRequest, idempotency_key: str | None, found: Prefetched,
+                     remembered: dict[str, str]) -> Outcome:
         from signoff.engine.approvals.decide import decide_in_tx
 
-        if idempotency_key:
-            seen = tx.execute("SELECT outcome FROM idempotency WHERE actor=? AND key=? AND request_id=?",
-                              (actor.name, idempotency_key, request_id)).fetchone()
-            if seen is not None:
-                return Outcome.from_dict(jsonutil.loads(seen[0]))
+        if request_id in remembered:
+            return Outcome.from_dict(jsonutil.loads(remembered[request_id]))
         tx.execute("SAVEPOINT item")
         try:
             result = decide_in_tx(tx, now=now, actor=actor, request_id=request_id, decision=decision,
                                   policy=self.engine.policy, enqueue=lambda t, eid: work.enqueue(t, eid, now),
-                                  notifications=self.engine.notifications, functions=self.form_functions)
+                                  notifications=self.engine.notifications, functions=self.form_functions,
+                                  prefetched=found)
             if idempotency_key and result.ok:  # only what changed state is remembered
                 tx.execute("INSERT INTO idempotency(actor, key, request_id, outcome, created_at) VALUES (?,?,?,?,?)"
                            " ON CONFLICT DO NOTHING",

@@ -45,21 +45,64 @@ class DecisionRequest:
     signatures: Any = field(default=None, repr=False, compare=False)
 
 
+@dataclass
+class Prefetched:
+    """What deciding a chunk of requests reads, read in three statements for the whole chunk
+    (performance: on PostgreSQL each statement is a network round trip; a 10,000-item bulk
+    read 4 rows per item one by one). The request rows are locked as they are read (``FOR
+    UPDATE``, in id order), so their decisions cannot change before COMMIT except through
+    this transaction, which keeps :attr:`decisions` up to date (:func:`decide_in_tx`)."""
+
+    requests: dict[str, Any]
+    #: request id -> [(actor, verdict)] in decision order
+    decisions: dict[str, list[tuple[str, str]]]
+    #: execution id -> who started it (four-eyes)
+    started_by: dict[str, str]
+
+
+def prefetch(tx: sqlite3.Connection, request_ids: list[str]) -> Prefetched:
+    """Lock and read ``request_ids`` (at most a few thousand), their decisions and starters."""
+    found = Prefetched({}, {}, {})
+    for start in range(0, len(request_ids), 1000):
+        part = sorted(request_ids[start:start + 1000])
+        marks = ",".join("?" * len(part))
+        for row in tx.execute(f"SELECT * FROM requests WHERE id IN ({marks}) ORDER BY id" + for_update(tx), part):
+            found.requests[row["id"]] = row
+        for request_id, who, verdict in tx.execute(
+                f"SELECT request_id, actor, verdict FROM decisions WHERE request_id IN ({marks}) ORDER BY id", part):
+            found.decisions.setdefault(request_id, []).append((who, verdict))
+    executions = sorted({row["execution_id"] for row in found.requests.values()})
+    for start in range(0, len(executions), 1000):
+        part = executions[start:start + 1000]
+        marks = ",".join("?" * len(part))
+        for execution_id, who in tx.execute(f"SELECT id, started_by FROM executions WHERE id IN ({marks})", part):
+            found.started_by[execution_id] = who
+    return found
+
+
 def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_id: str, decision: DecisionRequest,
                  policy: Policy, enqueue: Callable[[sqlite3.Connection, str], object],
                  notifications: NotificationConfig | None = None,
-                 functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None) -> Outcome:
-    """``functions(row)``: the expression functions the request's form defaults may call."""
+                 functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None,
+                 prefetched: Prefetched | None = None) -> Outcome:
+    """``functions(row)``: the expression functions the request's form defaults may call.
+    ``prefetched``: the chunk's rows, read and locked beforehand (:func:`prefetch`)."""
     # locked until COMMIT on PostgreSQL: two replicas deciding the same request take turns, so
     # the state check and the approvals count below see every decision committed before
-    row = tx.execute("SELECT * FROM requests WHERE id=?" + for_update(tx), (request_id,)).fetchone()
+    if prefetched is None:
+        row = tx.execute("SELECT * FROM requests WHERE id=?" + for_update(tx), (request_id,)).fetchone()
+        decided = [(r[0], r[1]) for r in tx.execute("SELECT actor, verdict FROM decisions WHERE request_id=?"
+                                                    " ORDER BY id", (request_id,))] if row is not None else []
+    else:
+        row = prefetched.requests.get(request_id)
+        decided = prefetched.decisions.setdefault(request_id, [])
     if row is None:
         return Outcome(request_id, oc.NOT_FOUND, f"no approval request `{request_id}`")
     rules = jsonutil.loads(row["rules"], {})
     execution_id = row["execution_id"]
     base = dict(id=request_id, execution_id=execution_id)
     if row["state"] != "PENDING":
-        by = [r[0] for r in tx.execute("SELECT actor FROM decisions WHERE request_id=? ORDER BY id", (request_id,))]
+        by = [who for who, _verdict in decided]
         who = ", ".join(by) if by else ("the engine" if row["state"] == "EXPIRED" else "nobody")
         return Outcome(**base, outcome=oc.ALREADY_DECIDED, state=row["state"], by=by,
                        message=f"request {request_id} is already {row['state'].lower()} (by {who})")
@@ -71,7 +114,8 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                          data={"operation": decision.verdict, "reason": refusal})
             return Outcome(**base, outcome=oc.NOT_ELIGIBLE, state="PENDING", message=refusal)
         if decision.verdict == APPROVE and not self_approval_allowed(rules, policy):
-            started_by = tx.execute("SELECT started_by FROM executions WHERE id=?", (execution_id,)).fetchone()[0]
+            started_by = prefetched.started_by.get(execution_id) if prefetched is not None else tx.execute(
+                "SELECT started_by FROM executions WHERE id=?", (execution_id,)).fetchone()[0]
             if started_by == actor.name:
                 append_event(tx, at=now, actor=actor.name, action="policy.denied", namespace=row["namespace"],
                              flow_id=row["flow_id"], execution_id=execution_id, request_id=request_id,
@@ -79,8 +123,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                 return Outcome(**base, outcome=oc.SELF_APPROVAL, state="PENDING",
                                message=f"{actor.name} started execution {execution_id} and may not approve it "
                                        "(four-eyes rule)")
-    mine = tx.execute("SELECT verdict FROM decisions WHERE request_id=? AND actor=?",
-                      (request_id, actor.name)).fetchone()
+    mine = next(((verdict,) for who, verdict in decided if who == actor.name), None)
     if mine is not None:
         return Outcome(**base, outcome=oc.ALREADY_DECIDED, state="PENDING", by=[actor.name],
                        message=f"{actor.name} already {mine[0]}d request {request_id}; waiting for other approvers")
@@ -118,14 +161,14 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                 decision.origin, int(decision.automatic), signature.get("statement") if signature else None,
                 signature.get("signature") if signature else None, signature["fingerprint"] if signature else None,
                 signature.get("batch_sha256") if signature else None))
+    decided.append((actor.name, decision.verdict))
     required = int(rules.get("required") or 1)
     if decision.verdict == DENY:
         state = "DENIED"
     elif decision.automatic:
         state = "APPROVED"
     else:
-        approvals = tx.execute("SELECT count(*) FROM decisions WHERE request_id=? AND verdict='approve'",
-                               (request_id,)).fetchone()[0]
+        approvals = sum(1 for _who, verdict in decided if verdict == APPROVE)
         state = "APPROVED" if approvals >= required else "PENDING"
     event = {"verdict": decision.verdict, "inputs": masked, "reason": decision.reason,
              "origin": decision.origin, "state": state, "context": context}

@@ -12,16 +12,21 @@ matches across two fields (as with FTS5's per-column phrases).
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 
 #: PostgreSQL's limits: a lexeme is at most 2046 bytes; positions stop at 16383
 _MAX_LEXEME_BYTES = 2046
 _MAX_POSITION = 16383
+#: letters and digits (``str.isalnum``); on ASCII text exactly [A-Za-z0-9]
+_WORD = re.compile(r"[^\W_]+")
 
 
 def tokens(text: str) -> list[str]:
     """The words of ``text`` as unicode61 sees them: letters and digits, folded, no accents."""
+    if text.isascii():  # performance: most audit text; no accents to fold, one regex scan
+        return [t for t in _WORD.findall(text.lower()) if len(t) <= _MAX_LEXEME_BYTES]
     folded = unicodedata.normalize("NFKD", text.lower())
     out: list[str] = []
     word: list[str] = []

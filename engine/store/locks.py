@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from signoff.engine.errors import StorageError
@@ -68,3 +69,9 @@ def lock_requests(tx: Any, request_ids: list[str]) -> None:
             part = sorted(request_ids[start:start + 1000])
             marks = ",".join("?" * len(part))
             tx.execute(f"SELECT id FROM requests WHERE id IN ({marks}) ORDER BY id FOR UPDATE", part)
+
+
+def write_behind(tx: Any) -> AbstractContextManager[None]:
+    """PostgreSQL: queue this block's plain writes and send them in one pipeline
+    (engine.store.pg.Session.write_behind); SQLite runs each statement in-process at once."""
+    return tx.write_behind() if is_pg(tx) else nullcontext()

@@ -31,6 +31,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,8 @@ from signoff.engine.store.sqltext import statement_kind, to_psycopg
 MIGRATE_LOCK = 0x5349474E0001
 AUDIT_LOCK = 0x5349474E0002
 _POOL_TIMEOUT = 60.0
+#: a pooled connection idle for longer than this is tested before it is lent again
+_CHECK_IDLE_S = 1.0
 
 # the pool reports failed connection attempts by logging; the engine reports them as errors
 logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
@@ -155,6 +158,10 @@ class Session:
         #: audit events of the open transaction, written at COMMIT (engine.audit.log)
         self.staged_audit: list[tuple[Any, ...]] = []
         self._savepoints: list[tuple[str, int]] = []
+        #: inside :meth:`write_behind`: the writes not sent yet, in order
+        self._behind: list[tuple[str, Any]] | None = None
+        #: a batch of writes the server refused: the transaction can only be rolled back
+        self._broken: StorageError | None = None
 
     # -- the sqlite3-like surface ---------------------------------------------------------
     @property
@@ -170,6 +177,74 @@ class Session:
     def cursor(self) -> Cursor:
         return Cursor(self)
 
+    @contextmanager
+    def write_behind(self) -> Iterator[None]:
+        """Within the open transaction: plain writes (INSERT/UPDATE/DELETE without RETURNING or
+        a subquery) and savepoints are queued instead of sent, and go to the server together in
+        one pipeline (psycopg pipeline mode) before the next statement that returns rows, at the
+        end of the block, or at COMMIT. For loops that write a few rows per item (a bulk
+        decision): one network round trip for many items instead of one per statement.
+
+        Rules for code inside the block (the bulk decide loop):
+        - a queued write's cursor has no rowcount: only code that does not read it runs here;
+        - writes are sent grouped by table (each table's writes in their order, one
+          ``executemany`` per run of the same statement), so writes to different tables must not
+          depend on each other (no triggers or cascades between them);
+        - a savepoint whose writes are all still queued is kept on this side: ROLLBACK TO
+          drops the writes queued after it, RELEASE drops the savepoint; it reaches the server
+          only when a read in between makes the queue go out.
+        Should the server refuse a queued write, the error is raised by the statement that sent
+        the batch and the transaction can only be rolled back (COMMIT raises too): nothing is
+        half-applied."""
+        if self._behind is not None or not self.in_transaction:
+            yield
+            return
+        self._behind = []
+        try:
+            yield
+        except BaseException:
+            self._behind = None
+            raise
+        try:
+            self._send_behind()
+        finally:
+            self._behind = None
+
+    def _queue_savepoint(self, kind: str, sql: str, name: str) -> None:
+        """SAVEPOINT / RELEASE / ROLLBACK TO inside write_behind (see there)."""
+        assert self._behind is not None
+        queued = self._behind
+        if kind == "SAVEPOINT":
+            queued.append((_SAVEPOINT_MARK, name))
+            return
+        mark = next((i for i in range(len(queued) - 1, -1, -1)
+                     if queued[i][0] is _SAVEPOINT_MARK and queued[i][1] == name), None)
+        if mark is None:  # the savepoint went out already: so does this
+            queued.append((sql, None))
+        elif kind == "ROLLBACK":
+            del queued[mark + 1:]  # the savepoint itself stays, as on the server
+        else:
+            del queued[mark]
+
+    def _send_behind(self) -> None:
+        queued, self._behind = self._behind, ([] if self._behind is not None else None)
+        if not queued or self.conn is None:
+            return
+        if self._broken is not None:
+            raise self._broken
+        try:
+            with self.conn.pipeline(), self.conn.cursor() as cur:
+                for sql, rows in _batches(queued):
+                    if rows is None:
+                        cur.execute(sql)
+                    elif len(rows) == 1:
+                        cur.execute(to_psycopg(sql), rows[0])
+                    else:
+                        cur.executemany(to_psycopg(sql), rows)
+        except psycopg.Error as exc:
+            self._broken = self.db.error(exc)
+            raise self._broken from None
+
     def stage_audit(self, event: tuple[Any, ...]) -> None:
         if not self.in_transaction:
             raise RuntimeError("audit events are appended inside a write transaction")
@@ -181,6 +256,13 @@ class Session:
         if kind:
             self._control(kind, sql)
             return -1, []
+        if self._behind is not None:
+            if _plain_write(sql):
+                self._behind.append((sql, params))
+                return -1, []
+            self._send_behind()
+        if self._broken is not None:
+            raise self._broken
         conn, borrowed = self._conn()
         try:
             with conn.cursor(row_factory=row_factory or tuple_row) as cur:
@@ -200,6 +282,7 @@ class Session:
         items = list(seq)
         if not items:
             return 0
+        self._send_behind()
         conn, borrowed = self._conn()
         try:
             with conn.cursor() as cur:
@@ -238,10 +321,13 @@ class Session:
         if self.conn is None:
             raise RuntimeError(f"{sql!r} outside a transaction")
         name = sql.split()[-1]
-        try:
-            self.conn.execute(sql)
-        except psycopg.Error as exc:
-            raise self.db.error(exc) from None
+        if self._behind is not None:
+            self._queue_savepoint(kind, sql, name)
+        else:
+            try:
+                self.conn.execute(sql)
+            except psycopg.Error as exc:
+                raise self.db.error(exc) from None
         if kind == "SAVEPOINT":
             self._savepoints.append((name, len(self.staged_audit)))
             return
@@ -262,6 +348,7 @@ class Session:
             self.conn = self.db.borrow()
         self.staged_audit = []
         self._savepoints = []
+        self._behind, self._broken = None, None
         try:
             self.conn.execute(sql)
         except psycopg.Error as exc:
@@ -272,6 +359,9 @@ class Session:
         if self.conn is None:
             return
         try:
+            self._send_behind()
+            if self._broken is not None:
+                raise self._broken
             if self.staged_audit:
                 from signoff.engine.audit.log import write_staged_events
 
@@ -291,6 +381,7 @@ class Session:
     def rollback(self) -> None:
         self.staged_audit = []
         self._savepoints = []
+        self._behind, self._broken = None, None
         if self.conn is None:
             return
         try:
@@ -313,6 +404,11 @@ class PgDatabase:
         self.url = url
         self.path = redact(url)  # what messages name (the SQLite store names its file)
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        if self.data_dir is not None:  # this replica's own files: engine key, FILE input copies
+            try:
+                self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create data directory {self.data_dir}: {exc.strerror}") from None
         self._local = threading.local()
         self._opened_by = threading.get_ident()
         size = pool_size or int(os.environ.get("SIGNOFF_DB_POOL", "20"))
@@ -320,9 +416,11 @@ class PgDatabase:
             psycopg.connect(url, connect_timeout=10).close()
         except psycopg.Error as exc:
             raise StorageError(f"cannot connect to the database {self.path}: {_first_line(exc)}") from None
+        #: id of a pooled connection -> when it was last given back (see _check_if_idle)
+        self._last_used: dict[int, float] = {}
         self._pool = ConnectionPool(url, min_size=1, max_size=size, open=False, timeout=_POOL_TIMEOUT,
                                     kwargs={"autocommit": True, "row_factory": _row_factory},
-                                    check=ConnectionPool.check_connection, name="signoff")
+                                    check=self._check_if_idle, name="signoff")
         try:
             self._pool.open(wait=True, timeout=15)
         except PoolTimeout:
@@ -343,7 +441,18 @@ class PgDatabase:
                                "(is PostgreSQL running and reachable?)") from None
 
     def give_back(self, conn: psycopg.Connection[Any]) -> None:
+        if len(self._last_used) > 1000:  # connections replaced over the process's life
+            self._last_used.clear()
+        self._last_used[id(conn)] = time.monotonic()
         self._pool.putconn(conn)
+
+    def _check_if_idle(self, conn: psycopg.Connection[Any]) -> None:
+        """The pool's check before lending a connection: one that sat idle for a while is
+        tested with a round trip (and replaced if the server went away, e.g. a restart), one
+        given back a moment ago is not. Performance: outside a transaction every statement
+        borrows a connection, and testing each one doubled the round trips (a start made ~20)."""
+        if time.monotonic() - self._last_used.get(id(conn), 0.0) > _CHECK_IDLE_S:
+            ConnectionPool.check_connection(conn)
 
     def connection(self) -> Session:
         session: Session | None = getattr(self._local, "session", None)
@@ -454,6 +563,50 @@ class PgDatabase:
             session.close()
         if threading.get_ident() == self._opened_by:
             self._pool.close()
+
+
+_SAVEPOINT_MARK: Any = object()
+_TABLE = re.compile(r'\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IGNORECASE)
+
+
+def _plain_write(sql: str) -> bool:
+    """An INSERT, UPDATE or DELETE of one table that returns no rows and reads no other table
+    (may be queued, see Session.write_behind)."""
+    upper = sql.upper()
+    return _TABLE.match(sql) is not None and "RETURNING" not in upper and "SELECT" not in upper
+
+
+def _batches(queued: list[tuple[Any, Any]]) -> list[tuple[str, list[Any] | None]]:
+    """The queued statements to send: between savepoint statements (which keep their place),
+    grouped by table (each table's statements in their order), runs of one statement text as
+    one batch of parameter rows; a statement without parameters alone (rows None)."""
+    out: list[tuple[str, list[Any] | None]] = []
+    segment: dict[str, list[tuple[str, Any]]] = {}
+
+    def close_segment() -> None:
+        for statements in segment.values():
+            for sql, params in statements:
+                if params is None or (not isinstance(params, Mapping) and len(params) == 0):
+                    out.append((sql, None))
+                elif out and out[-1][0] == sql and out[-1][1] is not None:
+                    out[-1][1].append(params)
+                else:
+                    out.append((sql, [params]))
+        segment.clear()
+
+    for sql, params in queued:
+        if sql is _SAVEPOINT_MARK:  # a savepoint still open when the queue goes out: made real
+            close_segment()
+            out.append((f"SAVEPOINT {params}", None))
+            continue
+        found = _TABLE.match(sql)
+        if found is None:  # RELEASE / ROLLBACK TO of a savepoint that went out before
+            close_segment()
+            out.append((sql, None))
+            continue
+        segment.setdefault(found.group(1).lower(), []).append((sql, params))
+    close_segment()
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
