@@ -136,3 +136,22 @@ def test_file_inputs_are_stored_once_by_content_on_sqlite_too(tmp_path: Path) ->
         db.close()
     finally:
         svc.engine.close()
+
+
+def test_a_replica_makes_its_own_data_directory(tmp_path: Path, pg_url: str) -> None:
+    """On PostgreSQL the data directory holds only this replica's files (the engine key that
+    signs checkpoints, FILE input copies); a new one is made, private, as for SQLite."""
+    from signoff.engine.signing.checkpoints import write_checkpoint
+
+    flows = write_flows(tmp_path / "flows", {"upload.yaml": FILE_FLOW})
+    data_dir = tmp_path / "new" / "data"
+    engine = Engine(data_dir, [flows], database=pg_url)
+    try:
+        assert data_dir.is_dir() and data_dir.stat().st_mode & 0o777 == 0o700
+        doc = tmp_path / "doc.txt"
+        doc.write_text("x\n")
+        ApprovalService(engine).start_execution(Identity("ops", ()), "ha.files", "upload", {"doc": str(doc)})
+        record = write_checkpoint(engine, force=True)
+        assert record is not None and (data_dir / "engine-key").is_file()
+    finally:
+        engine.close()
