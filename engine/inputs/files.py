@@ -10,8 +10,9 @@ lists); the database holds them without trouble.
 Tasks read a FILE input as a local path (``{{ inputs.report }}`` in a shell command), so each
 replica keeps a cache copy at ``<data dir>/files/<sha256>/<name>``, and the input's value is
 that ``file://`` URI. A replica that advances an execution started elsewhere writes the copy
-from the database before the first task runs (:func:`ensure_local`). The URI names the data
-directory, so replicas are given the same ``--data-dir`` path (each on its own local disk).
+from the database before the first task runs (:func:`ensure_local`); when the URI names
+another data directory (replicas with different ``--data-dir`` paths), the tasks on this
+replica are given the URI of its own copy instead.
 """
 from __future__ import annotations
 
@@ -42,23 +43,29 @@ def store_file(db: Any, data_dir: Path, source: str | Path, now: Any) -> str:
     return target.resolve().as_uri()
 
 
-def ensure_local(db: Any, data_dir: Path, uris: Iterable[Any]) -> None:
+def ensure_local(db: Any, data_dir: Path, uris: Iterable[Any]) -> dict[str, str]:
     """Write this replica's cache copy of each stored FILE input that it does not have yet
-    (an execution started through another replica). Values that are not ours are left alone."""
+    (an execution started through another replica), from the database. Returns the URIs that
+    name another data directory (a replica on the same host, or another path) mapped to this
+    replica's copy: the runner gives tasks those (the stored inputs are not changed)."""
     root = (Path(data_dir) / FILES_DIR).resolve()
+    moved: dict[str, str] = {}
     for uri in uris:
         if not isinstance(uri, str) or not uri.startswith("file://"):
             continue
         path = Path(unquote(urlsplit(uri).path))
         found = _CACHED.search(path.as_posix())
-        if found is None or path.exists():
+        if found is None:
             continue
         target = root / found.group(1) / found.group(2)
-        if target != path:
-            continue  # another data directory's path: not ours to write (README: same --data-dir)
-        row = db.query_one("SELECT content FROM input_files WHERE sha256=?", (found.group(1),))
-        if row is not None:
+        if not target.exists():
+            row = db.query_one("SELECT content FROM input_files WHERE sha256=?", (found.group(1),))
+            if row is None:
+                continue  # not stored by signoff (an older file input): left as it is
             _write_once(target, bytes(row[0]))
+        if target != path:
+            moved[uri] = target.as_uri()
+    return moved
 
 
 def _write_once(target: Path, content: bytes) -> None:

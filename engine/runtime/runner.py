@@ -689,7 +689,9 @@ class ExecutionRun:
         if any(spec.type == "FILE" for spec in self.flow.inputs):
             from signoff.engine.inputs.files import ensure_local
 
-            ensure_local(self.db, self.engine.data_dir, _strings(self.inputs))
+            moved = ensure_local(self.db, self.engine.data_dir, _strings(self.inputs))
+            if moved:
+                self.inputs = _replaced(self.inputs, moved)
 
     def retry_policy(self, task: Task, path: str, scope: Scope) -> RetryPolicy | None:
         raw = task.props.get("retry")
@@ -880,3 +882,14 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
+
+
+def _replaced(value: Any, strings: Mapping[str, str]) -> Any:
+    """``value`` (JSON-like) with each string found in ``strings`` replaced by its mapping."""
+    if isinstance(value, str):
+        return strings.get(value, value)
+    if isinstance(value, dict):
+        return {k: _replaced(v, strings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replaced(v, strings) for v in value]
+    return value

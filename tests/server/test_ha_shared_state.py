@@ -88,12 +88,15 @@ tasks:
 """
 
 
-def test_a_file_input_is_read_by_a_replica_that_did_not_receive_it(tmp_path: Path, pg_url: str) -> None:
-    """Started through one replica; that replica's disk is gone; another replica (same data
-    directory path, its own disk) approves and runs the task that reads the file."""
+@pytest.mark.parametrize("same_path", [True, False])
+def test_a_file_input_is_read_by_a_replica_that_did_not_receive_it(tmp_path: Path, pg_url: str,
+                                                                   same_path: bool) -> None:
+    """Started through one replica; that replica's disk is gone; another replica (the same data
+    directory path on its own disk, or another path) approves and runs the task that reads it."""
     flows = write_flows(tmp_path / "flows", {"upload.yaml": FILE_FLOW})
     upload = tmp_path / "change-list.txt"
-    upload.write_bytes(b"delete host-17\x00\xff binary tail\n")
+    content = b"delete host-17\x00\xff binary tail\n"
+    upload.write_bytes(content)
     data_dir = tmp_path / "data"
     first = ApprovalService(Engine(data_dir, [flows], database=pg_url))
     me = Identity("ops", ())
@@ -102,13 +105,12 @@ def test_a_file_input_is_read_by_a_replica_that_did_not_receive_it(tmp_path: Pat
     assert uri.startswith("file://") and "/files/" in uri
     request_id = execution["requests"][0]["id"]
     first.engine.close()
-    # the other replica: the same path, an empty disk
-    for path in sorted(data_dir.rglob("*"), reverse=True):
+    for path in sorted(data_dir.rglob("*"), reverse=True):  # the first replica's disk is gone
         if path.is_file():
             path.unlink()
     upload.unlink()
-    assert not list((data_dir / "files").rglob("*.txt"))
-    second = ApprovalService(Engine(data_dir, [flows], database=pg_url))
+    other_dir = data_dir if same_path else tmp_path / "replica-b"
+    second = ApprovalService(Engine(other_dir, [flows], database=pg_url))
     try:
         second.approve(me, [request_id])
         second.tick()
@@ -116,8 +118,10 @@ def test_a_file_input_is_read_by_a_replica_that_did_not_receive_it(tmp_path: Pat
         assert done["state"] == "SUCCESS", done
         logs = [entry["message"] for entry in done["logs"]]
         assert any("delete host-17" in line for line in logs), logs
-        stored = second.db.query("SELECT size FROM input_files")
-        assert [r[0] for r in stored] == [len(b"delete host-17\x00\xff binary tail\n")]
+        assert done["inputs"]["doc"] == uri  # the stored input is unchanged
+        assert [r[0] for r in second.db.query("SELECT size FROM input_files")] == [len(content)]
+        copies = list((other_dir / "files").rglob("change-list.txt"))
+        assert len(copies) == 1 and copies[0].read_bytes() == content
     finally:
         second.engine.close()
 
