@@ -6,6 +6,7 @@ the fields, commentRequired, a viewer who sees no form, a policy that requires s
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from tests.server.webdriver import (
     by_id,
     click_and_wait,
     ids_present,
+    is_stale,
     sign_in,
     start_browser,
     wait_new_page,
@@ -396,3 +398,30 @@ def test_behind_a_tls_proxy_on_the_same_host(server):
     finally:
         client_api.close()
     assert decision["origin"] == "web 203.0.113.9"
+
+
+def test_depends_on_in_a_browser_without_javascript(server, browser):
+    """Scripts off in the page (DevTools' Emulation.setScriptExecutionDisabled): choosing a
+    value changes nothing by itself, "Update the form" brings the field, approving works."""
+    from selenium.webdriver.support.ui import Select
+
+    request_id = start(server, "t.web", "all_types", {"ticket": "CHG-3"})
+    sign_in(browser, f"{server.url}/r/{request_id}", server.tokens["alice"])
+    browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": True})
+    try:
+        browser.get(f"{server.url}/r/{request_id}")
+        html = browser.find_element("tag name", "html")
+        assert "js" not in (html.get_attribute("class") or "").split()  # the page's script did not run
+        Select(by_id(browser, "in-region")).select_by_value("us")
+        time.sleep(0.5)
+        assert not ids_present(browser, "in-rollback_plan") and not is_stale(html)  # nothing happened by itself
+        click_and_wait(browser, "refresh", "in-rollback_plan")
+        assert Select(by_id(browser, "in-region")).first_selected_option.get_attribute("value") == "us"
+        Select(by_id(browser, "in-approved")).select_by_value("true")
+        by_id(browser, "in-rollback_plan").send_keys("revert the flag")
+        click_and_wait(browser, "approve", "outcome")
+        assert by_id(browser, "state").text == "APPROVED"
+    finally:
+        browser.execute_cdp_cmd("Emulation.setScriptExecutionDisabled", {"value": False})
+    browser.get(f"{server.url}/r/{request_id}")  # and with scripts on, the script does run
+    assert "js" in browser.find_element("tag name", "html").get_attribute("class").split()

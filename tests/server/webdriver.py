@@ -81,7 +81,7 @@ def click_and_wait(browser: Any, element_id: str, then: str) -> None:
     wait_new_page(browser, old, then)
 
 
-def _stale(element: Any) -> bool:
+def is_stale(element: Any) -> bool:
     """The element belongs to a page that was replaced (any error asking about it means so)."""
     from selenium.common.exceptions import WebDriverException
 
@@ -98,7 +98,7 @@ def wait_new_page(browser: Any, old: Any, then: str) -> None:
 
     def ready() -> bool:
         try:
-            return _stale(old) and ids_present(browser, then)
+            return is_stale(old) and ids_present(browser, then)
         except WebDriverException:
             return False
 

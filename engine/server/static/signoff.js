@@ -4,6 +4,7 @@
 // - The pending list's "mark all" box marks or clears every row.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");  // styles (and tests) can tell the script ran
   document.querySelectorAll("[data-refresh]").forEach(function (el) {
     el.addEventListener("change", function () {
       var button = document.getElementById("refresh");
