@@ -197,13 +197,13 @@ def test_csrf_headers_sign_out_and_hostile_content(server, browser, tmp_path):
 
 
 def test_an_expired_session_asks_to_sign_in_again(tmp_path, browser):
-    """A server whose sessions last 2 s ($SIGNOFF_WEB_SESSION), reached as `localhost` so its
+    """A server whose sessions last 4 s ($SIGNOFF_WEB_SESSION), reached as `localhost` so its
     cookie is not the other tests' (cookies are per host, not per port)."""
     from selenium.webdriver.common.by import By
 
     flows = write_flows(tmp_path / "flows", {"hostile.yaml": HOSTILE})
     srv = ServerProcess(tmp_path / "server", policy=None, flows=flows)
-    srv.env["SIGNOFF_WEB_SESSION"] = "PT2S"
+    srv.env["SIGNOFF_WEB_SESSION"] = "PT4S"  # room for a slow sign-in on a busy machine
     srv.start()
     try:
         token = srv.issue_token("erin")
@@ -215,9 +215,10 @@ def test_an_expired_session_asks_to_sign_in_again(tmp_path, browser):
         finally:
             api.close()
         link = f"http://localhost:{srv.port}/r/{execution['id']}"
+        signed_at = time.monotonic()
         sign_in(browser, link, token)
         assert browser.find_element(By.ID, "approve")
-        time.sleep(2.5)
+        time.sleep(max(0.0, signed_at + 4.5 - time.monotonic()))
         browser.find_element(By.ID, "approve").click()  # the form of a page loaded before the end
         wait_until(lambda: browser.find_elements(By.ID, "token"))
         assert browser.find_element(By.ID, "error").text == "Your session has ended: sign in again.", \
