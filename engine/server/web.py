@@ -418,7 +418,7 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
             by_form.setdefault(form_key(form), []).append(request_id)
             forms[form_key(form)] = form
         base = dict(who=identity.name, csrf=session.csrf, title=heading, heading=heading, flows=flows, ids=ids,
-                    verdict=intent, reason=reason_text)
+                    verdict=intent, reason=reason_text, labels=[(i, labels.get(i, i)) for i in ids])
         if intent == APPROVE and len(by_form) > 1:
             groups = []
             for key_text, group_ids in by_form.items():

@@ -126,6 +126,8 @@ def test_bulk_approve_twenty_with_one_shared_form(server, browser):
     click_and_wait(browser, "bulk-approve", "bulk-form")
     assert by_id(browser, "bulk-title").text == "Approve 20 requests"
     assert "20 × t.bulk.batch" in by_id(browser, "bulk-flows").text
+    listed = by_id(browser, "bulk-list").get_attribute("textContent")
+    assert all(f"batch: Payment {n}" in listed for n in range(20))  # the marked requests, one tap away
     assert by_id(browser, "confirm").text == "Approve 20"
     assert overflow(browser) == []  # a phone-wide window (390 px)
     # one of them is decided elsewhere (over the API, by carol) while alice fills the form
