@@ -27,6 +27,13 @@ class Engine:
         self.data_dir = Path(data_dir)
         #: the SQLite file in data_dir, or PostgreSQL when ``database`` is a postgresql:// URL
         self.db = open_database(self.data_dir, database)
+        if database:
+            # on PostgreSQL the data directory still holds this process's own files (the engine's
+            # checkpoint key, local copies of FILE inputs): made as the SQLite store makes it
+            try:
+                self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError:
+                pass  # unwritable: what needs it says so (or falls back) when it is used
         self.clock: Clock = clock or SystemClock()
         self.flow_dirs = list(flow_dirs or [])
         self.policy: Policy = policy or SingleUserPolicy()

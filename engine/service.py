@@ -85,6 +85,10 @@ class ApprovalService(AuditMixin, SigningMixin):
             drive(self.engine, execution_ids)
         outbox.deliver_due(self.engine)
 
+    def view_filter(self, actor: Identity) -> Callable[[str], bool]:
+        """namespace -> may ``actor`` view it (the server's event feed filters with it)."""
+        return self._view_filter(actor)
+
     def _view_filter(self, actor: Identity) -> Callable[[str], bool]:
         """namespace -> may ``actor`` view it; the policy is asked once per namespace."""
         policy = self.engine.policy

@@ -37,11 +37,12 @@ def write_flows(directory: Path, flows: dict[str, str]) -> Path:
 
 
 def make_service(tmp_path: Path, flows: dict[str, str] | None = None, *, clock: FakeClock | None = None,
-                 policy=None, flow_dirs: list[Path] | None = None) -> ApprovalService:
+                 policy=None, flow_dirs: list[Path] | None = None, database: str | None = None) -> ApprovalService:
+    """``database``: a postgresql:// URL (the tests' cluster) instead of the SQLite file."""
     dirs = list(flow_dirs or [])
     if flows:
         dirs.append(write_flows(tmp_path / "flows", flows))
-    engine = Engine(tmp_path / "data", dirs, clock=clock or FakeClock(), policy=policy)
+    engine = Engine(tmp_path / "data", dirs, clock=clock or FakeClock(), policy=policy, database=database)
     return ApprovalService(engine)
 
 

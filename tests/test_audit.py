@@ -77,8 +77,9 @@ tasks:
 FLOWS = {"deploy.yaml": DEPLOY_FLOW, "web.yaml": WEB_FLOW, "staging.yaml": STAGING_FLOW}
 
 
-def _svc(tmp_path, clock=None, policy=None):
-    return make_service(tmp_path, FLOWS, clock=clock or FakeClock("2026-01-05T09:00:00Z"), policy=policy)
+def _svc(tmp_path, clock=None, policy=None, database=None):
+    return make_service(tmp_path, FLOWS, clock=clock or FakeClock("2026-01-05T09:00:00Z"), policy=policy,
+                        database=database)
 
 
 def _populate(svc, clock: FakeClock | None = None) -> dict:
@@ -124,8 +125,14 @@ def _seqs(events) -> list[int]:
 # -- the chain --------------------------------------------------------------------------------
 
 
-def test_events_are_chained_and_untouched_db_verifies(tmp_path):
-    svc = _svc(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request) -> str | None:
+    """Both stores: None (the SQLite file) or a fresh database of the tests' PostgreSQL."""
+    return request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+
+
+def test_events_are_chained_and_untouched_db_verifies(tmp_path, database):
+    svc = _svc(tmp_path, database=database)
     ids = _populate(svc)
     rows = svc.db.query("SELECT * FROM audit ORDER BY seq")
     assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
@@ -155,8 +162,8 @@ def test_events_are_chained_and_untouched_db_verifies(tmp_path):
     assert approved["request_id"] == ids["r1"] and approved["execution_id"] == ids["e1"]
 
 
-def test_empty_log_verifies(tmp_path):
-    svc = _svc(tmp_path)
+def test_empty_log_verifies(tmp_path, database):
+    svc = _svc(tmp_path, database=database)
     result = verify_chain(svc.db)
     assert result.ok and result.count == 0 and result.head is None
     assert head(svc.db) is None and svc.audit_head(ALICE) is None
@@ -426,12 +433,16 @@ def test_cli_verify_detects_truncation_with_kept_head(tmp_path):
 # -- search -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def populated(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def populated(tmp_path, request):
+    """The searches, filters, paging and exports run on both stores (PostgreSQL: the tests'
+    cluster, a tsvector column instead of FTS5) and must find the same events."""
+    database = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
     clock = FakeClock("2026-01-05T09:00:00Z")
-    svc = _svc(tmp_path, clock)
+    svc = _svc(tmp_path, clock, database=database)
     ids = _populate(svc, clock)
-    return svc, clock, ids
+    yield svc, clock, ids
+    svc.engine.close()
 
 
 def test_filter_by_actor(populated):

@@ -84,6 +84,8 @@ def write_staged_events(tx: Any, events: list[tuple[Any, ...]]) -> None:
     tx.executemany(
         "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash,"
         " search) VALUES (?,?,?,?,?,?,?,?,?,?,?,CAST(? AS tsvector))", rows)
+    # the wake-up of every replica's event feed (engine.server.head), delivered at COMMIT
+    tx.execute("SELECT pg_notify('signoff_audit', ?)", (str(seq),))
 
 
 #: feeds the full-text index (schema 2, engine.audit.search) from stored rows

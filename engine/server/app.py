@@ -234,6 +234,7 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     must be said explicitly, so a server never runs without a policy by accident.
     """
     from signoff.engine.policy import SingleUserPolicy
+    from signoff.engine.server.head import HeadWatcher
     from signoff.engine.server.runner import Runner
 
     policy = service.engine.policy
@@ -242,10 +243,13 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     auth = Authenticator(service, clock=service.engine.clock)
     stopping = threading.Event()
     runner = Runner(service)
+    #: the audit head and the newest events, followed once for every feed of this process
+    head = HeadWatcher(service.engine.db, EVENT_ACTIONS, poll_s=EVENT_POLL_S)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         runner.start()
+        await anyio.to_thread.run_sync(head.start)
 
         async def flush_failures() -> None:
             while True:
@@ -262,6 +266,7 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                 await flusher
             await anyio.to_thread.run_sync(lambda: auth.flush(force=True))
             await anyio.to_thread.run_sync(runner.stop)
+            await anyio.to_thread.run_sync(head.stop)
 
     app = FastAPI(title="signoff", version=_version(), lifespan=lifespan,
                   description="Human approvals for automated workflows. Every /api/v1 call over TCP needs "
@@ -270,6 +275,7 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                               "Errors are RFC 9457 problem details.",
                   docs_url=None, redoc_url=None)
     app.state.stopping = stopping
+    app.state.head = head
 
     def identity_fields_refused(request: Request, errors: list[dict[str, Any]]) -> None:
         names = sorted({str(e["loc"][-1]) for e in errors if e.get("type") == "extra_forbidden" and e.get("loc")
@@ -597,15 +603,25 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     # -- live updates --------------------------------------------------------------------
     def _changes_window(identity: Identity, after: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Changes in (after, last]: last = min(head, after + limit). Audit seqs are dense, so
-        the window holds at most ``limit`` events and the service's limit never cuts it."""
-        head = service.last_change()
-        if head <= after:
-            return [], head
-        last = min(head, after + limit)
+        the window holds at most ``limit`` events and the service's limit never cuts it. From
+        the head watcher's memory (engine.server.head); a client further behind is answered
+        from the database, never past the watcher's head (so its next window is in memory)."""
+        shown = ("seq", "action", "request_id", "execution_id", "actor")
+        answer = head.window(after, limit)
+        if answer is not None:
+            events, last = answer
+            if events:
+                visible = service.view_filter(identity)
+                events = [e for e in events if e["namespace"] is None or visible(e["namespace"])]
+            return [{k: e[k] for k in shown} for e in events], last
+        newest = service.last_change()
+        if head.ready:
+            newest = min(newest, head.head)
+        if newest <= after:
+            return [], newest
+        last = min(newest, after + limit)
         rows = service.changes(identity, after, limit=limit, actions=EVENT_ACTIONS)
-        items = [{"seq": r["seq"], "action": r["action"], "request_id": r["request_id"],
-                  "execution_id": r["execution_id"], "actor": r["actor"]} for r in rows if r["seq"] <= last]
-        return items, last
+        return [{k: r[k] for k in shown} for r in rows if r["seq"] <= last], last
 
     @router.get("/events", tags=["events"], response_model=None,
                 summary="Changes as server-sent events (or one JSON page with Accept: application/json)",
@@ -627,7 +643,8 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                      ) -> Any:
         if last_event_id is not None:
             after = int(last_event_id)
-        since = after if after is not None else await anyio.to_thread.run_sync(service.last_change)
+        since = after if after is not None else (head.head if head.ready else
+                                                  await anyio.to_thread.run_sync(service.last_change))
         wants_json = accept is not None and "application/json" in accept and "text/event-stream" not in accept
         if wants_json:
             items, last = await anyio.to_thread.run_sync(_changes_window, identity, since, limit)
@@ -643,6 +660,9 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
         while not stopping.is_set():
             if await request.is_disconnected():
                 return
+            if head.ready and head.head <= last and time.monotonic() - quiet_since < KEEPALIVE_S:
+                await asyncio.sleep(EVENT_POLL_S)  # nothing new on any replica: no work at all
+                continue
             try:
                 items, window = await anyio.to_thread.run_sync(_changes_window, identity, last, 500)
             except Exception:

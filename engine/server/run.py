@@ -105,6 +105,12 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
     if policy is not None and single_user:
         where = getattr(policy, "path", None) or "a policy file"
         raise UsageError(f"--single-user was given but {where} is in use; use one or the other")
+    from signoff.engine.runtime.heartbeat import settings as heartbeat_settings
+
+    try:
+        heartbeat_settings()  # $SIGNOFF_HEARTBEAT_*: a replica others would take for dead is refused
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     from signoff.engine.server.unix import check_data_dir
     from signoff.engine.store.db import DB_FILENAME
 

@@ -15,11 +15,12 @@ Decisions:
 """
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class Database:
         self._local = threading.local()
         self._foreground = 0
         self._foreground_done = threading.Condition()
+        #: called after a commit of this process that appended audit events (engine.server.head)
+        self.audit_listeners: list[Callable[[], None]] = []
         self._prepare()
 
     # -- opening -----------------------------------------------------------------------
@@ -233,11 +236,14 @@ class Database:
             _rollback(conn)
             raise
         else:
+            appended = isinstance(conn, _Connection) and conn.audit_index_from is not None
             try:
                 _commit(conn)
             except sqlite3.DatabaseError as exc:
                 _rollback(conn)
                 raise _storage_error(self.path, exc) from None
+            if appended:
+                tell_audit_listeners(self.audit_listeners)
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         delay = 0.01
@@ -288,11 +294,14 @@ class Database:
 
     def commit(self) -> None:
         conn = self.connection()
+        appended = isinstance(conn, _Connection) and conn.audit_index_from is not None
         try:
             _commit(conn)
         except sqlite3.DatabaseError as exc:
             _rollback(conn)
             raise _storage_error(self.path, exc) from None
+        if appended:
+            tell_audit_listeners(self.audit_listeners)
 
     def rollback(self) -> None:
         _rollback(self.connection())
@@ -316,6 +325,16 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def tell_audit_listeners(listeners: list[Callable[[], None]]) -> None:
+    """After a commit that appended audit events: the listeners (a server's event feed) read
+    them now. Their failure is not the commit's: it is logged, and they read again later."""
+    for listener in list(listeners):
+        try:
+            listener()
+        except Exception:  # the commit is durable; the feed's own poll catches up
+            logging.getLogger("signoff.store").info("audit listener failed", exc_info=True)
 
 
 def connection_of(db: Database | sqlite3.Connection) -> sqlite3.Connection:

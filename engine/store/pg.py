@@ -32,7 +32,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from signoff.engine.errors import StorageError
 from signoff.engine.store import pg_schema
+from signoff.engine.store.db import tell_audit_listeners
 from signoff.engine.store.locks import RetryableStorageError
 from signoff.engine.store.schema import SCHEMA_VERSION
 from signoff.engine.store.sqltext import statement_kind, to_psycopg
@@ -358,6 +359,7 @@ class Session:
     def commit(self) -> None:
         if self.conn is None:
             return
+        appended = bool(self.staged_audit)
         try:
             self._send_behind()
             if self._broken is not None:
@@ -377,6 +379,8 @@ class Session:
             self.staged_audit = []
             self._savepoints = []
         self._give_back()
+        if appended:
+            tell_audit_listeners(self.db.audit_listeners)
 
     def rollback(self) -> None:
         self.staged_audit = []
@@ -411,6 +415,8 @@ class PgDatabase:
                 raise StorageError(f"cannot create data directory {self.data_dir}: {exc.strerror}") from None
         self._local = threading.local()
         self._opened_by = threading.get_ident()
+        #: called after a commit of this process that appended audit events (engine.server.head)
+        self.audit_listeners: list[Callable[[], None]] = []
         size = pool_size or int(os.environ.get("SIGNOFF_DB_POOL", "20"))
         try:  # one plain connection first: an unreachable database is one clear message, at once
             psycopg.connect(url, connect_timeout=10).close()

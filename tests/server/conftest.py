@@ -37,7 +37,7 @@ FLOWS = DATA / "flows"
 USERS = ("root-admin", "alice", "bob", "victor", "rita")
 
 #: what the server tests import from here (fresh_address lives in tests/support.py)
-__all__ = ["Server", "cli_env", "fresh_address", "issue_token", "make_server", "signoff"]
+__all__ = ["Server", "both_stores", "cli_env", "fresh_address", "issue_token", "make_server", "signoff"]
 
 
 def cli_env(data_dir: Path, config_dir: Path) -> dict[str, str]:
@@ -109,7 +109,12 @@ class Server:
             kw["verify"] = self.verify
         return httpx.Client(base_url=self.url, headers=headers, timeout=timeout, **kw)
 
-    def db(self) -> sqlite3.Connection:
+    def db(self) -> Any:
+        """A connection of its own to the server's database: the SQLite file, or the
+        PostgreSQL database (``$SIGNOFF_DATABASE_URL``) with the same ``?`` placeholders and rows."""
+        url = self.env.get("SIGNOFF_DATABASE_URL")
+        if url:
+            return PgConnection(url)
         conn = sqlite3.connect(self.data_dir / "signoff.db", timeout=30)
         conn.row_factory = sqlite3.Row
         return conn
@@ -147,6 +152,31 @@ class Server:
             return self.wait_request(r.json()["id"])
 
 
+class PgConnection:
+    """sqlite3's ``execute``/context-manager surface over a PostgreSQL connection (tests only)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        from signoff.engine.store.pg import _row_factory
+
+        self.conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        from signoff.engine.store.sqltext import to_psycopg
+
+        return self.conn.execute(to_psycopg(sql), params)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> PgConnection:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 def make_server(base: Path, *, args: list[str] | None = None, policy: bool = True, tokens: bool = True,
                 verify: Any = True) -> Server:
     """A server (not started) with its own data dir, the test flows and policy, and tokens."""
@@ -165,6 +195,27 @@ def make_server(base: Path, *, args: list[str] | None = None, policy: bool = Tru
         for user in USERS:
             server.tokens[user] = issue_token(user, env, "--name", f"{user} (tests)")
     return server
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory, pg_cluster) -> Server:
+    """The same server on the tests' PostgreSQL (``$SIGNOFF_DATABASE_URL``, so the CLI's
+    tokens go there too). Modules that run on both stores override ``server`` with
+    :func:`both_stores`."""
+    base = tmp_path_factory.mktemp("pgserver")
+    srv = make_server(base, tokens=False)
+    srv.env["SIGNOFF_DATABASE_URL"] = pg_cluster.new_database("server")
+    for user in USERS:
+        srv.tokens[user] = issue_token(user, srv.env, "--name", f"{user} (tests)")
+    srv.start()
+    yield srv
+    code = srv.stop()
+    assert code == 0, srv.log
+
+
+def both_stores(request: pytest.FixtureRequest, sqlite_server: Server) -> Server:
+    """For a module-level ``server`` fixture parametrized ``["sqlite", "postgresql"]``."""
+    return sqlite_server if request.param == "sqlite" else request.getfixturevalue("pg_server")
 
 
 @pytest.fixture(scope="session")

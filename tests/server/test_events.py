@@ -5,6 +5,15 @@ import json
 import threading
 
 import httpx
+import pytest
+
+from tests.server.conftest import both_stores
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, server):
+    """Every test here runs against the SQLite server and the PostgreSQL one."""
+    return both_stores(request, server)
 
 
 def read_events(lines, until, limit: int = 200) -> list[dict]:

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
+from tests.server.conftest import both_stores
+
 PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, server):
+    """Every test here runs against the SQLite server and the PostgreSQL one."""
+    return both_stores(request, server)
 
 
 def assert_problem(r, status: int, slug: str | None = None) -> dict:

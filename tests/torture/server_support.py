@@ -29,8 +29,13 @@ class Serve:
     """`signoff serve --single-user --port 0` on 127.0.0.1 (``--policy FILE`` instead when
     ``policy`` is given), its output in a log file."""
 
-    def __init__(self, data: Path, flows: Path, log_dir: Path, *, policy: Path | None = None) -> None:
+    def __init__(self, data: Path, flows: Path, log_dir: Path, *, policy: Path | None = None,
+                 database: str | None = None, extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.data = data
+        #: a postgresql:// URL: this server is one replica on that database
+        self.database = database
+        self.extra = [*(("--database", database) if database else ()), *extra]
+        self.env = dict(env or {})
         self.flows = flows
         self.log_dir = log_dir
         self.mode = ["--policy", str(policy)] if policy is not None else ["--single-user"]
@@ -40,13 +45,14 @@ class Serve:
         self.logs: list[Path] = []
 
     def start(self, timeout: float = 60) -> Serve:
-        self.log_path = self.log_dir / f"serve-{len(self.logs)}.log"
+        # named after the data directory: replicas sharing log_dir keep their own logs
+        self.log_path = self.log_dir / f"serve-{self.data.name}-{len(self.logs)}.log"
         self.logs.append(self.log_path)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
                 [*SIGNOFF, "serve", *self.mode, "--port", "0", "--data-dir", str(self.data),
-                 "--flows", str(self.flows), "--log-level", "warning"],
-                env=clean_env(PYTHONUNBUFFERED="1"), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                 "--flows", str(self.flows), "--log-level", "warning", *self.extra],
+                env=clean_env(PYTHONUNBUFFERED="1", **self.env), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
         self.url = wait_listening(self.proc, self.log_path, timeout=timeout)
         return self
