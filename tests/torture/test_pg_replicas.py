@@ -198,7 +198,13 @@ def test_three_replicas_decide_at_once(world: World, request: pytest.FixtureRequ
         HttpWorker("bob", ids, 3, b.url, tokens["bob"]),
         HttpWorker("dave", ids, 4, c.url, tokens["dave"]),
     ]
-    for w in workers:
+    # the CLI first: a Python process per batch starts slower than an HTTP call, so without a
+    # head start the three replicas would have decided everything before its first batch
+    workers[0].start()
+    deadline = time.monotonic() + 120
+    while not workers[0].outcomes and not workers[0].errors and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for w in workers[1:]:
         w.start()
     for w in workers:
         w.join(900)
@@ -217,10 +223,12 @@ def test_three_replicas_decide_at_once(world: World, request: pytest.FixtureRequ
     assert all(per_request[i] == (2, 2) for i in quorum), [per_request[i] for i in quorum if per_request[i] != (2, 2)]
     me = pwd.getpwuid(os.getuid()).pw_name
     assert {r[0] for r in world.query("SELECT DISTINCT actor FROM decisions")} <= {"alice", "bob", "dave", me}
+    decided_by = {w.name_: sum(1 for o in w.outcomes if o["outcome"] == "decided") for w in workers}
+    assert decided_by["cli"] > 0 and sum(1 for n in decided_by.values() if n) >= 3, decided_by
     world.check_continued_once(size)
     world.check_logs()
     world.verify()
-    print({w.name_: sum(1 for o in w.outcomes if o["outcome"] == "decided") for w in workers})
+    print(decided_by)
 
 
 def test_quorum_write_skew_through_two_replicas(world: World, request: pytest.FixtureRequest) -> None:
