@@ -32,6 +32,11 @@ def format_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def seconds_between(start: str, end: str) -> float:
+    """Seconds from one stored time to another (the durations `signoff stats` sorts)."""
+    return (parse_time(end) - parse_time(start)).total_seconds()
+
+
 def parse_time(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:

@@ -76,8 +76,12 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
     conn.execute("ALTER TABLE executions DROP COLUMN origin")
     conn.execute("DROP TABLE triggers")  # schema 8
     conn.execute("DROP TABLE api_flows")  # schema 9
-    for index in ("requests_by_flow", "requests_by_decided", "decisions_by_at"):  # schema 10
+    for index in ("requests_by_state", "requests_by_created", "decisions_by_actor"):  # schema 15
         conn.execute(f"DROP INDEX {index}")
+    for index in ("requests_by_flow", "requests_by_decided", "decisions_by_at"):  # schema 10 (15 remade two)
+        conn.execute(f"DROP INDEX {index}")
+    for table, column in (("requests", "decision_s"), ("requests", "escalations"), ("decisions", "response_s")):
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")  # schema 15
     for table in ("signing_keys", "signing_nonces", "audit_checkpoints", "signed_batches"):  # 11, 12
         conn.execute(f"DROP TABLE {table}")
     for column in ("statement", "signature", "key_fingerprint", "batch_sha256"):  # schema 11, 12

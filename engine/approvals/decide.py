@@ -18,6 +18,7 @@ from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.close import close_request
 from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_message, comment_mode, comment_required
 from signoff.engine.audit import append_event
+from signoff.engine.clock import seconds_between
 from signoff.engine.identity import Identity
 from signoff.engine.inputs.spec import InputSpec, mask
 from signoff.engine.store.locks import for_update
@@ -156,11 +157,11 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
             return Outcome(**base, outcome=refused, state="PENDING", message=message)
 
     tx.execute("INSERT INTO decisions(request_id, actor, verdict, inputs, reason, at, origin, automatic, statement,"
-               " signature, key_fingerprint, batch_sha256) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+               " signature, key_fingerprint, batch_sha256, response_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                (request_id, actor.name, decision.verdict, jsonutil.dumps(values), decision.reason, now,
                 decision.origin, int(decision.automatic), signature.get("statement") if signature else None,
                 signature.get("signature") if signature else None, signature["fingerprint"] if signature else None,
-                signature.get("batch_sha256") if signature else None))
+                signature.get("batch_sha256") if signature else None, seconds_between(row["created_at"], now)))
     decided.append((actor.name, decision.verdict))
     required = int(rules.get("required") or 1)
     if decision.verdict == DENY:
@@ -183,8 +184,8 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                  namespace=row["namespace"], flow_id=row["flow_id"], execution_id=execution_id,
                  request_id=request_id, data=event)
     if state != "PENDING":
-        close_request(tx, request_id, state, by=actor.name, now=now, inputs=values, reason=decision.reason,
-                      automatic=decision.automatic)
+        close_request(tx, request_id, state, by=actor.name, now=now, created_at=row["created_at"], inputs=values,
+                      reason=decision.reason, automatic=decision.automatic)
         enqueue(tx, execution_id)
         if notifications is not None:  # (enqueue sends nothing without a configuration)
             from signoff.engine.notify import outbox

@@ -5,7 +5,7 @@ Definitions (decisions for what the issue leaves open):
 * The window is ``[since, now)``. Per flow, the counts are over the requests **created** in
   the window, by how they stand now: approved, denied, expired, cancelled, still pending;
   ``escalated`` counts those of them that were escalated at least once (audit
-  ``request.escalated``).
+  ``request.escalated``; counted on the request as it happens, ``requests.escalations``).
 * Time to decision: ``decided_at - created_at`` of the requests created in the window that a
   person or a rule approved or denied (expired and cancelled ones have no decision).
   Percentiles are nearest-rank: the median is the value at rank ceil(n/2) (for an even count,
@@ -17,32 +17,47 @@ Definitions (decisions for what the issue leaves open):
 * Per day (UTC): decisions made that day by people, requests created that day, and the
   backlog at the end of the day (created before the day ended and not closed by then).
 
+How it stays fast over a long history (schema 15): the durations are stored when a request
+closes (``requests.decision_s``) and when a decision is made (``decisions.response_s``), so
+nothing is computed per row at query time; each flow's and each approver's window is one range
+of a covering index; each percentile is one ordered read of that range stopping at its rank
+(``ORDER BY ... LIMIT 1 OFFSET rank``, from the nearer end), with the ranks taken from the
+counts read in the same snapshot. No window functions: SQLite's cost several times the sort.
+
 Durations are in seconds. Only namespaces the caller may view are counted; ``namespace`` is
 an exact namespace or a prefix ending in ``*``.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from signoff.engine.clock import format_time, parse_time
 
+_SNAPSHOT = {"postgresql": "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}
 
-#: seconds from column a to column b (the one SQLite-specific spelling here; a PostgreSQL
-#: store writes EXTRACT(EPOCH FROM b::timestamptz - a::timestamptz))
-def seconds_between(a: str, b: str) -> str:
-    return f"((julianday({b}) - julianday({a})) * 86400.0)"
+#: a request that a person or a rule approved or denied (expired and cancelled ones have no decision)
+_DECIDED = "r.state IN ('APPROVED', 'DENIED') AND r.decision_s IS NOT NULL"
 
 
-def _percentiles(partition: str, value: str) -> str:
-    """Columns ``n``, ``median`` and ``p90`` (nearest rank) of ``value`` per ``partition``, over
-    the rows of ``d``; only the two ranked rows per partition reach the final grouping."""
-    return (f"SELECT {partition}, n, max(CASE WHEN i = (n + 1) / 2 THEN s END) AS median,"
-            " max(CASE WHEN i = (9 * n + 9) / 10 THEN s END) AS p90 FROM"
-            f" (SELECT {partition}, s, row_number() OVER (PARTITION BY {partition} ORDER BY s) AS i,"
-            f" count(*) OVER (PARTITION BY {partition}) AS n FROM (SELECT {partition}, {value} AS s FROM d) x) y"
-            f" WHERE i = (n + 1) / 2 OR i = (9 * n + 9) / 10 GROUP BY {partition}")
+def _nearest_rank(n: int, tenths: int) -> int:
+    """1-based rank of the nearest-rank percentile ``tenths``/10 of ``n`` values: ceil(tenths * n / 10)."""
+    return max(1, (tenths * n + 9) // 10)
+
+
+def _kth(conn: Any, sql: str, params: tuple[Any, ...], n: int, k: int) -> float | None:
+    """The ``k``-th smallest (1-based) of the ``n`` values ``sql`` selects as ``s`` (ending in
+    ``ORDER BY s``): one ordered read that stops at the rank. The sort keeps only the rows up
+    to the rank, so a rank in the upper half is read from the top (DESC) instead."""
+    if n <= 0:
+        return None
+    if k > n // 2:
+        sql, offset = sql + " DESC", n - k
+    else:
+        offset = k - 1
+    row = conn.execute(f"{sql} LIMIT 1 OFFSET ?", (*params, offset)).fetchone()
+    return None if row is None else row[0]
 
 
 def compute_stats(db: Any, *, since: datetime, now: datetime, namespace: str | None,
@@ -53,15 +68,18 @@ def compute_stats(db: Any, *, since: datetime, now: datetime, namespace: str | N
     chosen = [ns for ns in all_namespaces if visible(ns) and _matches(namespace, ns)]
     scope, scope_params = "", []  # no IN list when every namespace counts
     if len(chosen) != len(all_namespaces):
-        scope = f" AND r.namespace IN ({','.join('?' * len(chosen))})" if chosen else " AND 0"
+        scope = f" AND r.namespace IN ({','.join('?' * len(chosen))})" if chosen else " AND 1 = 0"
         scope_params = chosen
     snapshot = not conn.in_transaction
     if snapshot:
-        conn.execute("BEGIN")  # one consistent state of the database for every part
+        # one consistent state of the database for every part: the percentile ranks come from
+        # the counts, so both must see the same rows (PostgreSQL's default gives each statement
+        # its own snapshot)
+        conn.execute(_SNAPSHOT.get(getattr(conn, "dialect", "sqlite"), "BEGIN"))
     try:
         flows = _flows(conn, start, end, scope, scope_params)
         approvers = _approvers(conn, start, end, scope, scope_params)
-        days = _days(conn, since, now, scope, scope_params)
+        days = _days(conn, start, end, scope, scope_params)
     finally:
         if snapshot and conn.in_transaction:
             conn.execute("COMMIT")
@@ -86,77 +104,80 @@ def _flows(conn: Any, start: str, end: str, scope: str, params: list[str]) -> li
     counts = conn.execute(
         "SELECT r.namespace, r.flow_id, count(*),"
         " sum(CASE WHEN r.state='APPROVED' THEN 1 ELSE 0 END), sum(CASE WHEN r.state='DENIED' THEN 1 ELSE 0 END),"
-        " sum(CASE WHEN r.state='EXPIRED' THEN 1 ELSE 0 END), sum(CASE WHEN r.state='CANCELLED' THEN 1 ELSE 0 END)"
+        " sum(CASE WHEN r.state='EXPIRED' THEN 1 ELSE 0 END), sum(CASE WHEN r.state='CANCELLED' THEN 1 ELSE 0 END),"
+        f" sum(CASE WHEN r.escalations > 0 THEN 1 ELSE 0 END), sum(CASE WHEN {_DECIDED} THEN 1 ELSE 0 END)"
         f" FROM requests r WHERE r.created_at >= ? AND r.created_at < ?{scope} GROUP BY r.namespace, r.flow_id",
         (start, end, *params)).fetchall()
-    escalated = dict(((ns, f), n) for ns, f, n in conn.execute(
-        "SELECT r.namespace, r.flow_id, count(DISTINCT a.request_id) FROM audit a JOIN requests r ON r.id=a.request_id"
-        f" WHERE a.action='request.escalated' AND r.created_at >= ? AND r.created_at < ?{scope}"
-        " GROUP BY r.namespace, r.flow_id", (start, end, *params)))
-    timing = {(row[0], row[1]): (row[3], row[4]) for row in conn.execute(
-        "WITH d AS (SELECT r.namespace, r.flow_id, r.created_at, r.decided_at FROM requests r"
-        " WHERE r.created_at >= ? AND r.created_at < ? AND r.state IN ('APPROVED', 'DENIED')"
-        f" AND r.decided_at IS NOT NULL{scope}) "
-        + _percentiles("namespace, flow_id", seconds_between("created_at", "decided_at")),
-        (start, end, *params))}
     pending = {(ns, f): (n, oldest) for ns, f, n, oldest in conn.execute(
         "SELECT r.namespace, r.flow_id, count(*), min(r.created_at) FROM requests r"
         f" WHERE r.state='PENDING'{scope} GROUP BY r.namespace, r.flow_id", params)}
+    times = ("SELECT r.decision_s AS s FROM requests r WHERE r.namespace = ? AND r.flow_id = ?"
+             f" AND r.created_at >= ? AND r.created_at < ? AND {_DECIDED} ORDER BY s")
     now = parse_time(end)
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for ns, flow_id, created, approved, denied, expired, cancelled in counts:
-        out[(ns, flow_id)] = {"namespace": ns, "flow_id": flow_id, "created": created, "approved": approved or 0,
-                              "denied": denied or 0, "expired": expired or 0, "cancelled": cancelled or 0}
+    for ns, flow_id, created, *figures in counts:
+        approved, denied, expired, cancelled, escalated, decided = (int(v or 0) for v in figures)
+        span = (ns, flow_id, start, end)
+        out[(ns, flow_id)] = {
+            "namespace": ns, "flow_id": flow_id, "created": created, "approved": approved, "denied": denied,
+            "expired": expired, "cancelled": cancelled, "escalated": escalated,
+            "median_decision_s": _round(_kth(conn, times, span, decided, _nearest_rank(decided, 5))),
+            "p90_decision_s": _round(_kth(conn, times, span, decided, _nearest_rank(decided, 9)))}
     for key in pending:
         out.setdefault(key, {"namespace": key[0], "flow_id": key[1], "created": 0, "approved": 0, "denied": 0,
-                             "expired": 0, "cancelled": 0})
+                             "expired": 0, "cancelled": 0, "escalated": 0, "median_decision_s": None,
+                             "p90_decision_s": None})
     for key, item in out.items():
-        median, p90 = timing.get(key, (None, None))
         count, oldest = pending.get(key, (0, None))
-        item.update({"escalated": escalated.get(key, 0), "median_decision_s": _round(median),
-                     "p90_decision_s": _round(p90), "pending": count,
+        item.update({"pending": count,
                      "oldest_pending_s": _round((now - parse_time(oldest)).total_seconds()) if oldest else None})
     return sorted(out.values(), key=lambda f: (-f["pending"], f["namespace"], f["flow_id"]))
 
 
 def _approvers(conn: Any, start: str, end: str, scope: str, params: list[str]) -> list[dict[str, Any]]:
+    join = " JOIN requests r ON r.id = dc.request_id" if scope else ""  # only to filter by namespace
     rows = conn.execute(
-        "WITH d AS (SELECT dc.actor, dc.verdict, " + seconds_between("r.created_at", "dc.at") + " AS s"
-        " FROM decisions dc JOIN requests r ON r.id = dc.request_id"
-        f" WHERE dc.at >= ? AND dc.at < ? AND dc.automatic = 0{scope}),"
-        " y AS (SELECT actor, s, row_number() OVER (PARTITION BY actor ORDER BY s) AS i,"
-        " count(*) OVER (PARTITION BY actor) AS n,"
-        " sum(CASE WHEN verdict = 'approve' THEN 1 ELSE 0 END) OVER (PARTITION BY actor) AS a FROM d)"
-        " SELECT actor, n, a, s FROM y WHERE i = (n + 1) / 2", (start, end, *params)).fetchall()
+        "SELECT dc.actor, count(*), sum(CASE WHEN dc.verdict = 'approve' THEN 1 ELSE 0 END), count(dc.response_s)"
+        f" FROM decisions dc{join} WHERE dc.automatic = 0 AND dc.at >= ? AND dc.at < ?{scope} GROUP BY dc.actor",
+        (start, end, *params)).fetchall()
+    times = (f"SELECT dc.response_s AS s FROM decisions dc{join} WHERE dc.actor = ? AND dc.automatic = 0"
+             f" AND dc.at >= ? AND dc.at < ? AND dc.response_s IS NOT NULL{scope} ORDER BY s")
     out = [{"actor": actor, "decisions": n, "approvals": approvals, "denials": n - approvals,
-            "median_response_s": _round(median)} for actor, n, approvals, median in rows]
+            "median_response_s": _round(_kth(conn, times, (actor, start, end, *params), timed,
+                                             _nearest_rank(timed, 5)))}
+           for actor, n, approvals, timed in rows]
     return sorted(out, key=lambda a: (-a["decisions"], a["actor"]))
 
 
-def _days(conn: Any, since: datetime, now: datetime, scope: str, params: list[str]) -> list[dict[str, Any]]:
-    start, end = format_time(since), format_time(now)
-    join = " JOIN requests r ON r.id = dc.request_id" if scope else ""  # only to filter by namespace
-    decisions = dict(conn.execute(
-        f"SELECT substr(dc.at, 1, 10), count(*) FROM decisions dc{join}"
-        f" WHERE dc.at >= ? AND dc.at < ? AND dc.automatic = 0{scope} GROUP BY substr(dc.at, 1, 10)",
-        (start, end, *params)).fetchall())
-    created = dict(conn.execute(
-        f"SELECT substr(r.created_at, 1, 10), count(*) FROM requests r WHERE r.created_at >= ? AND r.created_at < ?"
-        f"{scope} GROUP BY substr(r.created_at, 1, 10)", (start, end, *params)).fetchall())
-    closed = dict(conn.execute(
-        f"SELECT substr(r.decided_at, 1, 10), count(*) FROM requests r WHERE r.decided_at >= ? AND r.decided_at < ?"
-        f"{scope} GROUP BY substr(r.decided_at, 1, 10)", (start, end, *params)).fetchall())
-    backlog = conn.execute(
-        "SELECT count(*) FROM requests r WHERE r.created_at < ? AND (r.decided_at IS NULL OR r.decided_at >= ?)"
-        f"{scope}", (start, start, *params)).fetchone()[0]
-    out: list[dict[str, Any]] = []
-    day = since.date()
-    while day <= now.date():
-        key = day.isoformat()
-        backlog += created.get(key, 0) - closed.get(key, 0)
-        out.append({"day": key, "decisions": decisions.get(key, 0), "created": created.get(key, 0),
-                    "backlog": backlog})
+def _days(conn: Any, start: str, end: str, scope: str, params: list[str]) -> list[dict[str, Any]]:
+    """Per UTC day of the window: one statement of three index range counts per day (grouping
+    by the day's text would sort every row of the window instead)."""
+    first, last = parse_time(start), parse_time(end)
+    bounds: list[tuple[str, str, str]] = []
+    day = first.date()
+    while day <= last.date():
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        bounds.append((day.isoformat(), format_time(max(first, midnight)),
+                       format_time(min(last, midnight + timedelta(days=1)))))
         day += timedelta(days=1)
+    join = " JOIN requests r ON r.id = dc.request_id" if scope else ""  # only to filter by namespace
+    rows = conn.execute(
+        f"WITH days(day, a, b) AS (VALUES {', '.join(['(?, ?, ?)'] * len(bounds))}) SELECT day,"
+        f" (SELECT count(*) FROM decisions dc{join} WHERE dc.at >= days.a AND dc.at < days.b AND dc.automatic = 0"
+        f"{scope}),"
+        f" (SELECT count(*) FROM requests r WHERE r.created_at >= days.a AND r.created_at < days.b{scope}),"
+        f" (SELECT count(*) FROM requests r WHERE r.decided_at >= days.a AND r.decided_at < days.b{scope})"
+        " FROM days ORDER BY day", (*(v for b in bounds for v in b), *params, *params, *params)).fetchall()
+    # open at the start: created before it, less those also closed before it (two index ranges;
+    # an OR of "not closed" and "closed later" would read every request's row)
+    backlog = conn.execute(f"SELECT count(*) FROM requests r WHERE r.created_at < ?{scope}",
+                           (start, *params)).fetchone()[0]
+    backlog -= conn.execute(f"SELECT count(*) FROM requests r WHERE r.decided_at < ? AND r.created_at < ?{scope}",
+                            (start, start, *params)).fetchone()[0]
+    out: list[dict[str, Any]] = []
+    for key, decisions, created, closed in rows:
+        backlog += created - closed
+        out.append({"day": key, "decisions": decisions, "created": created, "backlog": backlog})
     return out
 
 

@@ -101,7 +101,8 @@ def _reopen_unanswered(tx: sqlite3.Connection, execution_id: str, runs: list[dic
         result = jsonutil.loads(request["result"], {})
         if result.get("by") != SYSTEM.name or not str(result.get("reason") or "").startswith("execution ended"):
             continue
-        tx.execute("UPDATE requests SET state='PENDING', decided_at=NULL, result=NULL WHERE id=?", (run["value"],))
+        tx.execute("UPDATE requests SET state='PENDING', decided_at=NULL, decision_s=NULL, result=NULL WHERE id=?",
+                   (run["value"],))
         tx.execute("UPDATE timers SET done_at=NULL WHERE request_id=? AND done_at=?",
                    (run["value"], request["decided_at"]))
         out.append(run["value"])

@@ -108,6 +108,7 @@ def escalate(engine: Engine, tx: sqlite3.Connection, request: sqlite3.Row, rules
                             "groups": list(assignment.get("groups") or [])}
     due_at = _new_due(now, escalation.get("timeout") or rules.get("wait"))
     _reschedule(tx, request, rules, due_at, now)
+    tx.execute("UPDATE requests SET escalations = escalations + 1 WHERE id=?", (request["id"],))  # for stats
     _event(tx, request, "request.escalated", now, {"assignment": rules["escalatedTo"], "due": due_at,
                                                    "previous_due": request["due_at"]})
     outbox.enqueue(tx, engine.notifications, "escalated", {**dict(request), "due_at": due_at}, now,

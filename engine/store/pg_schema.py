@@ -34,6 +34,25 @@ DROP INDEX IF EXISTS audit_by_request;
 CREATE INDEX audit_by_request ON audit(request_id) WHERE request_id IS NOT NULL;
 CREATE INDEX timers_by_request ON timers(request_id);
 """,
+    # the history's durations from the time text (SQLite's version goes through julianday)
+    15: """
+ALTER TABLE requests ADD COLUMN decision_s DOUBLE PRECISION;
+ALTER TABLE requests ADD COLUMN escalations BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE decisions ADD COLUMN response_s DOUBLE PRECISION;
+UPDATE requests SET decision_s = EXTRACT(EPOCH FROM decided_at::timestamptz - created_at::timestamptz)
+    WHERE decided_at IS NOT NULL;
+UPDATE requests SET escalations = e.n FROM (SELECT request_id, count(*) AS n FROM audit
+    WHERE action = 'request.escalated' GROUP BY request_id) e WHERE e.request_id = requests.id;
+UPDATE decisions SET response_s = EXTRACT(EPOCH FROM decisions.at::timestamptz - r.created_at::timestamptz)
+    FROM requests r WHERE r.id = decisions.request_id;
+DROP INDEX requests_by_flow;
+CREATE INDEX requests_by_flow ON requests(namespace, flow_id, created_at, state, decision_s, escalations);
+DROP INDEX requests_by_decided;
+CREATE INDEX requests_by_decided ON requests(decided_at, namespace, created_at);
+CREATE INDEX requests_by_state ON requests(state, namespace, flow_id, created_at);
+CREATE INDEX requests_by_created ON requests(created_at, namespace);
+CREATE INDEX decisions_by_actor ON decisions(actor, automatic, at, response_s, verdict);
+""",
 }
 
 _RULES: list[tuple[re.Pattern[str], str]] = [

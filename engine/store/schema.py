@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -377,5 +377,35 @@ CREATE TABLE heartbeats (
     beat_at REAL NOT NULL,
     dead_after REAL NOT NULL
 );
+""",
+    # 15 (performance, `signoff stats`): what the percentiles sort, stored when it happens
+    # instead of computed per query: per request the seconds from creation to closing
+    # (engine.approvals.close) and how often it was escalated (engine.runtime.timers), per
+    # decision the seconds from the request's creation (engine.approvals.decide). The history
+    # is filled here (whole seconds through julianday, exact; microseconds from the text). The
+    # indexes: each flow's and each approver's window is one range of a covering index; the
+    # per-day counts are ranges by creation, closing and decision time; the backlog a range by
+    # state.
+    15: """
+ALTER TABLE requests ADD COLUMN decision_s REAL;
+ALTER TABLE requests ADD COLUMN escalations INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE decisions ADD COLUMN response_s REAL;
+UPDATE requests SET decision_s =
+    round((julianday(substr(decided_at, 1, 19)) - julianday(substr(created_at, 1, 19))) * 86400.0)
+    + (CAST(substr(decided_at, 21, 6) AS INTEGER) - CAST(substr(created_at, 21, 6) AS INTEGER)) / 1000000.0
+    WHERE decided_at IS NOT NULL;
+UPDATE requests SET escalations = (SELECT count(*) FROM audit a WHERE a.request_id = requests.id
+    AND a.action = 'request.escalated') WHERE id IN (SELECT request_id FROM audit WHERE action = 'request.escalated');
+UPDATE decisions SET response_s = (SELECT
+    round((julianday(substr(decisions.at, 1, 19)) - julianday(substr(r.created_at, 1, 19))) * 86400.0)
+    + (CAST(substr(decisions.at, 21, 6) AS INTEGER) - CAST(substr(r.created_at, 21, 6) AS INTEGER)) / 1000000.0
+    FROM requests r WHERE r.id = decisions.request_id);
+DROP INDEX requests_by_flow;
+CREATE INDEX requests_by_flow ON requests(namespace, flow_id, created_at, state, decision_s, escalations);
+DROP INDEX requests_by_decided;
+CREATE INDEX requests_by_decided ON requests(decided_at, namespace, created_at);
+CREATE INDEX requests_by_state ON requests(state, namespace, flow_id, created_at);
+CREATE INDEX requests_by_created ON requests(created_at, namespace);
+CREATE INDEX decisions_by_actor ON decisions(actor, automatic, at, response_s, verdict);
 """,
 }
