@@ -203,3 +203,75 @@ def test_replay_on_another_revision_uses_that_flow(tmp_path: Path, http_listener
     replay = svc.replay_execution(ALICE, started["id"], from_task="send", revision=2)
     assert replay["revision"] == 2 and replay["state"] == "SUCCESS"
     assert [r.method for r in http_listener.requests_to("/pay")] == ["POST", "PUT"]
+
+
+PARALLEL_GATES = """
+id: release
+namespace: finance
+inputs:
+  - id: url
+    type: STRING
+tasks:
+  - id: gates
+    type: io.kestra.plugin.core.flow.Parallel
+    tasks:
+      - id: security
+        type: io.kestra.plugin.core.flow.Approval
+      - id: legal
+        type: io.kestra.plugin.core.flow.Approval
+        timeout: PT6H
+      - id: ship
+        type: io.kestra.plugin.core.flow.Sequential
+        tasks:
+          - id: budget
+            type: io.kestra.plugin.core.flow.Approval
+          - id: book
+            type: io.kestra.plugin.core.http.Request
+            uri: "{{ inputs.url }}"
+            method: POST
+  - id: released
+    type: io.kestra.plugin.core.log.Log
+    message: released
+"""
+
+
+def test_restart_asks_again_only_what_the_failed_branch_cancelled(tmp_path: Path, http_listener) -> None:
+    """A failing parallel branch ends the execution and cancels another branch's pending
+    approval. Kestra's restart re-runs the failed and the still-paused task runs and keeps the
+    finished ones; here: the approvals already decided stay decided (not asked again, no new
+    decision), the one cancelled by the failure is pending again (the same request, its
+    timers back), and the failed call runs again."""
+    http_listener.respond("/book", _hr_down_then_up([503]))
+    svc = make_service(tmp_path, {"release.yaml": PARALLEL_GATES}, policy=parse_policy(POLICY, "policy.yaml"))
+    started = svc.start_execution(ALICE, "finance", "release", {"url": f"{http_listener.url}/book"})
+    ids = {q["task_id"]: q["id"] for q in started["requests"]}
+    assert set(ids) == {"security", "legal", "budget"}
+    svc.approve(BOB, [ids["security"]])
+    svc.approve(BOB, [ids["budget"]])  # the call after it fails (503): the branch, then the execution
+    failed = svc.get_execution(ALICE, started["id"])
+    assert failed["state"] == "FAILED", failed
+    states = {q["task_id"]: q["state"] for q in failed["requests"]}
+    assert states == {"security": "APPROVED", "budget": "APPROVED", "legal": "CANCELLED"}
+    assert svc.list_pending(BOB) == []
+    open_timers = "SELECT count(*) FROM timers WHERE request_id=? AND done_at IS NULL"
+    assert svc.db.query_one(open_timers, (ids["legal"],))[0] == 0
+
+    restarted = svc.restart_execution(ALICE, started["id"])
+    assert restarted["state"] == "PAUSED", restarted
+    assert [p["id"] for p in svc.list_pending(BOB)] == [ids["legal"]]  # only the cancelled one, same request
+    assert svc.db.query_one(open_timers, (ids["legal"],))[0] == 1  # its expiry is back
+    reopened = svc.db.query_one("SELECT decided_at, decision_s, result FROM requests WHERE id=?", (ids["legal"],))
+    assert tuple(reopened) == (None, None, None)  # not counted as closed by `signoff stats`
+    assert len(restarted["requests"]) == 3  # no new request for the decided ones
+    assert len(http_listener.requests_to("/book")) == 2  # the call ran again (and succeeded)
+    event = svc.history(ALICE, f"action:execution.restarted execution:{started['id']}")[0]
+    assert event["data"]["reopened_requests"] == [ids["legal"]]
+
+    svc.approve(BOB, [ids["legal"]])
+    done = svc.get_execution(ALICE, started["id"])
+    assert done["state"] == "SUCCESS", done
+    assert runs(done)["released"] == "SUCCESS"
+    for task in ("security", "budget", "legal"):
+        request = svc.get_request(BOB, ids[task])
+        assert request["state"] == "APPROVED" and len(request["decisions"]) == 1, request
+    assert len(http_listener.requests_to("/book")) == 2

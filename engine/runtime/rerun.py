@@ -10,6 +10,12 @@ Kestra's semantics, with one rule added for approvals: a decision is never asked
   (``errors`` blocks) run again if it fails again. An approval whose own decision ended the
   execution (denied, expired with FAIL, cancelled) is final: a restart is refused and names
   it; replay from an earlier task asks again, in a new execution.
+* A failing branch of a Parallel ends the execution, which cancels the pending approvals of
+  the other branches (nobody decided them). Kestra's restart re-runs the failed **and the
+  still paused** task runs and keeps the finished ones; so here each such request is pending
+  again on restart: the same request (same id, links still valid) with its timers back,
+  asked again, while approvals already decided in any branch stay decided and are not asked
+  again. The restart's audit event lists them (``reopened_requests``).
 * **Replay** starts a new execution (``original_id`` points at the first one) with the same
   inputs and labels, on the same flow revision or ``revision``, copying the original's task
   runs that finished before ``from_task`` started (outputs and decisions included), so only
