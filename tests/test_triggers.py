@@ -216,6 +216,9 @@ def test_flow_trigger_chain_starts_the_next_flow_once(tmp_path: Path) -> None:
     ("  - id: t\n    type: io.kestra.plugin.core.trigger.Cron", "5:11: unknown trigger type"),
     ("  - id: t\n    type: io.kestra.plugin.core.trigger.Flow\n    conditions:\n      - type: io.kestra.plugin.core"
      ".condition.ExecutionStatus\n        in: [DONE]", "8:13: `in` expects a list of states"),
+    ("  - id: t\n    type: io.kestra.plugin.core.trigger.Flow\n    conditions:\n      - type: io.kestra.plugin.core"
+     ".condition.ExecutionFlow\n        namespace: n\n        flowId: f",
+     "9:17: this condition names the flow's own executions (n.f), but a Flow trigger never starts its own flow"),
 ])
 def test_bad_triggers_fail_at_load_with_their_location(trigger: str, message: str) -> None:
     text = f"id: f\nnamespace: n\ntriggers:\n{trigger}\ntasks:\n  - id: a\n    type: io.kestra.plugin.core.log.Log\n" \
@@ -223,6 +226,54 @@ def test_bad_triggers_fail_at_load_with_their_location(trigger: str, message: st
     with pytest.raises(FlowLoadError) as err:
         load_flow_text(text, "f.yaml")
     assert f"f.yaml:{message}" in str(err.value), (text, str(err.value))
+
+
+SELF_MATCHING = {
+    "audit.yaml": """
+        id: audit_trail
+        namespace: ops
+        tasks:
+          - id: note
+            type: io.kestra.plugin.core.log.Log
+            message: "{{ trigger.namespace ?? 'by' }}.{{ trigger.flowId ?? 'hand' }} {{ trigger.state ?? '' }}"
+        triggers:
+          - id: any_ops_end
+            type: io.kestra.plugin.core.trigger.Flow
+            conditions:
+              - type: io.kestra.plugin.core.condition.ExecutionNamespace
+                namespace: ops
+        """,
+    "deploy.yaml": """
+        id: deploy
+        namespace: ops
+        tasks:
+          - id: note
+            type: io.kestra.plugin.core.log.Log
+            message: deployed
+        """,
+}
+
+
+def test_a_flow_trigger_matching_its_own_flow_does_not_trigger_itself(tmp_path: Path) -> None:
+    """Kestra drops a flow's own executions before its Flow trigger's conditions (no recursive
+    triggers): `audit_trail` watches every `ops` execution, its own included by the conditions,
+    and starts once per other flow's end, never for its own (no loop)."""
+    svc = make_service(tmp_path, SELF_MATCHING)
+    deploy = svc.start_execution(ALICE, "ops", "deploy", {})
+    assert svc.get_execution(ALICE, deploy["id"])["state"] == "SUCCESS"
+    svc.tick()
+    svc.tick()
+    executions = svc.list_executions(ALICE)
+    assert sorted(e["flow_id"] for e in executions) == ["audit_trail", "deploy"], executions
+    audit = next(e for e in executions if e["flow_id"] == "audit_trail")
+    ran = svc.get_execution(ALICE, audit["id"])
+    assert ran["state"] == "SUCCESS" and ran["logs"][0]["message"] == "ops.deploy SUCCESS"
+    # started by hand, it ends without starting itself either
+    direct = svc.start_execution(ALICE, "ops", "audit_trail", {})
+    assert svc.get_execution(ALICE, direct["id"])["state"] == "SUCCESS"
+    svc.tick()
+    assert len(svc.list_executions(ALICE)) == 3
+    assert [e["action"] for e in svc.history(ALICE, "action:execution.started")].count("execution.started") == 3
 
 
 def test_two_workers_race_and_each_due_time_fires_once(tmp_path: Path) -> None:

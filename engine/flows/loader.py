@@ -641,7 +641,8 @@ class _FlowBuilder:
         concurrency = self.concurrency()
         from signoff.engine.flows.trigger_parse import TriggerChecker
 
-        triggers = TriggerChecker(self.loc, self.problems).triggers(data.get("triggers"))
+        own = (namespace, flow_id) if isinstance(namespace, str) and isinstance(flow_id, str) else None
+        triggers = TriggerChecker(self.loc, self.problems, own).triggers(data.get("triggers"))
 
         self.check_expressions(data, ())
 

@@ -79,9 +79,12 @@ def timezone_is_valid(name: str) -> bool:
 
 
 class TriggerChecker:
-    def __init__(self, locator: YamlLocator, problems: list[Problem]) -> None:
+    def __init__(self, locator: YamlLocator, problems: list[Problem], own: tuple[str, str] | None = None) -> None:
         self.loc = locator
         self.problems = problems
+        #: (namespace, id) of the flow being loaded: a Flow trigger never fires for its own
+        #: executions (engine.triggers.flow_trigger), so a condition naming it is refused
+        self.own = own
 
     def problem(self, location: Location, message: str) -> None:
         self.problems.append(Problem(location, message))
@@ -232,6 +235,12 @@ class TriggerChecker:
                     self.problem(self.loc.at((*path, key)) if key in node else self.loc.at(path),
                                  f"ExecutionFlow needs `{key}`")
                     ok = False
+            if ok and self.own is not None and (node["namespace"], node["flowId"]) == self.own:
+                self.problem(self.loc.at((*path, "flowId")),
+                             f"this condition names the flow's own executions ({self.own[0]}.{self.own[1]}), but "
+                             "a Flow trigger never starts its own flow (as in Kestra: no recursive triggers), so "
+                             "it could never fire; name another flow")
+                ok = False
         else:
             if not isinstance(node.get("namespace"), str) or not node.get("namespace"):
                 self.problem(self.loc.at(path), "ExecutionNamespace needs `namespace`")

@@ -7,8 +7,12 @@ default applies: only ended states count, which is all this sees), ``ExecutionFl
 (``namespace`` + ``flowId``) and ``ExecutionNamespace`` (``namespace``, ``comparison``
 EQUALS / PREFIX / SUFFIX, or the older ``prefix: true``). Trigger variables:
 ``trigger.executionId``, ``trigger.namespace``, ``trigger.flowId``, ``trigger.flowRevision``,
-``trigger.state``. A flow never triggers itself from its own execution unless a condition
-names it explicitly (ExecutionFlow), which keeps a careless trigger from looping.
+``trigger.state``. A flow never triggers itself from its own execution, as in Kestra (which
+drops a flow's own executions before looking at its conditions: no recursive triggers), so a
+trigger whose conditions also match its own flow (a namespace prefix, a status only) fires
+for the other flows and never loops; a condition that names the flow itself (ExecutionFlow)
+could never fire and is refused when the flow loads (engine.flows.trigger_parse). A chain of
+several flows that comes back to its start is not prevented (neither is it in Kestra).
 """
 from __future__ import annotations
 
@@ -23,8 +27,9 @@ from signoff.engine.triggers.start import start_in_tx, trigger_actor
 
 
 def matches(trigger: Trigger, target: Flow, ended: dict[str, Any]) -> bool:
+    if (target.namespace, target.id) == (ended["namespace"], ended["flow_id"]):
+        return False  # never its own executions
     conditions = trigger.props.get("conditions") or []
-    names_flow = False
     for condition in conditions:
         kind = condition.get("type")
         if kind == EXECUTION_STATUS:
@@ -35,7 +40,6 @@ def matches(trigger: Trigger, target: Flow, ended: dict[str, Any]) -> bool:
         elif kind == EXECUTION_FLOW:
             if (condition["namespace"], condition["flowId"]) != (ended["namespace"], ended["flow_id"]):
                 return False
-            names_flow = True
         elif kind == EXECUTION_NAMESPACE:
             namespace, wanted = ended["namespace"], condition["namespace"]
             comparison = condition.get("comparison") or ("PREFIX" if condition.get("prefix") else "EQUALS")
@@ -43,8 +47,7 @@ def matches(trigger: Trigger, target: Flow, ended: dict[str, Any]) -> bool:
                   "SUFFIX": namespace.endswith(wanted)}[comparison]
             if not ok:
                 return False
-    same_flow = (target.namespace, target.id) == (ended["namespace"], ended["flow_id"])
-    return names_flow or not same_flow
+    return True
 
 
 def on_execution_ended(engine: Any, tx: sqlite3.Connection, ended: dict[str, Any], now: str) -> list[str]:
