@@ -76,8 +76,9 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
     conn.execute("ALTER TABLE executions DROP COLUMN origin")
     conn.execute("DROP TABLE triggers")  # schema 8
     conn.execute("DROP TABLE api_flows")  # schema 9
-    for index in ("requests_by_state", "requests_by_created", "decisions_by_actor"):  # schema 15
-        conn.execute(f"DROP INDEX {index}")
+    conn.execute("DROP INDEX decisions_by_actor")  # schema 15 (and it widened requests_pending)
+    conn.execute("DROP INDEX requests_pending")
+    conn.execute("CREATE INDEX requests_pending ON requests(state, due_at, created_at)")
     for index in ("requests_by_flow", "requests_by_decided", "decisions_by_at"):  # schema 10 (15 remade two)
         conn.execute(f"DROP INDEX {index}")
     for table, column in (("requests", "decision_s"), ("requests", "escalations"), ("decisions", "response_s")):

@@ -19,10 +19,15 @@ Definitions (decisions for what the issue leaves open):
 
 How it stays fast over a long history (schema 15): the durations are stored when a request
 closes (``requests.decision_s``) and when a decision is made (``decisions.response_s``), so
-nothing is computed per row at query time; each flow's and each approver's window is one range
-of a covering index; each percentile is one ordered read of that range stopping at its rank
-(``ORDER BY ... LIMIT 1 OFFSET rank``, from the nearer end), with the ranks taken from the
-counts read in the same snapshot. No window functions: SQLite's cost several times the sort.
+nothing is computed per row at query time. The flows, namespaces and approvers are listed by
+successive index seeks (a loose index scan), and then every statement names its index's
+leading columns (one flow, one approver, a time range, a state): the plans do not depend on
+planner statistics, which an installation never gathers (no ANALYZE). Each flow's and each
+approver's window is one range of a covering index; each percentile is one ordered read of
+that range stopping at its rank (``ORDER BY ... LIMIT 1 OFFSET rank``, from the nearer end),
+with the ranks from the counts read in the same snapshot (no window functions: SQLite's cost
+several times the sort); the per-day figures are index range counts. The same SQL runs on
+PostgreSQL.
 
 Durations are in seconds. Only namespaces the caller may view are counted; ``namespace`` is
 an exact namespace or a prefix ending in ``*``.
@@ -60,16 +65,23 @@ def _kth(conn: Any, sql: str, params: tuple[Any, ...], n: int, k: int) -> float 
     return None if row is None else row[0]
 
 
+def _distinct(conn: Any, table: str, column: str, where: str = "", params: tuple[Any, ...] = ()) -> list[str]:
+    """Every value of ``column`` (the leading column of an index, after the equalities of
+    ``where``), in order, one index seek each."""
+    out: list[str] = []
+    extra = f" AND {where}" if where else ""
+    row = conn.execute(f"SELECT min({column}) FROM {table} WHERE {column} IS NOT NULL{extra}", params).fetchone()
+    while row is not None and row[0] is not None:
+        out.append(row[0])
+        row = conn.execute(f"SELECT min({column}) FROM {table} WHERE {column} > ?{extra}",
+                           (row[0], *params)).fetchone()
+    return out
+
+
 def compute_stats(db: Any, *, since: datetime, now: datetime, namespace: str | None,
                   visible: Callable[[str], bool]) -> dict[str, Any]:
     conn = db.connection()
     start, end = format_time(since), format_time(now)
-    all_namespaces = [r[0] for r in conn.execute("SELECT DISTINCT namespace FROM requests")]
-    chosen = [ns for ns in all_namespaces if visible(ns) and _matches(namespace, ns)]
-    scope, scope_params = "", []  # no IN list when every namespace counts
-    if len(chosen) != len(all_namespaces):
-        scope = f" AND r.namespace IN ({','.join('?' * len(chosen))})" if chosen else " AND 1 = 0"
-        scope_params = chosen
     snapshot = not conn.in_transaction
     if snapshot:
         # one consistent state of the database for every part: the percentile ranks come from
@@ -77,9 +89,17 @@ def compute_stats(db: Any, *, since: datetime, now: datetime, namespace: str | N
         # its own snapshot)
         conn.execute(_SNAPSHOT.get(getattr(conn, "dialect", "sqlite"), "BEGIN"))
     try:
-        flows = _flows(conn, start, end, scope, scope_params)
+        all_namespaces = _distinct(conn, "requests", "namespace")
+        chosen = [ns for ns in all_namespaces if visible(ns) and _matches(namespace, ns)]
+        scope, scope_params = "", []  # no IN list when every namespace counts
+        if len(chosen) != len(all_namespaces):
+            scope = f" AND r.namespace IN ({','.join('?' * len(chosen))})" if chosen else " AND 1 = 0"
+            scope_params = chosen
+        groups = [(ns, flow_id) for ns in chosen
+                  for flow_id in _distinct(conn, "requests", "flow_id", "namespace = ?", (ns,))]
+        flows = _flows(conn, start, end, groups, set(chosen))
         approvers = _approvers(conn, start, end, scope, scope_params)
-        days = _days(conn, start, end, scope, scope_params)
+        days = _days(conn, start, end, scope, scope_params, groups)
     finally:
         if snapshot and conn.in_transaction:
             conn.execute("COMMIT")
@@ -100,29 +120,32 @@ def _matches(pattern: str | None, namespace: str) -> bool:
     return namespace == pattern
 
 
-def _flows(conn: Any, start: str, end: str, scope: str, params: list[str]) -> list[dict[str, Any]]:
-    counts = conn.execute(
-        "SELECT r.namespace, r.flow_id, count(*),"
-        " sum(CASE WHEN r.state='APPROVED' THEN 1 ELSE 0 END), sum(CASE WHEN r.state='DENIED' THEN 1 ELSE 0 END),"
-        " sum(CASE WHEN r.state='EXPIRED' THEN 1 ELSE 0 END), sum(CASE WHEN r.state='CANCELLED' THEN 1 ELSE 0 END),"
-        f" sum(CASE WHEN r.escalations > 0 THEN 1 ELSE 0 END), sum(CASE WHEN {_DECIDED} THEN 1 ELSE 0 END)"
-        f" FROM requests r WHERE r.created_at >= ? AND r.created_at < ?{scope} GROUP BY r.namespace, r.flow_id",
-        (start, end, *params)).fetchall()
-    pending = {(ns, f): (n, oldest) for ns, f, n, oldest in conn.execute(
-        "SELECT r.namespace, r.flow_id, count(*), min(r.created_at) FROM requests r"
-        f" WHERE r.state='PENDING'{scope} GROUP BY r.namespace, r.flow_id", params)}
+def _flows(conn: Any, start: str, end: str, groups: list[tuple[str, str]],
+           chosen: set[str]) -> list[dict[str, Any]]:
+    counts = ("SELECT count(*), "
+              + ", ".join(f"sum(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in (
+                  "r.state = 'APPROVED'", "r.state = 'DENIED'", "r.state = 'EXPIRED'", "r.state = 'CANCELLED'",
+                  "r.escalations > 0", _DECIDED))
+              + " FROM requests r WHERE r.namespace = ? AND r.flow_id = ? AND r.created_at >= ? AND r.created_at < ?")
     times = ("SELECT r.decision_s AS s FROM requests r WHERE r.namespace = ? AND r.flow_id = ?"
              f" AND r.created_at >= ? AND r.created_at < ? AND {_DECIDED} ORDER BY s")
-    now = parse_time(end)
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for ns, flow_id, created, *figures in counts:
-        approved, denied, expired, cancelled, escalated, decided = (int(v or 0) for v in figures)
+    for ns, flow_id in groups:
         span = (ns, flow_id, start, end)
+        created, *figures = conn.execute(counts, span).fetchone()
+        if not created:
+            continue
+        approved, denied, expired, cancelled, escalated, decided = (int(v or 0) for v in figures)
         out[(ns, flow_id)] = {
             "namespace": ns, "flow_id": flow_id, "created": created, "approved": approved, "denied": denied,
             "expired": expired, "cancelled": cancelled, "escalated": escalated,
             "median_decision_s": _round(_kth(conn, times, span, decided, _nearest_rank(decided, 5))),
             "p90_decision_s": _round(_kth(conn, times, span, decided, _nearest_rank(decided, 9)))}
+    # the pending requests by state first (schema 13's requests_pending covers flow and age)
+    pending = {(ns, f): (n, oldest) for ns, f, n, oldest in conn.execute(
+        "SELECT r.namespace, r.flow_id, count(*), min(r.created_at) FROM requests r"
+        " WHERE r.state = 'PENDING' GROUP BY r.namespace, r.flow_id") if ns in chosen}
+    now = parse_time(end)
     for key in pending:
         out.setdefault(key, {"namespace": key[0], "flow_id": key[1], "created": 0, "approved": 0, "denied": 0,
                              "expired": 0, "cancelled": 0, "escalated": 0, "median_decision_s": None,
@@ -136,22 +159,27 @@ def _flows(conn: Any, start: str, end: str, scope: str, params: list[str]) -> li
 
 def _approvers(conn: Any, start: str, end: str, scope: str, params: list[str]) -> list[dict[str, Any]]:
     join = " JOIN requests r ON r.id = dc.request_id" if scope else ""  # only to filter by namespace
-    rows = conn.execute(
-        "SELECT dc.actor, count(*), sum(CASE WHEN dc.verdict = 'approve' THEN 1 ELSE 0 END), count(dc.response_s)"
-        f" FROM decisions dc{join} WHERE dc.automatic = 0 AND dc.at >= ? AND dc.at < ?{scope} GROUP BY dc.actor",
-        (start, end, *params)).fetchall()
-    times = (f"SELECT dc.response_s AS s FROM decisions dc{join} WHERE dc.actor = ? AND dc.automatic = 0"
-             f" AND dc.at >= ? AND dc.at < ? AND dc.response_s IS NOT NULL{scope} ORDER BY s")
-    out = [{"actor": actor, "decisions": n, "approvals": approvals, "denials": n - approvals,
-            "median_response_s": _round(_kth(conn, times, (actor, start, end, *params), timed,
-                                             _nearest_rank(timed, 5)))}
-           for actor, n, approvals, timed in rows]
+    window = f" FROM decisions dc{join} WHERE dc.actor = ? AND dc.automatic = 0 AND dc.at >= ? AND dc.at < ?"
+    counts = ("SELECT count(*), sum(CASE WHEN dc.verdict = 'approve' THEN 1 ELSE 0 END), count(dc.response_s)"
+              f"{window}{scope}")
+    times = f"SELECT dc.response_s AS s{window} AND dc.response_s IS NOT NULL{scope} ORDER BY s"
+    out: list[dict[str, Any]] = []
+    for actor in _distinct(conn, "decisions", "actor"):
+        span = (actor, start, end, *params)
+        n, approvals, timed = conn.execute(counts, span).fetchone()
+        if not n:
+            continue
+        out.append({"actor": actor, "decisions": n, "approvals": int(approvals or 0),
+                    "denials": n - int(approvals or 0),
+                    "median_response_s": _round(_kth(conn, times, span, timed, _nearest_rank(timed, 5)))})
     return sorted(out, key=lambda a: (-a["decisions"], a["actor"]))
 
 
-def _days(conn: Any, start: str, end: str, scope: str, params: list[str]) -> list[dict[str, Any]]:
-    """Per UTC day of the window: one statement of three index range counts per day (grouping
-    by the day's text would sort every row of the window instead)."""
+def _days(conn: Any, start: str, end: str, scope: str, params: list[str],
+          groups: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Per UTC day of the window, as index range counts (grouping by the day's text would sort
+    every row of the window instead): decisions by their time, closings by theirs, requests
+    created per flow and day (one range of the flow's index each)."""
     first, last = parse_time(start), parse_time(end)
     bounds: list[tuple[str, str, str]] = []
     day = first.date()
@@ -160,24 +188,35 @@ def _days(conn: Any, start: str, end: str, scope: str, params: list[str]) -> lis
         bounds.append((day.isoformat(), format_time(max(first, midnight)),
                        format_time(min(last, midnight + timedelta(days=1)))))
         day += timedelta(days=1)
+    days_cte = f"WITH days(day, a, b) AS (VALUES {', '.join(['(?, ?, ?)'] * len(bounds))})"
+    day_params = tuple(v for b in bounds for v in b)
     join = " JOIN requests r ON r.id = dc.request_id" if scope else ""  # only to filter by namespace
     rows = conn.execute(
-        f"WITH days(day, a, b) AS (VALUES {', '.join(['(?, ?, ?)'] * len(bounds))}) SELECT day,"
+        f"{days_cte} SELECT day,"
         f" (SELECT count(*) FROM decisions dc{join} WHERE dc.at >= days.a AND dc.at < days.b AND dc.automatic = 0"
         f"{scope}),"
-        f" (SELECT count(*) FROM requests r WHERE r.created_at >= days.a AND r.created_at < days.b{scope}),"
         f" (SELECT count(*) FROM requests r WHERE r.decided_at >= days.a AND r.decided_at < days.b{scope})"
-        " FROM days ORDER BY day", (*(v for b in bounds for v in b), *params, *params, *params)).fetchall()
-    # open at the start: created before it, less those also closed before it (two index ranges;
-    # an OR of "not closed" and "closed later" would read every request's row)
-    backlog = conn.execute(f"SELECT count(*) FROM requests r WHERE r.created_at < ?{scope}",
-                           (start, *params)).fetchone()[0]
-    backlog -= conn.execute(f"SELECT count(*) FROM requests r WHERE r.decided_at < ? AND r.created_at < ?{scope}",
-                            (start, start, *params)).fetchone()[0]
+        " FROM days ORDER BY day", (*day_params, *params, *params)).fetchall()
+    created: dict[str, int] = {}
+    if groups:
+        for key, count in conn.execute(
+                f"{days_cte}, g(ns, f) AS (VALUES {', '.join(['(?, ?)'] * len(groups))})"
+                " SELECT day, (SELECT count(*) FROM requests r WHERE r.namespace = g.ns AND r.flow_id = g.f"
+                " AND r.created_at >= days.a AND r.created_at < days.b) FROM days, g",
+                (*day_params, *(v for g in groups for v in g))):
+            created[key] = created.get(key, 0) + int(count)
+    # open at the start: created before it and not closed before it, read by closing time (the
+    # open ones are the NULLs) with the creation time in the same index
+    backlog = conn.execute(
+        "SELECT count(*) FROM requests r WHERE r.decided_at IS NULL AND r.created_at < ?"
+        f"{scope}", (start, *params)).fetchone()[0]
+    backlog += conn.execute(
+        f"SELECT count(*) FROM requests r WHERE r.decided_at >= ? AND r.created_at < ?{scope}",
+        (start, start, *params)).fetchone()[0]
     out: list[dict[str, Any]] = []
-    for key, decisions, created, closed in rows:
-        backlog += created - closed
-        out.append({"day": key, "decisions": decisions, "created": created, "backlog": backlog})
+    for key, decisions, closed in rows:
+        backlog += created.get(key, 0) - closed
+        out.append({"day": key, "decisions": decisions, "created": created.get(key, 0), "backlog": backlog})
     return out
 
 

@@ -49,8 +49,8 @@ DROP INDEX requests_by_flow;
 CREATE INDEX requests_by_flow ON requests(namespace, flow_id, created_at, state, decision_s, escalations);
 DROP INDEX requests_by_decided;
 CREATE INDEX requests_by_decided ON requests(decided_at, namespace, created_at);
-CREATE INDEX requests_by_state ON requests(state, namespace, flow_id, created_at);
-CREATE INDEX requests_by_created ON requests(created_at, namespace);
+DROP INDEX requests_pending;
+CREATE INDEX requests_pending ON requests(state, due_at, created_at, namespace, flow_id);
 CREATE INDEX decisions_by_actor ON decisions(actor, automatic, at, response_s, verdict);
 """,
 }

@@ -383,9 +383,9 @@ CREATE TABLE heartbeats (
     # (engine.approvals.close) and how often it was escalated (engine.runtime.timers), per
     # decision the seconds from the request's creation (engine.approvals.decide). The history
     # is filled here (whole seconds through julianday, exact; microseconds from the text). The
-    # indexes: each flow's and each approver's window is one range of a covering index; the
-    # per-day counts are ranges by creation, closing and decision time; the backlog a range by
-    # state.
+    # indexes (wider rather than more, to keep writes cheap): each flow's and each approver's
+    # window is one range of a covering index; closings by time carry the creation time (the
+    # backlog at a date); the pending index carries the flow (the backlog now per flow).
     15: """
 ALTER TABLE requests ADD COLUMN decision_s REAL;
 ALTER TABLE requests ADD COLUMN escalations INTEGER NOT NULL DEFAULT 0;
@@ -404,8 +404,8 @@ DROP INDEX requests_by_flow;
 CREATE INDEX requests_by_flow ON requests(namespace, flow_id, created_at, state, decision_s, escalations);
 DROP INDEX requests_by_decided;
 CREATE INDEX requests_by_decided ON requests(decided_at, namespace, created_at);
-CREATE INDEX requests_by_state ON requests(state, namespace, flow_id, created_at);
-CREATE INDEX requests_by_created ON requests(created_at, namespace);
+DROP INDEX requests_pending;
+CREATE INDEX requests_pending ON requests(state, due_at, created_at, namespace, flow_id);
 CREATE INDEX decisions_by_actor ON decisions(actor, automatic, at, response_s, verdict);
 """,
 }
