@@ -141,7 +141,7 @@ def _flows(conn: Any, start: str, end: str, groups: list[tuple[str, str]],
             "expired": expired, "cancelled": cancelled, "escalated": escalated,
             "median_decision_s": _round(_kth(conn, times, span, decided, _nearest_rank(decided, 5))),
             "p90_decision_s": _round(_kth(conn, times, span, decided, _nearest_rank(decided, 9)))}
-    # the pending requests by state first (schema 13's requests_pending covers flow and age)
+    # the pending requests by state first (schema 15's requests_pending covers flow and age)
     pending = {(ns, f): (n, oldest) for ns, f, n, oldest in conn.execute(
         "SELECT r.namespace, r.flow_id, count(*), min(r.created_at) FROM requests r"
         " WHERE r.state = 'PENDING' GROUP BY r.namespace, r.flow_id") if ns in chosen}
