@@ -30,12 +30,15 @@ class Serve:
     ``policy`` is given), its output in a log file."""
 
     def __init__(self, data: Path, flows: Path, log_dir: Path, *, policy: Path | None = None,
-                 database: str | None = None, extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+                 database: str | None = None, extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()) -> None:
         self.data = data
         #: a postgresql:// URL: this server is one replica on that database
         self.database = database
         self.extra = [*(("--database", database) if database else ()), *extra]
         self.env = dict(env or {})
+        #: run through this command (e.g. under another host name: tests/test_heartbeat.py)
+        self.prefix = list(prefix)
         self.flows = flows
         self.log_dir = log_dir
         self.mode = ["--policy", str(policy)] if policy is not None else ["--single-user"]
@@ -50,7 +53,7 @@ class Serve:
         self.logs.append(self.log_path)
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [*SIGNOFF, "serve", *self.mode, "--port", "0", "--data-dir", str(self.data),
+                [*self.prefix, *SIGNOFF, "serve", *self.mode, "--port", "0", "--data-dir", str(self.data),
                  "--flows", str(self.flows), "--log-level", "warning", *self.extra],
                 env=clean_env(PYTHONUNBUFFERED="1", **self.env), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
