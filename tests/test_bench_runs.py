@@ -16,12 +16,14 @@ BENCH = ROOT / "tests" / "perf" / "bench.py"
 KEYS = {"name", "value", "unit", "target", "ok"}
 EXPECTED = ("start_rate", "bulk_decide_", "bulk_finish_", "audit_search_", "audit_verify_", "stats_",
             "console_ready_", "console_key_", "console_rss_", "remote_approve_p50", "remote_bulk_",
-            "remote_approve_p50_socket")
+            "remote_approve_p50_socket", "floor_commit_rate_sqlite", "floor_commit_rate_pg", "floor_bulk_",
+            "start_rate_ratio_sqlite", "start_rate_ratio_pg", "bulk_decide_ratio_sqlite", "bulk_decide_ratio_pg",
+            "remote_start_rate_sqlite", "remote_start_rate_pg", "remote_bulk_300_pg")
 
 
 def test_bench_quick_runs_and_prints_figures(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--dir", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     figures = []

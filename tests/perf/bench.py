@@ -433,6 +433,18 @@ def fig_remote(ctx: Bench) -> list[Figure]:
     return remote_bench.run(ctx)
 
 
+def fig_ha_stores(ctx: Bench) -> list[Figure]:
+    import ha_bench
+
+    return ha_bench.run(ctx, ("stores",))
+
+
+def fig_ha_remote(ctx: Bench) -> list[Figure]:
+    import ha_bench
+
+    return ha_bench.run(ctx, ("remote",))
+
+
 #: figure groups in run order: (names they print, function)
 GROUPS: list[tuple[tuple[str, ...], Callable[[Bench], list[Figure]]]] = [
     (("start_rate",), fig_start_rate),
@@ -444,6 +456,10 @@ GROUPS: list[tuple[tuple[str, ...], Callable[[Bench], list[Figure]]]] = [
     (("stats",), fig_stats),
     (("console_ready", "console_key", "console_rss", "console"), fig_console),
     (("remote_approve", "remote_bulk", "remote"), fig_remote),
+    # high availability (tests/perf/ha_bench.py): both stores against their floors, then three
+    # `signoff serve` replicas on PostgreSQL
+    (("floor", "start_rate_ratio", "bulk_decide_ratio", "ha_stores"), fig_ha_stores),
+    (("remote_start_rate", "remote_bulk_10k_pg", "ha_remote"), fig_ha_remote),
 ]
 
 
