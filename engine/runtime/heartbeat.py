@@ -33,6 +33,8 @@ import threading
 import weakref
 from typing import Any
 
+from signoff.engine.errors import SignoffError
+
 log = logging.getLogger("signoff.heartbeat")
 
 BEAT_EVERY_DEFAULT = 15.0
@@ -146,7 +148,9 @@ class Heartbeat:
             try:
                 with db.write() as tx:
                     beat(tx, self.process, self.dead_after)
-            except Exception:  # the database may be restarting: beat again later
+            except SignoffError as exc:  # a known state (disk full, database restarting): one line
+                log.warning("heartbeat: could not write this process's beat (%s); trying again", exc)
+            except Exception:  # unexpected: keep the traceback for whoever reads the log
                 log.warning("heartbeat: could not write this process's beat; trying again", exc_info=True)
             del db
         db = self._db()

@@ -13,6 +13,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from signoff.engine.errors import SignoffError
+
 if TYPE_CHECKING:
     from signoff.engine.service import ApprovalService
 
@@ -42,6 +44,10 @@ class Runner:
         while not self._stop.is_set():
             try:
                 done = self.service.tick(schedules=True)
+            except SignoffError as exc:  # a known state (database down, disk full): one line
+                log.warning("background runner: %s; retrying in %.1fs", exc, self.error_pause)
+                self._stop.wait(self.error_pause)
+                continue
             except Exception:
                 log.exception("background runner: tick failed; retrying in %.1fs", self.error_pause)
                 self._stop.wait(self.error_pause)
