@@ -41,6 +41,7 @@ from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.outcome import Outcome
 from signoff.engine.approvals.rows import row_tuple
 from signoff.engine.errors import Conflict, InvalidInputs, NotFound, Refused, SignoffError, UsageError
+from signoff.engine.inputs import paths_to_uploads
 
 #: most ids sent in one bulk decision request (one idempotency sub-key each)
 DECIDE_SLICE = 500
@@ -401,14 +402,33 @@ class RemoteBackend(Backend):
         return self._get("/flows").get("items") or []
 
     def validate_flow_inputs(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
+        sent, local_errors = self._upload_files(namespace, flow_id, inputs)
         answer = self._call("POST", f"/flows/{_seg(namespace)}/{_seg(flow_id)}/validate", idempotent=True,
-                            body={"inputs": dict(inputs)}, lenient_422=True)
-        return dict((answer or {}).get("errors") or {})
+                            body={"inputs": sent}, lenient_422=True)
+        errors = dict((answer or {}).get("errors") or {})
+        errors.update(local_errors)  # a left-out file's "missing" is replaced by why it is left out
+        return errors
 
     def start_execution(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        sent, local_errors = self._upload_files(namespace, flow_id, inputs)
+        if local_errors:
+            raise InvalidInputs(local_errors)
         answer = self._call("POST", "/executions", idempotent=False,
-                            body={"namespace": namespace, "flow_id": flow_id, "inputs": dict(inputs)})
+                            body={"namespace": namespace, "flow_id": flow_id, "inputs": sent})
         return self._object("POST", "/executions", answer)
+
+    def _upload_files(self, namespace: str, flow_id: str,
+                      inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """A server never reads a path its caller names (engine.inputs.uploads): FILE inputs
+        given as local paths are read here, as the person running the client, and sent as
+        content. Costs one GET of the flow, only when some input is text."""
+        if not any(isinstance(v, (str, Mapping)) for v in inputs.values()):
+            return dict(inputs), {}
+        specs = self.get_flow(namespace, flow_id).get("inputs") or []
+        file_ids = {str(s.get("id")) for s in specs if str(s.get("type", "")).upper() == "FILE"}
+        if not file_ids:
+            return dict(inputs), {}
+        return paths_to_uploads(file_ids, inputs)
 
     def get_execution(self, execution_id: str) -> dict[str, Any]:
         return self._get_object(f"/executions/{_seg(execution_id)}")

@@ -31,6 +31,7 @@ from signoff.engine.store.locks import RetryableStorageError, lock_requests, ret
 if TYPE_CHECKING:
     from signoff.engine.approvals.decide import DecisionRequest, Prefetched
     from signoff.engine.flows.model import Flow
+    from signoff.engine.inputs.uploads import FileContent
 
 # The runner, decisions, timers, notifications, flows and input specs are imported where
 # they are used: the console paints its first screen before any of them is needed (start-up
@@ -44,9 +45,13 @@ APPROVALS_SQL = "(SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d
 
 
 class ApprovalService(AuditMixin, SigningMixin):
-    def __init__(self, engine: Engine, *, run_inline: bool = True) -> None:
+    def __init__(self, engine: Engine, *, run_inline: bool = True, local_files: bool = True) -> None:
         self.engine = engine
         self.db = engine.db
+        #: may a FILE input name a file on this host? Yes for the embedded engine (it runs as the
+        #: person at the keyboard); never for a server, whose callers could otherwise read the
+        #: server's own files (engine.inputs.uploads): they upload the content instead
+        self.local_files = local_files
         #: advance touched executions before returning (embedded mode); the server sets False
         #: and lets its background runner do it
         self.run_inline = run_inline
@@ -307,23 +312,24 @@ class ApprovalService(AuditMixin, SigningMixin):
         from signoff.engine.inputs import validate_inputs
 
         flow = self._flow(actor, namespace, flow_id, "view")
-        return validate_inputs(flow.inputs, dict(inputs), variables={},
+        return validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=lambda file: file.name,
+                               local_paths=self.local_files,
                                functions=self.engine.functions(flow.namespace, flow.id)).errors
 
     def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
         from signoff.engine.inputs import validate_inputs
 
         result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=self._store_file,
-                                 functions=self.engine.functions(flow.namespace, flow.id))
+                                 local_paths=self.local_files, functions=self.engine.functions(flow.namespace, flow.id))
         if result.errors:
             raise InvalidInputs(result.errors)
         return result.values
 
-    def _store_file(self, path: str) -> str:
+    def _store_file(self, file: FileContent) -> str:
         """A FILE input: into the database (every replica reads it) and this replica's cache."""
         from signoff.engine.inputs.files import store_file
 
-        return store_file(self.db, self.engine.data_dir, path, self.engine.clock.now())
+        return store_file(self.db, self.engine.data_dir, file, self.engine.clock.now())
 
     def list_executions(self, actor: Identity, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         sql = "SELECT * FROM executions"

@@ -1,6 +1,7 @@
 """Input declarations (parse) and values (validate), Kestra's input types."""
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from signoff.engine.inputs import (
     parse_input_specs,
     validate_inputs,
 )
+from signoff.engine.inputs.uploads import MAX_FILE_BYTES, FileContent, paths_to_uploads
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -307,17 +309,91 @@ def test_file_is_stored(tmp_path):
     f.write_text("hello")
     calls = []
 
-    def store(path: str) -> str:
-        calls.append(path)
+    def store(file: FileContent) -> str:
+        calls.append(file)
         return "file:///store/doc.txt"
 
     assert accepted(S("FILE"), str(f), store_file=store) == "file:///store/doc.txt"
-    assert calls == [str(f)]
+    assert calls == [FileContent("doc.txt", b"hello")]
     assert accepted(S("FILE"), f"file://{f}", store_file=store) == "file:///store/doc.txt"
 
 
+def test_file_uploaded_content_is_stored_with_its_name():
+    calls = []
+
+    def store(file: FileContent) -> str:
+        calls.append(file)
+        return f"file:///store/{file.name}"
+
+    upload = {"name": "q3 report.csv", "content_base64": base64.b64encode(b"a,b\n1,2\n").decode()}
+    for local_paths in (True, False):
+        assert accepted(S("FILE"), upload, store_file=store, local_paths=local_paths) == "file:///store/q3 report.csv"
+    assert calls == [FileContent("q3 report.csv", b"a,b\n1,2\n")] * 2
+    empty = {"name": "empty.txt", "content_base64": ""}
+    assert accepted(S("FILE"), empty, store_file=store, local_paths=False) == "file:///store/empty.txt"
+
+
+def test_a_server_refuses_a_path_and_never_reads_it(tmp_path):
+    secret = tmp_path / "secret.key"
+    secret.write_text("do not read")
+    calls = []
+    for given in (str(secret), f"file://{secret}", "/etc/shadow", "~/.ssh/id_ed25519"):
+        message = refused(S("FILE"), given, store_file=calls.append, local_paths=False)
+        assert message.startswith("Invalid input for `x`, a path on the server cannot be given here: send the "
+                                  "file's content as {\"name\": ..., \"content_base64\": ...}")
+        assert message.endswith(f"but received `{given}`")
+    assert calls == []
+
+
+def test_a_flows_own_default_path_is_still_read_by_a_server(tmp_path):
+    template = tmp_path / "template.csv"
+    template.write_text("id,amount\n")
+    spec = InputSpec.from_dict({"id": "x", "type": "FILE", "defaults": str(template)})
+    stored: list[FileContent] = []
+    result = validate_inputs([spec], {}, store_file=lambda f: stored.append(f) or "file:///t", local_paths=False)
+    assert result.ok and result.values == {"x": "file:///t"}
+    assert stored == [FileContent("template.csv", b"id,amount\n")]
+
+
+@pytest.mark.parametrize(("upload", "reason", "shown"), [
+    ({"name": "a.txt"}, "an uploaded file must be an object with exactly `name` and `content_base64` "
+     "(missing content_base64)", "a.txt"),
+    ({"name": "a.txt", "content_base64": "", "path": "/etc/shadow"},
+     "an uploaded file must be an object with exactly `name` and `content_base64` (unknown path)", "a.txt"),
+    ({"name": "../../etc/cron.d/x", "content_base64": ""}, "`name` must be a file name, without folders "
+     "(no / or \\)", "../../etc/cron.d/x"),
+    ({"name": "..", "content_base64": ""}, "`name` must be a plain file name (no control characters, "
+     "not . or ..)", ".."),
+    ({"name": "a\x00b", "content_base64": ""}, "`name` must be a plain file name (no control characters, "
+     "not . or ..)", "a\x00b"),
+    ({"name": "", "content_base64": ""}, "`name` must be the file's name (text, not empty)", ""),
+    ({"name": 7, "content_base64": ""}, "`name` must be the file's name (text, not empty)", "int"),
+    ({"name": "x" * 256, "content_base64": ""}, "`name` is longer than 255 bytes", "x" * 80),
+    ({"name": "a.txt", "content_base64": "not base64!"}, "`content_base64` is not valid base64", "a.txt"),
+    ({"name": "a.txt", "content_base64": 12}, "`content_base64` must be text (the file's bytes in base64)",
+     "a.txt"),
+    ({"name": "big.bin", "content_base64": "A" * (4 * ((MAX_FILE_BYTES + 2) // 3) + 4)},
+     "the file is larger than 10 MiB", "big.bin"),
+])
+def test_upload_refusals_name_what_is_wrong(upload, reason, shown):
+    calls: list[FileContent] = []
+    message = refused(S("FILE"), upload, store_file=calls.append, local_paths=False)
+    assert message == f"Invalid input for `x`, {reason}, but received `{shown}`"
+    assert calls == []
+
+
+def test_a_file_over_the_limit_is_refused(tmp_path):
+    big = tmp_path / "big.bin"
+    with big.open("wb") as out:
+        out.truncate(MAX_FILE_BYTES + 1)
+    assert refused(S("FILE"), str(big), store_file=lambda f: "file:///x") == (
+        f"Invalid input for `x`, the file is larger than 10 MiB, but received `{big}`")
+    exact = {"name": "max.bin", "content_base64": base64.b64encode(bytes(MAX_FILE_BYTES)).decode()}
+    assert accepted(S("FILE"), exact, store_file=lambda f: f"file:///{len(f.content)}") == f"file:///{MAX_FILE_BYTES}"
+
+
 def test_file_refusals(tmp_path):
-    def store(path: str) -> str:
+    def store(file: FileContent) -> str:
         return "file:///x"
 
     missing = str(tmp_path / "nope.txt")
@@ -328,21 +404,35 @@ def test_file_refusals(tmp_path):
     f = tmp_path / "a.txt"
     f.write_text("a")
     assert refused(S("FILE"), str(f)) == (
-        "Invalid input for `x`, files cannot be given here; give the file from the command line "
-        f"(-i id=PATH), but received `{f}`")
+        "Invalid input for `x`, files cannot be given here; give the file when you start the flow, "
+        f"but received `{f}`")
     assert refused(S("FILE"), 5, store_file=store) == (
         "Invalid input for `x`, it must be the path of a file, but received `5`")
 
-    def broken(path: str) -> str:
+    def broken(file: FileContent) -> str:
         raise OSError(28, "No space left on device")
 
     assert refused(S("FILE"), str(f), store_file=broken) == (
-        f"Invalid input for `x`, the file could not be stored (No space left on device), but received `{f}`")
+        "Invalid input for `x`, the file could not be stored (No space left on device), but received `a.txt`")
 
 
 def test_file_not_regular(tmp_path):
     assert refused(S("FILE"), str(tmp_path), store_file=lambda p: "file:///x").startswith(
         "Invalid input for `x`, ")
+
+
+def test_a_client_turns_local_paths_of_file_inputs_into_uploads(tmp_path):
+    report = tmp_path / "report.csv"
+    report.write_bytes(b"\x00\x01binary")
+    sent, errors = paths_to_uploads({"doc", "nested.file"}, {
+        "doc": str(report), "note": str(report), "nested": {"file": str(report), "other": 1},
+        "missing": "x"})
+    upload = {"name": "report.csv", "content_base64": base64.b64encode(b"\x00\x01binary").decode()}
+    assert errors == {}
+    assert sent == {"doc": upload, "note": str(report), "nested": {"file": upload, "other": 1}, "missing": "x"}
+    sent, errors = paths_to_uploads({"doc"}, {"doc": str(tmp_path / "gone.csv")})
+    assert sent == {} and errors == {"doc": "Invalid input for `doc`, it must be the path of an existing file, "
+                                            f"but received `{tmp_path / 'gone.csv'}`"}
 
 
 # --- required / missing / unknown ------------------------------------------------------------------

@@ -47,6 +47,16 @@ FLOWS = {
             type: io.kestra.plugin.core.flow.Approval
             required: 2
     """,
+    "upload.yaml": f"""
+        id: upload
+        namespace: {NS}
+        inputs:
+          - id: doc
+            type: FILE
+        tasks:
+          - id: approve
+            type: io.kestra.plugin.core.flow.Approval
+    """,
     "grouped.yaml": f"""
         id: grouped
         namespace: {NS}
@@ -307,6 +317,39 @@ def test_a_body_naming_someone_is_refused_and_audited(box):
     events = [e for e in box.audit("action:auth.refused", actor=box.bob.name)
               if e["data"].get("reason") == "identity_field"]
     assert events and events[0]["data"]["fields"] == ["by"]
+
+
+def test_file_inputs_are_read_as_the_caller_never_as_the_service(box):
+    """The service account can read its own database; an account that names that path (or
+    any other) in a FILE input gets a 422 - the server never reads a path a caller names.
+    The CLI reads the caller's own file, as the caller, and uploads it."""
+    from urllib.parse import unquote, urlsplit
+
+    probe = python_as(box.alice, textwrap.dedent(f"""
+        import httpx
+        client = httpx.Client(transport=httpx.HTTPTransport(uds={str(box.socket)!r}), base_url="http://localhost")
+        r = client.post("/api/v1/executions", json={{"namespace": {NS!r}, "flow_id": "upload",
+                                                     "inputs": {{"doc": {str(box.data / "signoff.db")!r}}}}})
+        print(r.status_code, r.json()["errors"]["doc"])
+    """))
+    assert probe.stdout.startswith("422 Invalid input for `doc`, a path on the server cannot be given here"), (
+        probe.stdout + probe.stderr)
+    private = box.etc / "root-only.txt"  # alice can see it, not read it
+    private.write_text("root's secret\n")
+    private.chmod(0o600)
+    done = box.cli(box.alice, "run", NS, "upload", "-i", f"doc={private}")
+    assert done.returncode == 2, done.stderr
+    assert f"Invalid input for `doc`, the file is not readable, but received `{private}`" in done.stderr
+    own = box.alice.home / "change-list.txt"
+    own.write_bytes(b"rotate keys on host-17\n")
+    os.chown(own, box.alice.uid, box.alice.gid)
+    own.chmod(0o600)
+    done = box.cli(box.alice, "run", NS, "upload", "-i", f"doc={own}", "--json")
+    assert done.returncode == 0, done.stderr
+    uri = json.loads(done.stdout)["inputs"]["doc"]
+    stored = Path(unquote(urlsplit(uri).path))
+    assert stored.is_relative_to(box.data) and stored.read_bytes() == b"rotate keys on host-17\n"
+    assert stored.stat().st_uid == box.svc.uid
 
 
 def test_an_account_without_a_role_is_refused(box):

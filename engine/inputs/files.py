@@ -25,20 +25,21 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from signoff.engine.clock import format_time
+from signoff.engine.inputs.uploads import FileContent
 
 FILES_DIR = "files"
 _CACHED = re.compile(r"/files/([0-9a-f]{64})/([^/]+)$")
 
 
-def store_file(db: Any, data_dir: Path, source: str | Path, now: Any) -> str:
-    """Copy the file at ``source`` into the database and this replica's cache; its URI."""
-    path = Path(source)
-    content = path.read_bytes()
+def store_file(db: Any, data_dir: Path, file: FileContent, now: Any) -> str:
+    """Put a FILE input's bytes into the database and this replica's cache; its URI. The
+    name was checked (engine.inputs.uploads.check_name): one path component, no folders."""
+    content = file.content
     digest = hashlib.sha256(content).hexdigest()
     with db.write() as tx:
         tx.execute("INSERT INTO input_files(sha256, size, content, created_at) VALUES (?,?,?,?)"
                    " ON CONFLICT (sha256) DO NOTHING", (digest, len(content), content, format_time(now)))
-    target = Path(data_dir) / FILES_DIR / digest / path.name
+    target = Path(data_dir) / FILES_DIR / digest / file.name
     _write_once(target, content)
     return target.resolve().as_uri()
 

@@ -27,17 +27,17 @@ from __future__ import annotations
 import json
 import math
 import operator
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from signoff.engine.durations import format_duration, parse_duration
 from signoff.engine.errors import UsageError
+from signoff.engine.inputs import uploads
 from signoff.engine.inputs.spec import InputSpec
 
 __all__ = ["InputError", "ValidationResult", "validate_inputs", "coerce_value", "nest_values",
@@ -340,7 +340,9 @@ def _error_text(exc: BaseException) -> str:
 class _Ctx:
     variables: Mapping[str, Any]
     functions: Mapping[str, Any] | None
-    store_file: Callable[[str], str] | None
+    store_file: Callable[[uploads.FileContent], str] | None
+    #: may a FILE value be a path on this host (embedded engine, a flow's defaults)?
+    local_paths: bool = True
 
 
 def _text(value: Any) -> str:
@@ -506,31 +508,31 @@ def _c_email(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
 
 
 def _c_file(spec: InputSpec, value: Any, ctx: _Ctx) -> Any:
+    """Uploaded content (any caller) or a local path (the embedded engine, a flow's defaults);
+    engine.inputs.uploads says why a server never reads a path its caller names."""
+    try:
+        if uploads.is_upload(value):
+            found = uploads.decode_upload(value)
+        elif not isinstance(value, str) or not value.strip():
+            raise _Bad("it must be the path of a file" if ctx.local_paths else _UPLOAD_ONLY)
+        elif not ctx.local_paths:
+            raise _Bad(_UPLOAD_ONLY, shown=show_value(value))
+        else:
+            found = uploads.read_local(value)
+    except uploads.FileValueError as bad:
+        raise _Bad(bad.reason, shown=bad.shown) from None
     if ctx.store_file is None:
-        raise _Bad("files cannot be given here; give the file from the command line (-i id=PATH)")
-    if not isinstance(value, str) or not value.strip():
-        raise _Bad("it must be the path of a file")
-    path = value.strip()
-    if path.lower().startswith("file://"):
-        path = unquote(urlsplit(path).path)
-    path = os.path.expanduser(path)
+        raise _Bad("files cannot be given here; give the file when you start the flow")
     try:
-        if not os.path.exists(path):
-            raise _Bad("it must be the path of an existing file")
-        if os.path.isdir(path):
-            raise _Bad("it must be a file, not a directory")
-        if not os.path.isfile(path):
-            raise _Bad("it must be a regular file")
-        if not os.access(path, os.R_OK):
-            raise _Bad("the file is not readable")
-    except (ValueError, OSError):
-        raise _Bad("it must be the path of an existing file") from None
-    try:
-        return ctx.store_file(path)
+        return ctx.store_file(found)
     except OSError as exc:
-        raise _Bad(f"the file could not be stored ({exc.strerror or exc})") from None
+        raise _Bad(f"the file could not be stored ({exc.strerror or exc})", shown=found.name) from None
     except Exception as exc:  # noqa: BLE001 - a storage failure is reported, never raised
-        raise _Bad(f"the file could not be stored ({_error_text(exc)})") from None
+        raise _Bad(f"the file could not be stored ({_error_text(exc)})", shown=found.name) from None
+
+
+_UPLOAD_ONLY = ("a path on the server cannot be given here: send the file's content as "
+                "{\"name\": ..., \"content_base64\": ...} (the signoff CLI and console do this for you)")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -650,13 +652,15 @@ _COERCERS: dict[str, Callable[[InputSpec, Any, _Ctx], Any]] = {
 
 
 def coerce_value(spec: InputSpec, raw_value: Any, *, variables: Mapping[str, Any] | None = None,
-                 functions: Mapping[str, Any] | None = None, store_file: Callable[[str], str] | None = None) -> Any:
+                 functions: Mapping[str, Any] | None = None,
+                 store_file: Callable[[uploads.FileContent], str] | None = None, local_paths: bool = True) -> Any:
     """Check one given (non-missing) value against ``spec``; return its canonical JSON-able form.
 
     Raises :class:`InputError` with the user-facing message. ``variables``/``functions`` render
-    a SELECT's templated ``values``; ``store_file`` copies a FILE input and returns its URI.
+    a SELECT's templated ``values``; ``store_file`` stores a FILE input's content and returns
+    its URI; ``local_paths`` says whether a FILE value may name a file on this host.
     """
-    ctx = _Ctx(variables or {}, functions, store_file)
+    ctx = _Ctx(variables or {}, functions, store_file, local_paths)
     convert = _COERCERS.get(str(spec.type).upper())
     if convert is None:
         raise InputError(f"Invalid input for `{spec.id}`, its type `{spec.type}` is unknown")
@@ -757,12 +761,15 @@ def _is_missing(spec: InputSpec, value: Any) -> bool:
 
 def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
                     variables: Mapping[str, Any] | None = None, functions: Mapping[str, Any] | None = None,
-                    store_file: Callable[[str], str] | None = None) -> ValidationResult:
+                    store_file: Callable[[uploads.FileContent], str] | None = None,
+                    local_paths: bool = True) -> ValidationResult:
     """Validate every input at once; never raises for a bad value (see ``ValidationResult.errors``).
 
     ``raw`` keys are dotted ids or nested maps; values are text (command line) or typed JSON.
     ``defaults`` templates and ``dependsOn.condition`` see ``variables`` with ``inputs`` set to the
     caller's ``inputs`` (if any) merged with the values validated so far (dependency order).
+    ``local_paths`` False (a server): a FILE value given by the caller must be uploaded content;
+    a flow's own FILE ``defaults`` may still name a file on this host.
     """
     result = ValidationResult()
     base_vars = dict(variables or {})
@@ -785,7 +792,8 @@ def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
 
     for spec in _order(specs):
         try:
-            _validate_one(spec, flat, flat_values, shown, result, current_vars, functions, store_file)
+            _validate_one(spec, flat, flat_values, shown, result, current_vars, functions, store_file,
+                          local_paths)
         except Exception as exc:  # noqa: BLE001 - a form must always get an answer
             result.errors[spec.id] = f"Invalid input for `{spec.id}`, {_error_text(exc)}"
 
@@ -800,7 +808,8 @@ def validate_inputs(specs: list[InputSpec], raw: Mapping[str, Any], *,
 
 def _validate_one(spec: InputSpec, flat: Mapping[str, Any], flat_values: dict[str, Any],
                   shown: set[str], result: ValidationResult, current_vars: Callable[[], dict[str, Any]],
-                  functions: Mapping[str, Any] | None, store_file: Callable[[str], str] | None) -> None:
+                  functions: Mapping[str, Any] | None, store_file: Callable[[uploads.FileContent], str] | None,
+                  local_paths: bool) -> None:
     dep = spec.depends_on
     if dep is not None:
         for name in dep.inputs or []:
@@ -818,8 +827,9 @@ def _validate_one(spec: InputSpec, flat: Mapping[str, Any], flat_values: dict[st
     shown.add(spec.id)
 
     value = flat.get(spec.id)
+    from_flow = False
     if _is_missing(spec, value) and spec.defaults is not None:
-        value = spec.defaults
+        value, from_flow = spec.defaults, True
         if _has_template(value):
             try:
                 value = _render(value, current_vars(), functions)
@@ -837,6 +847,6 @@ def _validate_one(spec: InputSpec, flat: Mapping[str, Any], flat_values: dict[st
     try:
         variables = current_vars() if _has_template(spec.values) else None
         flat_values[spec.id] = coerce_value(spec, value, variables=variables, functions=functions,
-                                            store_file=store_file)
+                                            store_file=store_file, local_paths=local_paths or from_flow)
     except InputError as exc:
         result.errors[spec.id] = exc.message

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -39,6 +40,10 @@ log = logging.getLogger("signoff.server")
 API = "/api/v1"
 #: largest request body accepted (bytes)
 MAX_BODY = 1024 * 1024
+#: largest body of a start (or its input check): FILE inputs travel in it as base64
+#: (engine.inputs.uploads.MAX_FILE_BYTES each)
+MAX_START_BODY = 16 * 1024 * 1024
+_START_PATHS = re.compile(rf"^{API}/(?:executions|flows/[^/]+/[^/]+/validate)/?$")
 #: audit actions sent on /api/v1/events: those after which a request may have entered or
 #: left the pending list (the console's live updates)
 EVENT_ACTIONS = CHANGE_ACTIONS
@@ -66,15 +71,18 @@ DECISION_PROBLEMS: dict[str, tuple[int, str, str]] = {
 
 class BodyLimit:
     """Refuse bodies over ``limit`` bytes with a 413 problem: by Content-Length up front, and
-    by counting the bytes of a streamed (chunked) body as they arrive."""
+    by counting the bytes of a streamed (chunked) body as they arrive. Starting a flow may
+    carry uploaded FILE inputs, so its limit is ``MAX_START_BODY``."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
         self.app = app
-        self.limit = limit
+        self.default_limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        start = scope.get("method") == "POST" and _START_PATHS.match(scope.get("path", "")) is not None
+        limit = max(self.default_limit, MAX_START_BODY) if start else self.default_limit
         declared = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
@@ -82,13 +90,12 @@ class BodyLimit:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-        if declared is not None and (declared < 0 or declared > self.limit):
-            status = 413 if declared > self.limit else 400
-            detail = (f"the request body is larger than {self.limit} bytes" if status == 413
+        if declared is not None and (declared < 0 or declared > limit):
+            status = 413 if declared > limit else 400
+            detail = (f"the request body is larger than {limit} bytes" if status == 413
                       else "the Content-Length header is not a number")
             return await problem_response(status, detail)(scope, receive, send)
         seen = 0
-        limit = self.limit
 
         async def counted() -> Message:
             nonlocal seen
@@ -719,4 +726,4 @@ def _version() -> str:
         return "0"
 
 
-__all__ = ["create_app", "EVENT_ACTIONS", "MAX_BODY"]
+__all__ = ["create_app", "EVENT_ACTIONS", "MAX_BODY", "MAX_START_BODY"]

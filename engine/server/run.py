@@ -131,7 +131,7 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
     engine = Engine(data_dir, flow_dirs, policy=policy, notifications=notifications, public_url=public_url,
                     database=database)
     try:
-        service = ApprovalService(engine, run_inline=False)
+        service = ApprovalService(engine, run_inline=False, local_files=False)
         problems = service.flow_problems()
         app = create_app(service, single_user=single_user)
         stopping = app.state.stopping
