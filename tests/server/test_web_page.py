@@ -215,10 +215,12 @@ def test_an_expired_session_asks_to_sign_in_again(tmp_path, browser):
         finally:
             api.close()
         link = f"http://localhost:{srv.port}/r/{execution['id']}"
-        signed_at = time.monotonic()
         sign_in(browser, link, token)
+        # the session was made before sign_in returned: 4.5 s from now it is surely over,
+        # however slowly the sign-in went (timed from before it, a slow one left it alive)
+        signed_in = time.monotonic()
         assert browser.find_element(By.ID, "approve")
-        time.sleep(max(0.0, signed_at + 4.5 - time.monotonic()))
+        time.sleep(max(0.0, signed_in + 4.5 - time.monotonic()))
         browser.find_element(By.ID, "approve").click()  # the form of a page loaded before the end
         wait_until(lambda: browser.find_elements(By.ID, "token"))
         assert browser.find_element(By.ID, "error").text == "Your session has ended: sign in again.", \
