@@ -15,6 +15,7 @@ from signoff.engine.inputs import (
     ValidationResult,
     coerce_value,
     parse_input_specs,
+    show_value,
     validate_inputs,
 )
 from signoff.engine.inputs.uploads import MAX_FILE_BYTES, FileContent, paths_to_uploads
@@ -341,7 +342,7 @@ def test_a_server_refuses_a_path_and_never_reads_it(tmp_path):
         message = refused(S("FILE"), given, store_file=calls.append, local_paths=False)
         assert message.startswith("Invalid input for `x`, a path on the server cannot be given here: send the "
                                   "file's content as {\"name\": ..., \"content_base64\": ...}")
-        assert message.endswith(f"but received `{given}`")
+        assert message.endswith(f"but received `{show_value(given)}`")  # long paths are cut at 80
     assert calls == []
 
 
@@ -387,7 +388,7 @@ def test_a_file_over_the_limit_is_refused(tmp_path):
     with big.open("wb") as out:
         out.truncate(MAX_FILE_BYTES + 1)
     assert refused(S("FILE"), str(big), store_file=lambda f: "file:///x") == (
-        f"Invalid input for `x`, the file is larger than 10 MiB, but received `{big}`")
+        f"Invalid input for `x`, the file is larger than 10 MiB, but received `{show_value(str(big))}`")
     exact = {"name": "max.bin", "content_base64": base64.b64encode(bytes(MAX_FILE_BYTES)).decode()}
     assert accepted(S("FILE"), exact, store_file=lambda f: f"file:///{len(f.content)}") == f"file:///{MAX_FILE_BYTES}"
 
