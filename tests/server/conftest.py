@@ -197,6 +197,17 @@ def make_server(base: Path, *, args: list[str] | None = None, policy: bool = Tru
     return server
 
 
+def add_bad_tokens(srv: Server) -> None:
+    """alice's token revoked, alice's token expired, a well-formed token nobody issued."""
+    srv.tokens["revoked"] = issue_token("alice", srv.env, "--name", "to revoke")
+    token_id = srv.tokens["revoked"].split("_")[1]
+    done = signoff(["token", "revoke", token_id], srv.env)
+    assert done.returncode == 0 and "revoked" in done.stdout, done.stderr
+    srv.tokens["expired"] = issue_token("alice", srv.env, "--expires", "PT1S")
+    time.sleep(1.1)
+    srv.tokens["wrong"] = "so_" + "a" * 12 + "_" + "b" * 43
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory, pg_cluster) -> Server:
     """The same server on the tests' PostgreSQL (``$SIGNOFF_DATABASE_URL``, so the CLI's
@@ -207,6 +218,7 @@ def pg_server(tmp_path_factory, pg_cluster) -> Server:
     srv.env["SIGNOFF_DATABASE_URL"] = pg_cluster.new_database("server")
     for user in USERS:
         srv.tokens[user] = issue_token(user, srv.env, "--name", f"{user} (tests)")
+    add_bad_tokens(srv)
     srv.start()
     yield srv
     code = srv.stop()
@@ -222,13 +234,7 @@ def both_stores(request: pytest.FixtureRequest, sqlite_server: Server) -> Server
 def server(tmp_path_factory) -> Server:
     base = tmp_path_factory.mktemp("server")
     srv = make_server(base)
-    srv.tokens["revoked"] = issue_token("alice", srv.env, "--name", "to revoke")
-    token_id = srv.tokens["revoked"].split("_")[1]
-    done = signoff(["token", "revoke", token_id], srv.env)
-    assert done.returncode == 0 and "revoked" in done.stdout, done.stderr
-    srv.tokens["expired"] = issue_token("alice", srv.env, "--expires", "PT1S")
-    time.sleep(1.1)
-    srv.tokens["wrong"] = "so_" + "a" * 12 + "_" + "b" * 43
+    add_bad_tokens(srv)
     srv.start()
     yield srv
     code = srv.stop()

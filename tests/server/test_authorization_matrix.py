@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server.conftest import fresh_address
+from tests.server.conftest import both_stores, fresh_address
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, server):
+    """Every case on both stores (tests/server/conftest.py, both_stores)."""
+    return both_stores(request, server)
 
 CLASSES = ("none", "wrong", "revoked", "expired", "viewer", "other", "approver", "admin")
 #: class -> token name in server.tokens (None: no Authorization header)

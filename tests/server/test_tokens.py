@@ -6,7 +6,15 @@ import hashlib
 import json
 import time
 
-from tests.server.conftest import fresh_address, issue_token, signoff
+import pytest
+
+from tests.server.conftest import both_stores, fresh_address, issue_token, signoff
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request, server):
+    """Every case on both stores (tests/server/conftest.py, both_stores)."""
+    return both_stores(request, server)
 
 
 def test_only_the_hash_is_stored_and_listing_never_shows_secrets(server):
