@@ -26,7 +26,7 @@ from signoff.engine.runtime import work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.outputs import outputs_tree
 from signoff.engine.signing.service_mixin import SigningMixin
-from signoff.engine.store.locks import RetryableStorageError, lock_requests, retrying, write_behind
+from signoff.engine.store.locks import RetryableStorageError, lock_requests, lock_work_of, retrying, write_behind
 
 if TYPE_CHECKING:
     from signoff.engine.approvals.decide import DecisionRequest, Prefetched
@@ -654,6 +654,7 @@ class ApprovalService(AuditMixin, SigningMixin):
             touched: list[str] = []
             checker.stored.clear()  # a retried transaction stores its batch statements again
             now = self.engine.now()
+            lock_work_of(tx, ids)  # the work rows first, as a runner takes them (store.locks)
             lock_requests(tx, ids)
             for request_id in ids:
                 row = tx.execute("SELECT r.*, e.started_by FROM requests r JOIN executions e ON e.id=r.execution_id"

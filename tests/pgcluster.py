@@ -62,6 +62,22 @@ class PgCluster:
             raise RuntimeError(f"{' '.join(map(str, args))} failed ({result.returncode}):\n"
                                f"{result.stdout}\n{result.stderr}\n{self._log_tail()}")
 
+    def log_mark(self) -> int:
+        """Where the server's log ends now (see :meth:`log_since`)."""
+        try:
+            return self.log.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, mark: int) -> str:
+        """What the server logged after ``mark``: e.g. a "deadlock detected" that a retry hid."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(mark)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
     def _log_tail(self) -> str:
         try:
             return self.log.read_text(errors="replace")[-3000:]

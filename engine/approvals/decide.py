@@ -21,7 +21,7 @@ from signoff.engine.audit import append_event
 from signoff.engine.clock import seconds_between
 from signoff.engine.identity import Identity
 from signoff.engine.inputs.spec import InputSpec, mask
-from signoff.engine.store.locks import for_update
+from signoff.engine.store.locks import for_update, lock_work_of
 
 if TYPE_CHECKING:
     from signoff.engine.inputs.validate import ValidationResult
@@ -64,6 +64,7 @@ class Prefetched:
 def prefetch(tx: sqlite3.Connection, request_ids: list[str]) -> Prefetched:
     """Lock and read ``request_ids`` (at most a few thousand), their decisions and starters."""
     found = Prefetched({}, {}, {})
+    lock_work_of(tx, request_ids)  # the work rows first, as a runner takes them (store.locks)
     for start in range(0, len(request_ids), 1000):
         part = sorted(request_ids[start:start + 1000])
         marks = ",".join("?" * len(part))
@@ -91,6 +92,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     # locked until COMMIT on PostgreSQL: two replicas deciding the same request take turns, so
     # the state check and the approvals count below see every decision committed before
     if prefetched is None:
+        lock_work_of(tx, [request_id])  # the work row first, as a runner takes it (store.locks)
         row = tx.execute("SELECT * FROM requests WHERE id=?" + for_update(tx), (request_id,)).fetchone()
         decided = [(r[0], r[1]) for r in tx.execute("SELECT actor, verdict FROM decisions WHERE request_id=?"
                                                     " ORDER BY id", (request_id,))] if row is not None else []

@@ -329,7 +329,9 @@ class ExecutionRun:
     def close_pending(self, state: str) -> None:
         now = self.now()
         # locked (PostgreSQL), so a decision racing the end of the execution either commits first
-        # (and the request is no longer pending here) or finds it cancelled
+        # (and the request is no longer pending here) or finds it cancelled. This runner holds the
+        # execution's work row already; deciders lock that row before the request too
+        # (store.locks.lock_work_of), so the two never wait for each other in a circle
         pending = self.tx.execute("SELECT id FROM requests WHERE execution_id=? AND state='PENDING' ORDER BY id"
                                   + for_update(self.tx), (self.execution_id,)).fetchall()
         for (request_id,) in pending:

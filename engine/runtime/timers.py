@@ -17,7 +17,7 @@ from signoff.engine.durations import parse_duration
 from signoff.engine.identity import SYSTEM
 from signoff.engine.notify import outbox
 from signoff.engine.runtime import work
-from signoff.engine.store.locks import for_update, retrying
+from signoff.engine.store.locks import for_update, lock_work_of, retrying
 
 if TYPE_CHECKING:
     import sqlite3
@@ -36,12 +36,13 @@ def process_due_timers(engine: Engine, limit: int = 500) -> int:
 
 
 def _fire(engine: Engine, tx: Any, *, timer_id: int, now: str) -> int:
-    """One due timer, exactly once across processes and replicas: the request is locked first
-    (the order decisions lock in), then the timer is claimed by a guarded UPDATE; whoever loses
-    the claim finds it done and does nothing."""
+    """One due timer, exactly once across processes and replicas: the execution's work row and
+    the request are locked first (the order decisions and runners lock in, store.locks), then the
+    timer is claimed by a guarded UPDATE; whoever loses the claim finds it done and does nothing."""
     timer = tx.execute("SELECT * FROM timers WHERE id=? AND done_at IS NULL", (timer_id,)).fetchone()
     if timer is None:
         return 0  # another process took it
+    lock_work_of(tx, [timer["request_id"]])  # the work row first, as a runner takes it (store.locks)
     request = tx.execute("SELECT * FROM requests WHERE id=?" + for_update(tx), (timer["request_id"],)).fetchone()
     if tx.execute("UPDATE timers SET done_at=? WHERE id=? AND done_at IS NULL", (now, timer_id)).rowcount != 1:
         return 0

@@ -16,6 +16,7 @@ whose advance has ended (it raised before releasing) is free at once, like a dea
 """
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from signoff.engine.clock import Clock, format_time
+from signoff.engine.errors import SignoffError
 from signoff.engine.runtime.heartbeat import process_id, process_of, silent
 from signoff.engine.store.locks import skip_locked
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from signoff.engine.store import Database
 
 LEASE = timedelta(minutes=5)
+log = logging.getLogger("signoff.work")
 
 
 def _host_name() -> str:
@@ -86,6 +89,8 @@ def kept_alive(db: Database, execution_id: str, owner: str, clock: Clock, lease:
                         renew(tx, execution_id, owner, clock, lease)
                 except LeaseLost:
                     return
+                except SignoffError as exc:  # database restarting: one line; renewed next time
+                    log.warning("lease of execution %s: could not renew it (%s); trying again", execution_id, exc)
         finally:
             db.close()  # this thread's connection
 

@@ -304,8 +304,8 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
     def healthz() -> Any:
         try:
             version = service.db.schema_version()
-        except SignoffError:
-            log.exception("health check: database unavailable")
+        except SignoffError as exc:  # a known state (database restarting): one line, no traceback
+            log.warning("health check: database unavailable: %s", exc)
             return problem_response(503, "the database is unavailable")
         return {"status": "ok", "schema": version}
 
@@ -672,6 +672,9 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                 continue
             try:
                 items, window = await anyio.to_thread.run_sync(_changes_window, identity, last, 500)
+            except SignoffError as exc:  # the database went away: the client reconnects with its last id
+                log.warning("event stream ended: %s", exc)
+                return
             except Exception:
                 log.exception("event stream failed")
                 return

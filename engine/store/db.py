@@ -333,7 +333,9 @@ def tell_audit_listeners(listeners: list[Callable[[], None]]) -> None:
     for listener in list(listeners):
         try:
             listener()
-        except Exception:  # the commit is durable; the feed's own poll catches up
+        except StorageError as exc:  # the commit is durable; the feed's own poll catches up
+            logging.getLogger("signoff.store").info("audit listener failed: %s", exc)
+        except Exception:  # unexpected: keep the traceback for whoever reads the log
             logging.getLogger("signoff.store").info("audit listener failed", exc_info=True)
 
 

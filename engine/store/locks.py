@@ -71,6 +71,23 @@ def lock_requests(tx: Any, request_ids: list[str]) -> None:
             tx.execute(f"SELECT id FROM requests WHERE id IN ({marks}) ORDER BY id FOR UPDATE", part)
 
 
+def lock_work_of(tx: Any, request_ids: list[str]) -> None:
+    """PostgreSQL: lock the work rows (engine.runtime.work) of these requests' executions, those
+    that have one, before the requests themselves. A runner holds an execution's work row from
+    its claim to its commit and, when the execution ends, locks the execution's pending requests
+    to close them (runtime.runner.close_pending); a decision, a cancel or an expiry locks a
+    request and then queues its execution, which writes that work row. Taken in opposite
+    orders the two deadlocked. Everyone now takes the work row first and the request second, so
+    a decision racing the end of its execution waits for the runner's step (or the runner
+    skips the row, SKIP LOCKED) instead."""
+    if is_pg(tx) and request_ids:
+        for start in range(0, len(request_ids), 1000):
+            part = sorted(request_ids[start:start + 1000])
+            marks = ",".join("?" * len(part))
+            tx.execute(f"SELECT execution_id FROM work WHERE execution_id IN (SELECT execution_id FROM requests"
+                       f" WHERE id IN ({marks})) ORDER BY execution_id FOR UPDATE", part)
+
+
 def write_behind(tx: Any) -> AbstractContextManager[None]:
     """PostgreSQL: queue this block's plain writes and send them in one pipeline
     (engine.store.pg.Session.write_behind); SQLite runs each statement in-process at once."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 from signoff.engine.core import Engine
 from signoff.engine.identity import Identity
@@ -55,44 +56,99 @@ def kill_delay(seed: str, kill_point: int, decide: float, duration: float) -> fl
     return rng.uniform(decide, duration)
 
 
-def check(data: Path, flows: Path, *, acked: set[str], ids: list[str], after_worker: bool,
+class Store:
+    """Where a crash test keeps its data: the SQLite file in ``data`` or, with ``database``, a
+    PostgreSQL database (``data`` then holds only the engine's local state)."""
+
+    def __init__(self, data: Path, database: str | None = None) -> None:
+        self.data = data
+        self.database = database
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """The global options that put a `signoff` command on this store."""
+        return ("--database", self.database) if self.database else ()
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.database:
+            import psycopg
+
+            with psycopg.connect(self.database) as conn:
+                return [tuple(r) for r in conn.execute(sql).fetchall()]
+        conn = connect(self.data)
+        try:
+            return [tuple(r) for r in conn.execute(sql).fetchall()]
+        finally:
+            conn.close()
+
+
+def pg_template(cluster: Any, root: Path, count: int) -> tuple[Path, str, list[str]]:
+    """:func:`build_template` on PostgreSQL: a database of ``count`` paused executions, kept as
+    a template (``CREATE DATABASE ... TEMPLATE``, see :func:`pg_copy`): (flows dir, its name, ids)."""
+    flows = write_flows(root / "flows", {"bulk.yaml": BULK_FLOW})
+    url = cluster.new_database("crashtpl")
+    engine = Engine(root / "pg-template", [flows], database=url)
+    svc = ApprovalService(engine, run_inline=False)
+    for n in range(count):
+        svc.start_execution(Identity("bob"), "torture.crash", "bulk", {"n": n})
+    svc.tick()
+    ids = [r["id"] for r in svc.list_pending(Identity("bob"))]
+    assert len(ids) == count
+    engine.close()
+    return flows, database_name(url), ids
+
+
+def database_name(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path.lstrip("/")
+
+
+def pg_copy(cluster: Any, template: str) -> str:
+    """A fresh database copied from ``template`` (nobody may be connected to it); its URL."""
+    url = cluster.new_database("crash")
+    name = database_name(url)
+    cluster.psql(f'DROP DATABASE "{name}"')
+    cluster.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return url
+
+
+def check(data: Path | Store, flows: Path, *, acked: set[str], ids: list[str], after_worker: bool,
           verify: bool = True) -> dict[str, int]:
     """The invariants after a crash and a restart; returns the decision count per request."""
-    conn = connect(data)
-    try:
-        decisions = {r["request_id"]: r["n"] for r in conn.execute(
-            "SELECT request_id, count(*) AS n FROM decisions GROUP BY request_id")}
-        doubled = {k: v for k, v in decisions.items() if v > 1}
-        assert not doubled, f"requests decided more than once: {list(doubled.items())[:5]}"
-        lost = acked - set(decisions)
-        assert not lost, f"{len(lost)} acknowledged decisions are missing, e.g. {sorted(lost)[:3]}"
-        assert set(decisions) <= set(ids)
-        actors = {tuple(r) for r in conn.execute("SELECT DISTINCT actor, verdict FROM decisions")}
-        assert actors <= {("alice", "approve")}, actors
-        states = {r["id"]: r["state"] for r in conn.execute("SELECT id, state FROM requests")}
-        for request_id in ids:
-            expected = "APPROVED" if request_id in decisions else "PENDING"
-            assert states[request_id] == expected, (request_id, states[request_id], expected)
-        logs = {r["execution_id"]: r["n"] for r in conn.execute(
-            "SELECT execution_id, count(*) AS n FROM logs WHERE path='after' GROUP BY execution_id")}
-        twice = {k: v for k, v in logs.items() if v > 1}
-        assert not twice, f"post-approval task ran more than once: {list(twice.items())[:5]}"
-        if after_worker:
-            rows = conn.execute("SELECT r.id, r.execution_id, e.state FROM requests r"
-                                " JOIN executions e ON e.id = r.execution_id").fetchall()
-            for r in rows:
-                if r["id"] in decisions:
-                    assert r["state"] == "SUCCESS", (r["id"], r["state"])
-                    assert logs.get(r["execution_id"]) == 1, (r["id"], "approved but `after` never ran")
-                else:
-                    assert r["state"] == "PAUSED", (r["id"], r["state"])
-                    assert r["execution_id"] not in logs
-            assert conn.execute("SELECT count(*) FROM work").fetchone()[0] == 0, "work left in the queue"
-    finally:
-        conn.close()
+    store = data if isinstance(data, Store) else Store(data)
+    q = store.query
+    decisions = dict(q("SELECT request_id, count(*) AS n FROM decisions GROUP BY request_id"))
+    doubled = {k: v for k, v in decisions.items() if v > 1}
+    assert not doubled, f"requests decided more than once: {list(doubled.items())[:5]}"
+    lost = acked - set(decisions)
+    assert not lost, f"{len(lost)} acknowledged decisions are missing, e.g. {sorted(lost)[:3]}"
+    assert set(decisions) <= set(ids)
+    actors = set(q("SELECT DISTINCT actor, verdict FROM decisions"))
+    assert actors <= {("alice", "approve")}, actors
+    approved_events = dict(q("SELECT request_id, count(*) FROM audit WHERE action='request.approved'"
+                             " GROUP BY request_id"))
+    assert approved_events == dict.fromkeys(decisions, 1), "a decision and its audit event disagree"
+    states = dict(q("SELECT id, state FROM requests"))
+    for request_id in ids:
+        expected = "APPROVED" if request_id in decisions else "PENDING"
+        assert states[request_id] == expected, (request_id, states[request_id], expected)
+    logs = dict(q("SELECT execution_id, count(*) AS n FROM logs WHERE path='after' GROUP BY execution_id"))
+    twice = {k: v for k, v in logs.items() if v > 1}
+    assert not twice, f"post-approval task ran more than once: {list(twice.items())[:5]}"
+    if after_worker:
+        rows = q("SELECT r.id, r.execution_id, e.state FROM requests r JOIN executions e ON e.id = r.execution_id")
+        for request_id, execution_id, state in rows:
+            if request_id in decisions:
+                assert state == "SUCCESS", (request_id, state)
+                assert logs.get(execution_id) == 1, (request_id, "approved but `after` never ran")
+            else:
+                assert state == "PAUSED", (request_id, state)
+                assert execution_id not in logs
+        assert q("SELECT count(*) FROM work")[0][0] == 0, "work left in the queue"
     if not verify:
         return decisions
-    verify = signoff("audit", "verify", data_dir=data, flows=flows, timeout=300)
-    no_traceback(verify)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    result = signoff(*store.args, "audit", "verify", data_dir=store.data, flows=flows, timeout=300)
+    no_traceback(result)
+    assert result.returncode == 0, result.stdout + result.stderr
     return decisions

@@ -68,10 +68,11 @@ def write_policy(directory: Path) -> Path:
     return path
 
 
-def build(tmp_path: Path, count: int, payments_api: str) -> PaymentWorld:
-    """``count`` payment executions waiting for olivia (started by dana, some pre-approved by erik)."""
+def build(tmp_path: Path, count: int, payments_api: str, database: str | None = None) -> PaymentWorld:
+    """``count`` payment executions waiting for olivia (started by dana, some pre-approved by erik);
+    ``database``: on that PostgreSQL database instead of the data directory's SQLite file."""
     policy_path = write_policy(tmp_path / "config")
-    engine = Engine(tmp_path / "data", [sample_flows_dir()], policy=load_policy(policy_path))
+    engine = Engine(tmp_path / "data", [sample_flows_dir()], policy=load_policy(policy_path), database=database)
     service = ApprovalService(engine)
     service.kv_set(OLIVIA, "company.finance", "PAYMENTS_API", payments_api)
     world = PaymentWorld(tmp_path / "data", policy_path, service)

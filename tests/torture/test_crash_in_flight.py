@@ -16,13 +16,19 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from signoff.console.settings import sample_flows_dir
 from tests.fakes.http_listener import HttpListener, RecordedRequest
 from tests.support import SIGNOFF, clean_env
 from tests.torture.payment_world import OLIVIA, build
 
 
-def test_worker_killed_during_the_payment_call_resends_it_as_the_same_attempt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_worker_killed_during_the_payment_call_resends_it_as_the_same_attempt(
+        tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
+    """On PostgreSQL too: the worker and its restart are separate processes on the database."""
+    database = request.getfixturevalue("pg_url") if store == "postgresql" else None
     first_call = threading.Event()
     release = threading.Event()
 
@@ -34,7 +40,7 @@ def test_worker_killed_during_the_payment_call_resends_it_as_the_same_attempt(tm
 
     with HttpListener() as api:
         api.respond("/payments", answer)
-        world = build(tmp_path, 2, api.url)  # the second is a single-approval payment
+        world = build(tmp_path, 2, api.url, database)  # the second is a single-approval payment
         service = world.service
         request_id, execution_id = list(world.requests.items())[1]
         service.run_inline = False  # decided and queued, as a server would leave it
@@ -42,7 +48,7 @@ def test_worker_killed_during_the_payment_call_resends_it_as_the_same_attempt(tm
         assert outcome.ok and outcome.state == "APPROVED"
 
         flags = ["--data-dir", str(world.data_dir), "--flows", str(sample_flows_dir()), "--policy",
-                 str(world.policy_path)]
+                 str(world.policy_path), *(["--database", database] if database else [])]
         worker = subprocess.Popen([*SIGNOFF, "worker", *flags, "--interval", "0.05"], env=clean_env(),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:

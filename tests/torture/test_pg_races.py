@@ -57,6 +57,22 @@ tasks:
     type: io.kestra.plugin.core.log.Log
     message: "expiring done"
 """,
+    # denying `ender` ends the execution (KILLED), which closes `gate` if it is still pending
+    "contested.yaml": f"""
+id: contested
+namespace: {NS}
+tasks:
+  - id: both
+    type: io.kestra.plugin.core.flow.Parallel
+    tasks:
+      - id: gate
+        type: io.kestra.plugin.core.flow.Pause
+      - id: ender
+        type: io.kestra.plugin.core.flow.Pause
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: "contested done"
+""",
 }
 POLICY = """
 fourEyes: true
@@ -222,3 +238,51 @@ def test_a_new_flow_text_started_through_several_replicas_gets_one_revision(repl
     revisions = {r["revision"] if "revision" in r else None for r in results}
     rows = replicas[0].db.query("SELECT revision FROM flow_revisions WHERE flow_id='single'")
     assert [r[0] for r in rows] == [1], (rows, revisions)
+
+
+def test_a_runner_ending_executions_and_a_bulk_decision_never_deadlock(replicas, pg_cluster, request) -> None:
+    """A runner holds an execution's work row while it walks it, and when the execution ends it
+    locks the pending requests to close them; a decision locks its requests and then queues
+    their executions (the same work rows). Taken in opposite orders the two deadlocked, and
+    PostgreSQL aborted one of them: a bulk decision was retried, or the runner's tick failed
+    ("database conflict ... deadlock detected" in a replica's log; the replica paused). Here a
+    runner ends executions (their `ender` was denied) while another replica bulk-approves their
+    `gate` requests, a little later or earlier each round: each gate is closed once, by one of
+    the two, and no deadlock happens."""
+    import random
+    import time
+
+    a, b, c = replicas
+    rounds, size = (24, 25) if long_mode(request.config) else (6, 25)
+    rng = random.Random(6)
+    c.run_inline = b.run_inline = False  # queued only: replica A's runner ends them, B decides
+    mark = pg_cluster.log_mark()  # PostgreSQL logs each deadlock it breaks, also one a retry hid
+    gates: list[str] = []
+    approved: set[str] = set()
+    ticked = 0
+    for _ in range(rounds):
+        started = [a.start_execution(STARTER, NS, "contested", {}) for _ in range(size)]
+        by_task = [{r["task_id"]: r["id"] for r in e["requests"]} for e in started]
+        mine, enders = [t["gate"] for t in by_task], [t["ender"] for t in by_task]
+        assert {o.outcome for o in c.deny(CAROL, enders, reason="end it")} == {"decided"}
+        pause = rng.uniform(0, 0.03)
+        advanced, outcomes = together(lambda: a.tick(),
+                                      lambda mine=mine, pause=pause: time.sleep(pause) or b.approve(ALICE, mine))
+        ticked += advanced
+        kinds = {o.outcome for o in outcomes}
+        assert kinds <= {"decided", "already_decided"}, kinds
+        approved |= {o.id for o in outcomes if o.outcome == "decided"}
+        gates += mine
+    while sum(svc.tick() for svc in replicas):
+        pass
+    logged = pg_cluster.log_since(mark)
+    assert "deadlock detected" not in logged, logged[-3000:]
+    rows = {r[0]: (r[1], r[2]) for r in a.db.query("SELECT r.id, r.state, e.state FROM requests r"
+                                                   " JOIN executions e ON e.id = r.execution_id")}
+    for gate in gates:
+        state, execution_state = rows[gate]
+        assert state == ("APPROVED" if gate in approved else "CANCELLED"), (gate, state)
+        assert execution_state == "KILLED", (gate, execution_state)
+    print(f"{ticked} advance(s) by the runner in the races; {len(approved)} of {len(gates)} gates approved before"
+          " their execution ended")
+    assert verify_chain(a.db).ok
