@@ -22,6 +22,7 @@ from signoff.engine.audit.service_mixin import AuditMixin
 from signoff.engine.core import Engine
 from signoff.engine.errors import InvalidInputs, NotFound, Refused, UsageError
 from signoff.engine.identity import SYSTEM, Identity
+from signoff.engine.nul import input_errors, refuse_nul
 from signoff.engine.runtime import work
 from signoff.engine.runtime.execution_row import insert_execution
 from signoff.engine.runtime.outputs import outputs_tree
@@ -207,6 +208,7 @@ class ApprovalService(AuditMixin, SigningMixin):
         if flow.disabled:
             raise UsageError(f"flow {namespace}.{flow_id} is disabled (`disabled: true` in {flow.path}); "
                              "set it to false to start executions")
+        refuse_nul(labels=dict(labels or {}))
         values = self.validate_flow_inputs(flow, inputs)
         execution_id = self.engine.ids.execution_id()
         now = self.engine.now()
@@ -312,17 +314,28 @@ class ApprovalService(AuditMixin, SigningMixin):
         from signoff.engine.inputs import validate_inputs
 
         flow = self._flow(actor, namespace, flow_id, "view")
-        return validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=lambda file: file.name,
-                               local_paths=self.local_files,
-                               functions=self.engine.functions(flow.namespace, flow.id)).errors
+        refused = input_errors(inputs)
+        if refused:
+            return refused
+        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=lambda file: file.name,
+                                 local_paths=self.local_files,
+                                 functions=self.engine.functions(flow.namespace, flow.id))
+        return {**result.errors, **input_errors(result.values)}
 
     def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The typed values of a start's inputs, or InvalidInputs. NUL is refused in what was
+        given (before a FILE input is copied) and in what parsing made of it (a JSON, YAML or
+        ARRAY text may spell NUL as an escape): engine.nul."""
         from signoff.engine.inputs import validate_inputs
 
+        refused = input_errors(inputs)
+        if refused:
+            raise InvalidInputs(refused)
         result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=self._store_file,
                                  local_paths=self.local_files, functions=self.engine.functions(flow.namespace, flow.id))
-        if result.errors:
-            raise InvalidInputs(result.errors)
+        errors = {**result.errors, **input_errors(result.values)}
+        if errors:
+            raise InvalidInputs(errors)
         return result.values
 
     def _store_file(self, file: FileContent) -> str:
@@ -567,6 +580,11 @@ class ApprovalService(AuditMixin, SigningMixin):
         if verdict not in (APPROVE, DENY):
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
         id_list = list(dict.fromkeys(request_ids))
+        # what is the same for every item is refused once, before anything is written; form
+        # values are checked per request after parsing (engine.approvals.decide.validate_form)
+        refuse_nul(reason=reason, idempotency_key=idempotency_key, ids=id_list)
+        if verdict == APPROVE and (refused := input_errors(inputs)):
+            raise InvalidInputs(refused)
         decision = DecisionRequest(verdict, dict(inputs or {}), reason, origin,
                                    signatures=self._signature_check(signatures))
         outcomes: list[Outcome] = []
@@ -647,6 +665,7 @@ class ApprovalService(AuditMixin, SigningMixin):
         from signoff.engine.signing.check import signature_mode
 
         ids = list(dict.fromkeys(request_ids))
+        refuse_nul(reason=reason, ids=ids)
         checker = self._signature_check(signatures)
 
         def cancel_all(tx: Any) -> tuple[list[Outcome], list[str]]:
@@ -755,6 +774,7 @@ class ApprovalService(AuditMixin, SigningMixin):
 
     # -- key-value store ----------------------------------------------------------------
     def kv_set(self, actor: Identity, namespace: str, key: str, value: Any) -> None:
+        refuse_nul(namespace=namespace, key=key, value=value)
         self._check(actor, "admin", namespace, f"kv {key}")
         with self.db.write() as tx:
             tx.execute("INSERT INTO kv(namespace, key, value, updated_at) VALUES (?,?,?,?) ON CONFLICT(namespace, key)"

@@ -29,6 +29,7 @@ from signoff.engine.audit import append_event
 from signoff.engine.clock import format_time, parse_time
 from signoff.engine.errors import NotFound, UsageError
 from signoff.engine.ids import random_token
+from signoff.engine.nul import nul_problem
 
 if TYPE_CHECKING:
     import sqlite3
@@ -70,6 +71,8 @@ def hash_secret(secret: str) -> str:
 def issue(db: Database, user: str, *, now: datetime, created_by: str, expires: timedelta | None = None,
           name: str | None = None) -> tuple[str, dict[str, Any]]:
     """Create a token for ``user``; returns (the token text - shown once, its listing row)."""
+    if (problem := nul_problem(user, "USER") or nul_problem(name, "--name")) is not None:
+        raise UsageError(problem)  # engine.nul: refused on both stores
     if not _USER_RE.fullmatch(user or ""):
         raise UsageError(f"`{user}` is not a usable user name (no spaces, `:`, `/` or `\\`, at most 128 characters)")
     if expires is not None and expires <= timedelta(0):

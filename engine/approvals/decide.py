@@ -270,11 +270,18 @@ def form_specs(row: sqlite3.Row, form: list[dict[str, Any]] | None = None) -> li
 def validate_form(row: sqlite3.Row, inputs: Mapping[str, Any], *, context: dict[str, Any] | None = None,
                   form: list[dict[str, Any]] | None = None,
                   functions: Mapping[str, Any] | None = None) -> ValidationResult:
-    """``context`` / ``form``: the row's already-parsed JSON columns, when the caller has them."""
+    """``context`` / ``form``: the row's already-parsed JSON columns, when the caller has them.
+    A value holding NUL once parsed (a JSON, YAML or ARRAY text may spell it as an escape) is an
+    error of its field, on both stores (engine.nul)."""
     from signoff.engine.inputs import validate_inputs
+    from signoff.engine.nul import input_errors
 
     if context is None:
         context = jsonutil.loads(row["context"], {})
     variables = {"inputs": context.get("inputs", {}), "outputs": context.get("outputs", {})}
-    return validate_inputs(form_specs(row, form), dict(inputs or {}), variables=variables, functions=functions)
+    result = validate_inputs(form_specs(row, form), dict(inputs or {}), variables=variables, functions=functions)
+    refused = input_errors(inputs) or input_errors(result.values)
+    if refused:
+        result.errors = {**result.errors, **refused}
+    return result
 

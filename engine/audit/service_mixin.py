@@ -54,7 +54,9 @@ class AuditMixin:
         if limit < 1:
             raise UsageError("--limit must be at least 1")
         from signoff.engine.audit import search  # on first use: kept off the console's start-up path
+        from signoff.engine.nul import refuse_nul
 
+        refuse_nul(query=query)  # PostgreSQL cannot search for it, SQLite could (engine.nul)
         q = search.parse_query(query, now=self.engine.clock.now())
         return search.search(self.db, q, limit=limit, before_seq=before_seq, visible=self._audit_visible(actor))
 

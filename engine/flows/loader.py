@@ -32,6 +32,8 @@ from signoff.engine.flows.task_types import (
 )
 from signoff.engine.flows.yaml_source import YamlLocator, parse_yaml
 from signoff.engine.flows.yaml_source import describe_value as _what
+from signoff.engine.nul import MESSAGE as NUL_MESSAGE
+from signoff.engine.nul import NUL
 
 ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$")
 NAMESPACE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]*(\.[a-zA-Z0-9][a-zA-Z0-9_-]*)*$")
@@ -573,6 +575,28 @@ class _FlowBuilder:
             except ExpressionError as err:
                 self.problem(self.loc.string_at(path, err.position), f"invalid expression: {err.reason}")
 
+    # -- NUL -----------------------------------------------------------------------------------
+    def check_nul(self, value: Any, path: NodePath) -> None:
+        """NUL (U+0000) written as a YAML escape (``"\\0"``, ``"\\x00"``) anywhere in a flow - a
+        label, a description, a message, a key - is a problem at its place, as in any text from
+        outside (engine.nul): PostgreSQL could not keep it where SQLite would. (A NUL byte in
+        the file is a YAML syntax error already.)"""
+        stack: list[tuple[Any, NodePath]] = [(value, path)]
+        while stack:
+            item, where = stack.pop()
+            if isinstance(item, str):
+                if NUL in item:
+                    self.problem(self.loc.at(where), f"`{_dotted(where)}` {NUL_MESSAGE}")
+            elif isinstance(item, dict):
+                for key, sub in item.items():
+                    if isinstance(key, str) and NUL in key:
+                        self.problem(self.loc.key_at((*where, key)), f"a key in `{_dotted(where) or 'the flow'}` "
+                                                                     f"{NUL_MESSAGE}")
+                    else:
+                        stack.append((sub, (*where, key)))
+            elif isinstance(item, list):
+                stack.extend((sub, (*where, i)) for i, sub in enumerate(item))
+
     # -- the flow ------------------------------------------------------------------------------
     def flow(self, text: str) -> Flow | None:
         data = self.data
@@ -645,6 +669,7 @@ class _FlowBuilder:
         triggers = TriggerChecker(self.loc, self.problems, own).triggers(data.get("triggers"))
 
         self.check_expressions(data, ())
+        self.check_nul(data, ())
 
         if self.problems:
             return None
@@ -679,6 +704,10 @@ class _FlowBuilder:
         self.problem(self.loc.at(("labels",)),
                      f"`labels` expects a mapping (or a list of `key`/`value` pairs), found {_what(raw)}")
         return {}
+
+
+def _dotted(path: NodePath) -> str:
+    return ".".join(str(p) for p in path)
 
 
 def _finish(problems: list[Problem]) -> list[Problem]:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from signoff.engine.errors import FlowLoadError, Location, Locator, Problem
+from signoff.engine.nul import MESSAGE as NUL_MESSAGE
 
 Path = tuple[Any, ...]
 
@@ -146,7 +147,19 @@ def _problem_at(file: str, mark: Any, message: str) -> Problem:
     return Problem(Location(file, mark.line + 1, mark.column + 1), message)
 
 
-def _syntax_problem(file: str, err: yaml.YAMLError) -> Problem:
+def _syntax_problem(file: str, err: yaml.YAMLError, text: str = "") -> Problem:
+    if isinstance(err, yaml.reader.ReaderError) and isinstance(err.character, int):
+        # a character YAML does not allow: where it is, and which (a NUL is refused by every
+        # entry point for the same reason, engine.nul). The reader stops at the first one; its
+        # ``position`` counts bytes in the C loader, so the character is looked up instead.
+        code = err.character
+        offset = text.find(chr(code))
+        offset = offset if offset >= 0 else max(0, min(int(err.position), len(text)))
+        before = text[:offset]
+        at = Location(file, before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
+        if code == 0:
+            return Problem(at, f"the text {NUL_MESSAGE} (a NUL byte)")
+        return Problem(at, f"YAML syntax error: the character U+{code:04X} is not allowed ({err.reason})")
     if isinstance(err, yaml.MarkedYAMLError):
         problem = err.problem or "invalid YAML"
         message = f"YAML syntax error: {problem}"
@@ -291,7 +304,7 @@ def parse_yaml(text: str, file: str) -> tuple[dict[str, Any], YamlLocator]:
             while loader.check_node():
                 nodes.append(loader.get_node())
         except yaml.YAMLError as err:
-            raise FlowLoadError([_syntax_problem(file, err)]) from None
+            raise FlowLoadError([_syntax_problem(file, err, text)]) from None
         if not nodes:
             raise FlowLoadError([Problem(
                 Location(file, 1, 1),

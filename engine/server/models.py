@@ -1,7 +1,8 @@
 """Request and response models of the HTTP API, so /openapi.json documents every shape.
 
 Request bodies are validated by these models (unknown fields refused, text limited, no lone
-surrogates, no numbers that JSON or SQLite cannot hold). Response models document the
+surrogates, no NUL anywhere - values or keys, however deep (engine.nul) - and no numbers that
+JSON or SQLite cannot hold). Response models document the
 shapes the service returns (engine.service); endpoints return the service's dicts as they
 are, and the schemathesis test checks the two agree.
 """
@@ -12,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
+
+from signoff.engine.nul import nul_problem
 
 MAX_TEXT = 10_000
 MAX_DEPTH = 32
@@ -56,7 +59,8 @@ class Body(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _storable(cls, value: Any, info: ValidationInfo) -> Any:
-        problem = _check_value(value, info.field_name or "value")
+        name = info.field_name or "value"
+        problem = nul_problem(value, name) or _check_value(value, name)
         if problem:
             raise PydanticCustomError("unstorable", problem)
         return value

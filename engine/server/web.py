@@ -52,8 +52,10 @@ from signoff.engine.approvals.rows import PENDING_ROW_FIELDS
 from signoff.engine.errors import NotFound, Refused, SignoffError, UsageError
 from signoff.engine.identity import Identity
 from signoff.engine.links import parse_link
+from signoff.engine.nul import MESSAGE as NUL_MESSAGE
+from signoff.engine.nul import NUL
 from signoff.engine.server.auth import Authenticator
-from signoff.engine.server.web_form import FormView, build_form, posted_values
+from signoff.engine.server.web_form import CUSTOM_SUFFIX, FIELD_PREFIX, FormView, build_form, posted_values
 from signoff.engine.server.web_sessions import COOKIE, Session, Sessions, session_lifetime
 from signoff.engine.service import ApprovalService
 
@@ -133,6 +135,17 @@ def _first(items: Sequence[tuple[str, str]], name: str) -> str:
     return next((v for k, v in items if k == name), "")
 
 
+def _nul_fields(items: Sequence[tuple[str, str]]) -> str:
+    """What to say about posted fields holding NUL (U+0000), empty when none does: refused
+    before anything is decided, on both stores (engine.nul). Form fields are named by their
+    input id."""
+    names = sorted({(k[len(FIELD_PREFIX):].removesuffix(CUSTOM_SUFFIX) if k.startswith(FIELD_PREFIX) else k)
+                    .replace(NUL, "\\0") for k, v in items if NUL in k or NUL in v})
+    if not names:
+        return ""
+    return f"The field{'s' if len(names) > 1 else ''} {', '.join(f'`{n}`' for n in names)} {NUL_MESSAGE}"
+
+
 def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
     values.setdefault("who", None)
     values.setdefault("csrf", "")
@@ -190,6 +203,9 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
             await auth.failed_elsewhere(request, "csrf")
             return session, items, error_page(session, 403, "This form did not come from this page (CSRF check "
                                                             "failed); nothing was decided.")
+        with_nul = _nul_fields(items)
+        if with_nul:
+            return session, items, error_page(session, 422, f"{with_nul}; nothing was decided.")
         return session, items, None
 
     def form_context(item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -296,7 +312,7 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
         items = await _form_items(request)
         token = _first(items, "token").strip()
         target = _first(items, "next") or "/web/pending"
-        if not target.startswith(("/r/", "/web/pending")):
+        if not target.startswith(("/r/", "/web/pending")) or NUL in target:
             target = "/web/pending"
         check = await anyio.to_thread.run_sync(lambda: tokens.verify(service.db, token, now=service.engine.clock.now()))
         if not check.ok or check.user is None:

@@ -35,7 +35,7 @@ from signoff.engine.signing.statement import (
 
 #: how long a key-registration challenge or a decision nonce may be used
 NONCE_TTL = timedelta(minutes=10)
-_USER_RE = re.compile(r"[^\s:/\\]{1,128}")
+_USER_RE = re.compile(r"[^\s:/\\\x00]{1,128}")  # no NUL: engine.nul
 _FINGERPRINT_RE = re.compile(r"SHA256:[A-Za-z0-9+/]{43}")
 
 KEY_COLUMNS = ("id, owner, fingerprint, key_type, public_key, comment, added_at, added_by, proof, revoked_at,"

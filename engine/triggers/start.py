@@ -15,6 +15,7 @@ from signoff.engine.audit import append_event
 from signoff.engine.errors import ExpressionError, InvalidInputs
 from signoff.engine.flows.model import Flow, Trigger
 from signoff.engine.identity import SYSTEM
+from signoff.engine.nul import input_errors
 from signoff.engine.runtime import work
 from signoff.engine.runtime.concurrency import admission
 from signoff.engine.runtime.execution_row import insert_execution
@@ -50,8 +51,9 @@ def start_in_tx(engine: Any, tx: sqlite3.Connection, flow: Flow, trigger: Trigge
 
     inputs = render_inputs(engine, flow, trigger, variables)
     result = validate_inputs(flow.inputs, inputs, variables={})
-    if result.errors:
-        raise InvalidInputs(result.errors)
+    errors = {**result.errors, **input_errors(result.values)}  # NUL: engine.nul
+    if errors:
+        raise InvalidInputs(errors)
     execution_id: str = engine.ids.execution_id()
     revision = engine.flows.ensure_revision(tx, flow)
     origin = {"kind": "trigger", "type": trigger.type, "trigger_id": trigger.id, "variables": variables}

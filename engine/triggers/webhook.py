@@ -6,7 +6,10 @@ nothing about which flows exist; the server counts a wrong key like a failed aut
 (slowed down and audited as ``auth.failed``). The request's body (parsed when it is JSON),
 headers and query parameters become ``trigger.body``, ``trigger.headers`` and
 ``trigger.parameters`` (headers and parameters map a name to its list of values, as in
-Kestra); ``Authorization`` and ``Cookie`` headers are not kept.
+Kestra); ``Authorization`` and ``Cookie`` headers are not kept. A request holding NUL (U+0000)
+in its body (a byte, or a JSON escape), a header or a parameter is refused once its key is
+known to be right (engine.nul; a URL holding NUL is refused before, by engine.server.nul_guard):
+nothing starts, and the caller gets a 422 naming the place.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 
 from signoff.engine.errors import NotFound
 from signoff.engine.flows.trigger_parse import WEBHOOK
+from signoff.engine.nul import refuse_nul
 from signoff.engine.triggers.start import start_in_tx
 
 NOT_FOUND = "no webhook at this address"
@@ -34,6 +38,7 @@ def fire_webhook(engine: Any, namespace: str, flow_id: str, key: str, variables:
                          (namespace, flow_id, found.id)).fetchone()
         if row is not None and row[0]:
             raise NotFound(NOT_FOUND)
+        refuse_nul(**variables)  # only now: a wrong key or a disabled trigger is the same 404 whatever the body holds
         execution_id: str = start_in_tx(engine, tx, flow, found, variables, engine.now())
     return execution_id
 
