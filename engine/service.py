@@ -327,16 +327,18 @@ class ApprovalService(AuditMixin, SigningMixin):
         given (before a FILE input is copied) and in what parsing made of it (a JSON, YAML or
         ARRAY text may spell NUL as an escape): engine.nul."""
         from signoff.engine.inputs import validate_inputs
+        from signoff.engine.inputs.files import DeferredFiles
 
         refused = input_errors(inputs)
         if refused:
             raise InvalidInputs(refused)
-        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=self._store_file,
+        files = DeferredFiles()  # stored only once every input is valid: a refusal leaves no file
+        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=files.take,
                                  local_paths=self.local_files, functions=self.engine.functions(flow.namespace, flow.id))
         errors = {**result.errors, **input_errors(result.values)}
         if errors:
             raise InvalidInputs(errors)
-        return result.values
+        return files.store_all(result.values, self._store_file)
 
     def _store_file(self, file: FileContent) -> str:
         """A FILE input: into the database (every replica reads it) and this replica's cache."""

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from signoff.engine.errors import Location, Locator
+from signoff.engine.errors import InvalidInputs, Location, Locator
 from signoff.engine.inputs import (
     DependsOn,
     InputError,
@@ -18,6 +18,7 @@ from signoff.engine.inputs import (
     show_value,
     validate_inputs,
 )
+from signoff.engine.inputs.files import DeferredFiles
 from signoff.engine.inputs.uploads import MAX_FILE_BYTES, FileContent, paths_to_uploads
 
 # ---------------------------------------------------------------------------------------------
@@ -415,6 +416,24 @@ def test_file_refusals(tmp_path):
 
     assert refused(S("FILE"), str(f), store_file=broken) == (
         "Invalid input for `x`, the file could not be stored (No space left on device), but received `a.txt`")
+
+
+def test_held_files_are_stored_only_when_asked_and_a_failure_names_the_input():
+    files = DeferredFiles()
+    placeholder = files.take(FileContent("a.csv", b"x"))
+    values = {"doc": placeholder, "nested": {"file": files.take(FileContent("b.csv", b"y"))}, "n": 3}
+    stored: list[str] = []
+    assert files.store_all(values, lambda f: stored.append(f.name) or f"file:///{f.name}") == {
+        "doc": "file:///a.csv", "nested": {"file": "file:///b.csv"}, "n": 3}
+    assert stored == ["a.csv", "b.csv"]
+
+    def full(file: FileContent) -> str:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(InvalidInputs) as refused_start:
+        files.store_all({"nested": {"file": placeholder}}, full)
+    assert refused_start.value.errors == {"nested.file": "Invalid input for `nested.file`, the file could not be "
+                                                         "stored (No space left on device), but received `a.csv`"}
 
 
 def test_file_not_regular(tmp_path):

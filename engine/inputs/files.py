@@ -19,12 +19,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from signoff.engine.clock import format_time
+from signoff.engine.errors import InvalidInputs
 from signoff.engine.inputs.uploads import FileContent
 
 FILES_DIR = "files"
@@ -42,6 +44,39 @@ def store_file(db: Any, data_dir: Path, file: FileContent, now: Any) -> str:
     target = Path(data_dir) / FILES_DIR / digest / file.name
     _write_once(target, content)
     return target.resolve().as_uri()
+
+
+class DeferredFiles:
+    """FILE inputs held back while a start's other inputs are checked: ``take`` stands in for
+    storing and returns a placeholder; ``store_all`` stores them, once every value is valid,
+    and puts their URIs in place. A refused start so leaves no file behind."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, FileContent] = {}
+
+    def take(self, file: FileContent) -> str:
+        placeholder = f"signoff-file-pending:{uuid.uuid4().hex}"
+        self._held[placeholder] = file
+        return placeholder
+
+    def store_all(self, values: dict[str, Any], store: Callable[[FileContent], str]) -> dict[str, Any]:
+        """``values`` with each placeholder replaced by the stored file's URI; a storage
+        failure is :class:`InvalidInputs` for the input that held the file."""
+        def walk(node: Any, path: str) -> Any:
+            if isinstance(node, dict):
+                return {k: walk(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+            if isinstance(node, str) and node in self._held:
+                try:
+                    return store(self._held[node])
+                except OSError as exc:
+                    why = exc.strerror or str(exc)
+                except Exception as exc:  # noqa: BLE001 - a storage failure is reported per field
+                    why = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                raise InvalidInputs({path: f"Invalid input for `{path}`, the file could not be stored ({why}), "
+                                           f"but received `{self._held[node].name}`"})
+            return node
+
+        return walk(values, "") if self._held else values
 
 
 def ensure_local(db: Any, data_dir: Path, uris: Iterable[Any]) -> dict[str, str]:

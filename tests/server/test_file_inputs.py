@@ -22,6 +22,9 @@ inputs:
   - id: note
     type: STRING
     required: false
+  - id: copies
+    type: INT
+    required: false
 tasks:
   - id: show
     type: io.kestra.plugin.scripts.shell.Commands
@@ -111,6 +114,14 @@ def test_a_bad_upload_is_a_422_naming_the_field(server: Server, doc: object, rea
     assert r.status_code == 422, r.text
     assert reason in r.json()["errors"]["doc"]
     assert len(r.text) < 2000  # the content is never echoed back
+    assert executions_started(server) == before and stored_files(server) == files
+
+
+def test_a_start_refused_for_another_input_stores_no_file(server: Server) -> None:
+    before, files = executions_started(server), stored_files(server)
+    r = start(server, {"doc": encoded(b"never kept\n", "kept.txt"), "copies": "many"})
+    assert r.status_code == 422, r.text
+    assert set(r.json()["errors"]) == {"copies"}
     assert executions_started(server) == before and stored_files(server) == files
 
 
