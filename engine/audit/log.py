@@ -33,7 +33,7 @@ def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | 
     None where the number is given at COMMIT (PostgreSQL).
 
     SQLite: numbered and chained now (the write lock is held since BEGIN IMMEDIATE).
-    PostgreSQL: staged on the session and written at COMMIT by :func:`write_staged_events`,
+    PostgreSQL: staged on the session and written at COMMIT (see ``STAGED_LOCK_SQL`` below),
     under an advisory lock taken last, so the numbers are dense and in commit order however
     many replicas write at once; a savepoint rolled back drops the events staged since."""
     data_json = jsonutil.dumps(data or {})
@@ -59,19 +59,26 @@ def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | 
     return seq
 
 
-def write_staged_events(tx: Any, events: list[tuple[Any, ...]]) -> None:
-    """PostgreSQL, just before COMMIT: number, chain and insert the staged events.
+# PostgreSQL: the staged events are written at COMMIT (engine.store.pg.Session._commit_with_audit)
+# with these statements, in this order. The advisory lock is the last lock the transaction takes
+# and is held only through the COMMIT: the next appender reads the head after this transaction
+# is visible, so sequence numbers are dense, in commit order, and every event chains to the one
+# committed before it. The full-text column is written with the row (engine.audit.fulltext).
+STAGED_LOCK_SQL = "SELECT pg_advisory_xact_lock({lock})"
+STAGED_HEAD_SQL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+STAGED_INSERT_SQL = ("INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data,"
+                     " prev_hash, hash, search) VALUES (?,?,?,?,?,?,?,?,?,?,?,CAST(? AS tsvector))")
+#: the wake-up of every replica's event feed (engine.server.head), delivered at COMMIT
+STAGED_NOTIFY_SQL = "SELECT pg_notify('signoff_audit', ?)"
 
-    The advisory lock is the last lock the transaction takes and is held only through the
-    COMMIT: the next appender reads the head after this transaction is visible, so sequence
-    numbers are dense, in commit order, and every event chains to the one committed before it.
-    The full-text column is written with the row (engine.audit.fulltext)."""
+
+def chain_staged_events(events: list[tuple[Any, ...]], head: Any) -> tuple[list[tuple[Any, ...]], int]:
+    """The audit rows of the staged ``events`` chained after ``head`` (the newest stored
+    ``(seq, hash)``, or None), and the last sequence number. One pass per event: content,
+    hash and full-text column."""
     from signoff.engine.audit.fulltext import tsvector_literal
-    from signoff.engine.store.pg import AUDIT_LOCK
 
-    tx.execute(f"SELECT pg_advisory_xact_lock({AUDIT_LOCK})")
-    last = tx.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+    seq, prev = (head[0], head[1]) if head else (0, GENESIS)
     rows = []
     for at, actor, action, namespace, flow_id, execution_id, request_id, data_json in events:
         seq += 1
@@ -81,11 +88,7 @@ def write_staged_events(tx: Any, events: list[tuple[Any, ...]]) -> None:
         rows.append((seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest,
                      search))
         prev = digest
-    tx.executemany(
-        "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash,"
-        " search) VALUES (?,?,?,?,?,?,?,?,?,?,?,CAST(? AS tsvector))", rows)
-    # the wake-up of every replica's event feed (engine.server.head), delivered at COMMIT
-    tx.execute("SELECT pg_notify('signoff_audit', ?)", (str(seq),))
+    return rows, seq
 
 
 #: feeds the full-text index (schema 2, engine.audit.search) from stored rows

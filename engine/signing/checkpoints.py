@@ -58,17 +58,24 @@ def load_engine_key(data_dir: Path, *, create: bool) -> EngineKey | None:
         key = ed25519.Ed25519PrivateKey.generate()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                 serialization.NoEncryption())
+        # written whole under another name, then linked into place: a thread or process that
+        # finds the file reads a complete key (with O_EXCL on the final name, a second thread
+        # of a server read it empty while the first was still writing it)
+        partial = path.parent / f".{KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process made it first: use theirs
-        else:
             with os.fdopen(fd, "wb") as out:
                 out.write(pem)
                 out.flush()
                 os.fsync(out.fileno())
+            os.link(partial, path)
+        except FileExistsError:
+            pass  # another thread or process made it first: use theirs
+        else:
             public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
             (path.parent / (KEY_FILE + ".pub")).write_bytes(public + b" signoff-engine\n")
+        finally:
+            partial.unlink(missing_ok=True)
     private = serialization.load_ssh_private_key(path.read_bytes(), None)
     line = private.public_key().public_bytes(serialization.Encoding.OpenSSH,
                                              serialization.PublicFormat.OpenSSH).decode("ascii")
@@ -97,14 +104,16 @@ def write_checkpoint(engine: Any, *, every: int = CHECKPOINT_EVERY, force: bool 
     from signoff.engine.store.schema import SCHEMA_VERSION
 
     db = engine.db
-    conn = db.connection()
-    if db.schema_version() != SCHEMA_VERSION:
+    # performance: called after every start and decision; one round trip on PostgreSQL
+    version, counts = db.queries([
+        (db.SCHEMA_VERSION_SQL, ()),
+        ("SELECT (SELECT max(seq) FROM audit), (SELECT max(seq) FROM audit_checkpoints)", ())])
+    if not version or int(version[0][0]) != SCHEMA_VERSION:
         return None  # not a database this signoff may write (a newer one is never touched)
-    head = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    if head is None:
+    head_seq, last = counts[0][0], counts[0][1] or 0
+    if head_seq is None:
         return None
-    last = conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0] or 0
-    if head[0] <= last or (not force and head[0] - last < every):
+    if head_seq <= last or (not force and head_seq - last < every):
         return None
     key = load_engine_key(engine.data_dir, create=True)
     assert key is not None
@@ -115,8 +124,13 @@ def write_checkpoint(engine: Any, *, every: int = CHECKPOINT_EVERY, force: bool 
             return None
         text = checkpoint_statement(head[0], head[1], at, key.public_key.fingerprint)
         signature = key.sign(text.encode("utf-8"))
-        tx.execute("INSERT INTO audit_checkpoints(seq, hash, at, statement, signature, fingerprint)"
-                   " VALUES (?,?,?,?,?,?)", (head[0], head[1], at, text, signature, key.public_key.fingerprint))
+        # two replicas may sign the same head at once (PostgreSQL runs both transactions side by
+        # side, each saw no checkpoint): the second one's insert does nothing, it is not an error
+        inserted = tx.execute("INSERT INTO audit_checkpoints(seq, hash, at, statement, signature, fingerprint)"
+                              " VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                              (head[0], head[1], at, text, signature, key.public_key.fingerprint)).rowcount
+        if inserted == 0:
+            return None
     record = {"seq": head[0], "hash": head[1], "at": at, "statement": text, "signature": signature,
               "fingerprint": key.public_key.fingerprint}
     _write_latest_file(Path(engine.data_dir), record)

@@ -306,8 +306,12 @@ class Database:
     def rollback(self) -> None:
         _rollback(self.connection())
 
+    #: the statement whose one value is the schema version (engine.signing.checkpoints reads it
+    #: with other things in one go)
+    SCHEMA_VERSION_SQL = "PRAGMA user_version"
+
     def schema_version(self) -> int:
-        row = self.query_one("PRAGMA user_version")
+        row = self.query_one(self.SCHEMA_VERSION_SQL)
         return int(row[0]) if row is not None else 0
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
@@ -319,6 +323,11 @@ class Database:
     def query_one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
+
+    def queries(self, statements: list[tuple[str, Any]]) -> list[list[sqlite3.Row]]:
+        """The rows of several reads, in order (one after the other here; PostgreSQL sends them
+        in one round trip, see engine.store.pg.PgDatabase.queries)."""
+        return [self.query(sql, params) for sql, params in statements]
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

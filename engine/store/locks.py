@@ -92,3 +92,10 @@ def write_behind(tx: Any) -> AbstractContextManager[None]:
     """PostgreSQL: queue this block's plain writes and send them in one pipeline
     (engine.store.pg.Session.write_behind); SQLite runs each statement in-process at once."""
     return tx.write_behind() if is_pg(tx) else nullcontext()
+
+
+def defer_writes(tx: Any) -> None:
+    """PostgreSQL: the rest of this transaction's plain writes go out with its COMMIT
+    (engine.store.pg.Session.defer_writes); nothing on SQLite."""
+    if is_pg(tx):
+        tx.defer_writes()
