@@ -138,8 +138,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     context = jsonutil.loads(row["context"], {})
     masked: dict[str, Any] = {}  # ``values`` as the audit shows them (secrets masked)
     if decision.verdict == APPROVE:
-        values, masked, form_errors = _checked_form(row, decision, context,
-                                                    functions(row) if functions is not None else None)
+        values, masked, form_errors = _checked_form(row, decision, context, functions)
         errors.update(form_errors)
     if errors:
         return Outcome(**base, outcome=oc.INVALID_INPUTS, state="PENDING", errors=errors,
@@ -203,19 +202,22 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
 
 
 def _checked_form(row: sqlite3.Row, decision: DecisionRequest, context: dict[str, Any],
-                  functions: Mapping[str, Any] | None = None,
+                  functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None,
                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """(values, values with secrets masked, errors) of the decision's form values against the
     request's frozen form. Without templates or conditions in the form, the outcome depends on
     the form text and the values alone (not on the request's context), so a bulk decision
-    checks each distinct form once instead of once per request."""
+    checks each distinct form once instead of once per request. ``functions(row)``: the
+    expression functions the form's defaults may call."""
     text = row["form"] or "[]"
     reusable = ("{{" not in text and "{%" not in text
                 and text.count('"dependsOn":') == text.count('"dependsOn":null'))
     if reusable and text in decision.checked:
         return decision.checked[text]
     form = jsonutil.loads(text, [])
-    result = validate_form(row, decision.inputs, context=context, form=form, functions=functions)
+    # (the expression functions are made only for a form that is checked: not for a reused check)
+    result = validate_form(row, decision.inputs, context=context, form=form,
+                           functions=functions(row) if functions is not None else None)
     checked = (result.values, mask(form, result.values), dict(result.errors))
     if reusable:
         decision.checked[text] = checked

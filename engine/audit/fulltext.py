@@ -26,7 +26,9 @@ _WORD = re.compile(r"[^\W_]+")
 def tokens(text: str) -> list[str]:
     """The words of ``text`` as unicode61 sees them: letters and digits, folded, no accents."""
     if text.isascii():  # performance: most audit text; no accents to fold, one regex scan
-        return [t for t in _WORD.findall(text.lower()) if len(t) <= _MAX_LEXEME_BYTES]
+        words: list[str] = _WORD.findall(text.lower())
+        # (no word of a text shorter than the limit can pass it: no check per word)
+        return words if len(text) <= _MAX_LEXEME_BYTES else [t for t in words if len(t) <= _MAX_LEXEME_BYTES]
     folded = unicodedata.normalize("NFKD", text.lower())
     out: list[str] = []
     word: list[str] = []
@@ -44,17 +46,34 @@ def tokens(text: str) -> list[str]:
 
 
 def tsvector_literal(fields: Iterable[str | None]) -> str:
-    """A tsvector (text form) of the fields' tokens with positions, a gap between fields."""
+    """A tsvector (text form) of the fields' tokens with positions, a gap between fields.
+
+    Performance: every audit event on PostgreSQL goes through here (a decision's event holds
+    the request's whole context, ~70 words), so the loop does no per-word clamping (positions
+    pass the limit only in texts of thousands of words: then the slow path) and the text is
+    joined from lists, not generators."""
     positions: dict[str, list[int]] = {}
     pos = 1
     for text in fields:
         if not text:
             continue
-        for token in tokens(text):
-            positions.setdefault(token, []).append(min(pos, _MAX_POSITION))
-            pos += 1
+        words = tokens(text)
+        if pos + len(words) > _MAX_POSITION:
+            for token in words:
+                positions.setdefault(token, []).append(min(pos, _MAX_POSITION))
+                pos += 1
+        else:
+            get = positions.get
+            for pos, token in enumerate(words, pos):  # noqa: B020 - pos continues after the loop
+                found = get(token)
+                if found is None:
+                    positions[token] = [pos]
+                else:
+                    found.append(pos)
+            pos += 1 if words else 0
         pos += 1  # the gap: no phrase spans two fields
-    return " ".join(f"'{t}':{','.join(map(str, p[:256]))}" for t, p in positions.items())
+    return " ".join([f"'{t}':{p[0]}" if len(p) == 1 else f"'{t}':{','.join(map(str, p[:256]))}"
+                     for t, p in positions.items()])
 
 
 def tsquery_literal(phrases: Iterable[str]) -> str | None:

@@ -350,7 +350,9 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
         outcomes = service.decide(identity, body.ids, body.verdict, inputs=body.inputs, reason=body.reason,
                                   idempotency_key=body.idempotency_key, origin=_origin(request),
                                   signatures=_signatures(body.signatures, body.batches))
-        return {"outcomes": [o.to_dict() for o in outcomes]}
+        # performance: the answer as it is (plain JSON types), without FastAPI's generic
+        # jsonable_encoder walk (~25 us per outcome: a quarter second for a 10,000-item bulk)
+        return JSONResponse({"outcomes": [o.to_dict() for o in outcomes]})
 
     RequestId = Path(..., max_length=200, description="An approval request id")
 
