@@ -402,7 +402,7 @@ class RemoteBackend(Backend):
         return self._get("/flows").get("items") or []
 
     def validate_flow_inputs(self, namespace: str, flow_id: str, inputs: Mapping[str, Any]) -> dict[str, str]:
-        sent, local_errors = self._upload_files(namespace, flow_id, inputs)
+        sent, local_errors = self._upload_files(namespace, flow_id, inputs, content=False)
         answer = self._call("POST", f"/flows/{_seg(namespace)}/{_seg(flow_id)}/validate", idempotent=True,
                             body={"inputs": sent}, lenient_422=True)
         errors = dict((answer or {}).get("errors") or {})
@@ -417,8 +417,8 @@ class RemoteBackend(Backend):
                             body={"namespace": namespace, "flow_id": flow_id, "inputs": sent})
         return self._object("POST", "/executions", answer)
 
-    def _upload_files(self, namespace: str, flow_id: str,
-                      inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    def _upload_files(self, namespace: str, flow_id: str, inputs: Mapping[str, Any], *,
+                      content: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
         """A server never reads a path its caller names (engine.inputs.uploads): FILE inputs
         given as local paths are read here, as the person running the client, and sent as
         content. Costs one GET of the flow, only when some input is text."""
@@ -428,7 +428,7 @@ class RemoteBackend(Backend):
         file_ids = {str(s.get("id")) for s in specs if str(s.get("type", "")).upper() == "FILE"}
         if not file_ids:
             return dict(inputs), {}
-        return paths_to_uploads(file_ids, inputs)
+        return paths_to_uploads(file_ids, inputs, content=content)
 
     def get_execution(self, execution_id: str) -> dict[str, Any]:
         return self._get_object(f"/executions/{_seg(execution_id)}")

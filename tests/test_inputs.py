@@ -450,9 +450,15 @@ def test_a_client_turns_local_paths_of_file_inputs_into_uploads(tmp_path):
     upload = {"name": "report.csv", "content_base64": base64.b64encode(b"\x00\x01binary").decode()}
     assert errors == {}
     assert sent == {"doc": upload, "note": str(report), "nested": {"file": upload, "other": 1}, "missing": "x"}
+    # the console's live check: the file is checked, its bytes are not sent
+    assert paths_to_uploads({"doc"}, {"doc": str(report)}, content=False) == (
+        {"doc": {"name": "report.csv", "content_base64": ""}}, {})
+    directory = paths_to_uploads({"doc"}, {"doc": str(tmp_path)}, content=False)
+    assert directory[1] == {"doc": f"Invalid input for `doc`, it must be a file, not a directory, but received "
+                                   f"`{show_value(str(tmp_path))}`"}
     sent, errors = paths_to_uploads({"doc"}, {"doc": str(tmp_path / "gone.csv")})
     assert sent == {} and errors == {"doc": "Invalid input for `doc`, it must be the path of an existing file, "
-                                            f"but received `{tmp_path / 'gone.csv'}`"}
+                                            f"but received `{show_value(str(tmp_path / 'gone.csv'))}`"}
 
 
 # --- required / missing / unknown ------------------------------------------------------------------

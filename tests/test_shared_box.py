@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from signoff.engine.inputs import show_value
 from tests.accounts import Accounts, interpreter_paths, python_as, reachable, root_available, run_as, user_env
 from tests.socket_server import SocketServer
 
@@ -339,7 +340,8 @@ def test_file_inputs_are_read_as_the_caller_never_as_the_service(box):
     private.chmod(0o600)
     done = box.cli(box.alice, "run", NS, "upload", "-i", f"doc={private}")
     assert done.returncode == 2, done.stderr
-    assert f"Invalid input for `doc`, the file is not readable, but received `{private}`" in done.stderr
+    shown = show_value(str(private))
+    assert f"Invalid input for `doc`, the file is not readable, but received `{shown}`" in done.stderr
     own = box.alice.home / "change-list.txt"
     own.write_bytes(b"rotate keys on host-17\n")
     os.chown(own, box.alice.uid, box.alice.gid)

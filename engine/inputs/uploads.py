@@ -96,8 +96,9 @@ def check_name(name: Any) -> str:
     return name
 
 
-def read_local(value: str) -> FileContent:
-    """Read the file a local path (or ``file://`` URI) names, as the calling process."""
+def read_local(value: str, *, content: bool = True) -> FileContent:
+    """Read the file a local path (or ``file://`` URI) names, as the calling process.
+    ``content`` False: only check that it could be read (opened, not read), with no bytes."""
     path = value.strip()
     if not path:
         raise FileValueError("it must be the path of a file")
@@ -113,27 +114,35 @@ def read_local(value: str) -> FileContent:
             raise FileValueError("it must be a regular file")
         if os.path.getsize(path) > MAX_FILE_BYTES:
             raise FileValueError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-        content = Path(path).read_bytes()
+        if content:
+            data = Path(path).read_bytes()
+        else:
+            with open(path, "rb"):
+                data = b""
     except PermissionError:
         raise FileValueError("the file is not readable") from None
     except (ValueError, OSError):
         raise FileValueError("it must be the path of an existing file") from None
-    if len(content) > MAX_FILE_BYTES:  # grew since the size was read
+    if len(data) > MAX_FILE_BYTES:  # grew since the size was read
         raise FileValueError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-    return FileContent(check_name(Path(path).name), content)
+    return FileContent(check_name(Path(path).name), data)
 
 
-def upload_from_path(value: str) -> dict[str, str]:
-    """What a remote client sends for a FILE input given as a local path."""
-    found = read_local(value)
+def upload_from_path(value: str, *, content: bool = True) -> dict[str, str]:
+    """What a remote client sends for a FILE input given as a local path (``content`` False:
+    the name only, for a check of the form, which never stores the file)."""
+    found = read_local(value, content=content)
     return {"name": found.name, "content_base64": base64.b64encode(found.content).decode("ascii")}
 
 
-def paths_to_uploads(file_ids: set[str], inputs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def paths_to_uploads(file_ids: set[str], inputs: Mapping[str, Any], *,
+                     content: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
     """A remote client's start inputs with every FILE input given as a local path (a dotted
     key or a nested map, as :func:`validate_inputs` reads them) replaced by its uploaded
     content. Returns ``(inputs, errors)``: a path that cannot be read is an error for its
-    field, in the engine's own words, and the input is left out."""
+    field, in the engine's own words, and the input is left out. ``content`` False (the
+    console's live check of a start form, after every change): the file is checked here and
+    sent without its bytes - the server's check looks at the upload's shape, never stores it."""
     errors: dict[str, str] = {}
 
     def walk(mapping: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -142,10 +151,11 @@ def paths_to_uploads(file_ids: set[str], inputs: Mapping[str, Any]) -> tuple[dic
             full = f"{prefix}{key}"
             if full in file_ids and isinstance(value, str) and value.strip():
                 try:
-                    out[key] = upload_from_path(value)
+                    out[key] = upload_from_path(value, content=content)
                 except FileValueError as bad:
-                    shown = value if len(value) <= 200 else value[:199] + "…"
-                    errors[full] = f"Invalid input for `{full}`, {bad.reason}, but received `{shown}`"
+                    from signoff.engine.inputs.validate import show_value  # it imports this module
+
+                    errors[full] = f"Invalid input for `{full}`, {bad.reason}, but received `{show_value(value)}`"
             elif isinstance(value, Mapping) and any(i.startswith(full + ".") for i in file_ids):
                 out[key] = walk(value, full + ".")
             else:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from signoff.engine.inputs import show_value
 from tests.server.conftest import Server, make_server, signoff
 
 UPLOAD_FLOW = """\
@@ -158,6 +159,7 @@ def test_the_cli_in_remote_mode_uploads_the_callers_own_file(server: Server, tmp
     missing = tmp_path / "not-there.csv"
     done = signoff(["run", "company.finance", "upload", "-i", f"doc={missing}", *remote], server.env)
     assert done.returncode == 2, (done.returncode, done.stderr)
-    assert f"Invalid input for `doc`, it must be the path of an existing file, but received `{missing}`" in done.stderr
+    assert ("Invalid input for `doc`, it must be the path of an existing file, but received "
+            f"`{show_value(str(missing))}`") in done.stderr
     assert "Traceback" not in done.stderr
     assert executions_started(server) == before
