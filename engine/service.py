@@ -115,6 +115,21 @@ class ApprovalService(AuditMixin, SigningMixin):
 
         return visible
 
+    def decide_filter(self, actor: Identity) -> Callable[[str], bool]:
+        """namespace -> may ``actor`` decide there at all (its role); a request's own rules
+        (assignment, four-eyes, signatures) are still checked when it is decided. For lists
+        that should not offer to decide what the person may only view."""
+        policy = self.engine.policy
+        verdicts: dict[str, bool] = {}
+
+        def decidable(namespace: str) -> bool:
+            ok = verdicts.get(namespace)
+            if ok is None:
+                ok = verdicts[namespace] = bool(policy.allows(actor, "decide", namespace))
+            return ok
+
+        return decidable
+
     def _check(self, actor: Identity, action: str, namespace: str, what: str) -> None:
         if not self.engine.policy.allows(actor, action, namespace):
             with self.db.write() as tx:

@@ -303,9 +303,12 @@ def mount_web(app: FastAPI, service: ApprovalService, auth: Authenticator) -> Se
         start = (page - 1) * PAGE_SIZE
         rows = service.pending_rows(session.identity, limit=start + PAGE_SIZE + 1)
         shown = [dict(zip(PENDING_ROW_FIELDS, r, strict=True)) for r in rows[start:start + PAGE_SIZE]]
+        decidable = service.decide_filter(session.identity)
+        for row in shown:  # a row the person may only view gets no mark (and no bulk buttons if none may be)
+            row["can_decide"] = decidable(row["namespace"])
         return _page("pending.html", status, who=session.identity.name, csrf=session.csrf, title="Pending",
                      rows=shown, page=page, more=len(rows) > start + PAGE_SIZE, message=message,
-                     marked=set(marked))
+                     marked=set(marked), any_decidable=any(r["can_decide"] for r in shown))
 
     @app.post("/web/sign-in", include_in_schema=False)
     async def sign_in(request: Request) -> Response:

@@ -315,6 +315,19 @@ def test_viewer_sees_the_page_without_the_form(server, browser):
     assert any(e["actor"] == "victor" for e in events), events
 
 
+def test_the_pending_list_offers_marks_only_where_one_may_decide(server):
+    request_id = start(server, "t.web", "commented")
+    with session_for(server, "victor") as (client, _csrf):  # a viewer everywhere
+        page = client.get("/web/pending").text
+    assert f'id="row-{request_id}"' in page and f'id="view-only-{request_id}"' in page
+    assert 'name="id"' not in page and 'id="bulk-approve"' not in page and 'id="mark-all"' not in page
+    assert 'id="view-only-list"' in page
+    with session_for(server, "alice") as (client, _csrf):  # an admin of t.web
+        page = client.get("/web/pending").text
+    assert f'id="mark-{request_id}"' in page and 'id="bulk-approve"' in page
+    assert f'id="view-only-{request_id}"' not in page and 'id="view-only-list"' not in page
+
+
 def test_signatures_required_means_console_or_cli(server, browser):
     request_id = start(server, "t.signed", "signed")
     sign_in(browser, f"{server.url}/r/{request_id}", server.tokens["alice"])
