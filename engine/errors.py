@@ -6,6 +6,7 @@ server map them without guessing and never show a traceback for a user mistake.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 
@@ -117,3 +118,25 @@ class Locator:
 
     def at(self, path: tuple[str | int, ...]) -> Location:
         return Location(self.file, 1, 1)
+
+
+def is_known_failure(exc: BaseException) -> bool:
+    """A failure whose message says it all: one of ours (database unavailable, disk full, a
+    refused write) or a lost PostgreSQL connection. Anything else is a bug worth a traceback."""
+    if isinstance(exc, SignoffError):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def log_failure(logger: logging.Logger, level: int, message: str, exc: BaseException) -> None:
+    """Log a background failure: a known one (:func:`is_known_failure`) as one line,
+    ``message: reason``, so a database restart does not fill the log with tracebacks; anything
+    else as ``message`` with its traceback, for whoever reads the log."""
+    if is_known_failure(exc):
+        logger.log(level, "%s: %s", message, " ".join(str(exc).split()))
+    else:
+        logger.log(level, message, exc_info=exc)

@@ -33,7 +33,7 @@ import threading
 import weakref
 from typing import Any
 
-from signoff.engine.errors import SignoffError
+from signoff.engine.errors import log_failure
 
 log = logging.getLogger("signoff.heartbeat")
 
@@ -148,10 +148,8 @@ class Heartbeat:
             try:
                 with db.write() as tx:
                     beat(tx, self.process, self.dead_after)
-            except SignoffError as exc:  # a known state (disk full, database restarting): one line
-                log.warning("heartbeat: could not write this process's beat (%s); trying again", exc)
-            except Exception:  # unexpected: keep the traceback for whoever reads the log
-                log.warning("heartbeat: could not write this process's beat; trying again", exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+                log_failure(log, logging.WARNING, "heartbeat: could not write this process's beat; trying again", exc)
             del db
         db = self._db()
         if db is None:

@@ -27,7 +27,7 @@ from signoff.engine.approvals import outcome as oc
 from signoff.engine.approvals.outcome import Outcome
 from signoff.engine.approvals.rows import pending_sort_key
 from signoff.engine.audit.actions import CHANGE_ACTIONS
-from signoff.engine.errors import SignoffError
+from signoff.engine.errors import SignoffError, log_failure
 from signoff.engine.identity import Identity
 from signoff.engine.server import models as m
 from signoff.engine.server.auth import Authenticator
@@ -664,11 +664,8 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
                 continue
             try:
                 items, window = await anyio.to_thread.run_sync(_changes_window, identity, last, 500)
-            except SignoffError as exc:  # the database went away: the client reconnects with its last id
-                log.warning("event stream ended: %s", exc)
-                return
-            except Exception:
-                log.exception("event stream failed")
+            except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+                log_failure(log, logging.WARNING, "event stream ended", exc)
                 return
             for item in items:
                 yield f"id: {item['seq']}\nevent: {item['action']}\ndata: {json.dumps(item)}\n\n"

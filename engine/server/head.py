@@ -27,20 +27,10 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from signoff.engine.errors import log_failure
+
 log = logging.getLogger("signoff.server.head")
 
-
-def _known(exc: BaseException) -> bool:
-    """A lost or refused database connection: logged as one line, not a traceback."""
-    from signoff.engine.errors import SignoffError
-
-    if isinstance(exc, SignoffError):
-        return True
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - SQLite-only installs
-        return False
-    return isinstance(exc, psycopg.OperationalError)
 
 CHANNEL = "signoff_audit"
 FALLBACK_S = 1.0
@@ -76,11 +66,8 @@ class HeadWatcher:
     def start(self) -> HeadWatcher:
         try:
             self.refresh()
-        except Exception as exc:  # the database may be restarting: the thread retries
-            if _known(exc):
-                log.warning("event feed: cannot read the audit head yet: %s", " ".join(str(exc).split()))
-            else:
-                log.warning("event feed: cannot read the audit head yet", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+            log_failure(log, logging.WARNING, "event feed: cannot read the audit head yet", exc)
         self.db.audit_listeners.append(self.refresh)
         pg = getattr(self.db, "dialect", "sqlite") == "postgresql"
         self._thread = threading.Thread(target=self._listen if pg else self._poll, name="signoff-head", daemon=True)
@@ -135,11 +122,8 @@ class HeadWatcher:
         try:
             self.refresh()
             return True
-        except Exception as exc:  # the database may be restarting: read again later
-            if _known(exc):
-                log.info("event feed: cannot read the audit head (%s); trying again", " ".join(str(exc).split()))
-            else:
-                log.info("event feed: cannot read the audit head; trying again", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+            log_failure(log, logging.INFO, "event feed: cannot read the audit head; trying again", exc)
             return False
 
     def _listen(self) -> None:
@@ -158,10 +142,7 @@ class HeadWatcher:
                         for _ in conn.notifies(timeout=FALLBACK_S, stop_after=1):
                             pass
             except psycopg.Error as exc:
-                if _known(exc):
-                    log.info("event feed: lost the LISTEN connection (%s); reconnecting", " ".join(str(exc).split()))
-                else:
-                    log.info("event feed: lost the LISTEN connection; reconnecting", exc_info=True)
+                log_failure(log, logging.INFO, "event feed: lost the LISTEN connection; reconnecting", exc)
                 self._safely_refresh()
                 self._stop.wait(pause)
                 pause = min(pause * 2, 5.0)

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from signoff.engine.errors import SignoffError
+from signoff.engine.errors import log_failure
 
 if TYPE_CHECKING:
     from signoff.engine.service import ApprovalService
@@ -44,12 +44,9 @@ class Runner:
         while not self._stop.is_set():
             try:
                 done = self.service.tick(schedules=True)
-            except SignoffError as exc:  # a known state (database down, disk full): one line
-                log.warning("background runner: %s; retrying in %.1fs", exc, self.error_pause)
-                self._stop.wait(self.error_pause)
-                continue
-            except Exception:
-                log.exception("background runner: tick failed; retrying in %.1fs", self.error_pause)
+            except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+                retry = f"background runner: tick failed; retrying in {self.error_pause:.1f}s"
+                log_failure(log, logging.WARNING, retry, exc)
                 self._stop.wait(self.error_pause)
                 continue
             if not done:

@@ -28,7 +28,7 @@ from typing import Any
 
 from signoff.engine.audit import append_event
 from signoff.engine.clock import format_time
-from signoff.engine.errors import SignoffError
+from signoff.engine.errors import log_failure
 from signoff.engine.store.locks import RetryableStorageError, for_update, retrying, skip_locked
 
 log = logging.getLogger("signoff.server.auth")
@@ -74,11 +74,8 @@ class FailureThrottle:
         cannot count, the answer gets the longest delay (guessing stays slow)."""
         try:
             return retrying(self.db, lambda tx: self._record(tx, failure))
-        except SignoffError as exc:  # a known state (database restarting, disk full): one line
-            log.warning("could not count a failed authentication from %s: %s", failure.address, exc)
-            return MAX_DELAY_S
-        except Exception:
-            log.exception("could not count a failed authentication from %s", failure.address)
+        except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+            log_failure(log, logging.WARNING, f"could not count a failed authentication from {failure.address}", exc)
             return MAX_DELAY_S
 
     def _record(self, tx: Any, failure: Failure) -> float:
@@ -110,11 +107,8 @@ class FailureThrottle:
         clients idle for ``FORGET_AFTER_S``; how many events were written."""
         try:
             return retrying(self.db, lambda tx: self._flush(tx, force))
-        except SignoffError as exc:  # a known state: one line; the next flush audits them
-            log.warning("could not audit failed authentications yet: %s", exc)
-            return 0
-        except Exception:
-            log.exception("could not audit failed authentications")
+        except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+            log_failure(log, logging.WARNING, "could not audit failed authentications yet", exc)
             return 0
 
     def _flush(self, tx: Any, force: bool) -> int:

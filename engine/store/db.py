@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from signoff.engine.errors import NotWritable, StorageError
+from signoff.engine.errors import NotWritable, StorageError, log_failure
 from signoff.engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "signoff.db"
@@ -342,10 +342,8 @@ def tell_audit_listeners(listeners: list[Callable[[], None]]) -> None:
     for listener in list(listeners):
         try:
             listener()
-        except StorageError as exc:  # the commit is durable; the feed's own poll catches up
-            logging.getLogger("signoff.store").info("audit listener failed: %s", exc)
-        except Exception:  # unexpected: keep the traceback for whoever reads the log
-            logging.getLogger("signoff.store").info("audit listener failed", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+            log_failure(logging.getLogger("signoff.store"), logging.INFO, "audit listener failed", exc)
 
 
 def connection_of(db: Database | sqlite3.Connection) -> sqlite3.Connection:
