@@ -104,31 +104,26 @@ class ApprovalService(AuditMixin, SigningMixin):
 
     def _view_filter(self, actor: Identity) -> Callable[[str], bool]:
         """namespace -> may ``actor`` view it; the policy is asked once per namespace."""
-        policy = self.engine.policy
-        verdicts: dict[str, bool] = {}
-
-        def visible(namespace: str) -> bool:
-            ok = verdicts.get(namespace)
-            if ok is None:
-                ok = verdicts[namespace] = bool(policy.allows(actor, "view", namespace))
-            return ok
-
-        return visible
+        return self._permission_filter(actor, "view")
 
     def decide_filter(self, actor: Identity) -> Callable[[str], bool]:
         """namespace -> may ``actor`` decide there at all (its role); a request's own rules
         (assignment, four-eyes, signatures) are still checked when it is decided. For lists
         that should not offer to decide what the person may only view."""
+        return self._permission_filter(actor, "decide")
+
+    def _permission_filter(self, actor: Identity, action: str) -> Callable[[str], bool]:
+        """namespace -> may ``actor`` do ``action`` there; the policy is asked once per namespace."""
         policy = self.engine.policy
         verdicts: dict[str, bool] = {}
 
-        def decidable(namespace: str) -> bool:
+        def allowed(namespace: str) -> bool:
             ok = verdicts.get(namespace)
             if ok is None:
-                ok = verdicts[namespace] = bool(policy.allows(actor, "decide", namespace))
+                ok = verdicts[namespace] = bool(policy.allows(actor, action, namespace))
             return ok
 
-        return decidable
+        return allowed
 
     def _check(self, actor: Identity, action: str, namespace: str, what: str) -> None:
         if not self.engine.policy.allows(actor, action, namespace):
@@ -334,34 +329,34 @@ class ApprovalService(AuditMixin, SigningMixin):
     def check_flow_inputs(self, actor: Identity, namespace: str, flow_id: str,
                           inputs: Mapping[str, Any]) -> dict[str, str]:
         """Per-field messages for a start form (empty when valid); nothing is stored."""
-        from signoff.engine.inputs import validate_inputs
-
         flow = self._flow(actor, namespace, flow_id, "view")
-        refused = input_errors(inputs)
-        if refused:
-            return refused
-        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=lambda file: file.name,
-                                 local_paths=self.local_files,
-                                 functions=self.engine.functions(flow.namespace, flow.id))
-        return {**result.errors, **input_errors(result.values)}
+        return self._start_inputs(flow, inputs, store_file=lambda file: file.name)[1]
 
     def validate_flow_inputs(self, flow: Flow, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """The typed values of a start's inputs, or InvalidInputs. NUL is refused in what was
-        given (before a FILE input is copied) and in what parsing made of it (a JSON, YAML or
-        ARRAY text may spell NUL as an escape): engine.nul."""
-        from signoff.engine.inputs import validate_inputs
+        """The typed values of a start's inputs, or InvalidInputs. FILE inputs are stored only
+        once every input is valid, so a refused start leaves no file behind."""
         from signoff.engine.inputs.files import DeferredFiles
+
+        files = DeferredFiles()
+        values, errors = self._start_inputs(flow, inputs, store_file=files.take)
+        if errors:
+            raise InvalidInputs(errors)
+        return files.store_all(values, self._store_file)
+
+    def _start_inputs(self, flow: Flow, inputs: Mapping[str, Any],
+                      store_file: Callable[[FileContent], str]) -> tuple[dict[str, Any], dict[str, str]]:
+        """(values, errors) of a start's inputs. NUL is refused in what was given (before a
+        FILE input is read) and in what parsing made of it (a JSON, YAML or ARRAY text may spell
+        NUL as an escape): engine.nul. A server takes FILE inputs only as uploaded content
+        (``local_files``, engine.inputs.uploads)."""
+        from signoff.engine.inputs import validate_inputs
 
         refused = input_errors(inputs)
         if refused:
-            raise InvalidInputs(refused)
-        files = DeferredFiles()  # stored only once every input is valid: a refusal leaves no file
-        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=files.take,
+            return {}, refused
+        result = validate_inputs(flow.inputs, dict(inputs), variables={}, store_file=store_file,
                                  local_paths=self.local_files, functions=self.engine.functions(flow.namespace, flow.id))
-        errors = {**result.errors, **input_errors(result.values)}
-        if errors:
-            raise InvalidInputs(errors)
-        return files.store_all(result.values, self._store_file)
+        return result.values, {**result.errors, **input_errors(result.values)}
 
     def _store_file(self, file: FileContent) -> str:
         """A FILE input: into the database (every replica reads it) and this replica's cache."""
