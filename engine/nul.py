@@ -71,14 +71,10 @@ def nul_errors(fields: Mapping[str, Any]) -> dict[str, str]:
 def input_errors(values: Mapping[str, Any] | None, container: str = "inputs") -> dict[str, str]:
     """Input id -> message for input values holding NUL; an id holding NUL is reported under
     ``container`` (the id itself cannot be the key of a message meant to name it)."""
-    errors: dict[str, str] = {}
-    for name, value in (values or {}).items():
-        if NUL in str(name):
-            errors[container] = f"{container}: an input name {MESSAGE}"
-            continue
-        problem = nul_problem(value, str(name))
-        if problem:
-            errors[str(name)] = problem
+    named = {str(name): value for name, value in (values or {}).items()}
+    errors = nul_errors({name: value for name, value in named.items() if NUL not in name})
+    if any(NUL in name for name in named):
+        errors[container] = f"{container}: an input name {MESSAGE}"
     return errors
 
 

@@ -30,6 +30,7 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 UPLOAD_KEYS = frozenset({"name", "content_base64"})
 _MAX_NAME_BYTES = 255
 _MAX_ENCODED = 4 * ((MAX_FILE_BYTES + 2) // 3)
+_TOO_LARGE = f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
 
 
 class FileValueError(Exception):
@@ -70,13 +71,13 @@ def decode_upload(value: Mapping[str, Any]) -> FileContent:
     if not isinstance(encoded, str):
         raise FileValueError("`content_base64` must be text (the file's bytes in base64)", shown=name)
     if len(encoded) > _MAX_ENCODED:
-        raise FileValueError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", shown=name)
+        raise FileValueError(_TOO_LARGE, shown=name)
     try:
         content = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
         raise FileValueError("`content_base64` is not valid base64", shown=name) from None
     if len(content) > MAX_FILE_BYTES:
-        raise FileValueError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB", shown=name)
+        raise FileValueError(_TOO_LARGE, shown=name)
     return FileContent(name, content)
 
 
@@ -113,7 +114,7 @@ def read_local(value: str, *, content: bool = True) -> FileContent:
         if not os.path.isfile(path):
             raise FileValueError("it must be a regular file")
         if os.path.getsize(path) > MAX_FILE_BYTES:
-            raise FileValueError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+            raise FileValueError(_TOO_LARGE)
         if content:
             data = Path(path).read_bytes()
         else:
@@ -124,7 +125,7 @@ def read_local(value: str, *, content: bool = True) -> FileContent:
     except (ValueError, OSError):
         raise FileValueError("it must be the path of an existing file") from None
     if len(data) > MAX_FILE_BYTES:  # grew since the size was read
-        raise FileValueError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        raise FileValueError(_TOO_LARGE)
     return FileContent(check_name(Path(path).name), data)
 
 
