@@ -290,10 +290,7 @@ class Session:
         conn, borrowed = self._conn()
         try:
             with conn.cursor(row_factory=row_factory or tuple_row) as cur:
-                if params is None or (not isinstance(params, Mapping) and len(params) == 0):
-                    cur.execute(sql)  # no parameters: psycopg reads the text as it is (a % stays one %)
-                else:
-                    cur.execute(to_psycopg(sql), params)
+                _execute(cur, sql, params)
                 rows = cur.fetchall() if _returns_rows(cur) else []
                 return cur.rowcount, rows
         except psycopg.Error as exc:
@@ -632,10 +629,7 @@ class PgDatabase:
                 for sql, params in statements:
                     cur = conn.cursor(row_factory=_row_factory)
                     cursors.append(cur)
-                    if params is None or (not isinstance(params, Mapping) and len(params) == 0):
-                        cur.execute(sql)
-                    else:
-                        cur.execute(to_psycopg(sql), params)
+                    _execute(cur, sql, params)
             return [cur.fetchall() if _returns_rows(cur) else [] for cur in cursors]
         except psycopg.Error as exc:
             raise self.error(exc) from None
@@ -667,6 +661,18 @@ def _plain_write(sql: str) -> bool:
     return _TABLE.match(sql) is not None and "RETURNING" not in upper and "SELECT" not in upper
 
 
+def _no_params(params: Any) -> bool:
+    return params is None or (not isinstance(params, Mapping) and len(params) == 0)
+
+
+def _execute(cur: Any, sql: str, params: Any) -> None:
+    """Run one statement written with ``?`` placeholders on a psycopg cursor."""
+    if _no_params(params):
+        cur.execute(sql)  # no parameters: psycopg reads the text as it is (a % stays one %)
+    else:
+        cur.execute(to_psycopg(sql), params)
+
+
 def _send_queued(cur: Any, queued: list[tuple[Any, Any]]) -> None:
     """Send write_behind's queued statements on ``cur`` (inside a pipeline), in batches."""
     for sql, rows in _batches(queued):
@@ -688,7 +694,7 @@ def _batches(queued: list[tuple[Any, Any]]) -> list[tuple[str, list[Any] | None]
     def close_segment() -> None:
         for statements in segment.values():
             for sql, params in statements:
-                if params is None or (not isinstance(params, Mapping) and len(params) == 0):
+                if _no_params(params):
                     out.append((sql, None))
                 elif out and out[-1][0] == sql and out[-1][1] is not None:
                     out[-1][1].append(params)
