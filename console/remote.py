@@ -112,6 +112,8 @@ class RemoteBackend(Backend):
                                        transport=httpx.HTTPTransport(retries=0, **transport))
         self.identity = "?"
         self._token_source = token_source
+        #: (namespace, flow id) -> ids of its FILE inputs, as last read (see _upload_files)
+        self._file_inputs: dict[tuple[str, str], set[str]] = {}
         if check:
             try:
                 self.me()
@@ -421,11 +423,15 @@ class RemoteBackend(Backend):
                       content: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
         """A server never reads a path its caller names (engine.inputs.uploads): FILE inputs
         given as local paths are read here, as the person running the client, and sent as
-        content. Costs one GET of the flow, only when some input is text."""
+        content. Which inputs are FILE costs a GET of the flow when some input is text: once
+        per start, and once per flow for the console's checks after every change of a form."""
         if not any(isinstance(v, (str, Mapping)) for v in inputs.values()):
             return dict(inputs), {}
-        specs = self.get_flow(namespace, flow_id).get("inputs") or []
-        file_ids = {str(s.get("id")) for s in specs if str(s.get("type", "")).upper() == "FILE"}
+        file_ids = self._file_inputs.get((namespace, flow_id))
+        if file_ids is None or content:  # a start reads the flow afresh; a form's checks reuse it
+            specs = self.get_flow(namespace, flow_id).get("inputs") or []
+            file_ids = {str(s.get("id")) for s in specs if str(s.get("type", "")).upper() == "FILE"}
+            self._file_inputs[(namespace, flow_id)] = file_ids
         if not file_ids:
             return dict(inputs), {}
         return paths_to_uploads(file_ids, inputs, content=content)
