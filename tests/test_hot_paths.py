@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from signoff.engine import jsonutil
 from signoff.engine.approvals.outcome import Outcome
-from signoff.engine.audit.fulltext import tokens, tsvector_literal
+from signoff.engine.audit.fulltext import _grouped_literal, tokens, tsvector_literal
 from signoff.engine.clock import parse_time
 
 
@@ -26,19 +26,35 @@ def reference_tsvector(fields: list[str | None]) -> str:
     return " ".join(f"'{t}':{','.join(map(str, p[:256]))}" for t, p in positions.items())
 
 
-def test_tsvector_literal_matches_the_reference_on_varied_text() -> None:
-    rnd = random.Random(7)
+def varied_fields(count: int, seed: int = 7) -> list[list[str | None]]:
+    rnd = random.Random(seed)
     words = ["alpha", "Beta", "café", "x", "CHG-12", "a.b@c", "", "ü", "naïve", "_", "1", "Ærø", "api"]
-    for _ in range(3000):
-        fields = [rnd.choice([None, "", " ".join(rnd.choice(words) for _ in range(rnd.randint(0, 40)))])
-                  for _ in range(rnd.randint(0, 8))]
-        assert tsvector_literal(fields) == reference_tsvector(fields), fields
+    ascii_words = [w for w in words if w.isascii()]
+    out = []
+    for _ in range(count):
+        pool = rnd.choice([words, ascii_words])  # half all-ASCII (the flat literal), half not
+        out.append([rnd.choice([None, "", " ".join(rnd.choice(pool) for _ in range(rnd.randint(0, 40)))])
+                    for _ in range(rnd.randint(0, 8))])
+    return out
 
 
-def test_tsvector_literal_past_the_position_limit_and_with_many_repeats() -> None:
-    for fields in (["a b " * 9000], ["x " * 300, "y " * 16000, "z"], ["w " * 16380, "v u"],
-                   ["w " * 16381, "", "v u"], ["same " * 400]):
-        assert tsvector_literal(fields) == reference_tsvector(fields)
+#: past PostgreSQL's position limit, and with words repeated past its 256 positions per word
+EDGE_FIELDS: list[list[str | None]] = [["a b " * 9000], ["x " * 300, "y " * 16000, "z"], ["w " * 16380, "v u"],
+                                       ["w " * 16381, "", "v u"], ["same " * 400]]
+
+
+def test_grouped_tsvector_literal_matches_the_reference_on_varied_text() -> None:
+    """(The flat literal, what ASCII text gets, is compared on a real server:
+    tests/test_pg_fulltext_literal.py.)"""
+    for fields in varied_fields(3000):
+        assert _grouped_literal([f for f in fields if f]) == reference_tsvector(fields), fields
+        if not all((f or "").isascii() for f in fields):
+            assert tsvector_literal(fields) == reference_tsvector(fields), fields
+
+
+def test_grouped_tsvector_literal_past_the_position_limit_and_with_many_repeats() -> None:
+    for fields in EDGE_FIELDS:
+        assert _grouped_literal([f for f in fields if f]) == reference_tsvector(fields)
 
 
 def test_a_long_word_is_left_out_as_before() -> None:
@@ -67,3 +83,28 @@ def test_canonical_json_is_unchanged() -> None:
 def test_parse_time_gives_the_same_moment_cached_or_not() -> None:
     text = "2026-03-04T05:06:07.123456Z"
     assert parse_time(text) == parse_time(text) and parse_time(text).isoformat() == "2026-03-04T05:06:07.123456+00:00"
+
+
+def test_dumps_with_raw_gives_what_dumps_gives() -> None:
+    """A decision's audit event splices the request's stored context text in unparsed: the
+    text is what canonical JSON of the whole event would have been."""
+    rnd = random.Random(5)
+    leaves = [0, -1, 2.5, 1e-07, 10**20, True, False, None, "", "é €", 'quote " and \\ and \n\t\x01', "\u2028"]
+    keys = ["context", "a", "zz", "é", "", "Context", "inputs", "verdict", "signature", "automatic"]
+
+    def value(depth: int) -> object:
+        kind = rnd.randint(0, 3 if depth < 3 else 0)
+        if kind == 1:
+            return [value(depth + 1) for _ in range(rnd.randint(0, 3))]
+        if kind == 2:
+            return {rnd.choice(keys): value(depth + 1) for _ in range(rnd.randint(0, 4))}
+        return rnd.choice(leaves)
+
+    for _ in range(2000):
+        whole = {rnd.choice(keys): value(1) for _ in range(rnd.randint(0, 7))}
+        spliced = {k: jsonutil.dumps(v) for k, v in whole.items() if rnd.random() < 0.4}
+        if not spliced:
+            spliced = {"context": jsonutil.dumps(value(1))}
+            whole["context"] = json.loads(spliced["context"])
+        plain = {k: v for k, v in whole.items() if k not in spliced}
+        assert jsonutil.dumps_with_raw(plain, spliced) == jsonutil.dumps(whole), whole

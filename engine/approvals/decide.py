@@ -44,6 +44,18 @@ class DecisionRequest:
     #: signed decisions (engine.signing.check.SignatureCheck): the signatures sent and the
     #: caches of one call; None for the engine's own decisions (automatic approvals)
     signatures: Any = field(default=None, repr=False, compare=False)
+    #: performance: parsed rules by their stored text (the requests of one task share it),
+    #: read only; see :meth:`rules_of`
+    parsed_rules: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+
+    def rules_of(self, text: str | None) -> dict[str, Any]:
+        """A request's rules (its ``rules`` column) parsed once per decision call. Callers only
+        read the dict."""
+        key = text or ""
+        rules = self.parsed_rules.get(key)
+        if rules is None:
+            rules = self.parsed_rules[key] = jsonutil.loads(text, {})
+        return rules
 
 
 @dataclass
@@ -101,7 +113,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
         decided = prefetched.decisions.setdefault(request_id, [])
     if row is None:
         return Outcome(request_id, oc.NOT_FOUND, f"no approval request `{request_id}`")
-    rules = jsonutil.loads(row["rules"], {})
+    rules = decision.rules_of(row["rules"])
     execution_id = row["execution_id"]
     base = dict(id=request_id, execution_id=execution_id)
     if row["state"] != "PENDING":
@@ -133,12 +145,11 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
 
     values: dict[str, Any] = {}
     errors = comment_errors(rules, decision)
-    # performance: the context and form JSON are parsed once per decision (bulk decides
-    # thousands), not once per use
-    context = jsonutil.loads(row["context"], {})
+    # performance: the context is not parsed here: a form check reused from another request of
+    # the bulk does not read it, and the audit event carries its stored text as it is
     masked: dict[str, Any] = {}  # ``values`` as the audit shows them (secrets masked)
     if decision.verdict == APPROVE:
-        values, masked, form_errors = _checked_form(row, decision, context, functions)
+        values, masked, form_errors = _checked_form(row, decision, functions)
         errors.update(form_errors)
     if errors:
         return Outcome(**base, outcome=oc.INVALID_INPUTS, state="PENDING", errors=errors,
@@ -149,20 +160,20 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
 
         refused, message, signature = decision.signatures.check(
             tx, now=now, actor=actor.name, mode=signature_mode(policy, actor, row["namespace"]), row=row,
-            verdict=decision.verdict, reason=decision.reason, values=values,
-            form=jsonutil.loads(row["form"], []), context=context)
+            verdict=decision.verdict, reason=decision.reason, values=values)
         if refused:
             append_event(tx, at=now, actor=actor.name, action="policy.denied", namespace=row["namespace"],
                          flow_id=row["flow_id"], execution_id=execution_id, request_id=request_id,
                          data={"operation": decision.verdict, "reason": refused, "message": message})
             return Outcome(**base, outcome=refused, state="PENDING", message=message)
 
+    elapsed = seconds_between(row["created_at"], now)
     tx.execute("INSERT INTO decisions(request_id, actor, verdict, inputs, reason, at, origin, automatic, statement,"
                " signature, key_fingerprint, batch_sha256, response_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                (request_id, actor.name, decision.verdict, jsonutil.dumps(values), decision.reason, now,
                 decision.origin, int(decision.automatic), signature.get("statement") if signature else None,
                 signature.get("signature") if signature else None, signature["fingerprint"] if signature else None,
-                signature.get("batch_sha256") if signature else None, seconds_between(row["created_at"], now)))
+                signature.get("batch_sha256") if signature else None, elapsed))
     decided.append((actor.name, decision.verdict))
     required = int(rules.get("required") or 1)
     if decision.verdict == DENY:
@@ -172,8 +183,8 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     else:
         approvals = sum(1 for _who, verdict in decided if verdict == APPROVE)
         state = "APPROVED" if approvals >= required else "PENDING"
-    event = {"verdict": decision.verdict, "inputs": masked, "reason": decision.reason,
-             "origin": decision.origin, "state": state, "context": context}
+    event: dict[str, Any] = {"verdict": decision.verdict, "inputs": masked, "reason": decision.reason,
+                             "origin": decision.origin, "state": state}
     if signature is not None:
         event["signature"] = signature
     if decision.automatic:
@@ -183,9 +194,9 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     append_event(tx, at=now, actor=actor.name, action="request.auto_approved" if decision.automatic
                  else f"request.{'approved' if decision.verdict == APPROVE else 'denied'}",
                  namespace=row["namespace"], flow_id=row["flow_id"], execution_id=execution_id,
-                 request_id=request_id, data=event)
+                 request_id=request_id, data=event, raw={"context": row["context"] or "{}"})
     if state != "PENDING":
-        close_request(tx, request_id, state, by=actor.name, now=now, created_at=row["created_at"], inputs=values,
+        close_request(tx, request_id, state, by=actor.name, now=now, elapsed=elapsed, inputs=values,
                       reason=decision.reason, automatic=decision.automatic)
         enqueue(tx, execution_id)
         if notifications is not None:  # (enqueue sends nothing without a configuration)
@@ -201,7 +212,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                    if signature else None)
 
 
-def _checked_form(row: sqlite3.Row, decision: DecisionRequest, context: dict[str, Any],
+def _checked_form(row: sqlite3.Row, decision: DecisionRequest,
                   functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None,
                   ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """(values, values with secrets masked, errors) of the decision's form values against the
@@ -216,7 +227,7 @@ def _checked_form(row: sqlite3.Row, decision: DecisionRequest, context: dict[str
         return decision.checked[text]
     form = jsonutil.loads(text, [])
     # (the expression functions are made only for a form that is checked: not for a reused check)
-    result = validate_form(row, decision.inputs, context=context, form=form,
+    result = validate_form(row, decision.inputs, form=form,
                            functions=functions(row) if functions is not None else None)
     checked = (result.values, mask(form, result.values), dict(result.errors))
     if reusable:

@@ -28,15 +28,18 @@ def event_hash(prev_hash: str, content: str) -> str:
 
 def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | None = None,
                  flow_id: str | None = None, execution_id: str | None = None, request_id: str | None = None,
-                 data: dict[str, Any] | None = None) -> int | None:
+                 data: dict[str, Any] | None = None, raw: dict[str, str] | None = None) -> int | None:
     """Append one event in the caller's transaction ``tx``; its sequence number (SQLite), or
     None where the number is given at COMMIT (PostgreSQL).
 
     SQLite: numbered and chained now (the write lock is held since BEGIN IMMEDIATE).
     PostgreSQL: staged on the session and written at COMMIT (see ``STAGED_LOCK_SQL`` below),
     under an advisory lock taken last, so the numbers are dense and in commit order however
-    many replicas write at once; a savepoint rolled back drops the events staged since."""
-    data_json = jsonutil.dumps(data or {})
+    many replicas write at once; a savepoint rolled back drops the events staged since.
+
+    ``raw``: members of ``data`` given as canonical JSON text already (a request's stored
+    context), written as they are (jsonutil.dumps_with_raw)."""
+    data_json = jsonutil.dumps_with_raw(data or {}, raw) if raw else jsonutil.dumps(data or {})
     stage = getattr(tx, "stage_audit", None)
     if stage is not None:
         stage((at, actor, action, namespace, flow_id, execution_id, request_id, data_json))
@@ -49,6 +52,12 @@ def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | 
         "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest))
+    _to_index(tx, seq)
+    return seq
+
+
+def _to_index(tx: Any, seq: int) -> None:
+    """Events from ``seq`` on were appended: feed them to SQLite's full-text index."""
     if hasattr(tx, "audit_index_from"):
         # a signoff connection (engine.store.db): the full-text index is fed with everything
         # this transaction appended, in one statement, just before it commits
@@ -56,7 +65,20 @@ def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | 
             tx.audit_index_from = seq
     else:
         index_events(tx, seq)
-    return seq
+
+
+_SQLITE_INSERT_SQL = ("INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id,"
+                      " data, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def write_staged_sqlite(tx: sqlite3.Connection, events: list[tuple[Any, ...]]) -> None:
+    """SQLite: write events staged by a write-behind block (engine.store.behind), chained after
+    the stored head, in one statement. The block holds the write lock since BEGIN IMMEDIATE, so
+    the head cannot move in between."""
+    head = tx.execute(STAGED_HEAD_SQL).fetchone()
+    rows, _last = chain_staged_events(events, head, search=False)
+    tx.executemany(_SQLITE_INSERT_SQL, rows)
+    _to_index(tx, rows[0][0])
 
 
 # PostgreSQL: the staged events are written at COMMIT (engine.store.pg.Session._commit_with_audit)
@@ -72,21 +94,24 @@ STAGED_INSERT_SQL = ("INSERT INTO audit(seq, at, actor, action, namespace, flow_
 STAGED_NOTIFY_SQL = "SELECT pg_notify('signoff_audit', ?)"
 
 
-def chain_staged_events(events: list[tuple[Any, ...]], head: Any) -> tuple[list[tuple[Any, ...]], int]:
+def chain_staged_events(events: list[tuple[Any, ...]], head: Any, *,
+                        search: bool = True) -> tuple[list[tuple[Any, ...]], int]:
     """The audit rows of the staged ``events`` chained after ``head`` (the newest stored
     ``(seq, hash)``, or None), and the last sequence number. One pass per event: content,
-    hash and full-text column."""
+    hash and, with ``search`` (PostgreSQL), the full-text column."""
     from signoff.engine.audit.fulltext import tsvector_literal
 
     seq, prev = (head[0], head[1]) if head else (0, GENESIS)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for at, actor, action, namespace, flow_id, execution_id, request_id, data_json in events:
         seq += 1
         digest = event_hash(prev, event_content(seq, at, actor, action, namespace, flow_id, execution_id,
                                                 request_id, data_json))
-        search = tsvector_literal((action, actor, namespace, flow_id, execution_id, request_id, data_json))
-        rows.append((seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest,
-                     search))
+        row: tuple[Any, ...] = (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json,
+                                prev, digest)
+        if search:
+            row += (tsvector_literal((action, actor, namespace, flow_id, execution_id, request_id, data_json)),)
+        rows.append(row)
         prev = digest
     return rows, seq
 

@@ -99,10 +99,12 @@ class SignatureCheck:
     stored: set[str] = field(default_factory=set)
 
     def check(self, tx: Any, *, now: str, actor: str, mode: str, row: Any, verdict: str, reason: str | None,
-              values: Mapping[str, Any], form: list[dict[str, Any]], context: Any) -> tuple[str | None, str,
+              values: Mapping[str, Any], form: list[dict[str, Any]] | None = None) -> tuple[str | None, str,
                                                                                             dict[str, Any] | None]:
         """(refusal outcome or None, message, the signature block to record or None). A batch
-        statement is stored (signed_batches) in ``tx`` the first time an item of it is accepted."""
+        statement is stored (signed_batches) in ``tx`` the first time an item of it is accepted.
+        ``form``: the request's parsed form, when the caller has it (read from ``row`` only for
+        an item that carries a signature: a bulk call without signatures parses nothing)."""
         request_id = row["id"]
         signed = self.signatures.get(request_id)
         if signed is None:
@@ -114,7 +116,7 @@ class SignatureCheck:
             return BAD_SIGNATURE, (f"signatures are off in namespace {row['namespace']}; decide request "
                                    f"{request_id} without signing"), None
         problem, block = self._verify(tx, now=now, actor=actor, row=row, verdict=verdict, reason=reason,
-                                      values=values, form=form, context=context, signed=signed)
+                                      values=values, form=form, signed=signed)
         if problem is not None:
             return BAD_SIGNATURE, f"the signature on request {request_id} was refused: {problem}", None
         if block is not None and block.get("batch_sha256") and block["batch_sha256"] not in self.stored:
@@ -138,7 +140,7 @@ class SignatureCheck:
         return cached
 
     def _verify(self, tx: Any, *, now: str, actor: str, row: Any, verdict: str, reason: str | None,
-                values: Mapping[str, Any], form: list[dict[str, Any]], context: Any,
+                values: Mapping[str, Any], form: list[dict[str, Any]] | None,
                 signed: Signed) -> tuple[str | None, dict[str, Any] | None]:
         parsed = self._parse(signed)
         if parsed.problem is not None or parsed.by_request is None or parsed.sig is None:
@@ -150,6 +152,8 @@ class SignatureCheck:
         expected = {"request_id": row["id"], "verdict": verdict, "signer": actor, "reason": reason,
                     "context_sha256": context_hash(row), "flow": flow_of(tx, row["execution_id"]),
                     "inputs": dict(values)}
+        if form is None:
+            form = jsonutil.loads(row["form"], [])
         problems = st.differences(fields, expected, secret_ids(form), values)
         if problems:
             return "; ".join(problems), None

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from signoff.engine.errors import StorageError
@@ -88,10 +88,24 @@ def lock_work_of(tx: Any, request_ids: list[str]) -> None:
                        f" WHERE id IN ({marks})) ORDER BY execution_id FOR UPDATE", part)
 
 
-def write_behind(tx: Any) -> AbstractContextManager[None]:
-    """PostgreSQL: queue this block's plain writes and send them in one pipeline
-    (engine.store.pg.Session.write_behind); SQLite runs each statement in-process at once."""
-    return tx.write_behind() if is_pg(tx) else nullcontext()
+@contextmanager
+def write_behind(tx: Any) -> Iterator[Any]:
+    """Queue the block's plain writes and send them batched (engine.store.behind): PostgreSQL in
+    one pipeline (engine.store.pg.Session.write_behind), SQLite as one ``executemany`` per
+    statement. Gives what the block writes through: ``tx`` itself on PostgreSQL, a stand-in
+    for the connection on SQLite."""
+    if is_pg(tx):
+        with tx.write_behind():
+            yield tx
+        return
+    from signoff.engine.store.behind import SqliteWriteBehind
+
+    if isinstance(tx, SqliteWriteBehind):  # already inside a block
+        yield tx
+        return
+    behind = SqliteWriteBehind(tx)
+    yield behind
+    behind.finish()
 
 
 def defer_writes(tx: Any) -> None:

@@ -32,7 +32,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from signoff.engine.errors import StorageError
 from signoff.engine.store import pg_schema
+from signoff.engine.store.behind import (
+    CONTROL,
+    SAVEPOINT_STATEMENT,
+    WRITE,
+    batches,
+    classify,
+    no_params,
+    queue_savepoint,
+)
 from signoff.engine.store.db import tell_audit_listeners
 from signoff.engine.store.locks import RetryableStorageError
 from signoff.engine.store.schema import SCHEMA_VERSION
@@ -209,23 +218,11 @@ class Session:
 
     @contextmanager
     def write_behind(self) -> Iterator[None]:
-        """Within the open transaction: plain writes (INSERT/UPDATE/DELETE without RETURNING or
-        a subquery) and savepoints are queued instead of sent, and go to the server together in
-        one pipeline (psycopg pipeline mode) before the next statement that returns rows, at the
-        end of the block, or at COMMIT. For loops that write a few rows per item (a bulk
-        decision): one network round trip for many items instead of one per statement.
-
-        Rules for code inside the block (the bulk decide loop):
-        - a queued write's cursor has no rowcount: only code that does not read it runs here;
-        - writes are sent grouped by table (each table's writes in their order, one
-          ``executemany`` per run of the same statement), so writes to different tables must not
-          depend on each other (no triggers or cascades between them);
-        - a savepoint whose writes are all still queued is kept on this side: ROLLBACK TO
-          drops the writes queued after it, RELEASE drops the savepoint; it reaches the server
-          only when a read in between makes the queue go out.
-        Should the server refuse a queued write, the error is raised by the statement that sent
-        the batch and the transaction can only be rolled back (COMMIT raises too): nothing is
-        half-applied."""
+        """Within the open transaction: plain writes and savepoints are queued instead of sent
+        (the rules: engine.store.behind), and go to the server together in one pipeline
+        (psycopg pipeline mode) before the next statement that returns rows, at the end of the
+        block, or at COMMIT: one network round trip for many items instead of one per statement.
+        Audit events are staged until COMMIT anyway (engine.audit.log)."""
         if self._behind is not None or not self.in_transaction:
             yield
             return
@@ -239,22 +236,6 @@ class Session:
             self._send_behind()
         finally:
             self._behind = None
-
-    def _queue_savepoint(self, kind: str, sql: str, name: str) -> None:
-        """SAVEPOINT / RELEASE / ROLLBACK TO inside write_behind (see there)."""
-        assert self._behind is not None
-        queued = self._behind
-        if kind == "SAVEPOINT":
-            queued.append((_SAVEPOINT_MARK, name))
-            return
-        mark = next((i for i in range(len(queued) - 1, -1, -1)
-                     if queued[i][0] is _SAVEPOINT_MARK and queued[i][1] == name), None)
-        if mark is None:  # the savepoint went out already: so does this
-            queued.append((sql, None))
-        elif kind == "ROLLBACK":
-            del queued[mark + 1:]  # the savepoint itself stays, as on the server
-        else:
-            del queued[mark]
 
     def _send_behind(self) -> None:
         queued, self._behind = self._behind, ([] if self._behind is not None else None)
@@ -276,12 +257,12 @@ class Session:
 
     # -- running statements -----------------------------------------------------------------
     def run(self, sql: str, params: Any, row_factory: Any) -> tuple[int, list[Any]]:
-        kind = statement_kind(sql)
-        if kind:
-            self._control(kind, sql)
+        kind = classify(sql)
+        if kind in (SAVEPOINT_STATEMENT, CONTROL):
+            self._control(statement_kind(sql), sql)
             return -1, []
         if self._behind is not None:
-            if _plain_write(sql):
+            if kind == WRITE:
                 self._behind.append((sql, params))
                 return -1, []
             self._send_behind()
@@ -343,7 +324,7 @@ class Session:
             raise RuntimeError(f"{sql!r} outside a transaction")
         name = sql.split()[-1]
         if self._behind is not None:
-            self._queue_savepoint(kind, sql, name)
+            queue_savepoint(self._behind, kind, sql, name)
         else:
             try:
                 self.conn.execute(sql)
@@ -648,26 +629,13 @@ class PgDatabase:
             self._pool.close()
 
 
-_SAVEPOINT_MARK: Any = object()
 #: result statuses of a statement that returns rows (even none, or no columns: ``SELECT ;``)
 _ROW_STATUSES = frozenset((ExecStatus.TUPLES_OK, ExecStatus.SINGLE_TUPLE, getattr(ExecStatus, "TUPLES_CHUNK", -1)))
-_TABLE = re.compile(r'\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)', re.IGNORECASE)
-
-
-def _plain_write(sql: str) -> bool:
-    """An INSERT, UPDATE or DELETE of one table that returns no rows and reads no other table
-    (may be queued, see Session.write_behind)."""
-    upper = sql.upper()
-    return _TABLE.match(sql) is not None and "RETURNING" not in upper and "SELECT" not in upper
-
-
-def _no_params(params: Any) -> bool:
-    return params is None or (not isinstance(params, Mapping) and len(params) == 0)
 
 
 def _execute(cur: Any, sql: str, params: Any) -> None:
     """Run one statement written with ``?`` placeholders on a psycopg cursor."""
-    if _no_params(params):
+    if no_params(params):
         cur.execute(sql)  # no parameters: psycopg reads the text as it is (a % stays one %)
     else:
         cur.execute(to_psycopg(sql), params)
@@ -675,46 +643,13 @@ def _execute(cur: Any, sql: str, params: Any) -> None:
 
 def _send_queued(cur: Any, queued: list[tuple[Any, Any]]) -> None:
     """Send write_behind's queued statements on ``cur`` (inside a pipeline), in batches."""
-    for sql, rows in _batches(queued):
+    for sql, rows in batches(queued):
         if rows is None:
             cur.execute(sql)
         elif len(rows) == 1:
             cur.execute(to_psycopg(sql), rows[0])
         else:
             cur.executemany(to_psycopg(sql), rows)
-
-
-def _batches(queued: list[tuple[Any, Any]]) -> list[tuple[str, list[Any] | None]]:
-    """The queued statements to send: between savepoint statements (which keep their place),
-    grouped by table (each table's statements in their order), runs of one statement text as
-    one batch of parameter rows; a statement without parameters alone (rows None)."""
-    out: list[tuple[str, list[Any] | None]] = []
-    segment: dict[str, list[tuple[str, Any]]] = {}
-
-    def close_segment() -> None:
-        for statements in segment.values():
-            for sql, params in statements:
-                if _no_params(params):
-                    out.append((sql, None))
-                elif out and out[-1][0] == sql and out[-1][1] is not None:
-                    out[-1][1].append(params)
-                else:
-                    out.append((sql, [params]))
-        segment.clear()
-
-    for sql, params in queued:
-        if sql is _SAVEPOINT_MARK:  # a savepoint still open when the queue goes out: made real
-            close_segment()
-            out.append((f"SAVEPOINT {params}", None))
-            continue
-        found = _TABLE.match(sql)
-        if found is None:  # RELEASE / ROLLBACK TO of a savepoint that went out before
-            close_segment()
-            out.append((sql, None))
-            continue
-        segment.setdefault(found.group(1).lower(), []).append((sql, params))
-    close_segment()
-    return out
 
 
 def _first_line(exc: BaseException) -> str:
