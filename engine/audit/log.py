@@ -90,6 +90,9 @@ STAGED_LOCK_SQL = "SELECT pg_advisory_xact_lock({lock})"
 STAGED_HEAD_SQL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
 STAGED_INSERT_SQL = ("INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data,"
                      " prev_hash, hash, search) VALUES (?,?,?,?,?,?,?,?,?,?,?,CAST(? AS tsvector))")
+#: the same rows as COPY, for many events at once (a bulk decision's)
+STAGED_COPY_SQL = ("COPY audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash,"
+                   " hash, search) FROM STDIN")
 #: the wake-up of every replica's event feed (engine.server.head), delivered at COMMIT
 STAGED_NOTIFY_SQL = "SELECT pg_notify('signoff_audit', ?)"
 

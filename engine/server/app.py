@@ -251,6 +251,9 @@ def create_app(service: ApprovalService, *, single_user: bool) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        from signoff.engine.server.warmup import preload
+
+        await anyio.to_thread.run_sync(preload)  # before the first request, not inside it
         runner.start()
         await anyio.to_thread.run_sync(head.start)
 

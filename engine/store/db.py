@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from signoff.engine.errors import NotWritable, StorageError, log_failure
+from signoff.engine.store.foreground import ForegroundGate
 from signoff.engine.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 DB_FILENAME = "signoff.db"
@@ -66,8 +67,7 @@ class Database:
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_FILENAME
         self._local = threading.local()
-        self._foreground = 0
-        self._foreground_done = threading.Condition()
+        self._gate = ForegroundGate()
         #: called after a commit of this process that appended audit events (engine.server.head)
         self.audit_listeners: list[Callable[[], None]] = []
         self._prepare()
@@ -263,28 +263,17 @@ class Database:
                 delay = min(delay * 2, 0.5)
 
     @contextmanager
-    def foreground(self) -> Iterator[None]:
+    def foreground(self, *, bulk: bool = False) -> Iterator[None]:
         """Marks writes someone is waiting for (decisions, cancels, starts): background work in
-        this process (:meth:`yield_to_foreground`) lets them have the write lock first."""
-        with self._foreground_done:
-            self._foreground += 1
-        self._local.foreground = getattr(self._local, "foreground", 0) + 1
-        try:
+        this process (:meth:`yield_to_foreground`) lets them have the write lock first
+        (engine.store.foreground). ``bulk`` matters only to PostgreSQL's replicas."""
+        with self._gate.foreground():
             yield
-        finally:
-            self._local.foreground -= 1
-            with self._foreground_done:
-                self._foreground -= 1
-                if not self._foreground:
-                    self._foreground_done.notify_all()
 
     def yield_to_foreground(self, max_wait: float = 2.0) -> None:
         """Background work calls this before each transaction: it waits (at most ``max_wait``
         seconds, so it is never starved) while another thread has foreground writes going."""
-        if getattr(self._local, "foreground", 0):
-            return  # this thread's own foreground work
-        with self._foreground_done:
-            self._foreground_done.wait_for(lambda: not self._foreground, timeout=max_wait)
+        self._gate.wait(max_wait)
 
     def begin(self) -> sqlite3.Connection:
         """Start an IMMEDIATE transaction on this thread's connection (runner checkpoints)."""
