@@ -26,14 +26,13 @@ def run_chunks(chunks: list[list[str]], run: Callable[[list[str]], list[Outcome]
     """``run(chunk)`` decides one chunk in its own transaction and gives its outcomes."""
     total = sum(len(c) for c in chunks)
     outcomes: list[Outcome] = []
-    stopped = False
     if parallel <= 1 or len(chunks) < 2:
         for chunk in chunks:
             outcomes.extend(run(chunk))
             if progress is not None and progress(len(outcomes), total) is False:
-                stopped = True
                 break
     else:
+        stopped = False
         with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="signoff-bulk") as pool:
             pending: list[Future[list[Outcome]]] = []
             started = 0

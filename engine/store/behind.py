@@ -85,6 +85,23 @@ def queue_savepoint(queued: list[tuple[Any, Any]], kind: str, sql: str, name: st
         del queued[mark]
 
 
+def keep_staged_in_step(savepoints: list[tuple[str, int]], staged: list[Any], kind: str, name: str) -> None:
+    """SAVEPOINT / RELEASE / ROLLBACK TO ``name`` for the audit events staged in a transaction
+    (``savepoints``: open ones, with how many events were staged when each was made): a
+    rolled-back savepoint drops the events staged since it."""
+    if kind == "SAVEPOINT":
+        savepoints.append((name, len(staged)))
+        return
+    for i in range(len(savepoints) - 1, -1, -1):
+        if savepoints[i][0] == name:
+            if kind == "ROLLBACK":
+                del staged[savepoints[i][1]:]
+                del savepoints[i + 1:]
+            else:
+                del savepoints[i:]
+            return
+
+
 def batches(queued: list[tuple[Any, Any]]) -> list[tuple[str, list[Any] | None]]:
     """The queued statements to send: between savepoint statements (which keep their place),
     grouped by table (each table's statements in their order), runs of one statement text as
@@ -181,17 +198,7 @@ class SqliteWriteBehind:
     def _savepoint(self, kind: str, sql: str) -> None:
         name = sql.split()[-1]
         queue_savepoint(self._queued, kind, sql, name)
-        if kind == "SAVEPOINT":
-            self._savepoints.append((name, len(self.staged_audit)))
-            return
-        for i in range(len(self._savepoints) - 1, -1, -1):
-            if self._savepoints[i][0] == name:
-                if kind == "ROLLBACK":
-                    del self.staged_audit[self._savepoints[i][1]:]
-                    del self._savepoints[i + 1:]
-                else:
-                    del self._savepoints[i:]
-                return
+        keep_staged_in_step(self._savepoints, self.staged_audit, kind, name)
 
     def _send(self) -> None:
         queued, self._queued = self._queued, []

@@ -52,6 +52,7 @@ from signoff.engine.store.behind import (
     WRITE,
     batches,
     classify,
+    keep_staged_in_step,
     no_params,
     queue_savepoint,
 )
@@ -334,17 +335,7 @@ class Session:
                 self.conn.execute(sql)
             except psycopg.Error as exc:
                 raise self.db.error(exc) from None
-        if kind == "SAVEPOINT":
-            self._savepoints.append((name, len(self.staged_audit)))
-            return
-        for i in range(len(self._savepoints) - 1, -1, -1):
-            if self._savepoints[i][0] == name:
-                if kind == "ROLLBACK":
-                    del self.staged_audit[self._savepoints[i][1]:]
-                    del self._savepoints[i + 1:]
-                else:
-                    del self._savepoints[i:]
-                return
+        keep_staged_in_step(self._savepoints, self.staged_audit, kind, name)
 
     # -- transactions -----------------------------------------------------------------------
     def begin(self, sql: str = "BEGIN") -> None:
@@ -412,10 +403,11 @@ class Session:
         finally:
             head_cur.close()
         rows, seq = log.chain_staged_events(self.staged_audit, head)
-        if len(rows) >= COPY_MIN_ROWS:  # a bulk decision's events: as COPY (see _send_queued)
+        as_copy = len(rows) >= COPY_MIN_ROWS  # a bulk decision's events: as COPY (see _send_queued)
+        if as_copy:
             copy_rows(self.conn, log.STAGED_COPY_SQL, rows)
         with self.conn.pipeline(), self.conn.cursor() as cur:
-            if len(rows) < COPY_MIN_ROWS:
+            if not as_copy:
                 cur.executemany(to_psycopg(log.STAGED_INSERT_SQL), rows)
             # the wake-up of every replica's event feed (engine.server.head), delivered at COMMIT
             cur.execute(to_psycopg(log.STAGED_NOTIFY_SQL), (str(seq),))
