@@ -1,13 +1,18 @@
-"""The full-text index of the audit trail is fed once per transaction (schema 4): what a
-transaction appends is searchable as soon as it commits, nothing of a rolled-back one is
-indexed, and a database written at schema 3 (index fed by a trigger) upgrades in place."""
+"""SQLite's full-text index of the audit trail is fed behind the writes (schema 16,
+engine.audit.fulltext_feed): a COMMIT does not touch it, a search first indexes what was
+appended since the last one, so what a transaction appends is found as soon as it commits;
+nothing of a rolled-back one is indexed, no event is indexed twice when processes catch up at
+once, and older databases upgrade in place (schema 3: index fed by a trigger)."""
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
+import time
 
 import pytest
 
 from signoff.engine.audit import append_event
+from signoff.engine.audit.fulltext_feed import catch_up
 from signoff.engine.audit.search import search
 from signoff.engine.audit.verify import verify_chain
 from signoff.engine.store import db as dbmod
@@ -19,7 +24,15 @@ def _fts_check(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO audit_fts(audit_fts) VALUES('integrity-check')")
 
 
-def test_events_of_one_transaction_are_indexed_when_it_commits(tmp_path):
+def _indexed(conn: sqlite3.Connection, word: str) -> int:
+    return conn.execute("SELECT count(*) FROM audit_fts WHERE audit_fts MATCH ?", (word,)).fetchone()[0]
+
+
+def _mark(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT seq FROM audit_fts_through").fetchone()[0]
+
+
+def test_events_of_one_transaction_are_found_once_it_commits(tmp_path):
     database = dbmod.Database(tmp_path / "d")
     with database.write() as tx:
         for word in ("tamarind", "quince", "loquat"):
@@ -37,6 +50,78 @@ def test_events_of_one_transaction_are_indexed_when_it_commits(tmp_path):
     database.close()
 
 
+def test_a_commit_leaves_the_index_alone_and_a_search_catches_up(tmp_path):
+    database = dbmod.Database(tmp_path / "d")
+    conn = database.connection()
+    with database.write() as tx:
+        append_event(tx, at="2026-01-05T09:00:00.000000Z", actor="ops", action="note", data={"reason": "jujube"})
+    with database.write() as tx:
+        append_event(tx, at="2026-01-05T09:00:01.000000Z", actor="ops", action="note", data={"reason": "jujube"})
+    assert _indexed(conn, "jujube") == 0 and _mark(conn) == 0
+    # a field filter alone reads the table, not the index: nothing to catch up
+    assert len(search(database, "actor:ops")) == 2 and _mark(conn) == 0
+    assert [e["seq"] for e in search(database, "jujube")] == [2, 1]
+    assert _indexed(conn, "jujube") == 2 and _mark(conn) == 2
+    assert catch_up(database) == 0  # nothing new: nothing indexed again
+    assert _indexed(conn, "jujube") == 2
+    _fts_check(conn)
+    database.close()
+
+
+def _catch_up_in(path: str, barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:
+    database = dbmod.Database(path)
+    barrier.wait()
+    out.put(catch_up(database))
+    database.close()
+
+
+def test_processes_catching_up_at_once_index_each_event_once(tmp_path):
+    database = dbmod.Database(tmp_path / "d")
+    with database.write() as tx:
+        for i in range(2_000):
+            append_event(tx, at="2026-01-05T09:00:00.000000Z", actor="ops", action="note",
+                         data={"reason": f"feijoa item{i}"})
+    database.close()
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_catch_up_in, args=(str(tmp_path / "d"), barrier, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    counts = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert counts == [0, 0, 2_000]  # one of them indexed everything, the others found it done
+    database = dbmod.Database(tmp_path / "d")
+    conn = database.connection()
+    assert _indexed(conn, "feijoa") == 2_000 and _indexed(conn, "item1999") == 1 and _mark(conn) == 2_000
+    _fts_check(conn)
+    database.close()
+
+
+def test_the_server_runner_indexes_when_idle(tmp_path):
+    from signoff.engine.core import Engine
+    from signoff.engine.server.runner import Runner
+    from signoff.engine.service import ApprovalService
+
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    engine = Engine(tmp_path / "d", [flows])
+    with engine.db.write() as tx:
+        append_event(tx, at="2026-01-05T09:00:00.000000Z", actor="ops", action="note", data={"reason": "rambutan"})
+    conn = engine.db.connection()
+    assert _mark(conn) == 0
+    runner = Runner(ApprovalService(engine), interval=0.05).start()
+    try:
+        deadline = time.monotonic() + 30
+        while _mark(conn) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        assert runner.stop()
+    assert _mark(conn) == 1 and _indexed(conn, "rambutan") == 1
+    engine.close()
+
+
 def test_a_rolled_back_transaction_leaves_nothing_to_index(tmp_path):
     database = dbmod.Database(tmp_path / "d")
     with pytest.raises(RuntimeError):
@@ -51,7 +136,7 @@ def test_a_rolled_back_transaction_leaves_nothing_to_index(tmp_path):
     database.close()
 
 
-def test_a_plain_connection_indexes_each_event_itself(tmp_path):
+def test_events_a_plain_connection_appended_are_found_too(tmp_path):
     database = dbmod.Database(tmp_path / "d")
     database.close()
     conn = sqlite3.connect(database.path, isolation_level=None)

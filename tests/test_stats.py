@@ -208,6 +208,7 @@ def test_a_schema_14_database_is_filled_in_and_counts_the_same(tmp_path: Path) -
     conn.execute("CREATE INDEX requests_by_flow ON requests(namespace, flow_id, created_at, state, decided_at)")
     conn.execute("CREATE INDEX requests_by_decided ON requests(decided_at, namespace)")
     conn.execute("CREATE INDEX requests_pending ON requests(state, due_at, created_at)")  # schema 1
+    conn.execute("DROP TABLE audit_fts_through")  # schema 16
     conn.execute("PRAGMA user_version=14")
     conn.commit()
     conn.close()

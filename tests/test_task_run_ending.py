@@ -91,6 +91,7 @@ def test_a_schema_4_database_is_converted_and_resumes_the_same(tmp_path) -> None
         conn.execute(f"DROP TABLE {table}")
     conn.execute("DROP INDEX executions_by_flow_state")
     conn.execute("DROP TABLE heartbeats")  # schema 14
+    conn.execute("DROP TABLE audit_fts_through")  # schema 16
     conn.execute("PRAGMA user_version=4")
     conn.commit()
     conn.close()

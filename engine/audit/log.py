@@ -52,19 +52,15 @@ def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | 
         "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest))
-    _to_index(tx, seq)
+    _noted(tx)
     return seq
 
 
-def _to_index(tx: Any, seq: int) -> None:
-    """Events from ``seq`` on were appended: feed them to SQLite's full-text index."""
-    if hasattr(tx, "audit_index_from"):
-        # a signoff connection (engine.store.db): the full-text index is fed with everything
-        # this transaction appended, in one statement, just before it commits
-        if tx.audit_index_from is None or seq < tx.audit_index_from:
-            tx.audit_index_from = seq
-    else:
-        index_events(tx, seq)
+def _noted(tx: Any) -> None:
+    """A signoff connection (engine.store.db) wakes this process's event feeds after COMMIT.
+    (SQLite's full-text index is fed later, by engine.audit.fulltext_feed.)"""
+    if hasattr(tx, "audit_appended"):
+        tx.audit_appended = True
 
 
 _SQLITE_INSERT_SQL = ("INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id,"
@@ -78,7 +74,7 @@ def write_staged_sqlite(tx: sqlite3.Connection, events: list[tuple[Any, ...]]) -
     head = tx.execute(STAGED_HEAD_SQL).fetchone()
     rows, _last = chain_staged_events(events, head, search=False)
     tx.executemany(_SQLITE_INSERT_SQL, rows)
-    _to_index(tx, rows[0][0])
+    _noted(tx)
 
 
 # PostgreSQL: the staged events are written at COMMIT (engine.store.pg.Session._commit_with_audit)
@@ -120,6 +116,7 @@ def chain_staged_events(events: list[tuple[Any, ...]], head: Any, *,
 
 
 #: feeds the full-text index (schema 2, engine.audit.search) from stored rows
+#: (engine.audit.fulltext_feed.catch_up)
 _INDEX_SQL = ("INSERT INTO audit_fts(rowid, action, actor, namespace, flow_id, execution_id, request_id, data)"
               " SELECT seq, action, actor, namespace, flow_id, execution_id, request_id, data FROM audit"
               " WHERE seq >= ? ORDER BY seq")

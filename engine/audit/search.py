@@ -493,6 +493,15 @@ def _pg_rows(conn: Any, q: AuditQuery, *, desc: bool, cursor: int | None,
         cursor = rows[-1][0]
 
 
+def _index_first(db: Any, q: AuditQuery) -> None:
+    """Free text on SQLite: index the events appended since the last search first
+    (engine.audit.fulltext_feed), so every committed event is found."""
+    if q.fts is not None:
+        from signoff.engine.audit.fulltext_feed import catch_up
+
+        catch_up(db)
+
+
 def search(db: Any, query: AuditQuery | str | None, *, limit: int = 50, before_seq: int | None = None,
            now: datetime | None = None, visible: Callable[[str | None], bool] | None = None) -> list[dict[str, Any]]:
     """Events matching ``query``, newest first, at most ``limit``, older than ``before_seq``.
@@ -503,6 +512,7 @@ def search(db: Any, query: AuditQuery | str | None, *, limit: int = 50, before_s
     if limit < 1:
         raise UsageError("limit must be at least 1")
     q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(UTC))
+    _index_first(db, q)
     conn = connection_of(db)
     out: list[dict[str, Any]] = []
     batch = limit if visible is None else max(limit, 200)
@@ -522,6 +532,7 @@ def iter_events(db: Any, query: AuditQuery | str | None, *, now: datetime | None
                 after_seq: int | None = None) -> Iterator[dict[str, Any]]:
     """Every event matching ``query``, oldest first, read in batches (for export)."""
     q = query if isinstance(query, AuditQuery) else parse_query(query, now=now or datetime.now(UTC))
+    _index_first(db, q)
     conn = connection_of(db)
     for rows in _rows(conn, q, desc=False, cursor=after_seq, batch=batch):
         for row in rows:

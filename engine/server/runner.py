@@ -50,11 +50,22 @@ class Runner:
                 self._stop.wait(self.error_pause)
                 continue
             if not done:
+                self._when_idle()
                 self._stop.wait(self.interval)
         try:
             self.service.engine.db.close()  # this thread's connection
         except Exception:  # noqa: BLE001 - closing on the way out: the store may already be gone
             pass
+
+    def _when_idle(self) -> None:
+        """Nothing was due: feed SQLite's full-text index with the events appended since
+        (engine.audit.fulltext_feed), so a search seldom has a backlog to index first."""
+        from signoff.engine.audit.fulltext_feed import catch_up
+
+        try:
+            catch_up(self.service.engine.db)
+        except Exception as exc:  # noqa: BLE001 - log_failure: a search catches up itself anyway
+            log_failure(log, logging.WARNING, "background runner: indexing the audit trail failed", exc)
 
     def stop(self, timeout: float = 60.0) -> bool:
         """Ask the runner to stop after its current tick; True when it has stopped."""

@@ -36,28 +36,24 @@ _WAL_CHECKPOINT_PAGES = 16_000
 
 
 class _Connection(sqlite3.Connection):
-    """A connection that notes the first audit event its open transaction appended
-    (engine.audit.log.append_event), so the full-text index is fed once, before COMMIT."""
+    """A connection that notes whether its open transaction appended audit events
+    (engine.audit.log), so this process's event feeds are woken after the COMMIT."""
 
-    audit_index_from: int | None = None
+    audit_appended = False
     dialect = "sqlite"
 
 
 def _commit(conn: sqlite3.Connection) -> None:
-    """COMMIT, after indexing the audit events this transaction appended (same transaction)."""
-    if isinstance(conn, _Connection) and conn.audit_index_from is not None:
-        from signoff.engine.audit.log import index_events
-
-        index_events(conn, conn.audit_index_from)
-        conn.audit_index_from = None
     conn.execute("COMMIT")
+    if isinstance(conn, _Connection):
+        conn.audit_appended = False
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
     if isinstance(conn, _Connection):
-        conn.audit_index_from = None
+        conn.audit_appended = False
 
 
 class Database:
@@ -236,7 +232,7 @@ class Database:
             _rollback(conn)
             raise
         else:
-            appended = isinstance(conn, _Connection) and conn.audit_index_from is not None
+            appended = isinstance(conn, _Connection) and conn.audit_appended
             try:
                 _commit(conn)
             except sqlite3.DatabaseError as exc:
@@ -252,7 +248,7 @@ class Database:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 if isinstance(conn, _Connection):
-                    conn.audit_index_from = None
+                    conn.audit_appended = False
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
@@ -283,7 +279,7 @@ class Database:
 
     def commit(self) -> None:
         conn = self.connection()
-        appended = isinstance(conn, _Connection) and conn.audit_index_from is not None
+        appended = isinstance(conn, _Connection) and conn.audit_appended
         try:
             _commit(conn)
         except sqlite3.DatabaseError as exc:

@@ -4,7 +4,7 @@ Times are fixed-width UTC ISO strings (see engine.clock.format_time) so they sor
 JSON columns hold canonical JSON text.
 """
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -407,5 +407,14 @@ CREATE INDEX requests_by_decided ON requests(decided_at, namespace, created_at);
 DROP INDEX requests_pending;
 CREATE INDEX requests_pending ON requests(state, due_at, created_at, namespace, flow_id);
 CREATE INDEX decisions_by_actor ON decisions(actor, automatic, at, response_s, verdict);
+""",
+    # 16 (performance): SQLite's full-text index of the audit trail is fed behind the writes
+    # instead of at each COMMIT (engine.audit.fulltext_feed): it holds exactly the events up to
+    # ``audit_fts_through.seq``, and a search first indexes those after it. Until now every
+    # commit fed the index, so it is complete up to the newest event. (PostgreSQL writes its
+    # search column with the row and never reads this table.)
+    16: """
+CREATE TABLE audit_fts_through (seq INTEGER NOT NULL);
+INSERT INTO audit_fts_through(seq) SELECT coalesce(max(seq), 0) FROM audit;
 """,
 }

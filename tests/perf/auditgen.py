@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from signoff.engine import jsonutil
+from signoff.engine.audit.fulltext_feed import mark_complete
 from signoff.engine.audit.log import GENESIS, event_content, event_hash
 
 # verify's byte-identical fast spelling of event_content (checked below on a sample)
@@ -131,6 +132,7 @@ def build_audit(db, count: int, *, days: int = 90, now: datetime | None = None, 
         for sql in index_sql:
             tx.execute(sql)
         tx.execute("INSERT INTO audit_fts(audit_fts) VALUES('rebuild')")
+        mark_complete(tx)
         if trigger_sql is not None:
             tx.execute(trigger_sql[0])
     # a long-lived database has its WAL checkpointed; a just-written 1 GB WAL would make every
