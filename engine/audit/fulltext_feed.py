@@ -21,24 +21,31 @@ from __future__ import annotations
 from typing import Any
 
 _MARK_SQL = "SELECT (SELECT seq FROM audit_fts_through), (SELECT max(seq) FROM audit)"
+#: the events after the mark, into the index in one statement (FTS5 writes a new index segment
+#: per statement, so one for many events keeps the index compact)
+_INDEX_SQL = ("INSERT INTO audit_fts(rowid, action, actor, namespace, flow_id, execution_id, request_id, data)"
+              " SELECT seq, action, actor, namespace, flow_id, execution_id, request_id, data FROM audit"
+              " WHERE seq > ? ORDER BY seq")
+
+
+def _behind(conn: Any) -> tuple[int, int] | None:
+    """(the mark, the newest event) when events wait to be indexed, else None."""
+    through, head = conn.execute(_MARK_SQL).fetchone()
+    through = through or 0
+    return (through, head) if head is not None and head > through else None
 
 
 def catch_up(db: Any) -> int:
     """Index the events appended since the last catch-up; how many were indexed. ``db`` is an
     engine Database; nothing happens on PostgreSQL."""
-    if getattr(db, "dialect", "sqlite") != "sqlite" or not hasattr(db, "write"):
-        return 0
-    through, head = db.connection().execute(_MARK_SQL).fetchone()
-    if head is None or (through is not None and through >= head):
+    if getattr(db, "dialect", "sqlite") != "sqlite" or _behind(db.connection()) is None:
         return 0  # (the usual case: one read, no write lock)
-    from signoff.engine.audit.log import index_events
-
     with db.write() as tx:
-        through, head = tx.execute(_MARK_SQL).fetchone()
-        through = through or 0
-        if head is None or through >= head:
+        behind = _behind(tx)  # (again under the write lock: another process may have done it)
+        if behind is None:
             return 0
-        index_events(tx, through + 1)
+        through, head = behind
+        tx.execute(_INDEX_SQL, (through,))
         tx.execute("UPDATE audit_fts_through SET seq=?", (head,))
         return int(head - through)
 

@@ -113,23 +113,3 @@ def chain_staged_events(events: list[tuple[Any, ...]], head: Any, *,
         rows.append(row)
         prev = digest
     return rows, seq
-
-
-#: feeds the full-text index (schema 2, engine.audit.search) from stored rows
-#: (engine.audit.fulltext_feed.catch_up)
-_INDEX_SQL = ("INSERT INTO audit_fts(rowid, action, actor, namespace, flow_id, execution_id, request_id, data)"
-              " SELECT seq, action, actor, namespace, flow_id, execution_id, request_id, data FROM audit"
-              " WHERE seq >= ? ORDER BY seq")
-
-
-def index_events(tx: sqlite3.Connection, from_seq: int) -> None:
-    """Add the events from ``from_seq`` on to the full-text index, inside ``tx``.
-
-    One statement for many events matters: FTS5 writes a new index segment at every statement
-    or savepoint boundary. A database older than the index (schema 1) has nothing to feed;
-    its migration builds the index from the stored rows."""
-    try:
-        tx.execute(_INDEX_SQL, (from_seq,))
-    except sqlite3.OperationalError as exc:
-        if "no such table: audit_fts" not in str(exc):
-            raise

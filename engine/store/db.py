@@ -45,8 +45,6 @@ class _Connection(sqlite3.Connection):
 
 def _commit(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
-    if isinstance(conn, _Connection):
-        conn.audit_appended = False
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
