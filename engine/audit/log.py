@@ -72,7 +72,7 @@ def write_staged_sqlite(tx: sqlite3.Connection, events: list[tuple[Any, ...]]) -
     the stored head, in one statement. The block holds the write lock since BEGIN IMMEDIATE, so
     the head cannot move in between."""
     head = tx.execute(STAGED_HEAD_SQL).fetchone()
-    rows, _last = chain_staged_events(events, head, search=False)
+    rows, _last = chain_staged_events(events, head)
     tx.executemany(_SQLITE_INSERT_SQL, rows)
     _noted(tx)
 
@@ -81,35 +81,27 @@ def write_staged_sqlite(tx: sqlite3.Connection, events: list[tuple[Any, ...]]) -
 # with these statements, in this order. The advisory lock is the last lock the transaction takes
 # and is held only through the COMMIT: the next appender reads the head after this transaction
 # is visible, so sequence numbers are dense, in commit order, and every event chains to the one
-# committed before it. The full-text column is written with the row (engine.audit.fulltext).
+# committed before it. The full-text words are written later (engine.audit.fulltext_feed).
 STAGED_LOCK_SQL = "SELECT pg_advisory_xact_lock({lock})"
 STAGED_HEAD_SQL = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
 STAGED_INSERT_SQL = ("INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data,"
-                     " prev_hash, hash, search) VALUES (?,?,?,?,?,?,?,?,?,?,?,CAST(? AS tsvector))")
+                     " prev_hash, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 #: the same rows as COPY, for many events at once (a bulk decision's)
 STAGED_COPY_SQL = ("COPY audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash,"
-                   " hash, search) FROM STDIN")
+                   " hash) FROM STDIN")
 #: the wake-up of every replica's event feed (engine.server.head), delivered at COMMIT
 STAGED_NOTIFY_SQL = "SELECT pg_notify('signoff_audit', ?)"
 
 
-def chain_staged_events(events: list[tuple[Any, ...]], head: Any, *,
-                        search: bool = True) -> tuple[list[tuple[Any, ...]], int]:
+def chain_staged_events(events: list[tuple[Any, ...]], head: Any) -> tuple[list[tuple[Any, ...]], int]:
     """The audit rows of the staged ``events`` chained after ``head`` (the newest stored
-    ``(seq, hash)``, or None), and the last sequence number. One pass per event: content,
-    hash and, with ``search`` (PostgreSQL), the full-text column."""
-    from signoff.engine.audit.fulltext import tsvector_literal
-
+    ``(seq, hash)``, or None), and the last sequence number."""
     seq, prev = (head[0], head[1]) if head else (0, GENESIS)
     rows: list[tuple[Any, ...]] = []
     for at, actor, action, namespace, flow_id, execution_id, request_id, data_json in events:
         seq += 1
         digest = event_hash(prev, event_content(seq, at, actor, action, namespace, flow_id, execution_id,
                                                 request_id, data_json))
-        row: tuple[Any, ...] = (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json,
-                                prev, digest)
-        if search:
-            row += (tsvector_literal((action, actor, namespace, flow_id, execution_id, request_id, data_json)),)
-        rows.append(row)
+        rows.append((seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest))
         prev = digest
     return rows, seq

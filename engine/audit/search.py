@@ -16,8 +16,9 @@ Query language (words separated by spaces)::
 A value may be quoted (``actor:"svc deploy"``). Results are newest first and paged with a
 sequence-number cursor (``before_seq``: only events older than that one).
 
-Free text uses the FTS5 index ``audit_fts`` (schema version 2). Field filters use the plain
-indexes on ``audit``. Which index drives a query is decided per query with cheap, capped
+Free text uses the FTS5 index ``audit_fts`` (schema version 2; on PostgreSQL the tsvector
+table ``audit_words``, schema 17), fed behind the writes (engine.audit.fulltext_feed). Field
+filters use the plain indexes on ``audit``. Which index drives a query is decided per query with cheap, capped
 probes, so every shape stays fast on millions of events: a selective filter drives through
 its index; when every filter matches many events, the newest events are walked in order and
 the matches are dense, so the page fills quickly.
@@ -453,7 +454,8 @@ def _rows(conn: sqlite3.Connection, q: AuditQuery, *, desc: bool, cursor: int | 
 def _pg_rows(conn: Any, q: AuditQuery, *, desc: bool, cursor: int | None,
              batch: int) -> Iterator[list[tuple[Any, ...]]]:
     """PostgreSQL: one query with every filter; its planner (with statistics) picks the index.
-    Free text matches the ``search`` tsvector (engine.audit.fulltext: the same tokens as FTS5)."""
+    Free text matches the events' tsvector in ``audit_words`` (engine.audit.fulltext: the same
+    tokens as FTS5)."""
     from signoff.engine.audit.fulltext import tsquery_literal
 
     where: list[str] = []
@@ -469,7 +471,7 @@ def _pg_rows(conn: Any, q: AuditQuery, *, desc: bool, cursor: int | None,
     if q.terms:
         tsquery = tsquery_literal(q.terms)
         if tsquery is not None:
-            where.append("a.search @@ CAST(? AS tsquery)")
+            where.append("a.seq IN (SELECT seq FROM audit_words WHERE words @@ CAST(? AS tsquery))")
             params.append(tsquery)
     order = "DESC" if desc else "ASC"
     while True:
@@ -494,7 +496,7 @@ def _pg_rows(conn: Any, q: AuditQuery, *, desc: bool, cursor: int | None,
 
 
 def _index_first(db: Any, q: AuditQuery) -> None:
-    """Free text on SQLite: index the events appended since the last search first
+    """Free text: index the events appended since the last search first
     (engine.audit.fulltext_feed), so every committed event is found."""
     if q.fts is not None:
         from signoff.engine.audit.fulltext_feed import catch_up

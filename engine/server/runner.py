@@ -58,7 +58,7 @@ class Runner:
             pass
 
     def _when_idle(self) -> None:
-        """Nothing was due: feed SQLite's full-text index with the events appended since
+        """Nothing was due: feed the full-text words with the events appended since
         (engine.audit.fulltext_feed), so a search seldom has a backlog to index first."""
         from signoff.engine.audit.fulltext_feed import catch_up
 

@@ -34,7 +34,7 @@ class CopyReport:
 def copy_database(source: Any, target: Any) -> CopyReport:
     """Copy the SQLite ``source`` (engine.store.Database) into the empty PostgreSQL ``target``
     (engine.store.pg.PgDatabase); both are open, at the same schema version."""
-    from signoff.engine.audit.fulltext import tsvector_literal
+    from signoff.engine.audit.fulltext_feed import index_pg
     from signoff.engine.audit.verify import verify_chain
 
     if getattr(source, "dialect", "") != "sqlite" or getattr(target, "dialect", "") != "postgresql":
@@ -61,22 +61,21 @@ def copy_database(source: Any, target: Any) -> CopyReport:
                 raise StorageError(f"table {table} has no counterpart in {target.path}")
             columns = [r[1] for r in source.query(f'PRAGMA table_info("{table}")')]
             quoted = ", ".join(f'"{c}"' for c in columns)
-            extra = ', "search"' if table == "audit" else ""
             cursor = source.connection().cursor()
             cursor.row_factory = None
             cursor.execute(f'SELECT {quoted} FROM "{table}" ORDER BY rowid')
             count = 0
-            with conn.cursor() as pg, pg.copy(f'COPY "{table}" ({quoted}{extra}) FROM STDIN') as copy:
+            with conn.cursor() as pg, pg.copy(f'COPY "{table}" ({quoted}) FROM STDIN') as copy:
                 while batch := cursor.fetchmany(2000):
                     for row in batch:
-                        if table == "audit":
-                            # (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, ...)
-                            pick = dict(zip(columns, row, strict=True))
-                            row = (*row, tsvector_literal(pick[c] for c in (
-                                "action", "actor", "namespace", "flow_id", "execution_id", "request_id", "data")))
                         copy.write_row(row)
                         count += 1
             counts[table] = count
+        # the full-text words of every event, so the first search has no backlog to index
+        # (SQLite's own mark, copied with its table, is replaced)
+        head = session.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0]
+        index_pg(session, 0, head)
+        session.execute("UPDATE audit_fts_through SET seq=?", (head,))
         for table, column in target.query(
                 "SELECT table_name, column_name FROM information_schema.columns"
                 " WHERE table_schema = current_schema() AND is_identity = 'YES'"):

@@ -20,7 +20,8 @@ from signoff.engine.store.schema import MIGRATIONS
 META_TABLE = "signoff_meta"
 
 #: the audit table's sequence number is assigned by the engine (dense, in commit order), never
-#: by an identity column; full-text search is a tsvector column (engine.audit.fulltext)
+#: by an identity column; full-text search is a tsvector per event (engine.audit.fulltext), in
+#: the audit row from 2 to 16, in its own table ``audit_words`` from 17
 PG_OVERRIDES: dict[int, str] = {
     2: """
 ALTER TABLE audit ADD COLUMN search tsvector;
@@ -53,9 +54,22 @@ DROP INDEX requests_pending;
 CREATE INDEX requests_pending ON requests(state, due_at, created_at, namespace, flow_id);
 CREATE INDEX decisions_by_actor ON decisions(actor, automatic, at, response_s, verdict);
 """,
-    # SQLite's mark of how far its full-text index was fed (engine.audit.fulltext_feed);
-    # PostgreSQL writes the search column with each row and has nothing to mark
+    # SQLite's mark of how far its full-text index was fed (engine.audit.fulltext_feed); until
+    # 17, PostgreSQL wrote the search column with each row and had nothing to mark
     16: "SELECT 1",
+    # the search column leaves the audit rows for ``audit_words``, fed behind the writes up to
+    # ``audit_fts_through.seq`` (engine.audit.fulltext_feed). Writing the tsvector and its GIN
+    # entries with every event cost a third of a 10,000-item bulk decision (2.98 -> 2.04 s).
+    # Every row had its column written, so the words are complete up to the newest event.
+    17: """
+CREATE TABLE audit_words (seq BIGINT PRIMARY KEY, words tsvector NOT NULL);
+INSERT INTO audit_words(seq, words) SELECT seq, coalesce(search, ''::tsvector) FROM audit;
+DROP INDEX audit_search;
+ALTER TABLE audit DROP COLUMN search;
+CREATE INDEX audit_words_search ON audit_words USING GIN (words);
+CREATE TABLE audit_fts_through (seq BIGINT NOT NULL);
+INSERT INTO audit_fts_through(seq) SELECT coalesce(max(seq), 0) FROM audit;
+""",
 }
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
