@@ -75,7 +75,7 @@ def index_pg(tx: Any, through: int, head: int) -> None:
         rows = tx.execute(_PG_FIELDS_SQL, (through, head, _PG_PAGE)).fetchall()
         if not rows:
             break
-        copy_rows(tx.conn, "COPY audit_words (seq, words) FROM STDIN",
+        copy_rows(tx.sent(), "COPY audit_words (seq, words) FROM STDIN",
                   [(row[0], tsvector_literal(row[1:])) for row in rows])
         through = rows[-1][0]
 

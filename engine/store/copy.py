@@ -55,7 +55,7 @@ def copy_database(source: Any, target: Any) -> CopyReport:
     counts: dict[str, int] = {}
     session = target.begin()
     try:
-        conn = session.conn
+        conn = session.sent()
         for table in names:
             if table not in target_columns:
                 raise StorageError(f"table {table} has no counterpart in {target.path}")

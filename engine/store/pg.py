@@ -13,7 +13,9 @@ the engine has one code path for both. Rules for engine SQL (the dialect layer):
 - Transactions: ``db.write()`` (or ``begin``/``commit``). Savepoints are the plain statements
   ``SAVEPOINT x`` / ``RELEASE x`` / ``ROLLBACK TO x``. Outside a transaction each statement
   runs on its own (autocommit) on a pooled connection; inside one, the thread keeps its
-  connection until COMMIT or ROLLBACK.
+  connection until COMMIT or ROLLBACK. BEGIN and savepoints are owed and go out with the next
+  statement, so code that uses psycopg directly inside a transaction (COPY) takes the
+  connection from ``session.sent()``, never ``session.conn``.
 - Audit events are staged by ``append_event`` and written at COMMIT, under an advisory lock
   taken last in the transaction: sequence numbers are dense and in commit order, and the hash
   chain is continuous across replicas (engine.audit.log).
@@ -48,6 +50,7 @@ from signoff.engine.errors import StorageError
 from signoff.engine.store import pg_schema
 from signoff.engine.store.behind import (
     CONTROL,
+    SAVEPOINT_MARK,
     SAVEPOINT_STATEMENT,
     WRITE,
     batches,
@@ -199,11 +202,31 @@ class Session:
         self._behind: list[tuple[str, Any]] | None = None
         #: a batch of writes the server refused: the transaction can only be rolled back
         self._broken: StorageError | None = None
+        #: BEGIN and savepoint statements not sent yet (see :meth:`begin`), in order; a savepoint
+        #: as ``(SAVEPOINT_MARK, name)``, the others as ``(sql, None)`` (engine.store.behind)
+        self._owed: list[tuple[Any, Any]] = []
 
     # -- the sqlite3-like surface ---------------------------------------------------------
     @property
     def in_transaction(self) -> bool:
+        return bool(self._owed) or (self.conn is not None
+                                    and self.conn.info.transaction_status != TransactionStatus.IDLE)
+
+    def _begun(self) -> bool:
+        """Has the server seen this transaction's BEGIN?"""
         return self.conn is not None and self.conn.info.transaction_status != TransactionStatus.IDLE
+
+    def _take_owed(self) -> list[tuple[str, None]]:
+        """The statements owed to the server, as SQL, and none owed any more."""
+        owed, self._owed = self._owed, []
+        return [(f"SAVEPOINT {name}" if sql is SAVEPOINT_MARK else sql, None) for sql, name in owed]
+
+    def sent(self) -> psycopg.Connection[Any]:
+        """This transaction's connection with everything owed and queued sent: for code that
+        uses psycopg directly (COPY) inside the transaction."""
+        self._send_behind()
+        assert self.conn is not None
+        return self.conn
 
     def execute(self, sql: str, params: Any = None) -> Cursor:
         return Cursor(self).execute(sql, params)
@@ -244,13 +267,14 @@ class Session:
             self._behind = None
 
     def _send_behind(self) -> None:
+        """Send what is owed (BEGIN, savepoints) and the queued writes, in one pipeline."""
         queued, self._behind = self._behind, ([] if self._behind is not None else None)
-        if not queued or self.conn is None:
+        if (not queued and not self._owed) or self.conn is None:
             return
         if self._broken is not None:
             raise self._broken
         try:
-            _send_queued(self.conn, queued)
+            _send_queued(self.conn, [*self._take_owed(), *(queued or [])])
         except psycopg.Error as exc:
             self._broken = self.db.error(exc)
             raise self._broken from None
@@ -274,9 +298,16 @@ class Session:
         if self._broken is not None:
             raise self._broken
         conn, borrowed = self._conn()
+        owed = self._take_owed()
         try:
             with conn.cursor(row_factory=row_factory or tuple_row) as cur:
-                _execute(cur, sql, params)
+                if owed:  # BEGIN and savepoints go with this statement: one round trip
+                    with conn.pipeline(), conn.cursor() as control:
+                        for owed_sql, _ in owed:
+                            control.execute(owed_sql)
+                        _execute(cur, sql, params)
+                else:
+                    _execute(cur, sql, params)
                 rows = cur.fetchall() if _returns_rows(cur) else []
                 return cur.rowcount, rows
         except psycopg.Error as exc:
@@ -289,7 +320,7 @@ class Session:
         items = list(seq)
         if not items:
             return 0
-        self._send_behind()
+        self._send_behind()  # (and what is owed)
         conn, borrowed = self._conn()
         try:
             with conn.cursor() as cur:
@@ -328,13 +359,9 @@ class Session:
         if self.conn is None:
             raise RuntimeError(f"{sql!r} outside a transaction")
         name = sql.split()[-1]
-        if self._behind is not None:
-            queue_savepoint(self._behind, kind, sql, name)
-        else:
-            try:
-                self.conn.execute(sql)
-            except psycopg.Error as exc:
-                raise self.db.error(exc) from None
+        # owed, as BEGIN is: sent with the next statement (a savepoint made and released with
+        # nothing sent in between never reaches the server at all)
+        queue_savepoint(self._behind if self._behind is not None else self._owed, kind, sql, name)
         keep_staged_in_step(self._savepoints, self.staged_audit, kind, name)
 
     # -- transactions -----------------------------------------------------------------------
@@ -346,11 +373,11 @@ class Session:
         self.staged_audit = []
         self._savepoints = []
         self._behind, self._broken = None, None
-        try:
-            self.conn.execute(sql)
-        except psycopg.Error as exc:
-            self._give_back()
-            raise self.db.error(exc) from None
+        # performance: BEGIN is owed, not sent: it goes in one pipeline with the transaction's
+        # first statement (or its COMMIT), and a transaction that sends nothing costs no round
+        # trip at all. An embedded start made 13 round trips, BEGIN and its savepoints 3 of them.
+        # A server that cannot be reached is reported by that first statement.
+        self._owed = [(sql, None)]
 
     def commit(self) -> None:
         if self.conn is None:
@@ -359,15 +386,18 @@ class Session:
         try:
             if self._broken is not None:
                 raise self._broken
-            queued = self._behind or []
+            begun = self._begun()
+            queued = [*self._take_owed(), *(self._behind or [])]
             if self._behind is not None:
                 self._behind = []
             if self.staged_audit:
                 self._commit_with_audit(queued)
-            elif queued:
-                _send_queued(self.conn, queued, tail=lambda cur: cur.execute("COMMIT"))
-            else:
-                self.conn.execute("COMMIT")
+            elif begun or any(sql is not SAVEPOINT_MARK and classify(sql) == WRITE for sql, _ in queued):
+                if queued:  # (a ROLLBACK TO among them still matters)
+                    _send_queued(self.conn, queued, tail=lambda cur: cur.execute("COMMIT"))
+                else:
+                    self.conn.execute("COMMIT")
+            # else: the server never saw this transaction (only BEGIN and savepoints were owed)
         except psycopg.Error as exc:
             self.rollback()
             raise self.db.error(exc) from None
@@ -417,10 +447,11 @@ class Session:
         self.staged_audit = []
         self._savepoints = []
         self._behind, self._broken = None, None
+        self._owed = []
         if self.conn is None:
             return
         try:
-            if not self.conn.closed:
+            if not self.conn.closed and self._begun():
                 self.conn.execute("ROLLBACK")
         except psycopg.Error:
             pass  # a broken connection: the server rolled back; the pool discards it
