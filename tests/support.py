@@ -132,3 +132,31 @@ def old_schema_db(data_dir: Path, version: int) -> sqlite3.Connection:
     conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version={version}")
     return conn
+
+
+def _catch_up_in(data_dir: str, url: str | None, barrier, out) -> None:
+    from signoff.engine.audit.fulltext_feed import catch_up
+    from signoff.engine.store import open_database
+
+    db = open_database(data_dir, url)
+    barrier.wait()
+    out.put(catch_up(db))
+    db.close()
+
+
+def catch_up_at_once(data_dirs: list[Path], url: str | None = None) -> list[int]:
+    """One spawned process per data directory (on the SQLite file there, or the PostgreSQL
+    database at ``url``) catches up the full-text words behind a barrier: how many events each
+    indexed, sorted."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(len(data_dirs)), ctx.Queue()
+    procs = [ctx.Process(target=_catch_up_in, args=(str(d), url, barrier, out)) for d in data_dirs]
+    for p in procs:
+        p.start()
+    counts = sorted(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    return counts

@@ -5,7 +5,6 @@ nothing of a rolled-back one is indexed, no event is indexed twice when processe
 once, and older databases upgrade in place (schema 3: index fed by a trigger)."""
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 import time
 
@@ -17,7 +16,7 @@ from signoff.engine.audit.search import search
 from signoff.engine.audit.verify import verify_chain
 from signoff.engine.store import db as dbmod
 from signoff.engine.store.schema import SCHEMA_VERSION
-from tests.support import old_schema_db
+from tests.support import catch_up_at_once, old_schema_db
 
 
 def _fts_check(conn: sqlite3.Connection) -> None:
@@ -68,13 +67,6 @@ def test_a_commit_leaves_the_index_alone_and_a_search_catches_up(tmp_path):
     database.close()
 
 
-def _catch_up_in(path: str, barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:
-    database = dbmod.Database(path)
-    barrier.wait()
-    out.put(catch_up(database))
-    database.close()
-
-
 def test_processes_catching_up_at_once_index_each_event_once(tmp_path):
     database = dbmod.Database(tmp_path / "d")
     with database.write() as tx:
@@ -82,15 +74,7 @@ def test_processes_catching_up_at_once_index_each_event_once(tmp_path):
             append_event(tx, at="2026-01-05T09:00:00.000000Z", actor="ops", action="note",
                          data={"reason": f"feijoa item{i}"})
     database.close()
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(3), ctx.Queue()
-    procs = [ctx.Process(target=_catch_up_in, args=(str(tmp_path / "d"), barrier, out)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    counts = sorted(out.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    counts = catch_up_at_once([tmp_path / "d"] * 3)
     assert counts == [0, 0, 2_000]  # one of them indexed everything, the others found it done
     database = dbmod.Database(tmp_path / "d")
     conn = database.connection()

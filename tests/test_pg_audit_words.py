@@ -4,7 +4,6 @@ indexes what was appended since, replicas catching up at once index each event o
 schema-16 database (words in the audit rows) upgrades in place with every event still found."""
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 from signoff.engine.audit import append_event
@@ -13,6 +12,7 @@ from signoff.engine.audit.search import search
 from signoff.engine.audit.verify import verify_chain
 from signoff.engine.store import open_database
 from signoff.engine.store.schema import SCHEMA_VERSION
+from tests.support import catch_up_at_once
 
 
 def _words(db, word: str) -> int:
@@ -49,29 +49,13 @@ def test_a_commit_writes_no_words_and_a_search_catches_up(tmp_path: Path, pg_url
         db.close()
 
 
-def _catch_up_in(data_dir: str, url: str, barrier, out) -> None:
-    db = open_database(data_dir, url)
-    barrier.wait()
-    out.put(catch_up(db))
-    db.close()
-
-
 def test_replicas_catching_up_at_once_index_each_event_once(tmp_path: Path, pg_url: str) -> None:
     db = open_database(tmp_path / "d", pg_url)
     with db.write() as tx:
         for i in range(5_000):  # more than one page of the catch-up (2,000 events)
             append_event(tx, at="2026-01-05T09:00:00.000000Z", actor="ops", action="note",
                          data={"reason": f"feijoa item{i}"})
-    ctx = multiprocessing.get_context("spawn")
-    barrier, out = ctx.Barrier(3), ctx.Queue()
-    procs = [ctx.Process(target=_catch_up_in, args=(str(tmp_path / f"r{i}"), pg_url, barrier, out))
-             for i in range(3)]
-    for p in procs:
-        p.start()
-    counts = sorted(out.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    counts = catch_up_at_once([tmp_path / f"r{i}" for i in range(3)], pg_url)
     try:
         assert counts == [0, 0, 5_000]  # one indexed everything, the others waited and found it done
         assert db.query_one("SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM audit_words")[:] == \

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from signoff.engine.store.locks import is_pg
+
 _MARK_SQL = "SELECT (SELECT seq FROM audit_fts_through), (SELECT max(seq) FROM audit)"
 #: SQLite: the events after the mark, into the index in one statement (FTS5 writes a new index
 #: segment per statement, so one for many events keeps the index compact)
@@ -48,26 +50,30 @@ def catch_up(db: Any) -> int:
     engine database, SQLite or PostgreSQL."""
     if _behind(db.connection()) is None:
         return 0  # (the usual case: one read, no lock)
-    postgresql = getattr(db, "dialect", "sqlite") == "postgresql"
     with db.write() as tx:
-        if postgresql:  # one catcher at a time: the others wait here, then find nothing to do
+        if is_pg(tx):  # one catcher at a time: the others wait here, then find nothing to do
             tx.execute("SELECT seq FROM audit_fts_through FOR UPDATE")
         behind = _behind(tx)  # (again under the lock: another process may have done it)
         if behind is None:
             return 0
         through, head = behind
-        if postgresql:
-            index_pg(tx, through, head)
-        else:
-            tx.execute(_INDEX_SQL, (through,))
-        tx.execute("UPDATE audit_fts_through SET seq=?", (head,))
+        feed(tx, through, head)
         return int(head - through)
 
 
-def index_pg(tx: Any, through: int, head: int) -> None:
+def feed(tx: Any, through: int, head: int) -> None:
+    """Index the events after ``through`` up to ``head`` (the newest) and move the mark to
+    ``head``, inside the caller's write transaction, which keeps other catchers out."""
+    if is_pg(tx):
+        _index_pg(tx, through, head)
+    else:
+        tx.execute(_INDEX_SQL, (through,))
+    tx.execute("UPDATE audit_fts_through SET seq=?", (head,))
+
+
+def _index_pg(tx: Any, through: int, head: int) -> None:
     """PostgreSQL: the words of the events after ``through`` up to ``head`` into ``audit_words``
-    (COPY, a page of events at a time), inside the caller's transaction. The caller moves the
-    mark."""
+    (COPY, a page of events at a time)."""
     from signoff.engine.audit.fulltext import tsvector_literal
     from signoff.engine.store.pg import copy_rows
 

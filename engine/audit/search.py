@@ -18,10 +18,10 @@ sequence-number cursor (``before_seq``: only events older than that one).
 
 Free text uses the FTS5 index ``audit_fts`` (schema version 2; on PostgreSQL the tsvector
 table ``audit_words``, schema 17), fed behind the writes (engine.audit.fulltext_feed). Field
-filters use the plain indexes on ``audit``. Which index drives a query is decided per query with cheap, capped
-probes, so every shape stays fast on millions of events: a selective filter drives through
-its index; when every filter matches many events, the newest events are walked in order and
-the matches are dense, so the page fills quickly.
+filters use the plain indexes on ``audit``. Which index drives a query is decided per query
+with cheap, capped probes, so every shape stays fast on millions of events: a selective filter
+drives through its index; when every filter matches many events, the newest events are walked
+in order and the matches are dense, so the page fills quickly.
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class CopyReport:
 def copy_database(source: Any, target: Any) -> CopyReport:
     """Copy the SQLite ``source`` (engine.store.Database) into the empty PostgreSQL ``target``
     (engine.store.pg.PgDatabase); both are open, at the same schema version."""
-    from signoff.engine.audit.fulltext_feed import index_pg
+    from signoff.engine.audit.fulltext_feed import feed
     from signoff.engine.audit.verify import verify_chain
 
     if getattr(source, "dialect", "") != "sqlite" or getattr(target, "dialect", "") != "postgresql":
@@ -72,10 +72,8 @@ def copy_database(source: Any, target: Any) -> CopyReport:
                         count += 1
             counts[table] = count
         # the full-text words of every event, so the first search has no backlog to index
-        # (SQLite's own mark, copied with its table, is replaced)
-        head = session.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0]
-        index_pg(session, 0, head)
-        session.execute("UPDATE audit_fts_through SET seq=?", (head,))
+        # (SQLite's index and its mark are not copied: _SKIP)
+        feed(session, 0, session.execute("SELECT coalesce(max(seq), 0) FROM audit").fetchone()[0])
         for table, column in target.query(
                 "SELECT table_name, column_name FROM information_schema.columns"
                 " WHERE table_schema = current_schema() AND is_identity = 'YES'"):

@@ -50,7 +50,6 @@ from signoff.engine.errors import StorageError
 from signoff.engine.store import pg_schema
 from signoff.engine.store.behind import (
     CONTROL,
-    SAVEPOINT_MARK,
     SAVEPOINT_STATEMENT,
     WRITE,
     batches,
@@ -202,24 +201,24 @@ class Session:
         self._behind: list[tuple[str, Any]] | None = None
         #: a batch of writes the server refused: the transaction can only be rolled back
         self._broken: StorageError | None = None
-        #: BEGIN and savepoint statements not sent yet (see :meth:`begin`), in order; a savepoint
-        #: as ``(SAVEPOINT_MARK, name)``, the others as ``(sql, None)`` (engine.store.behind)
+        #: BEGIN and savepoint statements not sent yet (see :meth:`begin`), in order, queued as
+        #: write_behind queues them (engine.store.behind: ``queue_savepoint``, ``batches``)
         self._owed: list[tuple[Any, Any]] = []
 
     # -- the sqlite3-like surface ---------------------------------------------------------
     @property
     def in_transaction(self) -> bool:
-        return bool(self._owed) or (self.conn is not None
-                                    and self.conn.info.transaction_status != TransactionStatus.IDLE)
+        return bool(self._owed) or self._begun()
 
     def _begun(self) -> bool:
         """Has the server seen this transaction's BEGIN?"""
         return self.conn is not None and self.conn.info.transaction_status != TransactionStatus.IDLE
 
-    def _take_owed(self) -> list[tuple[str, None]]:
-        """The statements owed to the server, as SQL, and none owed any more."""
+    def _take_owed(self) -> list[tuple[Any, Any]]:
+        """The statements owed to the server (queued as write_behind queues them), and none
+        owed any more."""
         owed, self._owed = self._owed, []
-        return [(f"SAVEPOINT {name}" if sql is SAVEPOINT_MARK else sql, None) for sql, name in owed]
+        return owed
 
     def sent(self) -> psycopg.Connection[Any]:
         """This transaction's connection with everything owed and queued sent: for code that
@@ -303,7 +302,7 @@ class Session:
             with conn.cursor(row_factory=row_factory or tuple_row) as cur:
                 if owed:  # BEGIN and savepoints go with this statement: one round trip
                     with conn.pipeline(), conn.cursor() as control:
-                        for owed_sql, _ in owed:
+                        for owed_sql, _ in batches(owed):
                             control.execute(owed_sql)
                         _execute(cur, sql, params)
                 else:
@@ -387,12 +386,13 @@ class Session:
             if self._broken is not None:
                 raise self._broken
             begun = self._begun()
-            queued = [*self._take_owed(), *(self._behind or [])]
+            behind = self._behind or []
             if self._behind is not None:
                 self._behind = []
+            queued = [*self._take_owed(), *behind]
             if self.staged_audit:
                 self._commit_with_audit(queued)
-            elif begun or any(sql is not SAVEPOINT_MARK and classify(sql) == WRITE for sql, _ in queued):
+            elif begun or behind:  # (only writes queued behind can make an unsent transaction matter)
                 if queued:  # (a ROLLBACK TO among them still matters)
                     _send_queued(self.conn, queued, tail=lambda cur: cur.execute("COMMIT"))
                 else:

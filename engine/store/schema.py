@@ -411,8 +411,8 @@ CREATE INDEX decisions_by_actor ON decisions(actor, automatic, at, response_s, v
     # 16 (performance): SQLite's full-text index of the audit trail is fed behind the writes
     # instead of at each COMMIT (engine.audit.fulltext_feed): it holds exactly the events up to
     # ``audit_fts_through.seq``, and a search first indexes those after it. Until now every
-    # commit fed the index, so it is complete up to the newest event. (PostgreSQL writes its
-    # search column with the row and never reads this table.)
+    # commit fed the index, so it is complete up to the newest event. (PostgreSQL gets the
+    # same table in 17, when its words leave the audit rows.)
     16: """
 CREATE TABLE audit_fts_through (seq INTEGER NOT NULL);
 INSERT INTO audit_fts_through(seq) SELECT coalesce(max(seq), 0) FROM audit;
