@@ -24,7 +24,7 @@ from signoff.engine.errors import InvalidInputs, NotFound, Refused, UsageError
 from signoff.engine.identity import SYSTEM, Identity
 from signoff.engine.nul import input_errors, refuse_nul
 from signoff.engine.runtime import work
-from signoff.engine.runtime.execution_row import insert_execution
+from signoff.engine.runtime.execution_row import EXECUTION_COLUMNS, insert_execution
 from signoff.engine.runtime.outputs import outputs_tree
 from signoff.engine.signing.service_mixin import SigningMixin
 from signoff.engine.store.foreground import BULK_ITEMS
@@ -231,6 +231,7 @@ class ApprovalService(AuditMixin, SigningMixin):
         execution_id = self.engine.ids.execution_id()
         now = self.engine.now()
         all_labels = {**flow.labels, **dict(labels or {})}
+        queued_row: dict[str, Any] | None = None
         with self.db.foreground(), self.db.write() as tx:
             revision = self.engine.flows.ensure_revision(tx, flow)
             row = {"id": execution_id, "namespace": namespace, "flow_id": flow_id, "revision": revision,
@@ -277,9 +278,16 @@ class ApprovalService(AuditMixin, SigningMixin):
                 defer_writes(tx)  # performance: sent with the COMMIT, one round trip for all
                 insert_execution(tx, row)
                 work.enqueue(tx, execution_id, now)
+                queued_row = row
         if inline_error is not None:
             raise inline_error
         self._after_change(again)
+        if queued_row is not None:
+            # performance: a start left to the runner is answered from the row it stored: no
+            # task run, log or request of it exists before the runner takes it, so the four
+            # reads of get_execution (a round trip and ~0.3 ms on PostgreSQL) would find none
+            self._check(actor, "view", namespace, f"execution {execution_id}")
+            return just_queued(row)
         return self.get_execution(actor, execution_id)
 
     def _check_rerun(self, actor: Identity, row: Any, operation: str) -> None:
@@ -815,7 +823,13 @@ def flow_info(flow: Flow) -> dict[str, Any]:
             "tasks": [t.id for t in flow.tasks], "origin": "api" if flow.path.startswith("api:") else "file"}
 
 
-def execution_summary(row: sqlite3.Row) -> dict[str, Any]:
+def just_queued(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What get_execution answers for an execution just stored and queued for the runner."""
+    summary = execution_summary({**dict.fromkeys(EXECUTION_COLUMNS), **row})
+    return {**summary, "task_runs": [], "outputs": {}, "flow_outputs": None, "logs": [], "requests": []}
+
+
+def execution_summary(row: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "namespace": row["namespace"], "flow_id": row["flow_id"], "revision": row["revision"],
             "state": row["state"], "inputs": jsonutil.loads(row["inputs"], {}),
             "labels": jsonutil.loads(row["labels"], {}), "started_by": row["started_by"],

@@ -1,15 +1,21 @@
 """The hot paths made faster for the high-availability benchmark give what their plain versions
-gave: the PostgreSQL full-text column, a decision's outcome as a dict, canonical JSON."""
+gave: the PostgreSQL full-text column, a decision's outcome as a dict, canonical JSON, the
+answer to a start left to the runner."""
 from __future__ import annotations
 
 import json
 import random
 from dataclasses import asdict
+from pathlib import Path
+
+import pytest
 
 from signoff.engine import jsonutil
 from signoff.engine.approvals.outcome import Outcome
 from signoff.engine.audit.fulltext import _grouped_literal, tokens, tsvector_literal
 from signoff.engine.clock import parse_time
+from signoff.engine.service import ApprovalService
+from tests.support import ALICE, make_service
 
 
 def reference_tsvector(fields: list[str | None]) -> str:
@@ -108,3 +114,34 @@ def test_dumps_with_raw_gives_what_dumps_gives() -> None:
             whole["context"] = json.loads(spliced["context"])
         plain = {k: v for k, v in whole.items() if k not in spliced}
         assert jsonutil.dumps_with_raw(plain, spliced) == jsonutil.dumps(whole), whole
+
+
+FLOW_WITH_LABELS = {"change.yaml": """
+    id: change
+    namespace: ops
+    labels:
+      team: ops
+    inputs:
+      - id: ticket
+        type: STRING
+    tasks:
+      - id: approve
+        type: io.kestra.plugin.core.flow.Pause
+    """}
+
+
+@pytest.mark.parametrize("store", ["sqlite", "pg"])
+def test_a_start_left_to_the_runner_answers_what_get_execution_reads(tmp_path: Path, store: str,
+                                                                     request: pytest.FixtureRequest) -> None:
+    """The server's start (run_inline=False) answers from the row it stored instead of reading
+    it back; the answer is what reading it back gives, field for field."""
+    url = request.getfixturevalue("pg_url") if store == "pg" else None
+    engine = make_service(tmp_path, FLOW_WITH_LABELS, database=url).engine
+    svc = ApprovalService(engine, run_inline=False)
+    try:
+        started = svc.start_execution(ALICE, "ops", "change", {"ticket": "CHG-1"}, labels={"why": "test"})
+        assert started == svc.get_execution(ALICE, started["id"])
+        assert started["state"] == "CREATED" and started["labels"] == {"team": "ops", "why": "test"}
+        assert started["inputs"] == {"ticket": "CHG-1"} and started["requests"] == []
+    finally:
+        engine.close()

@@ -10,20 +10,26 @@ replicas, not with connected consoles. A client further behind than the memory r
 answered from the database (catch-up), as before.
 
 - PostgreSQL: a dedicated connection LISTENs on :data:`CHANNEL`; every transaction that
-  appends audit events NOTIFYs it at COMMIT (engine.audit.log). The notification is only a
-  wake-up, the table is the truth: the watcher then reads the events after its head. A
-  fallback read every :data:`FALLBACK_S` covers a lost notification; when the connection drops
+  appends audit events NOTIFYs it at COMMIT (engine.audit.log), notifications arrive in commit
+  order, and one carries its events' fields when they fit (engine.audit.log.notify_payload).
+  The table stays the truth: events are added from a notification only when the first one is
+  the watcher's head + 1 (nothing in between was missed); otherwise (a gap, a wake-up without
+  events) the watcher reads the events after its head. A fallback read after
+  :data:`FALLBACK_S` without notifications covers a lost last one; when the connection drops
   (PostgreSQL restarted) the watcher reconnects with a growing pause and reads again, so the
   feeds resume from where they were, without a gap.
 - SQLite: one read every ``poll_s`` (every writer is on this machine).
 - Either store: a commit made by this process (a decision through this replica) refreshes the
-  head before the commit's caller goes on, so a client sees its own change at once.
+  head before the commit's caller goes on, so a client sees its own change at once (on
+  PostgreSQL from the events the commit wrote, under the same head + 1 rule).
 """
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,19 +40,37 @@ log = logging.getLogger("signoff.server.head")
 
 CHANNEL = "signoff_audit"
 FALLBACK_S = 1.0
+STOP_CHECK_S = 0.5
 KEEP = 20_000
 _READ = 5_000
 
 Event = dict[str, Any]
 
 
+def notified_events(payload: str) -> list[tuple[Any, ...]] | None:
+    """The events a notification carries (engine.audit.log.notify_payload), or None for a
+    wake-up without them (or a payload this version does not understand: then it reads)."""
+    if not payload.startswith("["):
+        return None
+    try:
+        events = json.loads(payload)
+        rows = [(int(e[0]), *e[1:6]) for e in events if isinstance(e, list) and len(e) == 6]
+    except (ValueError, TypeError):
+        return None
+    if not rows or len(rows) != len(events) or any(r[0] != rows[0][0] + i for i, r in enumerate(rows)):
+        return None
+    return rows
+
+
 class HeadWatcher:
     """Follows the audit head of ``db`` for the feeds of one server process."""
 
-    def __init__(self, db: Any, actions: Iterable[str], *, poll_s: float = 0.25) -> None:
+    def __init__(self, db: Any, actions: Iterable[str], *, poll_s: float = 0.25,
+                 fallback_s: float = FALLBACK_S) -> None:
         self.db = db
         self.actions = frozenset(actions)
         self.poll_s = poll_s
+        self.fallback_s = fallback_s
         #: the newest seq read; every event up to it with a followed action is in memory from
         #: :attr:`covered_from` on
         self.head = 0
@@ -81,14 +105,22 @@ class HeadWatcher:
         if self._thread is not None:
             self._thread.join(10)
 
-    def refresh(self) -> None:
-        """Read the events committed after :attr:`head` (one reader at a time)."""
+    def refresh(self, known: list[tuple[Any, ...]] | None = None) -> None:
+        """Take the events committed after :attr:`head`: ``known`` (a commit's events, their
+        engine.audit.log.feed_fields) when they follow the head, else read (one reader at a
+        time)."""
         with self._read_lock:
             if not self.ready:  # memory starts at the head: older events come from the database
                 row = self.db.query_one("SELECT max(seq) FROM audit")
                 with self._lock:
                     self.head = self.covered_from = int(row[0] or 0) if row else 0
                     self.ready = True
+            if known:
+                if known[-1][0] <= self.head:
+                    return  # taken already (this process's own commit, then its notification)
+                if known[0][0] == self.head + 1:
+                    self._add(known)
+                    return
             while True:
                 self.reads += 1
                 rows = self.db.query("SELECT seq, action, namespace, request_id, execution_id, actor FROM audit"
@@ -118,9 +150,9 @@ class HeadWatcher:
             self._safely_refresh()
         self.db.close()  # this thread's connection
 
-    def _safely_refresh(self) -> bool:
+    def _safely_refresh(self, known: list[tuple[Any, ...]] | None = None) -> bool:
         try:
-            self.refresh()
+            self.refresh(known)
             return True
         except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
             log_failure(log, logging.INFO, "event feed: cannot read the audit head; trying again", exc)
@@ -135,12 +167,20 @@ class HeadWatcher:
                 with psycopg.connect(self.db.url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     pause = 0.2
+                    # caught up first (also what was committed while not listening)
+                    self._safely_refresh()
+                    quiet_since = time.monotonic()
                     while not self._stop.is_set():
-                        # caught up first (also what was committed while not listening), then
-                        # woken by a notification or the fallback: one read serves them all
-                        self._safely_refresh()
-                        for _ in conn.notifies(timeout=FALLBACK_S, stop_after=1):
-                            pass
+                        # (short waits: a stop is noticed within STOP_CHECK_S)
+                        got = [n.payload for n in conn.notifies(timeout=min(self.fallback_s, STOP_CHECK_S),
+                                                                stop_after=1)]
+                        for payload in got:
+                            self._safely_refresh(notified_events(payload))
+                        if got:
+                            quiet_since = time.monotonic()
+                        elif time.monotonic() - quiet_since >= self.fallback_s:
+                            self._safely_refresh()  # the fallback
+                            quiet_since = time.monotonic()
             except psycopg.Error as exc:
                 log_failure(log, logging.INFO, "event feed: lost the LISTEN connection; reconnecting", exc)
                 self._safely_refresh()

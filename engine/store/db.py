@@ -35,6 +35,11 @@ _BUSY_MS = 30_000
 _WAL_CHECKPOINT_PAGES = 16_000
 
 
+#: told after a commit of this process that appended audit events: the events as the event
+#: feeds follow them (engine.audit.log.feed_fields) where the store knows them, else None
+AuditListener = Callable[[list[tuple[Any, ...]] | None], None]
+
+
 class _Connection(sqlite3.Connection):
     """A connection that notes whether its open transaction appended audit events
     (engine.audit.log), so this process's event feeds are woken after the COMMIT."""
@@ -63,7 +68,7 @@ class Database:
         self._local = threading.local()
         self._gate = ForegroundGate()
         #: called after a commit of this process that appended audit events (engine.server.head)
-        self.audit_listeners: list[Callable[[], None]] = []
+        self.audit_listeners: list[AuditListener] = []
         self._prepare()
 
     # -- opening -----------------------------------------------------------------------
@@ -319,12 +324,13 @@ class Database:
             self._local.conn = None
 
 
-def tell_audit_listeners(listeners: list[Callable[[], None]]) -> None:
-    """After a commit that appended audit events: the listeners (a server's event feed) read
-    them now. Their failure is not the commit's: it is logged, and they read again later."""
+def tell_audit_listeners(listeners: list[AuditListener], events: list[tuple[Any, ...]] | None = None) -> None:
+    """After a commit that appended audit events: the listeners (a server's event feed) take
+    them now, or read them when not given. Their failure is not the commit's: it is logged,
+    and they read again later."""
     for listener in list(listeners):
         try:
-            listener()
+            listener(events)
         except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
             log_failure(logging.getLogger("signoff.store"), logging.INFO, "audit listener failed", exc)
 

@@ -58,7 +58,7 @@ from signoff.engine.store.behind import (
     no_params,
     queue_savepoint,
 )
-from signoff.engine.store.db import tell_audit_listeners
+from signoff.engine.store.db import AuditListener, tell_audit_listeners
 from signoff.engine.store.foreground import ForegroundGate
 from signoff.engine.store.locks import RetryableStorageError
 from signoff.engine.store.schema import SCHEMA_VERSION
@@ -196,6 +196,8 @@ class Session:
         self.conn: psycopg.Connection[Any] | None = None
         #: audit events of the open transaction, written at COMMIT (engine.audit.log)
         self.staged_audit: list[tuple[Any, ...]] = []
+        #: the last commit's events as the event feeds follow them (engine.audit.log.feed_fields)
+        self.committed_events: list[tuple[Any, ...]] | None = None
         self._savepoints: list[tuple[str, int]] = []
         #: inside :meth:`write_behind`: the writes not sent yet, in order
         self._behind: list[tuple[str, Any]] | None = None
@@ -382,6 +384,7 @@ class Session:
         if self.conn is None:
             return
         appended = bool(self.staged_audit)
+        self.committed_events = None
         try:
             if self._broken is not None:
                 raise self._broken
@@ -409,7 +412,7 @@ class Session:
             self._savepoints = []
         self._give_back()
         if appended:
-            tell_audit_listeners(self.db.audit_listeners)
+            tell_audit_listeners(self.db.audit_listeners, self.committed_events)
 
     def _commit_with_audit(self, queued: list[tuple[str, Any]]) -> None:
         """The writes still queued, the staged audit events and COMMIT, in two round trips
@@ -432,7 +435,7 @@ class Session:
             head = head_cur.fetchone()  # (read after the pipeline's round trip)
         finally:
             head_cur.close()
-        rows, seq = log.chain_staged_events(self.staged_audit, head)
+        rows, _seq = log.chain_staged_events(self.staged_audit, head)
         as_copy = len(rows) >= COPY_MIN_ROWS  # a bulk decision's events: as COPY (see _send_queued)
         if as_copy:
             copy_rows(self.conn, log.STAGED_COPY_SQL, rows)
@@ -440,8 +443,10 @@ class Session:
             if not as_copy:
                 cur.executemany(to_psycopg(log.STAGED_INSERT_SQL), rows)
             # the wake-up of every replica's event feed (engine.server.head), delivered at COMMIT
-            cur.execute(to_psycopg(log.STAGED_NOTIFY_SQL), (str(seq),))
+            events = [log.feed_fields(row) for row in rows]
+            cur.execute(to_psycopg(log.STAGED_NOTIFY_SQL), (log.notify_payload(events),))
             cur.execute("COMMIT")
+        self.committed_events = events
 
     def rollback(self) -> None:
         self.staged_audit = []
@@ -479,7 +484,7 @@ class PgDatabase:
         self._gate = ForegroundGate()
         self._opened_by = threading.get_ident()
         #: called after a commit of this process that appended audit events (engine.server.head)
-        self.audit_listeners: list[Callable[[], None]] = []
+        self.audit_listeners: list[AuditListener] = []
         size = pool_size or int(os.environ.get("SIGNOFF_DB_POOL", "20"))
         try:  # one plain connection first: an unreachable database is one clear message, at once
             psycopg.connect(url, connect_timeout=10).close()
