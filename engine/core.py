@@ -47,6 +47,9 @@ class Engine:
         self.ids: Ids = ids or RandomIds()
         #: executions started by triggers in this process, not advanced yet (see take_triggered)
         self._triggered: list[str] = []
+        #: the newest audit checkpoint this process saw or signed, a lower bound of the stored
+        #: one (engine.signing.checkpoints.write_checkpoint); None: not looked yet
+        self.checkpoint_seen: int | None = None
 
     @cached_property
     def flows(self) -> FlowRegistry:

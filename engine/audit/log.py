@@ -52,15 +52,16 @@ def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | 
         "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest))
-    _noted(tx)
+    _noted(tx, seq)
     return seq
 
 
-def _noted(tx: Any) -> None:
+def _noted(tx: Any, seq: int) -> None:
     """A signoff connection (engine.store.db) wakes this process's event feeds after COMMIT.
     (SQLite's full-text index is fed later, by engine.audit.fulltext_feed.)"""
     if hasattr(tx, "audit_appended"):
         tx.audit_appended = True
+        tx.audit_seq = seq
 
 
 _SQLITE_INSERT_SQL = ("INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id,"
@@ -72,9 +73,9 @@ def write_staged_sqlite(tx: sqlite3.Connection, events: list[tuple[Any, ...]]) -
     the stored head, in one statement. The block holds the write lock since BEGIN IMMEDIATE, so
     the head cannot move in between."""
     head = tx.execute(STAGED_HEAD_SQL).fetchone()
-    rows, _last = chain_staged_events(events, head)
+    rows, last = chain_staged_events(events, head)
     tx.executemany(_SQLITE_INSERT_SQL, rows)
-    _noted(tx)
+    _noted(tx, last)
 
 
 # PostgreSQL: the staged events are written at COMMIT (engine.store.pg.Session._commit_with_audit)

@@ -63,7 +63,7 @@ def advance_in_tx(engine: Engine, execution_ids: Iterable[str], again: list[str]
             gen = work.try_claim(conn, execution_id, owner, engine.clock, engine.lease)
             if gen is None:
                 continue  # another advance (maybe another thread of this process) has it
-            run = ExecutionRun(engine, execution_id, owner, gen, shared=True)
+            run = ExecutionRun(engine, execution_id, owner, gen, shared=True, claimed_in_tx=True)
             more = run.advance()
         advanced += 1
         if more:

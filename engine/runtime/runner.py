@@ -102,7 +102,8 @@ class ExecutionRun:
     durably (``commit(durable=True)``), exactly as in the unshared mode."""
 
     def __init__(self, engine: Engine, execution_id: str, owner: str, gen: int, *, shared: bool = False,
-                 row: Mapping[str, Any] | None = None, queued: bool = True, insert_row: bool = False) -> None:
+                 row: Mapping[str, Any] | None = None, queued: bool = True, insert_row: bool = False,
+                 claimed_in_tx: bool = False) -> None:
         """``row`` and ``queued=False`` (performance, for the first advance of an execution
         started in the same transaction): its ``executions`` row as just inserted (it has no
         task runs yet), and it has no work row - nobody else can see it before the commit, so
@@ -110,7 +111,9 @@ class ExecutionRun:
         written only if a step must be committed durably before an outside effect.
         ``insert_row``: ``row`` is not stored yet; the first write of this run inserts it with
         the state it has by then (a start stores its execution once, already PAUSED), and
-        :attr:`row_pending` stays True if that never happened (the run failed)."""
+        :attr:`row_pending` stays True if that never happened (the run failed).
+        ``claimed_in_tx``: the lease was taken in the transaction this run's first step joins
+        (engine.runtime.driver), so that step need not renew it."""
         self.engine = engine
         self.shared = shared
         self._savepoint = False
@@ -121,6 +124,7 @@ class ExecutionRun:
         self.owner = owner
         self.gen = gen
         self.queued = queued
+        self._lease_fresh = claimed_in_tx
         fresh = row is not None
         if row is None:
             stored = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
@@ -177,8 +181,10 @@ class ExecutionRun:
         else:
             self._tx = self.db.begin()
         try:
-            if self.queued:
+            # (performance: a lease taken in this same open transaction is ours and new)
+            if self.queued and not (self._lease_fresh and self.shared):
                 work.renew(self.tx, self.execution_id, self.owner, self.engine.clock, self.engine.lease)
+            self._lease_fresh = False
         except BaseException:
             self.undo()
             raise
@@ -758,7 +764,13 @@ class ExecutionRun:
                                          functions=self.form_functions).state
             if state == "PENDING":
                 hook = "onPause" if task.type == PAUSE else "onWait"
-                status = self.walk_list(task.blocks.get(hook, []), f"{path}/{hook}/", scope)
+                hook_tasks = task.blocks.get(hook, [])
+                if not hook_tasks:
+                    # performance: made just now and nothing ran since: it is pending, no need to
+                    # read it back (one statement of every start)
+                    self.waiting_on_request = True
+                    return WAITING
+                status = self.walk_list(hook_tasks, f"{path}/{hook}/", scope)
                 if status == FAILED:
                     return FAILED
         run = self.runs[path]

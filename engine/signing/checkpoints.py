@@ -104,13 +104,22 @@ def write_checkpoint(engine: Any, *, every: int = CHECKPOINT_EVERY, force: bool 
     from signoff.engine.store.schema import SCHEMA_VERSION
 
     db = engine.db
-    # performance: called after every start and decision; one round trip on PostgreSQL
+    # performance: called after every start and decision. The newest checkpoint this process
+    # saw (engine.checkpoint_seen) is at or below the real one, and the newest event it wrote
+    # (db.appended_through) at or below the head: when even these two are fewer than ``every``
+    # apart, none is due and nothing is read. Whoever appends the event that makes one due
+    # finds it so; a process that appended nothing reads, as every process did before.
+    through, seen = getattr(db, "appended_through", 0), engine.checkpoint_seen
+    if not force and through and seen is not None and through - seen < every:
+        return None
+    # one round trip on PostgreSQL
     version, counts = db.queries([
         (db.SCHEMA_VERSION_SQL, ()),
         ("SELECT (SELECT max(seq) FROM audit), (SELECT max(seq) FROM audit_checkpoints)", ())])
     if not version or int(version[0][0]) != SCHEMA_VERSION:
         return None  # not a database this signoff may write (a newer one is never touched)
     head_seq, last = counts[0][0], counts[0][1] or 0
+    engine.checkpoint_seen = max(engine.checkpoint_seen or 0, last)
     if head_seq is None:
         return None
     if head_seq <= last or (not force and head_seq - last < every):
@@ -131,6 +140,7 @@ def write_checkpoint(engine: Any, *, every: int = CHECKPOINT_EVERY, force: bool 
                               (head[0], head[1], at, text, signature, key.public_key.fingerprint)).rowcount
         if inserted == 0:
             return None
+    engine.checkpoint_seen = max(engine.checkpoint_seen or 0, head[0])
     record = {"seq": head[0], "hash": head[1], "at": at, "statement": text, "signature": signature,
               "fingerprint": key.public_key.fingerprint}
     _write_latest_file(Path(engine.data_dir), record)

@@ -45,6 +45,8 @@ class _Connection(sqlite3.Connection):
     (engine.audit.log), so this process's event feeds are woken after the COMMIT."""
 
     audit_appended = False
+    #: the sequence number of the last event it appended (engine.audit.log)
+    audit_seq = 0
     dialect = "sqlite"
 
 
@@ -69,6 +71,8 @@ class Database:
         self._gate = ForegroundGate()
         #: called after a commit of this process that appended audit events (engine.server.head)
         self.audit_listeners: list[AuditListener] = []
+        #: the newest audit sequence number a commit of this process wrote (0: none yet)
+        self.appended_through = 0
         self._prepare()
 
     # -- opening -----------------------------------------------------------------------
@@ -242,7 +246,7 @@ class Database:
                 _rollback(conn)
                 raise _storage_error(self.path, exc) from None
             if appended:
-                tell_audit_listeners(self.audit_listeners)
+                self._appended(conn)
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         delay = 0.01
@@ -289,7 +293,12 @@ class Database:
             _rollback(conn)
             raise _storage_error(self.path, exc) from None
         if appended:
-            tell_audit_listeners(self.audit_listeners)
+            self._appended(conn)
+
+    def _appended(self, conn: sqlite3.Connection) -> None:
+        """After a commit that appended audit events."""
+        self.appended_through = max(self.appended_through, getattr(conn, "audit_seq", 0))
+        tell_audit_listeners(self.audit_listeners)
 
     def rollback(self) -> None:
         _rollback(self.connection())

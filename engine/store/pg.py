@@ -411,7 +411,8 @@ class Session:
             self.staged_audit = []
             self._savepoints = []
         self._give_back()
-        if appended:
+        if appended and self.committed_events:
+            self.db.appended_through = max(self.db.appended_through, self.committed_events[-1][0])
             tell_audit_listeners(self.db.audit_listeners, self.committed_events)
 
     def _commit_with_audit(self, queued: list[tuple[str, Any]]) -> None:
@@ -485,6 +486,8 @@ class PgDatabase:
         self._opened_by = threading.get_ident()
         #: called after a commit of this process that appended audit events (engine.server.head)
         self.audit_listeners: list[AuditListener] = []
+        #: the newest audit sequence number a commit of this process wrote (0: none yet)
+        self.appended_through = 0
         size = pool_size or int(os.environ.get("SIGNOFF_DB_POOL", "20"))
         try:  # one plain connection first: an unreachable database is one clear message, at once
             psycopg.connect(url, connect_timeout=10).close()
