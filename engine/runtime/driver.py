@@ -2,6 +2,7 @@
 `signoff worker`)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,22 @@ def drive(engine: Engine, execution_ids: Iterable[str] | None = None, *, max_rou
     many advances ran."""
     advanced = 0
     targets = list(dict.fromkeys(execution_ids)) if execution_ids is not None else None
+    pg = getattr(engine.db, "dialect", "sqlite") == "postgresql"
+    key = id(engine.db)
     for _ in range(max_rounds):
+        # PostgreSQL, for FULL_SCAN_EVERY_S after a full look found work: list and lock free
+        # rows in the transaction that advances them (see _advance_free_locked); otherwise
+        # (idle, or that long since) the full look, leases of dead owners too, as on SQLite
+        if targets is None and pg and time.monotonic() - _busy_since_scan.get(key, -1e9) < work.FULL_SCAN_EVERY_S:
+            took = _advance_free_locked(engine)
+            if took:
+                advanced += took
+                continue
+            if took is None:  # nothing free (dead owners' leases: at the next full look)
+                return advanced
+            # 0: rows were free by their expiry but none could be taken: look further
+        if targets is None:
+            _busy_since_scan.pop(key, None)
         batch = targets if targets is not None else work.claimable(engine.db.connection(), engine.clock, CHUNK)
         if not batch:
             return advanced
@@ -39,12 +55,36 @@ def drive(engine: Engine, execution_ids: Iterable[str] | None = None, *, max_rou
                 if engine.db.connection().in_transaction:
                     engine.db.commit()
         advanced += round_advanced
+        if targets is None and pg and round_advanced:
+            _busy_since_scan[key] = time.monotonic()
         if targets is not None:
             # chained starts (Flow triggers) go on too; a rolled-back one has no work row: skipped
             targets = list(dict.fromkeys(again + engine.take_triggered()))
         elif not again and round_advanced == 0:
             return advanced
     return advanced
+
+
+#: PostgreSQL: stores (by id) whose runner found work in its last full look (work.claimable),
+#: and when it looked
+_busy_since_scan: dict[int, float] = {}
+
+
+def _advance_free_locked(engine: Engine) -> int | None:
+    """PostgreSQL: one chunk of free rows, listed and locked in the transaction that advances
+    them (work.free_locked), so other replicas do not try them too. None when there were none
+    (the caller then looks for leases of dead owners as well)."""
+    engine.db.yield_to_foreground()
+    conn = engine.db.begin()
+    try:
+        batch = work.free_locked(conn, engine.clock, CHUNK)
+        if not batch:
+            return None
+        # (what is queued again stays in the work table, where the next round finds it)
+        return advance_in_tx(engine, batch, [])
+    finally:
+        if engine.db.connection().in_transaction:
+            engine.db.commit()
 
 
 def advance_in_tx(engine: Engine, execution_ids: Iterable[str], again: list[str]) -> int:
