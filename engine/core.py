@@ -50,6 +50,9 @@ class Engine:
         #: the newest audit checkpoint this process saw or signed, a lower bound of the stored
         #: one (engine.signing.checkpoints.write_checkpoint); None: not looked yet
         self.checkpoint_seen: int | None = None
+        #: PostgreSQL: when the runner's last full look for queued work found some
+        #: (engine.runtime.driver), None when it found none
+        self.work_found_at: float | None = None
 
     @cached_property
     def flows(self) -> FlowRegistry:

@@ -287,7 +287,7 @@ class ApprovalService(AuditMixin, SigningMixin):
             # task run, log or request of it exists before the runner takes it, so the four
             # reads of get_execution (a round trip and ~0.3 ms on PostgreSQL) would find none
             self._check(actor, "view", namespace, f"execution {execution_id}")
-            return just_queued(row)
+            return just_queued(queued_row)
         return self.get_execution(actor, execution_id)
 
     def _check_rerun(self, actor: Identity, row: Any, operation: str) -> None:

@@ -117,3 +117,14 @@ def test_a_commits_own_events_are_taken_without_a_read(replicas) -> None:
     assert watch_a.head == 4 and seqs(watch_a) == [1, 2, 3, 4]  # before the commit's caller goes on
     time.sleep(0.3)  # its own notification comes next and is seen as taken
     assert watch_a.reads == reads_a and seqs(watch_a) == [1, 2, 3, 4]
+
+
+def test_a_notification_carries_the_events_only_when_they_fit() -> None:
+    from signoff.engine.audit.log import NOTIFY_MAX_BYTES, notify_payload
+
+    few = [(i, "test.event", "ops", f"r{i}", None, "ann") for i in range(1, 4)]
+    assert notified_events(notify_payload(few)) == few
+    many = [(i, "a", None, None, None, "x") for i in range(1, 10_001)]  # a bulk's: only the last seq
+    assert notify_payload(many) == "10000"
+    wide = [(1, "test.event", "ops", "r" * NOTIFY_MAX_BYTES, None, "ann")]
+    assert notify_payload(wide) == "1"

@@ -38,8 +38,10 @@ _PG_FIELDS_SQL = ("SELECT seq, action, actor, namespace, flow_id, execution_id, 
 _PG_PAGE = 2000
 
 
-def _behind(conn: Any) -> tuple[int, int] | None:
-    """(the mark, the newest event) when events wait to be indexed, else None."""
+def behind(conn: Any) -> tuple[int, int] | None:
+    """(the mark, the newest event) when events wait to be indexed, else None. ``conn``: an
+    engine connection or transaction, or a plain psycopg connection (the statement has no
+    parameters)."""
     through, head = conn.execute(_MARK_SQL).fetchone()
     through = through or 0
     return (through, head) if head is not None and head > through else None
@@ -48,15 +50,15 @@ def _behind(conn: Any) -> tuple[int, int] | None:
 def catch_up(db: Any) -> int:
     """Index the events appended since the last catch-up; how many were indexed. ``db`` is an
     engine database, SQLite or PostgreSQL."""
-    if _behind(db.connection()) is None:
+    if behind(db.connection()) is None:
         return 0  # (the usual case: one read, no lock)
     with db.write() as tx:
         if is_pg(tx):  # one catcher at a time: the others wait here, then find nothing to do
             tx.execute("SELECT seq FROM audit_fts_through FOR UPDATE")
-        behind = _behind(tx)  # (again under the lock: another process may have done it)
-        if behind is None:
+        waiting = behind(tx)  # (again under the lock: another process may have done it)
+        if waiting is None:
             return 0
-        through, head = behind
+        through, head = waiting
         feed(tx, through, head)
         return int(head - through)
 

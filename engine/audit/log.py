@@ -95,6 +95,8 @@ STAGED_COPY_SQL = ("COPY audit(seq, at, actor, action, namespace, flow_id, execu
 STAGED_NOTIFY_SQL = "SELECT pg_notify('signoff_audit', ?)"
 #: PostgreSQL refuses a notification payload of 8,000 bytes or more
 NOTIFY_MAX_BYTES = 7_900
+#: an event's fields take at least this many bytes as JSON (``[1,"a",null,null,null,"x"],``)
+_MIN_EVENT_BYTES = 26
 
 
 def feed_fields(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -108,8 +110,11 @@ def notify_payload(events: list[tuple[Any, ...]]) -> str:
     so a replica whose head is just before them adds them without reading the table
     (performance: with three replicas every commit cost four reads of the audit table); else
     only the last sequence number, a wake-up after which replicas read."""
-    text = jsonutil.dumps([list(e) for e in events])
-    return text if len(text.encode("utf-8")) <= NOTIFY_MAX_BYTES else str(events[-1][0])
+    if len(events) * _MIN_EVENT_BYTES <= NOTIFY_MAX_BYTES:  # (a bulk's thousands: not encoded at all)
+        text = jsonutil.dumps([list(e) for e in events])
+        if len(text.encode("utf-8")) <= NOTIFY_MAX_BYTES:
+            return text
+    return str(events[-1][0])
 
 
 def chain_staged_events(events: list[tuple[Any, ...]], head: Any) -> tuple[list[tuple[Any, ...]], int]:

@@ -25,13 +25,13 @@ def drive(engine: Engine, execution_ids: Iterable[str] | None = None, *, max_rou
     advanced = 0
     targets = list(dict.fromkeys(execution_ids)) if execution_ids is not None else None
     pg = getattr(engine.db, "dialect", "sqlite") == "postgresql"
-    key = id(engine.db)
     for _ in range(max_rounds):
         # PostgreSQL, for FULL_SCAN_EVERY_S after a full look found work: list and lock free
-        # rows in the transaction that advances them (see _advance_free_locked); otherwise
-        # (idle, or that long since) the full look, leases of dead owners too, as on SQLite
-        if targets is None and pg and time.monotonic() - _busy_since_scan.get(key, -1e9) < work.FULL_SCAN_EVERY_S:
-            took = _advance_free_locked(engine)
+        # rows in the transaction that advances them (work.free_locked); otherwise (idle, or
+        # that long since) the full look, leases of dead owners too, as on SQLite
+        found_at = engine.work_found_at
+        if targets is None and pg and found_at is not None and time.monotonic() - found_at < work.FULL_SCAN_EVERY_S:
+            took = _advance_chunk(engine, None, [])  # (what is queued again is found next round)
             if took:
                 advanced += took
                 continue
@@ -39,24 +39,17 @@ def drive(engine: Engine, execution_ids: Iterable[str] | None = None, *, max_rou
                 return advanced
             # 0: rows were free by their expiry but none could be taken: look further
         if targets is None:
-            _busy_since_scan.pop(key, None)
+            engine.work_found_at = None
         batch = targets if targets is not None else work.claimable(engine.db.connection(), engine.clock, CHUNK)
         if not batch:
             return advanced
         again: list[str] = []
         round_advanced = 0
         for start in range(0, len(batch), CHUNK):
-            engine.db.yield_to_foreground()
-            engine.db.begin()
-            try:
-                round_advanced += advance_in_tx(engine, batch[start:start + CHUNK], again)
-            finally:
-                # each run undid its own savepoint if it failed, so what is left is consistent
-                if engine.db.connection().in_transaction:
-                    engine.db.commit()
+            round_advanced += _advance_chunk(engine, batch[start:start + CHUNK], again) or 0
         advanced += round_advanced
         if targets is None and pg and round_advanced:
-            _busy_since_scan[key] = time.monotonic()
+            engine.work_found_at = time.monotonic()
         if targets is not None:
             # chained starts (Flow triggers) go on too; a rolled-back one has no work row: skipped
             targets = list(dict.fromkeys(again + engine.take_triggered()))
@@ -65,24 +58,20 @@ def drive(engine: Engine, execution_ids: Iterable[str] | None = None, *, max_rou
     return advanced
 
 
-#: PostgreSQL: stores (by id) whose runner found work in its last full look (work.claimable),
-#: and when it looked
-_busy_since_scan: dict[int, float] = {}
-
-
-def _advance_free_locked(engine: Engine) -> int | None:
-    """PostgreSQL: one chunk of free rows, listed and locked in the transaction that advances
-    them (work.free_locked), so other replicas do not try them too. None when there were none
-    (the caller then looks for leases of dead owners as well)."""
+def _advance_chunk(engine: Engine, chunk: list[str] | None, again: list[str]) -> int | None:
+    """Advance ``chunk`` in one durable transaction; ``None``: the free rows listed and locked
+    in that transaction (PostgreSQL, work.free_locked), so other replicas do not try them too -
+    then None when there were none. Returns how many advances ran."""
     engine.db.yield_to_foreground()
     conn = engine.db.begin()
     try:
-        batch = work.free_locked(conn, engine.clock, CHUNK)
-        if not batch:
-            return None
-        # (what is queued again stays in the work table, where the next round finds it)
-        return advance_in_tx(engine, batch, [])
+        if chunk is None:
+            chunk = work.free_locked(conn, engine.clock, CHUNK)
+            if not chunk:
+                return None
+        return advance_in_tx(engine, chunk, again)
     finally:
+        # each run undid its own savepoint if it failed, so what is left is consistent
         if engine.db.connection().in_transaction:
             engine.db.commit()
 

@@ -182,7 +182,7 @@ class ExecutionRun:
             self._tx = self.db.begin()
         try:
             # (performance: a lease taken in this same open transaction is ours and new)
-            if self.queued and not (self._lease_fresh and self.shared):
+            if self.queued and not self._lease_fresh:
                 work.renew(self.tx, self.execution_id, self.owner, self.engine.clock, self.engine.lease)
             self._lease_fresh = False
         except BaseException:

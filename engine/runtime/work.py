@@ -213,8 +213,8 @@ def free_locked(tx: sqlite3.Connection, clock: Clock, limit: int) -> list[str]:
     listed the same rows and tried each of them (``try_claim``): two wasted statements per
     execution with three replicas. Rows listed here are skipped by every other replica until
     this transaction commits. Leases of dead owners that have not expired yet are not found
-    here: the driver still runs :func:`claimable` when this finds nothing, and at least every
-    :data:`FULL_SCAN_EVERY_S` (engine.runtime.driver)."""
+    here: the driver runs :func:`claimable` instead when it was idle, and at least every
+    :data:`FULL_SCAN_EVERY_S` while it is busy (engine.runtime.driver)."""
     now = format_time(clock.now())
     rows = tx.execute("SELECT execution_id FROM work WHERE ready_at<=? AND (lease_owner IS NULL OR lease_until<=?)"
                       " ORDER BY ready_at LIMIT ? FOR UPDATE SKIP LOCKED", (now, now, limit)).fetchall()

@@ -383,7 +383,6 @@ class Session:
     def commit(self) -> None:
         if self.conn is None:
             return
-        appended = bool(self.staged_audit)
         self.committed_events = None
         try:
             if self._broken is not None:
@@ -411,7 +410,7 @@ class Session:
             self.staged_audit = []
             self._savepoints = []
         self._give_back()
-        if appended and self.committed_events:
+        if self.committed_events:  # (set by a commit that wrote audit events)
             self.db.appended_through = max(self.db.appended_through, self.committed_events[-1][0])
             tell_audit_listeners(self.db.audit_listeners, self.committed_events)
 

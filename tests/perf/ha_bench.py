@@ -195,15 +195,14 @@ def _settled(url: str, timeout: float = 300) -> None:
     as the SQLite reference starts on an empty database."""
     import psycopg
 
+    from signoff.engine.audit.fulltext_feed import behind
+
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
-        while True:
-            through, head = conn.execute("SELECT (SELECT seq FROM audit_fts_through),"
-                                         " (SELECT max(seq) FROM audit)").fetchone()
-            if head is None or (through or 0) >= head:
-                return
+        while (waiting := behind(conn)) is not None:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the replicas fed the full-text words up to {through} of {head} in {timeout} s")
+                raise RuntimeError(f"the replicas fed the full-text words up to {waiting[0]} of {waiting[1]}"
+                                   f" in {timeout} s")
             time.sleep(0.2)
 
 
