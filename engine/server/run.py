@@ -161,6 +161,7 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         class Server(uvicorn.Server):
             def handle_exit(self, sig: int, frame: FrameType | None) -> None:
                 stopping.set()  # end event streams now, so in-flight requests are all that is waited for
+                engine.db.stop_waiting()  # a database that is gone must not hold the stop up for minutes
                 for other in servers:  # one signal stops every listener
                     if other is not self:
                         other.should_exit = True

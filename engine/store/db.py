@@ -326,6 +326,10 @@ class Database:
         in one round trip, see engine.store.pg.PgDatabase.queries)."""
         return [self.query(sql, params) for sql, params in statements]
 
+    def stop_waiting(self) -> None:
+        """As PgDatabase.stop_waiting. Nothing to cut short here: the file is on this host,
+        and a lock wait (busy_timeout) ends when the holder's transaction does."""
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

@@ -71,6 +71,10 @@ AUDIT_LOCK = 0x5349474E0002
 #: it (engine.store.foreground)
 BULK_LOCK = 0x5349474E0003
 _POOL_TIMEOUT = 60.0
+#: once the process is stopping (:meth:`PgDatabase.stop_waiting`): how long after the stop
+#: waits for a connection may last; and the slice a waiting borrower checks the stop in
+_STOPPING_WAIT_S = 2.0
+_WAIT_SLICE_S = 0.5
 #: a pooled connection idle for longer than this is tested before it is lent again
 _CHECK_IDLE_S = 1.0
 
@@ -494,6 +498,8 @@ class PgDatabase:
             raise StorageError(f"cannot connect to the database {self.path}: {_first_line(exc)}") from None
         #: id of a pooled connection -> when it was last given back (see _check_if_idle)
         self._last_used: dict[int, float] = {}
+        #: set by stop_waiting: when waits for a connection end at the latest (time.monotonic)
+        self._stop_by: float | None = None
         self._pool = ConnectionPool(url, min_size=1, max_size=size, open=False, timeout=_POOL_TIMEOUT,
                                     kwargs={"autocommit": True, "row_factory": _row_factory},
                                     check=self._check_if_idle, name="signoff")
@@ -510,11 +516,31 @@ class PgDatabase:
 
     # -- connections ------------------------------------------------------------------------
     def borrow(self) -> psycopg.Connection[Any]:
-        try:
-            return self._pool.getconn()
-        except PoolTimeout:
-            raise StorageError(f"no connection to the database {self.path} within {_POOL_TIMEOUT:.0f} s "
-                               "(is PostgreSQL running and reachable?)") from None
+        """A pooled connection, waiting up to 60 s for one (a PostgreSQL restart takes a few
+        seconds); once the process is stopping (:meth:`stop_waiting`), no longer than 2 s
+        after the stop began. The wait is taken in slices so a stop cuts a wait already under
+        way short: a replica whose database is gone stops in seconds, not after each of its
+        threads (runner, heartbeat, event feed, last checkpoint) has waited a minute in turn."""
+        deadline = time.monotonic() + _POOL_TIMEOUT
+        while True:
+            stop_by = self._stop_by
+            until = deadline if stop_by is None else min(deadline, stop_by)
+            try:
+                # (past the stop's bound: one short try, which an idle connection still answers)
+                return self._pool.getconn(timeout=max(0.01, min(_WAIT_SLICE_S, until - time.monotonic())))
+            except PoolTimeout:
+                if time.monotonic() < until:
+                    continue
+            waited = f"{_POOL_TIMEOUT:.0f} s" if stop_by is None else f"{_STOPPING_WAIT_S:.0f} s of this process's stop"
+            raise StorageError(f"no connection to the database {self.path} within {waited} "
+                               "(is PostgreSQL running and reachable?)")
+
+    def stop_waiting(self) -> None:
+        """The process is stopping (a server's SIGTERM): from now on, waits for a connection
+        end 2 s from now at the latest. With a reachable database a connection comes at once
+        and nothing changes."""
+        if self._stop_by is None:
+            self._stop_by = time.monotonic() + _STOPPING_WAIT_S
 
     def give_back(self, conn: psycopg.Connection[Any]) -> None:
         if len(self._last_used) > 1000:  # connections replaced over the process's life
