@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from signoff.engine.audit import append_event
@@ -107,3 +108,14 @@ def test_two_replicas_signing_the_same_head_leave_one_checkpoint(tmp_path: Path,
     finally:
         for engine in replicas:
             engine.close()
+
+
+def test_deferred_writes_end_with_their_transaction(db: PgDatabase) -> None:
+    """After a commit with deferred writes (a start), a write of the same thread outside any
+    transaction goes out at once: it was queued for a COMMIT that never came, and lost."""
+    with db.write() as tx:
+        defer_writes(tx)
+        tx.execute("INSERT INTO rt_a(id, v) VALUES (?, ?)", (1, "deferred"))
+    db.query("UPDATE rt_a SET v=? WHERE id=?", ("autocommitted", 1))
+    with psycopg.connect(db.url) as other:  # (another connection: what is really stored)
+        assert other.execute("SELECT v FROM rt_a WHERE id=1").fetchone() == ("autocommitted",)
