@@ -53,6 +53,9 @@ class Engine:
         #: PostgreSQL: when the runner's last full look for queued work found some
         #: (engine.runtime.driver), None when it found none
         self.work_found_at: float | None = None
+        #: when this process last looked for due notifications after a change (time.monotonic;
+        #: engine.notify.outbox.deliver_after_change)
+        self.outbox_looked_at: float | None = None
 
     @cached_property
     def flows(self) -> FlowRegistry:

@@ -97,7 +97,7 @@ class ApprovalService(AuditMixin, SigningMixin):
         execution_ids = execution_ids + self.engine.take_triggered()
         if execution_ids:
             drive(self.engine, execution_ids)
-        outbox.deliver_due(self.engine)
+        outbox.deliver_after_change(self.engine)
 
     def view_filter(self, actor: Identity) -> Callable[[str], bool]:
         """namespace -> may ``actor`` view it (the server's event feed filters with it)."""
@@ -260,10 +260,11 @@ class ApprovalService(AuditMixin, SigningMixin):
                 # A run that fails undoes only its own savepoint: the execution stays created
                 # and queued, as when it was committed first.
                 run: ExecutionRun | None = None
+                defer_writes(tx)  # performance: the run's writes go out with the COMMIT (PostgreSQL)
                 try:
-                    with work.lease_holder() as owner:
+                    with work.lease_holder() as owner, work.noting_enqueues() as enqueued:
                         run = ExecutionRun(self.engine, execution_id, owner, 0, shared=True, row=row,
-                                           queued=False, insert_row=True)
+                                           queued=False, insert_row=True, enqueued=enqueued)
                         if run.advance():
                             again.append(execution_id)
                         again.extend(run.dequeued)

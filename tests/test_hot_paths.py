@@ -145,3 +145,82 @@ def test_a_start_left_to_the_runner_answers_what_get_execution_reads(tmp_path: P
         assert started["inputs"] == {"ticket": "CHG-1"} and started["requests"] == []
     finally:
         engine.close()
+
+
+SELF_RESUMING = {"self.yaml": """
+    id: self_resume
+    namespace: ops
+    tasks:
+      - id: both
+        type: io.kestra.plugin.core.flow.Parallel
+        tasks:
+          - id: gate
+            type: io.kestra.plugin.core.flow.Pause
+          - id: go
+            type: io.kestra.plugin.core.execution.Resume
+            executionId: "{{ execution.id }}"
+      - id: after
+        type: io.kestra.plugin.core.log.Log
+        message: resumed
+    """, **FLOW_WITH_LABELS}
+
+
+@pytest.mark.parametrize("store", ["sqlite", "pg"])
+def test_an_execution_that_queues_itself_in_its_first_run_goes_on(tmp_path: Path, store: str,
+                                                                  request: pytest.FixtureRequest) -> None:
+    """An embedded start no longer looks for its own work row after its first run: it knows
+    whether the run queued the execution again (work.noting_enqueues). Here the run resumes its
+    own pause, which queues it: the start goes on to the end at once, as before."""
+    url = request.getfixturevalue("pg_url") if store == "pg" else None
+    svc = make_service(tmp_path, SELF_RESUMING, database=url)
+    try:
+        started = svc.start_execution(ALICE, "ops", "self_resume", {})
+        assert started["state"] == "SUCCESS", started["error"]
+        assert {t["path"]: t["state"] for t in started["task_runs"]}["after"] == "SUCCESS"
+        assert [r["state"] for r in started["requests"]] == ["APPROVED"]
+        assert svc.engine.db.query("SELECT * FROM work") == []
+    finally:
+        svc.engine.close()
+
+
+def test_an_embedded_start_reads_neither_work_nor_a_quiet_outbox(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first, a start of a process without notifications sends no statement to the
+    work or outbox tables (it looks for others' due notifications at most once a second)."""
+    from signoff.engine.notify import outbox
+
+    monkeypatch.setattr(outbox, "IDLE_LOOK_S", 3600.0)  # (no second look however slow the machine)
+    svc = make_service(tmp_path, FLOW_WITH_LABELS)
+    try:
+        svc.start_execution(ALICE, "ops", "change", {"ticket": "CHG-0"})  # the first looks
+        statements: list[str] = []
+        svc.engine.db.connection().set_trace_callback(statements.append)
+        started = svc.start_execution(ALICE, "ops", "change", {"ticket": "CHG-1"})
+        assert started["state"] == "PAUSED" and len(started["requests"]) == 1
+        assert any("INSERT INTO requests" in s for s in statements), statements  # (the trace works)
+        assert [s for s in statements if " work" in s or "outbox" in s] == []
+    finally:
+        svc.engine.close()
+
+
+def test_a_process_without_notifications_still_sends_what_others_left_due(tmp_path: Path) -> None:
+    """... once its look is due again: a message left due in the outbox (here: stored by hand,
+    as a process that stopped before sending would leave it) goes out after the next change."""
+    from signoff.engine.notify import outbox
+
+    svc = make_service(tmp_path, FLOW_WITH_LABELS)
+    try:
+        svc.start_execution(ALICE, "ops", "change", {"ticket": "CHG-0"})
+        first = svc.engine.outbox_looked_at
+        assert first is not None
+        with svc.engine.db.write() as tx:
+            tx.execute("INSERT INTO outbox(event, request_id, namespace, target, payload, next_at)"
+                       " VALUES ('decided', 'r-none', 'ops', 'nowhere', ?, '2000-01-01T00:00:00.000000Z')",
+                       (json.dumps({"kind": "slack", "setting": "{{ secret('NO_SUCH_SECRET') }}",
+                                    "title": "t", "text": "x"}),))
+        svc.engine.outbox_looked_at = first - outbox.IDLE_LOOK_S  # a second went by
+        svc.start_execution(ALICE, "ops", "change", {"ticket": "CHG-1"})
+        (attempts, error), = svc.engine.db.query("SELECT attempts, error FROM outbox")
+        assert attempts == 1 and "NO_SUCH_SECRET" in error
+    finally:
+        svc.engine.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,24 @@ def enqueue(tx: sqlite3.Connection, config: NotificationConfig | None, event: st
                    (event, request["id"], request["namespace"], target.label, jsonutil.dumps(payload), now))
         count += 1
     return count
+
+
+#: how often, after its changes, a process that queues no notifications itself looks for due ones
+IDLE_LOOK_S = 1.0
+
+
+def deliver_after_change(engine: Engine) -> int:
+    """Embedded mode, after a change: a process with a notification configuration may just
+    have queued messages, so it sends what is due now. One without queues none itself; it
+    sends what others left due (a retry whose backoff ended, a process that stopped before
+    sending) but looks at most once a second (performance: a statement per start, and on
+    PostgreSQL a round trip). A background tick (server runner, console) looks every time."""
+    if engine.notifications is None:
+        now = time.monotonic()
+        if engine.outbox_looked_at is not None and now - engine.outbox_looked_at < IDLE_LOOK_S:
+            return 0
+        engine.outbox_looked_at = now
+    return deliver_due(engine)
 
 
 def deliver_due(engine: Engine, limit: int = 100) -> int:
