@@ -46,8 +46,13 @@ if TYPE_CHECKING:
 # they are used: the console paints its first screen before any of them is needed (start-up
 # time matters there).
 
-#: how many bulk items share one durable commit; each item still has its own savepoint
-BULK_CHUNK = 500
+#: how many bulk items share one durable commit (each item still has its own savepoint), by
+#: store. SQLite: 2,000. Its one writer commits chunk after chunk, and every commit writes the
+#: hot pages again (index leaves, the audit tail): a 10,000-item bulk took ~1.45 s in chunks of
+#: 500 and ~1.18 s in chunks of 2,000 (10,000: no faster), holding the write lock ~0.25 s at a
+#: time. PostgreSQL: 500, two chunks in flight (engine.approvals.chunks). Progress is told, and
+#: a stop takes effect, between chunks.
+BULK_CHUNK = {"sqlite": 2000, "postgresql": 500}
 
 #: the approvals a request (``requests r``) has so far, as a column expression
 APPROVALS_SQL = "(SELECT count(*) FROM decisions d WHERE d.request_id=r.id AND d.verdict='approve')"
@@ -633,7 +638,8 @@ class ApprovalService(AuditMixin, SigningMixin):
                 return [self._decide_item(writes, now, actor, request_id, decision, idempotency_key,
                                           found, remembered) for request_id in chunk]
 
-        chunks = [id_list[start:start + BULK_CHUNK] for start in range(0, len(id_list), BULK_CHUNK)]
+        size = BULK_CHUNK[self.db.dialect]
+        chunks = [id_list[start:start + size] for start in range(0, len(id_list), size)]
         # two chunks at a time on PostgreSQL (engine.approvals.chunks); one by one on SQLite (one
         # writer), for signed decisions (a batch statement is stored by the first chunk using it)
         # and with a progress callback (a stop must leave every later chunk undecided)

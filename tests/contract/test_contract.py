@@ -249,10 +249,15 @@ def test_idempotency_key_never_decides_twice(world):
 
 
 def test_progress_can_stop_a_bulk_action(world):
-    """Work goes in chunks of 500; returning False from progress stops before the next chunk."""
+    """Work goes in chunks (embedded: engine.service.BULK_CHUNK by store; remote: the client's
+    DECIDE_SLICE); returning False from progress stops before the next chunk."""
+    from signoff.console.remote import DECIDE_SLICE
+    from signoff.engine.service import BULK_CHUNK
+
+    chunk = {"local": BULK_CHUNK["sqlite"], "local_pg": BULK_CHUNK["postgresql"]}.get(world.kind, DECIDE_SLICE)
     _, r1 = world.gate("comment_gate")
     assert world.alice.decide([], "approve") == []
-    missing = [f"r-gone-{i}" for i in range(500)]
+    missing = [f"r-gone-{i}" for i in range(chunk)]
     calls: list[tuple[int, int]] = []
 
     def progress(done: int, total: int) -> bool:
@@ -260,8 +265,8 @@ def test_progress_can_stop_a_bulk_action(world):
         return False
 
     outcomes = world.alice.decide([*missing, r1], "deny", reason="stop", progress=progress)
-    assert calls == [(500, 501)]
-    assert [o.outcome for o in outcomes] == ["not_found"] * 500 + ["skipped"]
+    assert calls == [(chunk, chunk + 1)]
+    assert [o.outcome for o in outcomes] == ["not_found"] * chunk + ["skipped"]
     assert outcomes[-1] == outcome(r1, "skipped", "not decided: the bulk action was cancelled")
     assert world.alice.get_request(r1)["state"] == "PENDING"
 
