@@ -83,5 +83,7 @@ def test_a_replica_whose_database_is_gone_stops_in_seconds(own_cluster, tmp_path
         assert "signoff serve: stopped" in log
         assert "Traceback" not in log, log
         assert "within 2 s of this process's stop" in log  # the waits that were cut say so
+        # and no thread announces a retry it will not make
+        assert not [line for line in log.splitlines() if "this process's stop" in line and "retrying" in line], log
     finally:
         replica.kill()

@@ -45,6 +45,9 @@ class Runner:
             try:
                 done = self.service.tick(schedules=True)
             except Exception as exc:  # noqa: BLE001 - log_failure: known ones in one line
+                if self._stop.is_set() or self.service.engine.db.stopping:  # (no retry to announce)
+                    log_failure(log, logging.WARNING, "background runner: stopped; its last tick failed", exc)
+                    break
                 retry = f"background runner: tick failed; retrying in {self.error_pause:.1f}s"
                 log_failure(log, logging.WARNING, retry, exc)
                 self._stop.wait(self.error_pause)

@@ -73,6 +73,8 @@ class Database:
         self.audit_listeners: list[AuditListener] = []
         #: the newest audit sequence number a commit of this process wrote (0: none yet)
         self.appended_through = 0
+        #: the process is stopping (stop_waiting was called)
+        self.stopping = False
         self._prepare()
 
     # -- opening -----------------------------------------------------------------------
@@ -329,6 +331,7 @@ class Database:
     def stop_waiting(self) -> None:
         """As PgDatabase.stop_waiting. Nothing to cut short here: the file is on this host,
         and a lock wait (busy_timeout) ends when the holder's transaction does."""
+        self.stopping = True
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -548,6 +548,11 @@ class PgDatabase:
         if self._stop_by is None:
             self._stop_by = time.monotonic() + _STOPPING_WAIT_S
 
+    @property
+    def stopping(self) -> bool:
+        """The process is stopping (:meth:`stop_waiting` was called)."""
+        return self._stop_by is not None
+
     def give_back(self, conn: psycopg.Connection[Any]) -> None:
         if len(self._last_used) > 1000:  # connections replaced over the process's life
             self._last_used.clear()
