@@ -267,9 +267,9 @@ class ApprovalService(AuditMixin, SigningMixin):
                 run: ExecutionRun | None = None
                 defer_writes(tx)  # performance: the run's writes go out with the COMMIT (PostgreSQL)
                 try:
-                    with work.lease_holder() as owner, work.noting_enqueues() as enqueued:
+                    with work.lease_holder() as owner:
                         run = ExecutionRun(self.engine, execution_id, owner, 0, shared=True, row=row,
-                                           queued=False, insert_row=True, enqueued=enqueued)
+                                           queued=False, insert_row=True)
                         if run.advance():
                             again.append(execution_id)
                         again.extend(run.dequeued)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from signoff.engine.runtime import work
 from signoff.engine.runtime.runner import ExecutionRun
+from signoff.engine.store.locks import is_pg
 
 if TYPE_CHECKING:
     from signoff.engine.core import Engine
@@ -24,7 +25,7 @@ def drive(engine: Engine, execution_ids: Iterable[str] | None = None, *, max_rou
     many advances ran."""
     advanced = 0
     targets = list(dict.fromkeys(execution_ids)) if execution_ids is not None else None
-    pg = getattr(engine.db, "dialect", "sqlite") == "postgresql"
+    pg = is_pg(engine.db)
     for _ in range(max_rounds):
         # PostgreSQL, for FULL_SCAN_EVERY_S after a full look found work: list and lock free
         # rows in the transaction that advances them (work.free_locked); otherwise (idle, or

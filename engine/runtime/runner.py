@@ -103,7 +103,7 @@ class ExecutionRun:
 
     def __init__(self, engine: Engine, execution_id: str, owner: str, gen: int, *, shared: bool = False,
                  row: Mapping[str, Any] | None = None, queued: bool = True, insert_row: bool = False,
-                 claimed_in_tx: bool = False, enqueued: set[str] | None = None) -> None:
+                 claimed_in_tx: bool = False) -> None:
         """``row`` and ``queued=False`` (performance, for the first advance of an execution
         started in the same transaction): its ``executions`` row as just inserted (it has no
         task runs yet), and it has no work row - nobody else can see it before the commit, so
@@ -113,10 +113,7 @@ class ExecutionRun:
         the state it has by then (a start stores its execution once, already PAUSED), and
         :attr:`row_pending` stays True if that never happened (the run failed).
         ``claimed_in_tx``: the lease was taken in the transaction this run's first step joins
-        (engine.runtime.driver), so that step need not renew it.
-        ``enqueued``: with ``queued=False``, the ids this thread enqueues meanwhile
-        (work.noting_enqueues): whether work was queued for this execution is then known
-        without a look at the work table."""
+        (engine.runtime.driver), so that step need not renew it."""
         self.engine = engine
         self.shared = shared
         self._savepoint = False
@@ -128,7 +125,8 @@ class ExecutionRun:
         self.gen = gen
         self.queued = queued
         self._lease_fresh = claimed_in_tx
-        self._enqueued = enqueued
+        #: never queued: the ids this thread enqueued while advancing (see :meth:`advance`)
+        self._enqueued: set[str] = set()
         fresh = row is not None
         if row is None:
             stored = self.db.query_one("SELECT * FROM executions WHERE id=?", (execution_id,))
@@ -265,6 +263,16 @@ class ExecutionRun:
         failing ``finally`` task fails an execution that would have succeeded); then the
         final state is written, flow ``outputs`` rendered, and ``afterExecution`` runs with
         ``execution.state`` set (its failures never change that state)."""
+        if self.queued:
+            return self._advance()
+        # never queued (started in this transaction): nobody else can see it, so only this
+        # thread can queue it again; what it queues is noted (work.noting_enqueues) rather than
+        # looked for in the work table (performance: a statement, on PostgreSQL a round trip,
+        # per start)
+        with work.noting_enqueues() as self._enqueued:
+            return self._advance()
+
+    def _advance(self) -> bool:
         self.begin()
         try:
             if self.row["state"] in TERMINAL_EXECUTION_STATES:
@@ -396,10 +404,8 @@ class ExecutionRun:
         """Drop this run's work row (see work.release); True when more work is queued."""
         if self.queued:
             return work.release(self.tx, self.execution_id, self.owner, self.gen)
-        # never queued: only something enqueued during this run can have made a row
-        if self._enqueued is not None:
-            return self.execution_id in self._enqueued
-        return self.tx.execute("SELECT 1 FROM work WHERE execution_id=?", (self.execution_id,)).fetchone() is not None
+        # never queued: only this thread can have made a row since (see advance)
+        return self.execution_id in self._enqueued
 
     def set_state(self, state: str) -> None:
         if self.row["state"] != state:  # written by flush(), when the step commits

@@ -115,10 +115,9 @@ _noted = threading.local()
 def noting_enqueues() -> Iterator[set[str]]:
     """The ids this thread enqueues inside the block (:func:`enqueue`), also told to an
     enclosing block. For the first run of an execution started in the same transaction
-    (runner.ExecutionRun ``queued=False``): nobody else can see it before the commit, so its
-    work row exists only if this thread enqueued it, and need not be looked for (performance:
-    a statement, and on PostgreSQL a round trip, per start). An enqueue undone by a rolled-back
-    savepoint stays noted: the caller then looks for work that is not there, which is harmless."""
+    (runner.ExecutionRun.advance): nobody else can see it before the commit, so its work row
+    exists only if this thread enqueued it. An enqueue undone by a rolled-back savepoint stays
+    noted: the caller then looks for work that is not there, which is harmless."""
     outer: set[str] | None = getattr(_noted, "ids", None)
     noted: set[str] = set()
     _noted.ids = noted

@@ -109,7 +109,7 @@ def write_checkpoint(engine: Any, *, every: int = CHECKPOINT_EVERY, force: bool 
     # (db.appended_through) at or below the head: when even these two are fewer than ``every``
     # apart, none is due and nothing is read. Whoever appends the event that makes one due
     # finds it so; a process that appended nothing reads, as every process did before.
-    through, seen = getattr(db, "appended_through", 0), engine.checkpoint_seen
+    through, seen = db.appended_through, engine.checkpoint_seen
     if not force and through and seen is not None and through - seen < every:
         return None
     # one round trip on PostgreSQL

@@ -205,8 +205,6 @@ class Session:
         self._savepoints: list[tuple[str, int]] = []
         #: inside :meth:`write_behind` or after :meth:`defer_writes`: the writes not sent yet, in order
         self._behind: list[tuple[str, Any]] | None = None
-        #: inside a :meth:`write_behind` block (deferred writes alone end at COMMIT)
-        self._behind_block = False
         #: a batch of writes the server refused: the transaction can only be rolled back
         self._broken: StorageError | None = None
         #: BEGIN and savepoint statements not sent yet (see :meth:`begin`), in order, queued as
@@ -263,14 +261,11 @@ class Session:
             yield
             return
         self._behind = []
-        self._behind_block = True
         try:
             yield
         except BaseException:
             self._behind = None
             raise
-        finally:
-            self._behind_block = False
         try:
             self._send_behind()
         finally:
@@ -397,10 +392,9 @@ class Session:
             if self._broken is not None:
                 raise self._broken
             begun = self._begun()
-            behind = self._behind or []
-            # deferred writes (defer_writes) end with their transaction; a write_behind block
-            # still open queues on (its end sends what it queued)
-            self._behind = [] if self._behind_block else None
+            # queued writes end with their transaction (a write_behind block still open would
+            # send its later writes one by one, which is only slower)
+            behind, self._behind = self._behind or [], None
             queued = [*self._take_owed(), *behind]
             if self.staged_audit:
                 self._commit_with_audit(queued)
