@@ -90,19 +90,21 @@ class ApprovalService(AuditMixin, SigningMixin):
         write_checkpoint(self.engine)  # only when enough events were added since the last one
         return handled
 
-    def _after_change(self, execution_ids: list[str]) -> None:
-        """Embedded mode: continue touched executions and send their notifications now."""
+    def _after_change(self, execution_ids: list[str]) -> bool:
+        """Embedded mode: continue touched executions and send their notifications now.
+        Returns whether any execution went on."""
         from signoff.engine.notify import outbox
         from signoff.engine.runtime.driver import drive
         from signoff.engine.signing.checkpoints import write_checkpoint
 
         write_checkpoint(self.engine)  # only when enough events were added since the last one
         if not self.run_inline:
-            return
+            return False
         execution_ids = execution_ids + self.engine.take_triggered()
         if execution_ids:
             drive(self.engine, execution_ids)
         outbox.deliver_after_change(self.engine)
+        return bool(execution_ids)
 
     def view_filter(self, actor: Identity) -> Callable[[str], bool]:
         """namespace -> may ``actor`` view it (the server's event feed filters with it)."""
@@ -285,16 +287,21 @@ class ApprovalService(AuditMixin, SigningMixin):
                 insert_execution(tx, row)
                 work.enqueue(tx, execution_id, now)
                 queued_row = row
+            # performance: what the start returns is read as it commits (on PostgreSQL in the
+            # COMMIT's round trip), not after it
+            answer = None if queued_row is not None else self.db.queries_at_commit(_execution_reads(execution_id))
         if inline_error is not None:
             raise inline_error
-        self._after_change(again)
-        if queued_row is not None:
+        went_on = self._after_change(again)
+        if answer is None:
             # performance: a start left to the runner is answered from the row it stored: no
             # task run, log or request of it exists before the runner takes it, so the four
             # reads of get_execution (a round trip and ~0.3 ms on PostgreSQL) would find none
             self._check(actor, "view", namespace, f"execution {execution_id}")
-            return just_queued(queued_row)
-        return self.get_execution(actor, execution_id)
+            return just_queued(row)
+        if went_on:  # this execution, or one it started, went on after the commit: read what it did
+            return self.get_execution(actor, execution_id)
+        return self._execution_answer(actor, execution_id, answer.result())
 
     def _check_rerun(self, actor: Identity, row: Any, operation: str) -> None:
         """Restart and replay: the execution's requester (with ``start``) or an admin."""
@@ -391,13 +398,12 @@ class ApprovalService(AuditMixin, SigningMixin):
         return [execution_summary(r) for r in self.db.query(sql, params) if visible(r["namespace"])]
 
     def get_execution(self, actor: Identity, execution_id: str) -> dict[str, Any]:
-        # performance: the four reads in one round trip on PostgreSQL (every start returns this)
-        found, runs, logs, requests = self.db.queries([
-            ("SELECT * FROM executions WHERE id=?", (execution_id,)),
-            ("SELECT * FROM task_runs WHERE execution_id=? ORDER BY seq", (execution_id,)),
-            ("SELECT path, level, message, at FROM logs WHERE execution_id=? ORDER BY id", (execution_id,)),
-            (f"SELECT r.*, {APPROVALS_SQL} AS approvals FROM requests r WHERE r.execution_id=?"
-             " ORDER BY r.created_at", (execution_id,))])
+        # performance: the four reads in one round trip on PostgreSQL
+        return self._execution_answer(actor, execution_id, self.db.queries(_execution_reads(execution_id)))
+
+    def _execution_answer(self, actor: Identity, execution_id: str, results: list[list[Any]]) -> dict[str, Any]:
+        """An execution as get_execution gives it, from the rows of :func:`_execution_reads`."""
+        found, runs, logs, requests = results
         row = found[0] if found else None
         if row is None:
             raise NotFound(f"no execution `{execution_id}`")
@@ -828,6 +834,16 @@ def flow_info(flow: Flow) -> dict[str, Any]:
     return {"namespace": flow.namespace, "id": flow.id, "description": flow.description, "labels": flow.labels,
             "inputs": [s.to_dict() for s in flow.inputs], "path": flow.path, "sha256": flow.sha256,
             "tasks": [t.id for t in flow.tasks], "origin": "api" if flow.path.startswith("api:") else "file"}
+
+
+def _execution_reads(execution_id: str) -> list[tuple[str, Any]]:
+    """The four reads an execution is answered from (ApprovalService._execution_answer)."""
+    return [
+        ("SELECT * FROM executions WHERE id=?", (execution_id,)),
+        ("SELECT * FROM task_runs WHERE execution_id=? ORDER BY seq", (execution_id,)),
+        ("SELECT path, level, message, at FROM logs WHERE execution_id=? ORDER BY id", (execution_id,)),
+        (f"SELECT r.*, {APPROVALS_SQL} AS approvals FROM requests r WHERE r.execution_id=?"
+         " ORDER BY r.created_at", (execution_id,))]
 
 
 def just_queued(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -58,7 +58,7 @@ from signoff.engine.store.behind import (
     no_params,
     queue_savepoint,
 )
-from signoff.engine.store.db import AuditListener, tell_audit_listeners
+from signoff.engine.store.db import AuditListener, CommitReads, tell_audit_listeners
 from signoff.engine.store.foreground import ForegroundGate
 from signoff.engine.store.locks import RetryableStorageError
 from signoff.engine.store.schema import SCHEMA_VERSION
@@ -210,6 +210,8 @@ class Session:
         #: BEGIN and savepoint statements not sent yet (see :meth:`begin`), in order, queued as
         #: write_behind queues them (engine.store.behind: ``queue_savepoint``, ``batches``)
         self._owed: list[tuple[Any, Any]] = []
+        #: reads answered at COMMIT (:meth:`PgDatabase.queries_at_commit`)
+        self._reads: CommitReads | None = None
 
     # -- the sqlite3-like surface ---------------------------------------------------------
     @property
@@ -325,6 +327,12 @@ class Session:
         items = list(seq)
         if not items:
             return 0
+        if self._behind is not None and classify(sql) == WRITE:
+            # queued as one write per item (batches() makes them one executemany again):
+            # performance, a run's task-run rows sent on their own cost an embedded start a
+            # round trip of its own and made its savepoint real (two statements more)
+            self._behind.extend((sql, item) for item in items)
+            return -1
         self._send_behind()  # (and what is owed)
         conn, borrowed = self._conn()
         try:
@@ -377,7 +385,7 @@ class Session:
             self.conn = self.db.borrow()
         self.staged_audit = []
         self._savepoints = []
-        self._behind, self._broken = None, None
+        self._behind, self._broken, self._reads = None, None, None
         # performance: BEGIN is owed, not sent: it goes in one pipeline with the transaction's
         # first statement (or its COMMIT), and a transaction that sends nothing costs no round
         # trip at all. An embedded start made 13 round trips, BEGIN and its savepoints 3 of them.
@@ -395,12 +403,20 @@ class Session:
             # queued writes end with their transaction (a write_behind block still open would
             # send its later writes one by one, which is only slower)
             behind, self._behind = self._behind or [], None
+            reads, self._reads = self._reads, None
             queued = [*self._take_owed(), *behind]
             if self.staged_audit:
-                self._commit_with_audit(queued)
-            elif begun or behind:  # (only writes queued behind can make an unsent transaction matter)
-                if queued:  # (a ROLLBACK TO among them still matters)
-                    _send_queued(self.conn, queued, tail=lambda cur: cur.execute("COMMIT"))
+                self._commit_with_audit(queued, reads)
+            elif begun or behind or reads:  # (only writes queued behind can make an unsent transaction matter)
+                if queued or reads:  # (a ROLLBACK TO among them still matters)
+                    read_cursors: list[Any] = []
+
+                    def tail(cur: Any) -> None:
+                        read_cursors.extend(self._send_reads(reads))
+                        cur.execute("COMMIT")
+
+                    _send_queued(self.conn, queued, tail=tail)
+                    _answer_reads(reads, read_cursors)
                 else:
                     self.conn.execute("COMMIT")
             # else: the server never saw this transaction (only BEGIN and savepoints were owed)
@@ -418,20 +434,44 @@ class Session:
             self.db.appended_through = max(self.db.appended_through, self.committed_events[-1][0])
             tell_audit_listeners(self.db.audit_listeners, self.committed_events)
 
-    def _commit_with_audit(self, queued: list[tuple[str, Any]]) -> None:
-        """The writes still queued, the staged audit events and COMMIT, in two round trips
-        (performance: one by one they took five, and a start made ~20 in all). First pipeline:
-        the queued writes, the audit lock (taken last, see engine.audit.log), the chain head;
-        second: the chained rows, the event feed's wake-up, COMMIT. A statement the server
-        refuses aborts the rest of its pipeline (COMMIT included) and raises here: the caller
-        rolls back."""
+    def _commit_with_audit(self, queued: list[tuple[str, Any]], reads: CommitReads | None) -> None:
+        """The writes still queued, the reads at COMMIT, the staged audit events and COMMIT.
+
+        A few events (a start's, a decision's): one pipeline, one round trip: the queued
+        writes, the reads, the audit lock (taken last, see engine.audit.log), the events
+        numbered, chained and announced by the server (``CHAINED_APPEND_SQL``), COMMIT.
+        Many (a bulk decision's): two, as the chain is made here and the rows go as COPY: the
+        queued writes, the reads, the lock and the chain head; then the rows, the event feed's
+        wake-up and COMMIT. A statement the server refuses aborts the rest of its pipeline
+        (COMMIT included) and raises here: the caller rolls back."""
         from signoff.engine.audit import log
 
         assert self.conn is not None
+        lock_sql = log.STAGED_LOCK_SQL.format(lock=AUDIT_LOCK)
+        read_cursors: list[Any] = []
+        if len(self.staged_audit) < COPY_MIN_ROWS:
+            feed_cur = self.conn.cursor(row_factory=tuple_row)
+
+            def append_and_commit(cur: Any) -> None:
+                read_cursors.extend(self._send_reads(reads))
+                cur.execute(lock_sql)
+                feed_cur.execute(to_psycopg(log.CHAINED_APPEND_SQL), (log.chained_append_param(self.staged_audit),))
+                cur.execute("COMMIT")
+
+            try:
+                _send_queued(self.conn, queued, tail=append_and_commit)
+                feed = feed_cur.fetchone()  # (read after the pipeline's round trip)
+            finally:
+                feed_cur.close()
+            assert feed is not None  # (an aggregate: always one row)
+            _answer_reads(reads, read_cursors)
+            self.committed_events = log.chained_events(feed[0])
+            return
         head_cur = self.conn.cursor(row_factory=tuple_row)
 
         def lock_and_head(cur: Any) -> None:
-            cur.execute(log.STAGED_LOCK_SQL.format(lock=AUDIT_LOCK))
+            read_cursors.extend(self._send_reads(reads))
+            cur.execute(lock_sql)
             head_cur.execute(log.STAGED_HEAD_SQL)
 
         try:
@@ -439,23 +479,41 @@ class Session:
             head = head_cur.fetchone()  # (read after the pipeline's round trip)
         finally:
             head_cur.close()
+        _answer_reads(reads, read_cursors)
         rows, _seq = log.chain_staged_events(self.staged_audit, head)
-        as_copy = len(rows) >= COPY_MIN_ROWS  # a bulk decision's events: as COPY (see _send_queued)
-        if as_copy:
-            copy_rows(self.conn, log.STAGED_COPY_SQL, rows)
+        copy_rows(self.conn, log.STAGED_COPY_SQL, rows)  # (see _send_queued)
         with self.conn.pipeline(), self.conn.cursor() as cur:
-            if not as_copy:
-                cur.executemany(to_psycopg(log.STAGED_INSERT_SQL), rows)
             # the wake-up of every replica's event feed (engine.server.head), delivered at COMMIT
             events = [log.feed_fields(row) for row in rows]
             cur.execute(to_psycopg(log.STAGED_NOTIFY_SQL), (log.notify_payload(events),))
             cur.execute("COMMIT")
         self.committed_events = events
 
+    def queries_at_commit(self, statements: list[tuple[str, Any]]) -> CommitReads:
+        """See :meth:`PgDatabase.queries_at_commit`."""
+        reads = CommitReads(statements)
+        if not self.in_transaction:
+            reads.rows = self.db.queries(statements)
+        else:
+            self._reads = reads
+        return reads
+
+    def _send_reads(self, reads: CommitReads | None) -> list[Any]:
+        """The reads at COMMIT, sent in the open pipeline; their cursors, read after it."""
+        if reads is None:
+            return []
+        assert self.conn is not None
+        cursors = []
+        for sql, params in reads.statements:
+            cur = self.conn.cursor(row_factory=_row_factory)
+            cursors.append(cur)
+            _execute(cur, sql, params)
+        return cursors
+
     def rollback(self) -> None:
         self.staged_audit = []
         self._savepoints = []
-        self._behind, self._broken = None, None
+        self._behind, self._broken, self._reads = None, None, None
         self._owed = []
         if self.conn is None:
             return
@@ -730,6 +788,12 @@ class PgDatabase:
                 cur.close()
             self.give_back(conn)
 
+    def queries_at_commit(self, statements: list[tuple[str, Any]]) -> CommitReads:
+        """Reads that see this thread's open transaction as it commits, answered after the
+        COMMIT: sent in the COMMIT's pipeline (performance: what a start returns, read after
+        its commit, cost a round trip and ~0.2 ms more). See the SQLite store's."""
+        return self.connection().queries_at_commit(statements)
+
     def close(self) -> None:
         """As the SQLite store: a thread closes its own connection. The thread that opened the
         database also closes the pool (the engine's owner, at the end)."""
@@ -750,6 +814,17 @@ def _execute(cur: Any, sql: str, params: Any) -> None:
         cur.execute(sql)  # no parameters: psycopg reads the text as it is (a % stays one %)
     else:
         cur.execute(to_psycopg(sql), params)
+
+
+def _answer_reads(reads: CommitReads | None, cursors: list[Any]) -> None:
+    """The rows of the reads at COMMIT, from their cursors (after the pipeline)."""
+    if reads is None:
+        return
+    try:
+        reads.rows = [cur.fetchall() if _returns_rows(cur) else [] for cur in cursors]
+    finally:
+        for cur in cursors:
+            cur.close()
 
 
 #: a batch of at least this many rows of a plain INSERT goes as COPY (see :func:`_send_queued`)
