@@ -133,11 +133,11 @@ FLOW_WITH_LABELS = {"change.yaml": """
 @pytest.mark.parametrize("store", ["sqlite", "pg"])
 def test_a_start_left_to_the_runner_answers_what_get_execution_reads(tmp_path: Path, store: str,
                                                                      request: pytest.FixtureRequest) -> None:
-    """The server's start (run_inline=False) answers from the row it stored instead of reading
-    it back; the answer is what reading it back gives, field for field."""
+    """A start queued whole for the runner (start_inline=False) answers from the row it stored
+    instead of reading it back; the answer is what reading it back gives, field for field."""
     url = request.getfixturevalue("pg_url") if store == "pg" else None
     engine = make_service(tmp_path, FLOW_WITH_LABELS, database=url).engine
-    svc = ApprovalService(engine, run_inline=False)
+    svc = ApprovalService(engine, run_inline=False, start_inline=False)
     try:
         started = svc.start_execution(ALICE, "ops", "change", {"ticket": "CHG-1"}, labels={"why": "test"})
         assert started == svc.get_execution(ALICE, started["id"])

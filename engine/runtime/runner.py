@@ -61,6 +61,12 @@ EXTERNAL_TYPES = {
 }
 
 
+class LeftToRunner(Exception):
+    """A run that may not cause outside effects (``ExecutionRun(effects=False)``: a server's
+    start) reached one. The run is undone; the execution is queued for the runner, which
+    takes it from the start."""
+
+
 @dataclass(frozen=True)
 class Ending:
     """How a Pause/Approval task ends after its after-decision block: a deny with
@@ -103,7 +109,7 @@ class ExecutionRun:
 
     def __init__(self, engine: Engine, execution_id: str, owner: str, gen: int, *, shared: bool = False,
                  row: Mapping[str, Any] | None = None, queued: bool = True, insert_row: bool = False,
-                 claimed_in_tx: bool = False) -> None:
+                 claimed_in_tx: bool = False, effects: bool = True) -> None:
         """``row`` and ``queued=False`` (performance, for the first advance of an execution
         started in the same transaction): its ``executions`` row as just inserted (it has no
         task runs yet), and it has no work row - nobody else can see it before the commit, so
@@ -113,7 +119,11 @@ class ExecutionRun:
         the state it has by then (a start stores its execution once, already PAUSED), and
         :attr:`row_pending` stays True if that never happened (the run failed).
         ``claimed_in_tx``: the lease was taken in the transaction this run's first step joins
-        (engine.runtime.driver), so that step need not renew it."""
+        (engine.runtime.driver), so that step need not renew it.
+        ``effects=False``: the run stops with :class:`LeftToRunner` before a task with an outside
+        effect (an HTTP call, mail, a shell command): a server's start runs its first steps in the
+        request that made it, but never someone's shell command or webhook (those take as long as
+        they take, and belong to the runner's lease and retries)."""
         self.engine = engine
         self.shared = shared
         self._savepoint = False
@@ -125,6 +135,7 @@ class ExecutionRun:
         self.gen = gen
         self.queued = queued
         self._lease_fresh = claimed_in_tx
+        self.effects = effects
         #: never queued: the ids this thread enqueued while advancing (see :meth:`advance`)
         self._enqueued: set[str] = set()
         fresh = row is not None
@@ -651,6 +662,8 @@ class ExecutionRun:
             raise TaskFailed(f"task `{task.id}`: no handler for type {task.type}")
         policy = self.retry_policy(task, path, scope)
         external = task.type in EXTERNAL_TYPES
+        if external and not self.effects:
+            raise LeftToRunner(f"task `{task.id}` has an outside effect")
         previous = self.runs.get(path)
         if previous is not None and previous["state"] == "RETRYING":
             due = jsonutil.loads(previous["value"], {}).get("retryAt")

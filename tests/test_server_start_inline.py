@@ -1,0 +1,112 @@
+"""A server's start (run_inline=False) runs its first steps in the request that made it, up to
+its first pause, but never a task with an outside effect: that is undone and left to the runner,
+which runs it exactly once (engine.runtime.runner.LeftToRunner)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signoff.engine.core import Engine
+from signoff.engine.identity import Identity
+from signoff.engine.service import ApprovalService
+from tests.fakes.http_listener import HttpListener
+from tests.support import write_flows
+
+BOB = Identity("bob")
+
+GATE = """
+id: gate
+namespace: ops
+tasks:
+  - id: note
+    type: io.kestra.plugin.core.log.Log
+    message: "before the gate"
+  - id: approve
+    type: io.kestra.plugin.core.flow.Pause
+  - id: after
+    type: io.kestra.plugin.core.log.Log
+    message: approved
+"""
+
+HOOK_FIRST = """
+id: hook
+namespace: ops
+tasks:
+  - id: note
+    type: io.kestra.plugin.core.log.Log
+    message: "before the call"
+  - id: call
+    type: io.kestra.plugin.core.http.Request
+    uri: "{url}/hook"
+    method: POST
+    body: "ping"
+  - id: approve
+    type: io.kestra.plugin.core.flow.Pause
+"""
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+def database(request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("pg_url") if request.param == "pg" else None
+
+
+def _counts(engine: Engine, execution_id: str) -> dict[str, Any]:
+    db = engine.db
+    return {
+        "work": db.query_one("SELECT count(*) FROM work WHERE execution_id=?", (execution_id,))[0],
+        "runs": db.query_one("SELECT count(*) FROM task_runs WHERE execution_id=?", (execution_id,))[0],
+        "logs": db.query_one("SELECT count(*) FROM logs WHERE execution_id=?", (execution_id,))[0],
+        "requests": db.query_one("SELECT count(*) FROM requests WHERE execution_id=?", (execution_id,))[0],
+        "state": db.query_one("SELECT state FROM executions WHERE id=?", (execution_id,))[0],
+    }
+
+
+def test_a_server_start_answers_with_its_pause_and_leaves_no_work(tmp_path: Path, database: str | None) -> None:
+    engine = Engine(tmp_path / "data", [write_flows(tmp_path / "flows", {"gate.yaml": GATE})], database=database)
+    try:
+        svc = ApprovalService(engine, run_inline=False)
+        started = svc.start_execution(BOB, "ops", "gate", {})
+        assert started["state"] == "PAUSED"
+        assert [r["state"] for r in started["requests"]] == ["PENDING"]
+        assert started == svc.get_execution(BOB, started["id"])
+        assert _counts(engine, started["id"]) == {"work": 0, "runs": 2, "logs": 1, "requests": 1, "state": "PAUSED"}
+        assert svc.tick() == 0  # nothing left for the runner
+    finally:
+        engine.close()
+
+
+def test_an_outside_effect_is_left_to_the_runner_and_runs_once(tmp_path: Path, database: str | None) -> None:
+    with HttpListener() as listener:
+        listener.respond("/hook", 200, "ok")
+        flows = write_flows(tmp_path / "flows", {"hook.yaml": HOOK_FIRST.format(url=listener.url)})
+        engine = Engine(tmp_path / "data", [flows], database=database)
+        try:
+            svc = ApprovalService(engine, run_inline=False)
+            started = svc.start_execution(BOB, "ops", "hook", {})
+            # the start's own run is undone, the Log's step too: nothing ran, all is queued
+            assert started["state"] == "CREATED" and started["requests"] == [] and started["task_runs"] == []
+            assert listener.requests_to("/hook") == []
+            assert _counts(engine, started["id"]) == {"work": 1, "runs": 0, "logs": 0, "requests": 0,
+                                                      "state": "CREATED"}
+            svc.tick()
+            after = svc.get_execution(BOB, started["id"])
+            assert after["state"] == "PAUSED" and len(listener.requests_to("/hook")) == 1
+            assert _counts(engine, started["id"]) == {"work": 0, "runs": 3, "logs": 1, "requests": 1, "state": "PAUSED"}
+            svc.tick()
+            assert len(listener.requests_to("/hook")) == 1
+        finally:
+            engine.close()
+
+
+def test_the_embedded_start_still_runs_the_effect_at_once(tmp_path: Path) -> None:
+    with HttpListener() as listener:
+        listener.respond("/hook", 200, "ok")
+        flows = write_flows(tmp_path / "flows", {"hook.yaml": HOOK_FIRST.format(url=listener.url)})
+        engine = Engine(tmp_path / "data", [flows])
+        try:
+            started = ApprovalService(engine).start_execution(BOB, "ops", "hook", {})
+            assert started["state"] == "PAUSED" and len(listener.requests_to("/hook")) == 1
+        finally:
+            engine.close()
