@@ -91,9 +91,8 @@ class Authenticator:
             scheme, _, value = header.strip().partition(" ")
             token = value.strip() if scheme.lower() == "bearer" else "\x00malformed"
         client = request.client.host if request.client else "unknown"
-        check = await anyio.to_thread.run_sync(self._verify, token)
-        if check.ok and check.user is not None:
-            identity = await anyio.to_thread.run_sync(self._identity, check.user)
+        check, identity = await anyio.to_thread.run_sync(self._verified_identity, token)
+        if identity is not None:
             request.state.identity = identity
             request.state.token = token
             return identity
@@ -191,6 +190,15 @@ class Authenticator:
         if token == "\x00malformed":
             return tokens.TokenCheck(None, None, tokens.MALFORMED)
         return tokens.verify(self.db, token, now=self.clock.now())
+
+    def _verified_identity(self, token: str | None) -> tuple[tokens.TokenCheck, Identity | None]:
+        """The token's check and, when it passed, its user's identity: in one worker-thread hop
+        (performance: a hop costs the event loop and the worker ~0.1 ms of CPU; a second one for
+        the identity was a tenth of a replica's time per request under load)."""
+        check = self._verify(token)
+        if check.ok and check.user is not None:
+            return check, self._identity(check.user)
+        return check, None
 
     def _identity(self, user: str) -> Identity:
         now = self.monotonic()
