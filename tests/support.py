@@ -11,7 +11,10 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from signoff.engine.clock import FakeClock
 from signoff.engine.core import Engine
@@ -19,6 +22,9 @@ from signoff.engine.identity import Identity
 from signoff.engine.service import ApprovalService
 from signoff.engine.store.db import APPLICATION_ID, DB_FILENAME
 from signoff.engine.store.schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    from signoff.engine.store.pg import PgDatabase
 
 REPO = Path(__file__).resolve().parents[1]
 #: the `signoff` program of this checkout, run by this interpreter: ``python -m signoff`` calls
@@ -160,3 +166,18 @@ def catch_up_at_once(data_dirs: list[Path], url: str | None = None) -> list[int]
         p.join(60)
         assert p.exitcode == 0
     return counts
+
+
+@contextmanager
+def pg_scratch(url: str, data_dir: Path, table: str) -> Iterator[PgDatabase]:
+    """A PostgreSQL store with one scratch table ``table`` (id, v) for tests of the store's
+    own statements, closed afterwards."""
+    from signoff.engine.store.pg import PgDatabase
+
+    database = PgDatabase(url, data_dir)
+    with database.write() as tx:
+        tx.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    try:
+        yield database
+    finally:
+        database.close()

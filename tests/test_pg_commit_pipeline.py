@@ -18,11 +18,11 @@ import pytest
 from signoff.engine.audit import append_event
 from signoff.engine.audit.log import GENESIS, event_content, event_hash
 from signoff.engine.audit.verify import verify_chain
-from signoff.engine.errors import StorageError
 from signoff.engine.server.head import notified_events
 from signoff.engine.store.db import Database
 from signoff.engine.store.locks import defer_writes
 from signoff.engine.store.pg import COPY_MIN_ROWS, PgDatabase
+from tests.support import pg_scratch
 
 AT = "2026-01-01T00:00:00.000000Z"
 
@@ -34,11 +34,8 @@ AWKWARD = ["plain", "é à ü", "日本語のテキスト", "🙂 four bytes", "
 
 @pytest.fixture
 def db(tmp_path: Path, pg_url: str):
-    database = PgDatabase(pg_url, tmp_path)
-    with database.write() as tx:
-        tx.execute("CREATE TABLE cp_a (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-    yield database
-    database.close()
+    with pg_scratch(pg_url, tmp_path, "cp_a") as database:
+        yield database
 
 
 def stored(db: Any) -> list[tuple[Any, ...]]:
@@ -162,24 +159,6 @@ def test_a_savepoint_rolled_back_drops_its_queued_executemany(db: PgDatabase) ->
         append_event(tx, at=AT, actor="ann", action="test.kept")
     assert [tuple(r) for r in db.query("SELECT id, v FROM cp_a ORDER BY id")] == [(1, "kept"), (4, "after")]
     assert [r[3] for r in stored(db)] == ["test.kept"]
-
-
-def test_a_refused_write_fails_the_commit_and_its_reads(db: PgDatabase) -> None:
-    with db.write() as tx:
-        tx.execute("INSERT INTO cp_a(id, v) VALUES (1, 'kept')")
-    with pytest.raises(StorageError, match="duplicate key"), db.write() as tx:
-        defer_writes(tx)
-        tx.execute("INSERT INTO cp_a(id, v) VALUES (?, ?)", (1, "clash"))
-        append_event(tx, at=AT, actor="ann", action="test.lost")
-        reads = db.queries_at_commit([("SELECT count(*) FROM cp_a", ())])
-    with pytest.raises(RuntimeError):
-        reads.result()
-    assert db.query("SELECT count(*) FROM audit")[0][0] == 0
-    with db.write() as tx:  # the session goes on, and the chain starts at 1
-        append_event(tx, at=AT, actor="ann", action="test.after")
-        reads = db.queries_at_commit([("SELECT count(*) FROM cp_a", ())])
-    assert reads.result()[0][0][0] == 1
-    assert [r[0] for r in stored(db)] == [1]
 
 
 def test_reads_at_commit_without_events_or_transaction(db: PgDatabase, tmp_path: Path) -> None:

@@ -17,15 +17,13 @@ from signoff.engine.errors import StorageError
 from signoff.engine.signing.checkpoints import write_checkpoint
 from signoff.engine.store.locks import defer_writes
 from signoff.engine.store.pg import PgDatabase
+from tests.support import pg_scratch
 
 
 @pytest.fixture
 def db(tmp_path: Path, pg_url: str):
-    database = PgDatabase(pg_url, tmp_path)
-    with database.write() as tx:
-        tx.execute("CREATE TABLE rt_a (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-    yield database
-    database.close()
+    with pg_scratch(pg_url, tmp_path, "rt_a") as database:
+        yield database
 
 
 def test_deferred_writes_and_audit_events_commit_together(db: PgDatabase) -> None:
@@ -42,7 +40,7 @@ def test_deferred_writes_and_audit_events_commit_together(db: PgDatabase) -> Non
     assert result.ok and result.count == 2, result.problem
 
 
-def test_a_refused_deferred_write_fails_the_commit_and_leaves_nothing(db: PgDatabase) -> None:
+def test_a_refused_deferred_write_fails_the_commit_and_its_reads_and_leaves_nothing(db: PgDatabase) -> None:
     with db.write() as tx:
         tx.execute("INSERT INTO rt_a(id, v) VALUES (1, 'kept')")
     with pytest.raises(StorageError, match="duplicate key"), db.write() as tx:
@@ -50,10 +48,15 @@ def test_a_refused_deferred_write_fails_the_commit_and_leaves_nothing(db: PgData
         tx.execute("INSERT INTO rt_a(id, v) VALUES (?, ?)", (2, "new"))
         tx.execute("INSERT INTO rt_a(id, v) VALUES (?, ?)", (1, "clash"))
         append_event(tx, at="2026-01-01T00:00:00.000000Z", actor="ann", action="test.lost")
+        reads = db.queries_at_commit([("SELECT count(*) FROM rt_a", ())])
+    with pytest.raises(RuntimeError):  # reads made at COMMIT are answered only by a commit
+        reads.result()
     assert [tuple(r) for r in db.query("SELECT id, v FROM rt_a ORDER BY id")] == [(1, "kept")]
     assert db.query("SELECT count(*) FROM audit")[0][0] == 0
     with db.write() as tx:  # the session is usable again, and the chain starts at 1
         append_event(tx, at="2026-01-01T00:00:00.000000Z", actor="ann", action="test.after")
+        reads = db.queries_at_commit([("SELECT count(*) FROM rt_a", ())])
+    assert reads.result()[0][0][0] == 1
     assert [tuple(r) for r in db.query("SELECT seq, action FROM audit")] == [(1, "test.after")]
 
 
