@@ -1,6 +1,7 @@
 """The parts every engine user shares: database, clock, flows, policy, data directory."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
@@ -45,8 +46,8 @@ class Engine:
         self.lease: timedelta = LEASE
         #: where new execution and request ids come from (engine.ids.SequentialIds in tests)
         self.ids: Ids = ids or RandomIds()
-        #: executions started by triggers in this process, not advanced yet (see take_triggered)
-        self._triggered: list[str] = []
+        #: per thread: executions started by triggers, not advanced yet (see take_triggered)
+        self._triggered = threading.local()
         #: the newest audit checkpoint this process saw or signed, a lower bound of the stored
         #: one (engine.signing.checkpoints.write_checkpoint); None: not looked yet
         self.checkpoint_seen: int | None = None
@@ -66,12 +67,19 @@ class Engine:
         return FlowRegistry(self.db, self.flow_dirs, self.clock)
 
     def note_triggered(self, execution_id: str) -> None:
-        self._triggered.append(execution_id)
+        ids: list[str] | None = getattr(self._triggered, "ids", None)
+        if ids is None:
+            ids = self._triggered.ids = []
+        ids.append(execution_id)
 
     def take_triggered(self) -> list[str]:
-        """Executions a trigger started here since the last call (drive() advances them at
-        once in embedded mode, instead of leaving them to the next tick)."""
-        taken, self._triggered = self._triggered, []
+        """Executions a trigger started in this thread since the last call (drive() advances
+        them at once in embedded mode, instead of leaving them to the next tick). Per thread:
+        the thread that started them takes them, and one that never does (a server's runner,
+        `signoff worker`: ApprovalService.tick) drops its own, which are queued work anyway,
+        so the list does not grow for the life of the process."""
+        taken: list[str] = getattr(self._triggered, "ids", None) or []
+        self._triggered.ids = []
         return taken
 
     def now(self) -> str:

@@ -95,6 +95,10 @@ class ApprovalService(AuditMixin, SigningMixin):
         if schedules:
             handled += process_due_schedules(self.engine)
         handled += drive(self.engine)
+        # what triggers started in this tick is queued work, which drive() takes (this round or
+        # the next tick): nothing here advances it by id, so its ids are dropped, not kept for
+        # the life of a server or worker
+        self.engine.take_triggered()
         handled += outbox.deliver_due(self.engine)
         write_checkpoint(self.engine)  # only when enough events were added since the last one
         return handled
@@ -108,6 +112,7 @@ class ApprovalService(AuditMixin, SigningMixin):
 
         write_checkpoint(self.engine)  # only when enough events were added since the last one
         if not self.run_inline:
+            self.engine.take_triggered()  # queued work, for the runner (see tick)
             return False
         execution_ids = execution_ids + self.engine.take_triggered()
         if execution_ids:

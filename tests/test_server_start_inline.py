@@ -3,6 +3,7 @@ its first pause, but never a task with an outside effect: that is undone and lef
 which runs it exactly once (engine.runtime.runner.LeftToRunner)."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,63 @@ def test_the_embedded_start_still_runs_the_effect_at_once(tmp_path: Path) -> Non
             assert started["state"] == "PAUSED" and len(listener.requests_to("/hook")) == 1
         finally:
             engine.close()
+
+
+CHAINED = {
+    "first.yaml": """
+id: first
+namespace: ops
+tasks:
+  - id: note
+    type: io.kestra.plugin.core.log.Log
+    message: done
+""",
+    "second.yaml": """
+id: second
+namespace: ops
+tasks:
+  - id: note
+    type: io.kestra.plugin.core.log.Log
+    message: "after {{ trigger.flowId }}"
+triggers:
+  - id: after_first
+    type: io.kestra.plugin.core.trigger.Flow
+    conditions:
+      - type: io.kestra.plugin.core.condition.ExecutionFlow
+        namespace: ops
+        flowId: first
+""",
+}
+
+
+def test_a_server_keeps_no_list_of_triggered_starts(tmp_path: Path, database: str | None) -> None:
+    """What a trigger starts is queued work for the runner; a server's start (which ends the
+    first flow at once here) and the runner's tick drop its id instead of keeping it for the
+    life of the process, and the runner still runs it, once."""
+    engine = Engine(tmp_path / "data", [write_flows(tmp_path / "flows", CHAINED)], database=database)
+    try:
+        svc = ApprovalService(engine, run_inline=False)
+        for _ in range(3):
+            assert svc.start_execution(BOB, "ops", "first", {})["state"] == "SUCCESS"
+        assert engine.take_triggered() == []
+        assert engine.db.query_one("SELECT count(*) FROM work")[0] == 3
+        svc.tick()
+        assert engine.take_triggered() == []
+        states = [r[0] for r in engine.db.query("SELECT state FROM executions WHERE flow_id='second'")]
+        assert states == ["SUCCESS"] * 3
+        assert engine.db.query_one("SELECT count(*) FROM work")[0] == 0
+    finally:
+        engine.close()
+
+
+def test_triggered_starts_are_taken_by_the_thread_that_made_them(tmp_path: Path) -> None:
+    engine = Engine(tmp_path / "data", [write_flows(tmp_path / "flows", CHAINED)])
+    try:
+        engine.note_triggered("mine")
+        seen: list[list[str]] = []
+        other = threading.Thread(target=lambda: seen.append(engine.take_triggered()))
+        other.start()
+        other.join()
+        assert seen == [[]] and engine.take_triggered() == ["mine"] and engine.take_triggered() == []
+    finally:
+        engine.close()
