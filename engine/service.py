@@ -252,7 +252,7 @@ class ApprovalService(AuditMixin, SigningMixin):
         execution_id = self.engine.ids.execution_id()
         now = self.engine.now()
         all_labels = {**flow.labels, **dict(labels or {})}
-        queued_row: dict[str, Any] | None = None
+        queued_whole = False  # left wholly to the runner (start_inline False)
         with self.db.foreground(), self.db.write() as tx:
             revision = self.engine.flows.ensure_revision(tx, flow)
             row = {"id": execution_id, "namespace": namespace, "flow_id": flow_id, "revision": revision,
@@ -304,10 +304,10 @@ class ApprovalService(AuditMixin, SigningMixin):
                 defer_writes(tx)  # performance: sent with the COMMIT, one round trip for all
                 insert_execution(tx, row)
                 work.enqueue(tx, execution_id, now)
-                queued_row = row
+                queued_whole = True
             # performance: what the start returns is read as it commits (on PostgreSQL in the
             # COMMIT's round trip), not after it
-            answer = None if queued_row is not None else self.db.queries_at_commit(_execution_reads(execution_id))
+            answer = None if queued_whole else self.db.queries_at_commit(_execution_reads(execution_id))
         if inline_error is not None:
             raise inline_error
         went_on = self._after_change(again)

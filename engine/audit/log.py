@@ -139,7 +139,9 @@ FROM feed"""
 def content_after_seq(at: str, actor: str, action: str, namespace: str | None, flow_id: str | None,
                       execution_id: str | None, request_id: str | None, data_json: str) -> str:
     """What follows ``[seq,`` in :func:`event_content` (the canonical JSON is compact, so the
-    number is followed by a comma and the other fields as they are)."""
+    number is followed by a comma and the other fields as they are). Not used by
+    event_content itself: a slice and a concatenation more cost ~0.3 us an event on the bulk
+    and verify paths; tests/test_pg_commit_pipeline.py checks both spell the same text."""
     return jsonutil.dumps([at, actor, action, namespace, flow_id, execution_id, request_id, data_json])[1:]
 
 

@@ -412,7 +412,7 @@ class Session:
                     read_cursors: list[Any] = []
 
                     def tail(cur: Any) -> None:
-                        read_cursors.extend(self._send_reads(reads))
+                        self._send_reads(reads, read_cursors)
                         cur.execute("COMMIT")
 
                     _send_queued(self.conn, queued, tail=tail)
@@ -453,7 +453,7 @@ class Session:
             feed_cur = self.conn.cursor(row_factory=tuple_row)
 
             def append_and_commit(cur: Any) -> None:
-                read_cursors.extend(self._send_reads(reads))
+                self._send_reads(reads, read_cursors)
                 cur.execute(lock_sql)
                 feed_cur.execute(to_psycopg(log.CHAINED_APPEND_SQL), (log.chained_append_param(self.staged_audit),))
                 cur.execute("COMMIT")
@@ -470,7 +470,7 @@ class Session:
         head_cur = self.conn.cursor(row_factory=tuple_row)
 
         def lock_and_head(cur: Any) -> None:
-            read_cursors.extend(self._send_reads(reads))
+            self._send_reads(reads, read_cursors)
             cur.execute(lock_sql)
             head_cur.execute(log.STAGED_HEAD_SQL)
 
@@ -498,17 +498,12 @@ class Session:
             self._reads = reads
         return reads
 
-    def _send_reads(self, reads: CommitReads | None) -> list[Any]:
-        """The reads at COMMIT, sent in the open pipeline; their cursors, read after it."""
-        if reads is None:
-            return []
-        assert self.conn is not None
-        cursors = []
-        for sql, params in reads.statements:
-            cur = self.conn.cursor(row_factory=_row_factory)
-            cursors.append(cur)
-            _execute(cur, sql, params)
-        return cursors
+    def _send_reads(self, reads: CommitReads | None, cursors: list[Any]) -> None:
+        """The reads at COMMIT, sent in the open pipeline; their cursors into ``cursors``,
+        read after it (:func:`_answer_reads`)."""
+        if reads is not None:
+            assert self.conn is not None
+            _send_reads(self.conn, reads.statements, cursors)
 
     def rollback(self) -> None:
         self.staged_audit = []
@@ -776,15 +771,12 @@ class PgDatabase:
         cursors: list[Any] = []
         try:
             with conn.pipeline():
-                for sql, params in statements:
-                    cur = conn.cursor(row_factory=_row_factory)
-                    cursors.append(cur)
-                    _execute(cur, sql, params)
-            return [cur.fetchall() if _returns_rows(cur) else [] for cur in cursors]
+                _send_reads(conn, statements, cursors)
+            return _rows_of(cursors)
         except psycopg.Error as exc:
             raise self.error(exc) from None
         finally:
-            for cur in cursors:
+            for cur in cursors:  # (closed already when read; again after a failure)
                 cur.close()
             self.give_back(conn)
 
@@ -816,15 +808,29 @@ def _execute(cur: Any, sql: str, params: Any) -> None:
         cur.execute(to_psycopg(sql), params)
 
 
-def _answer_reads(reads: CommitReads | None, cursors: list[Any]) -> None:
-    """The rows of the reads at COMMIT, from their cursors (after the pipeline)."""
-    if reads is None:
-        return
+def _send_reads(conn: Any, statements: list[tuple[str, Any]], cursors: list[Any]) -> list[Any]:
+    """Each read on a cursor of its own, sent in ``conn``'s open pipeline and added to
+    ``cursors`` (returned), whose rows :func:`_rows_of` takes once the round trip is done."""
+    for sql, params in statements:
+        cur = conn.cursor(row_factory=_row_factory)
+        cursors.append(cur)
+        _execute(cur, sql, params)
+    return cursors
+
+
+def _rows_of(cursors: list[Any]) -> list[list[Any]]:
+    """The rows of reads sent by :func:`_send_reads`, in order; the cursors are closed."""
     try:
-        reads.rows = [cur.fetchall() if _returns_rows(cur) else [] for cur in cursors]
+        return [cur.fetchall() if _returns_rows(cur) else [] for cur in cursors]
     finally:
         for cur in cursors:
             cur.close()
+
+
+def _answer_reads(reads: CommitReads | None, cursors: list[Any]) -> None:
+    """The rows of the reads at COMMIT, from their cursors (after the pipeline)."""
+    if reads is not None:
+        reads.rows = _rows_of(cursors)
 
 
 #: a batch of at least this many rows of a plain INSERT goes as COPY (see :func:`_send_queued`)
