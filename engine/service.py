@@ -74,8 +74,8 @@ class ApprovalService(AuditMixin, SigningMixin):
         #: ``run_inline`` all of them, outside effects included; without (a server) up to the
         #: first task with an outside effect, which is left to the runner (runner.LeftToRunner).
         #: Decision, performance: a server's start left wholly to the runner cost two more
-        #: transactions (the runner's claim and advance; on PostgreSQL ~1.4 ms and six round
-        #: trips of a replica's time), and the caller learns its request id at once.
+        #: transactions (the runner's claim and advance; on PostgreSQL ~1.4 ms and 9-11 round
+        #: trips per execution), and the caller learns its request id at once.
         #: False: the whole start is queued for the runner (tests of that path).
         self.start_inline = start_inline
 
