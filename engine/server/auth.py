@@ -193,8 +193,8 @@ class Authenticator:
 
     def _verified_identity(self, token: str | None) -> tuple[tokens.TokenCheck, Identity | None]:
         """The token's check and, when it passed, its user's identity: in one worker-thread hop
-        (performance: a hop costs the event loop and the worker ~0.1 ms of CPU; a second one for
-        the identity was a tenth of a replica's time per request under load)."""
+        (performance: handing work to worker threads was ~7% of a replica's GIL-holding samples
+        under load, 4 clients on 3 replicas; an authenticated start made three hops, now two)."""
         check = self._verify(token)
         if check.ok and check.user is not None:
             return check, self._identity(check.user)
