@@ -46,7 +46,9 @@ def parse_time(text: str) -> datetime:
 
 
 def _parse_time(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    value = datetime.fromisoformat(text)  # (Python 3.11 reads the "Z" the stored times end with)
+    if value.tzinfo is UTC:  # (what the stored times give: the conversion below is a copy)
+        return value
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

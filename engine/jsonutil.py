@@ -30,17 +30,43 @@ def dumps_with_raw(value: Mapping[str, Any], raw: Mapping[str, str]) -> str:
     Performance: a decision's audit event carries the request's whole stored context; parsing
     that text only to encode it again cost ~10 us per item of a bulk decision. ``dumps`` of a
     canonical text's parse is that text again, so the result is what ``dumps`` would give."""
-    keys = sorted(raw)
-    # the plain members between two raw ones, in order: group i goes before keys[i]
-    groups: list[dict[str, Any]] = [{} for _ in range(len(keys) + 1)]
+    keys = tuple(sorted(raw))
+    return splice(plain_parts(value, keys), keys, raw)
+
+
+def plain_parts(value: Mapping[str, Any], raw_keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The object ``value`` with holes at ``raw_keys`` (sorted; members of ``value`` with those
+    names are left out): the texts :func:`splice` puts around the raw members, one more than
+    there are keys. Kept by a caller whose plain members repeat (a bulk decision's events
+    differ from item to item only in their raw members)."""
+    groups: list[dict[str, Any]] = [{} for _ in range(len(raw_keys) + 1)]
     for key, item in value.items():
-        if key not in raw:
-            groups[bisect_left(keys, key)][key] = item
-    parts: list[str] = []
-    for group, key in zip(groups, keys, strict=False):  # (one group more than keys)
+        if key not in raw_keys:
+            groups[bisect_left(raw_keys, key)][key] = item  # group i goes before raw_keys[i]
+    members: list[str | None] = []  # None: a raw member's place
+    for i, group in enumerate(groups):
         if group:
-            parts.append(dumps(group)[1:-1])
-        parts.append(f"{_quoted(key)}:{raw[key]}")
-    if groups[-1]:
-        parts.append(dumps(groups[-1])[1:-1])
-    return "{" + ",".join(parts) + "}"
+            members.append(dumps(group)[1:-1])
+        if i < len(raw_keys):
+            members.append(None)
+    parts: list[str] = []
+    text = "{"
+    for i, member in enumerate(members):
+        if i:
+            text += ","
+        if member is None:
+            parts.append(f"{text}{_quoted(raw_keys[len(parts)])}:")
+            text = ""
+        else:
+            text += member
+    parts.append(text + "}")
+    return tuple(parts)
+
+
+def splice(parts: tuple[str, ...], raw_keys: tuple[str, ...], raw: Mapping[str, str]) -> str:
+    """The object of :func:`plain_parts` ``parts`` with ``raw``'s texts in its holes."""
+    out = [parts[0]]
+    for key, part in zip(raw_keys, parts[1:], strict=True):
+        out.append(raw[key])
+        out.append(part)
+    return "".join(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from signoff.engine import jsonutil
@@ -38,7 +39,7 @@ from signoff.engine.store.locks import (
 )
 
 if TYPE_CHECKING:
-    from signoff.engine.approvals.decide import DecisionRequest, Prefetched
+    from signoff.engine.approvals.decide import DecisionRequest
     from signoff.engine.flows.model import Flow
     from signoff.engine.inputs.uploads import FileContent
 
@@ -637,7 +638,7 @@ class ApprovalService(AuditMixin, SigningMixin):
         between chunks (the rest are reported as not decided). ``signatures``: request id ->
         {statement, signature} made by the client (engine.signing), checked before commit."""
         from signoff.engine.approvals.chunks import run_chunks
-        from signoff.engine.approvals.decide import DecisionRequest, prefetch
+        from signoff.engine.approvals.decide import DecisionRequest, decide_in_tx, prefetch
 
         if verdict not in (APPROVE, DENY):
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
@@ -659,8 +660,14 @@ class ApprovalService(AuditMixin, SigningMixin):
             found = prefetch(tx, chunk)
             remembered = self._remembered(tx, actor, idempotency_key, chunk)
             with write_behind(tx) as writes:
+                # what is the same for every item, bound once (performance: per item, the keyword
+                # arguments and a lambda cost ~2 us of a bulk decision's ~70)
+                decide_one = partial(decide_in_tx, writes, now=now, actor=actor, decision=decision,
+                                     policy=self.engine.policy, enqueue=partial(work.enqueue, now=now),
+                                     notifications=self.engine.notifications, functions=self.form_functions,
+                                     prefetched=found)
                 return [self._decide_item(writes, now, actor, request_id, decision, idempotency_key,
-                                          found, remembered) for request_id in chunk]
+                                          remembered, decide_one) for request_id in chunk]
 
         size = BULK_CHUNK[self.db.dialect]
         chunks = [id_list[start:start + size] for start in range(0, len(id_list), size)]
@@ -695,19 +702,17 @@ class ApprovalService(AuditMixin, SigningMixin):
                 found[request_id] = outcome
         return found
 
-    def _decide_item(self, tx: sqlite3.Connection, now: str, actor: Identity, request_id: str,
-                     decision: DecisionRequest, idempotency_key: str | None, found: Prefetched,
-                     remembered: dict[str, str]) -> Outcome:
-        from signoff.engine.approvals.decide import decide_in_tx
-
+    @staticmethod
+    def _decide_item(tx: sqlite3.Connection, now: str, actor: Identity, request_id: str,
+                     decision: DecisionRequest, idempotency_key: str | None, remembered: dict[str, str],
+                     decide_one: Callable[..., Outcome]) -> Outcome:
+        """One item of :meth:`decide` under its own savepoint; ``decide_one``: decide_in_tx with
+        the call's arguments bound."""
         if request_id in remembered:
             return Outcome.from_dict(jsonutil.loads(remembered[request_id]))
         tx.execute("SAVEPOINT item")
         try:
-            result = decide_in_tx(tx, now=now, actor=actor, request_id=request_id, decision=decision,
-                                  policy=self.engine.policy, enqueue=lambda t, eid: work.enqueue(t, eid, now),
-                                  notifications=self.engine.notifications, functions=self.form_functions,
-                                  prefetched=found)
+            result = decide_one(request_id=request_id)
             if idempotency_key and result.ok:  # only what changed state is remembered
                 tx.execute("INSERT INTO idempotency(actor, key, request_id, outcome, created_at) VALUES (?,?,?,?,?)"
                            " ON CONFLICT DO NOTHING",

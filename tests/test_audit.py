@@ -21,9 +21,9 @@ import pytest
 
 from signoff.engine.audit import append_event
 from signoff.engine.audit.export import CSV_HEADER, csv_lines, jsonl_lines
-from signoff.engine.audit.log import GENESIS, event_content
+from signoff.engine.audit.log import GENESIS, event_content, row_content
 from signoff.engine.audit.search import AuditQuery, parse_query, search
-from signoff.engine.audit.verify import _content, head, verify_chain
+from signoff.engine.audit.verify import head, verify_chain
 from signoff.engine.clock import FakeClock, parse_time
 from signoff.engine.errors import Refused, UsageError
 from signoff.engine.identity import Identity
@@ -178,7 +178,7 @@ def test_fast_content_is_byte_identical_to_event_content():
         (5, "t", "alice", "x", None, None, None, None, b"bytes"),
     ]
     for row in samples:
-        assert _content(row) == event_content(*row)
+        assert row_content(row) == event_content(*row)
 
 
 def _middle(conn, action: str | None = None) -> int:

@@ -13,9 +13,11 @@ from signoff.engine.clock import seconds_between
 
 
 def close_request(tx: sqlite3.Connection, request_id: str, state: str, *, by: str, now: str,
-                  created_at: str | None = None, elapsed: float | None = None, **details: Any) -> dict[str, Any]:
+                  created_at: str | None = None, elapsed: float | None = None, result_json: str | None = None,
+                  **details: Any) -> dict[str, Any]:
     """``created_at`` or ``elapsed`` (seconds from it to ``now``): when the caller has the
-    request's row (saves a read per request)."""
+    request's row (saves a read per request). ``result_json``: the result as canonical JSON,
+    when the caller has it (a bulk decision encodes it once for all its items)."""
     result = {"state": state, "by": by, "on": now, **details}
     # guarded: a request is closed once; callers hold its row lock (PostgreSQL) and saw it pending.
     # decision_s (creation to closing) is what `signoff stats` sorts for its percentiles.
@@ -25,7 +27,7 @@ def close_request(tx: sqlite3.Connection, request_id: str, state: str, *, by: st
             created_at = row[0] if row is not None else None
         elapsed = seconds_between(created_at, now) if created_at is not None else None
     tx.execute("UPDATE requests SET state=?, decided_at=?, result=?, decision_s=? WHERE id=? AND state='PENDING'",
-               (state, now, jsonutil.dumps(result), elapsed, request_id))
+               (state, now, jsonutil.dumps(result) if result_json is None else result_json, elapsed, request_id))
     retire_timers(tx, request_id, now)
     return result
 

@@ -24,10 +24,9 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 from dataclasses import asdict, dataclass
-from json.encoder import encode_basestring  # the C encoder json.dumps(ensure_ascii=False) uses
 from typing import Any
 
-from signoff.engine.audit.log import GENESIS, event_content
+from signoff.engine.audit.log import GENESIS, row_content
 from signoff.engine.store.db import connection_of
 
 _COLUMNS = "seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash"
@@ -56,23 +55,6 @@ def head(db: Any) -> tuple[int, str] | None:
 def describe(row: tuple[Any, ...]) -> str:
     """``request.approved by alice at 2026-...`` for a raw audit row (in _COLUMNS order)."""
     return f"{row[3]} by {row[2]} at {row[1]}"
-
-
-def _content(row: tuple[Any, ...]) -> str:
-    """event_content() for a row, byte-identical, without json.dumps' per-call overhead."""
-    seq, at, actor, action, ns, flow, execution, request, data = row[:9]
-    try:
-        if type(seq) is not int:
-            raise TypeError
-        fields = (encode_basestring(at), encode_basestring(actor), encode_basestring(action),
-                  "null" if ns is None else encode_basestring(ns),
-                  "null" if flow is None else encode_basestring(flow),
-                  "null" if execution is None else encode_basestring(execution),
-                  "null" if request is None else encode_basestring(request),
-                  encode_basestring(data))
-        return f"[{seq},{','.join(fields)}]"
-    except TypeError:  # a non-text value (only a hand-edited row has one): the slow, exact path
-        return event_content(*row[:9])
 
 
 def verify_chain(db: Any, *, batch: int = 50_000, expect_head: tuple[int, str] | None = None) -> VerifyResult:
@@ -184,13 +166,13 @@ def _walk(conn: sqlite3.Connection, sql: str, last: int, batch: int, *,
                     content = row[1]
                 else:
                     stored_prev, stored_hash = row[9], row[10]
-                    content = _content(row)
+                    content = row_content(row)
                 computed = sha256((stored_prev + content).encode("utf-8")).hexdigest() \
                     if isinstance(stored_prev, str) else None
                 if seq != expected_seq or stored_prev != prev_hash or computed != stored_hash:
                     full = _full_row(conn, seq) if fast else row
                     if fast and computed != stored_hash and full is not None and isinstance(full[9], str):
-                        computed = sha256((full[9] + _content(full)).encode("utf-8")).hexdigest()
+                        computed = sha256((full[9] + row_content(full)).encode("utf-8")).hexdigest()
                     if seq == expected_seq and stored_prev == prev_hash and computed == stored_hash:
                         pass  # only the fast path's spelling differed: the event is intact
                     else:
