@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -639,6 +640,7 @@ class ApprovalService(AuditMixin, SigningMixin):
         {statement, signature} made by the client (engine.signing), checked before commit."""
         from signoff.engine.approvals.chunks import run_chunks
         from signoff.engine.approvals.decide import DecisionRequest, decide_in_tx, prefetch
+        from signoff.engine.gcpause import collection_paused
 
         if verdict not in (APPROVE, DENY):
             raise UsageError(f"verdict must be `approve` or `deny`, not `{verdict}`")
@@ -678,7 +680,8 @@ class ApprovalService(AuditMixin, SigningMixin):
                          and progress is None) else 1
         # before the background runner's transactions; a large bulk before every replica's
         # (engine.store.foreground)
-        with self.db.foreground(bulk=len(id_list) > BULK_ITEMS):
+        with self.db.foreground(bulk=len(id_list) > BULK_ITEMS), \
+                collection_paused() if len(id_list) > BULK_ITEMS else nullcontext():
             outcomes = run_chunks(chunks, lambda chunk: retrying(self.db, lambda tx: decide_chunk(tx, chunk)),
                                   progress=progress, parallel=parallel)
         touched = [o.execution_id for o in outcomes

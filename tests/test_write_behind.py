@@ -76,6 +76,38 @@ def test_savepoints_kept_and_dropped_as_on_the_server(db: Any) -> None:
     assert [r[0] for r in rows(db, "wb_b")] == [0, 2, 4]
 
 
+def test_nested_savepoints_sent_or_kept_end_as_on_the_server(db: Any) -> None:
+    """Savepoints inside savepoints, some sent by a read in between and some still kept on this
+    side, released and rolled back in every order: the rows are what the database alone would
+    have kept."""
+    with db.write() as conn, write_behind(conn) as tx:
+        tx.execute("SAVEPOINT sp_outer")
+        tx.execute("INSERT INTO wb_a(id, v) VALUES (1, 'outer')")
+        tx.execute("SAVEPOINT sp_inner")
+        tx.execute("INSERT INTO wb_a(id, v) VALUES (2, 'inner')")
+        assert tx.execute("SELECT count(*) FROM wb_a").fetchone()[0] == 2  # both go out
+        tx.execute("INSERT INTO wb_a(id, v) VALUES (3, 'after the read')")
+        tx.execute("SAVEPOINT sp_third")  # kept on this side, inside a sent one
+        tx.execute("INSERT INTO wb_b(id, n) VALUES (3, 3)")
+        tx.execute("ROLLBACK TO sp_inner")  # a sent savepoint: undoes 2, 3 and the kept one
+        tx.execute("RELEASE sp_inner")
+        tx.execute("INSERT INTO wb_a(id, v) VALUES (4, 'kept')")
+        tx.execute("SAVEPOINT sp_late")  # at the queue's end when the next read sends it
+        assert [r[0] for r in tx.execute("SELECT id FROM wb_a ORDER BY id")] == [1, 4]
+        tx.execute("INSERT INTO wb_a(id, v) VALUES (5, 'gone')")
+        tx.execute("ROLLBACK TO sp_late")
+        tx.execute("INSERT INTO wb_a(id, v) VALUES (6, 'in late')")
+        tx.execute("RELEASE sp_late")
+        tx.execute("RELEASE sp_outer")
+        tx.execute("SAVEPOINT sp_last")
+        tx.execute("INSERT INTO wb_b(id, n) VALUES (7, 7)")
+        tx.execute("SAVEPOINT sp_nested")
+        tx.execute("INSERT INTO wb_b(id, n) VALUES (8, 8)")
+        tx.execute("RELEASE sp_last")  # releases the nested one too: both rows stay
+    assert [r[0] for r in rows(db, "wb_a")] == [1, 4, 6]
+    assert [r[0] for r in rows(db, "wb_b")] == [7, 8]
+
+
 def test_a_refused_write_fails_the_whole_transaction(db: Any) -> None:
     with db.write() as tx:
         tx.execute("INSERT INTO wb_a(id, v) VALUES (1, 'there')")

@@ -282,9 +282,10 @@ def _result_json(decision: DecisionRequest, check: FormCheck, state: str, by: st
 
 def _checked_form(row: sqlite3.Row, decision: DecisionRequest,
                   functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None) -> FormCheck:
-    """The decision's form values checked against the request's frozen form. Without templates or conditions in the form, the outcome depends on
-    the form text and the values alone (not on the request's context), so a bulk decision
-    checks each distinct form once instead of once per request. ``functions(row)``: the
+    """The decision's form values checked against the request's frozen form. Without templates
+    or conditions in the form, the outcome depends on the form text and the values alone (not
+    on the request's context), so a bulk decision checks each distinct form once instead of
+    once per request. ``functions(row)``: the
     expression functions the form's defaults may call."""
     text = row["form"] or "[]"
     reusable = ("{{" not in text and "{%" not in text

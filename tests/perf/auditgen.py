@@ -14,10 +14,7 @@ from typing import Any
 
 from signoff.engine import jsonutil
 from signoff.engine.audit.fulltext_feed import mark_complete
-from signoff.engine.audit.log import GENESIS, event_content, event_hash
-
-# verify's byte-identical fast spelling of event_content (checked below on a sample)
-from signoff.engine.audit.verify import _content as fast_content
+from signoff.engine.audit.log import GENESIS, event_content, event_hash, row_content
 
 ACTORS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
           "mallory", "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "svc-deploy"]
@@ -114,7 +111,7 @@ def build_audit(db, count: int, *, days: int = 90, now: datetime | None = None, 
                         "state": action.split(".")[1].upper()}
             data_json = jsonutil.dumps(data)
             row = (seq, at, actor, action, ns, flow, execution_id, request_id, data_json)
-            content = fast_content(row)
+            content = row_content(row)
             if i < 1000:  # the fast spelling must be byte-identical to the engine's
                 assert content == event_content(*row), (content, event_content(*row))
             digest = event_hash(prev, content)
