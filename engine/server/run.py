@@ -20,6 +20,7 @@ transaction commits, so nothing acknowledged is lost, and the runner's work is r
 """
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 import os
@@ -202,6 +203,10 @@ def serve(*, data_dir: Path, flow_dirs: list[Path], policy: Policy | None, singl
         # uvicorn re-raises the signal it stopped for once it has shut down; a SIGTERM that
         # ended in a clean shutdown is a normal exit (status 0), not death by signal
         previous = signal.signal(signal.SIGTERM, lambda *_: None)
+        # everything alive now (modules, the app, its schemas, the engine) is moved out of the
+        # collector's way for the process's life, as the console does (console/startup.py):
+        # 3 replicas on PostgreSQL, 4 clients: ~3% more starts/s (305/301/334 -> 313/312/343)
+        gc.freeze()
         try:
             if len(plan) == 1:
                 plan[0][0].run(sockets=plan[0][1])
