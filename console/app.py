@@ -88,6 +88,10 @@ class SignoffApp(App[None]):
     Screen { background: $background; }
     Input { border: tall $panel; }
     Input:focus { border: tall $primary; }
+    /* one-row inputs (the resume form's compact fields and reason, the pending list's filter)
+       have no border: this stylesheet outranks a widget's own, and with the tall border above
+       their one row went to the border alone and hid what was typed */
+    Input.-textual-compact, Input.-textual-compact:focus, FilterInput, FilterInput:focus { border: none; }
     """
 
     def __init__(self, backend: Backend, *, clock: Clock | None = None, theme: str | None = None,

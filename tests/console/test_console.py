@@ -82,6 +82,41 @@ async def test_filter_and_approve_one_with_form(env):
         assert t.filter_text == "" and t.visible_count == 4
 
 
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_what_is_typed_in_the_form_is_on_screen(env, size):
+    """The form's fields, the reason and the pending list's filter are one-row inputs without a
+    border. The app's own input border once applied to them too and left that one row to the
+    border, so what was typed could not be seen (the resume form's other tests host the form
+    in a bare App)."""
+    from textual.widgets import Input
+
+    from signoff.console.screens.form_screen import FormScreen
+
+    app = env.app()
+    async with app.run_test(size=size) as pilot:
+        await loaded(pilot)
+        await pilot.press("enter")  # the first request, a payment with a ticket field
+        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen))
+        await type_text(pilot, "T-4711")
+        await pilot.press("tab")
+        await type_text(pilot, "seen on screen")
+        await pilot.pause(0.1)
+        inputs = list(app.screen.query(Input))
+        assert inputs and all(i.content_region.height >= 1 for i in inputs), [i.region for i in inputs]
+        text = screen_text(app)
+        assert "T-4711" in text and "seen on screen" in text, text
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, FormScreen))
+        await pilot.press("slash")
+        await type_text(pilot, "zzq")
+        for focused in (True, False):  # while typing, and kept after enter
+            await pilot.pause(0.1)
+            box = app.pending_view.filter_input
+            assert box.content_region.height == 1 and "zzq" in screen_text(app).splitlines()[1]
+            if focused:
+                await pilot.press("enter")
+
+
 async def test_keys_typed_in_one_burst_after_slash_go_to_the_filter(env):
     """Over SSH "/globex" often arrives in one read: every key after "/" is queued before the
     first one is handled. They must all land in the filter; none may reach the list as a
