@@ -43,24 +43,15 @@ def plain_parts(value: Mapping[str, Any], raw_keys: tuple[str, ...]) -> tuple[st
     for key, item in value.items():
         if key not in raw_keys:
             groups[bisect_left(raw_keys, key)][key] = item  # group i goes before raw_keys[i]
-    members: list[str | None] = []  # None: a raw member's place
+    # a raw member's place is marked by NUL, which canonical JSON never writes bare (it is
+    # escaped as \u0000, in keys too), so the text splits there and nowhere else
+    members: list[str] = []
     for i, group in enumerate(groups):
         if group:
             members.append(dumps(group)[1:-1])
         if i < len(raw_keys):
-            members.append(None)
-    parts: list[str] = []
-    text = "{"
-    for i, member in enumerate(members):
-        if i:
-            text += ","
-        if member is None:
-            parts.append(f"{text}{_quoted(raw_keys[len(parts)])}:")
-            text = ""
-        else:
-            text += member
-    parts.append(text + "}")
-    return tuple(parts)
+            members.append(f"{_quoted(raw_keys[i])}:\0")
+    return tuple(("{" + ",".join(members) + "}").split("\0"))
 
 
 def splice(parts: tuple[str, ...], raw_keys: tuple[str, ...], raw: Mapping[str, str]) -> str:

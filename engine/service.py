@@ -680,8 +680,8 @@ class ApprovalService(AuditMixin, SigningMixin):
                          and progress is None) else 1
         # before the background runner's transactions; a large bulk before every replica's
         # (engine.store.foreground)
-        with self.db.foreground(bulk=len(id_list) > BULK_ITEMS), \
-                collection_paused() if len(id_list) > BULK_ITEMS else nullcontext():
+        bulk = len(id_list) > BULK_ITEMS
+        with self.db.foreground(bulk=bulk), collection_paused() if bulk else nullcontext():
             outcomes = run_chunks(chunks, lambda chunk: retrying(self.db, lambda tx: decide_chunk(tx, chunk)),
                                   progress=progress, parallel=parallel)
         touched = [o.execution_id for o in outcomes

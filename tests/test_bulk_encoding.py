@@ -21,15 +21,21 @@ from signoff.engine.service import ApprovalService
 from signoff.engine.store.foreground import BULK_ITEMS
 from tests.support import ALICE, BOB, make_service
 
-FLOWS = {
-    "shared.yaml": """
-        id: shared
+
+def _flow(flow_id: str, gate: str) -> str:
+    """A flow started with a ticket whose one task, ``gate``, is given as YAML lines."""
+    return f"""
+        id: {flow_id}
         namespace: ops
         inputs:
           - id: ticket
             type: STRING
         tasks:
-          - id: gate
+          - id: gate{gate}"""
+
+
+FLOWS = {
+    "shared.yaml": _flow("shared", """
             type: io.kestra.plugin.core.flow.Pause
             context:
               summary: "{{ inputs.ticket }}"
@@ -41,15 +47,8 @@ FLOWS = {
               - id: pin
                 type: SECRET
                 required: false
-        """,
-    "templated.yaml": """
-        id: templated
-        namespace: ops
-        inputs:
-          - id: ticket
-            type: STRING
-        tasks:
-          - id: gate
+        """),
+    "templated.yaml": _flow("templated", """
             type: io.kestra.plugin.core.flow.Pause
             context:
               summary: "{{ inputs.ticket }}"
@@ -57,18 +56,11 @@ FLOWS = {
               - id: note
                 type: STRING
                 defaults: "for {{ inputs.ticket }}"
-        """,
-    "quorum.yaml": """
-        id: quorum
-        namespace: ops
-        inputs:
-          - id: ticket
-            type: STRING
-        tasks:
-          - id: gate
+        """),
+    "quorum.yaml": _flow("quorum", """
             type: io.kestra.plugin.core.flow.Approval
             required: 2
-        """,
+        """),
 }
 
 

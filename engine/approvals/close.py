@@ -14,11 +14,11 @@ from signoff.engine.clock import seconds_between
 
 def close_request(tx: sqlite3.Connection, request_id: str, state: str, *, by: str, now: str,
                   created_at: str | None = None, elapsed: float | None = None, result_json: str | None = None,
-                  **details: Any) -> dict[str, Any]:
+                  **details: Any) -> None:
     """``created_at`` or ``elapsed`` (seconds from it to ``now``): when the caller has the
-    request's row (saves a read per request). ``result_json``: the result as canonical JSON,
-    when the caller has it (a bulk decision encodes it once for all its items)."""
-    result = {"state": state, "by": by, "on": now, **details}
+    request's row (saves a read per request). ``details``: the result's other members; or
+    ``result_json``, the whole :func:`result_document` as canonical JSON already (a bulk
+    decision encodes it once for all its items)."""
     # guarded: a request is closed once; callers hold its row lock (PostgreSQL) and saw it pending.
     # decision_s (creation to closing) is what `signoff stats` sorts for its percentiles.
     if elapsed is None:
@@ -27,9 +27,14 @@ def close_request(tx: sqlite3.Connection, request_id: str, state: str, *, by: st
             created_at = row[0] if row is not None else None
         elapsed = seconds_between(created_at, now) if created_at is not None else None
     tx.execute("UPDATE requests SET state=?, decided_at=?, result=?, decision_s=? WHERE id=? AND state='PENDING'",
-               (state, now, jsonutil.dumps(result) if result_json is None else result_json, elapsed, request_id))
+               (state, now, jsonutil.dumps(result_document(state, by, now, **details)) if result_json is None
+                else result_json, elapsed, request_id))
     retire_timers(tx, request_id, now)
-    return result
+
+
+def result_document(state: str, by: str, now: str, **details: Any) -> dict[str, Any]:
+    """A closed request's ``result`` column: its state, who closed it, when, and the details."""
+    return {"state": state, "by": by, "on": now, **details}
 
 
 def retire_timers(tx: sqlite3.Connection, request_id: str, now: str) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from signoff.engine import jsonutil
 from signoff.engine.approvals import outcome as oc
-from signoff.engine.approvals.close import close_request
+from signoff.engine.approvals.close import close_request, result_document
 from signoff.engine.approvals.outcome import APPROVE, DENY, Outcome, comment_message, comment_mode, comment_required
 from signoff.engine.audit import append_event
 from signoff.engine.clock import seconds_between
@@ -48,7 +48,7 @@ class DecisionRequest:
     #: read only; see :meth:`rules_of`
     parsed_rules: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
     #: performance: JSON texts that are the same for many items of one call (an event's members
-    #: other than the context, a result document), by what they depend on; see decide_in_tx
+    #: other than the context, a result document), by what they depend on; see :meth:`once`
     encoded: dict[tuple[Any, ...], Any] = field(default_factory=dict, repr=False, compare=False)
     #: performance: the checks that depend only on the namespace and the rules, by both
     #: (see :meth:`gates_of`)
@@ -62,6 +62,16 @@ class DecisionRequest:
         if rules is None:
             rules = self.parsed_rules[key] = jsonutil.loads(text, {})
         return rules
+
+    def once(self, key: tuple[Any, ...] | None, make: Callable[[], Any]) -> Any:
+        """``make()``, kept under ``key`` for the rest of the call (None: not kept, as for what
+        differs from item to item)."""
+        if key is None:
+            return make()
+        value = self.encoded.get(key)
+        if value is None:
+            value = self.encoded[key] = make()
+        return value
 
     def gates_of(self, actor: Identity, policy: Policy, row: Any, rules: Mapping[str, Any]) -> Gates:
         """The checks of a request that depend on nothing but its namespace and rules (the actor,
@@ -194,7 +204,6 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
         check = _checked_form(row, decision, functions)
     else:
         check = FormCheck({}, {}, {}, "{}", "{}", True)
-    values = check.values
     if gates.comment_errors or check.errors:
         errors = {**gates.comment_errors, **check.errors}
         return Outcome(**base, outcome=oc.INVALID_INPUTS, state="PENDING", errors=errors,
@@ -203,7 +212,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     if gates.signature_mode is not None:
         refused, message, signature = decision.signatures.check(
             tx, now=now, actor=actor.name, mode=gates.signature_mode, row=row,
-            verdict=decision.verdict, reason=decision.reason, values=values)
+            verdict=decision.verdict, reason=decision.reason, values=check.values)
         if refused:
             append_event(tx, at=now, actor=actor.name, action="policy.denied", namespace=row["namespace"],
                          flow_id=row["flow_id"], execution_id=execution_id, request_id=request_id,
@@ -230,28 +239,28 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     # members are encoded once per state for a call whose events differ in nothing else
     event: dict[str, Any] = {"verdict": decision.verdict, "reason": decision.reason, "origin": decision.origin,
                              "state": state}
-    raw = {"context": row["context"] or "{}", "inputs": check.masked_json}
-    if signature is None and not decision.automatic:
-        parts = decision.encoded.get(("event", state))
-        if parts is None:
-            parts = decision.encoded["event", state] = jsonutil.plain_parts(event, EVENT_RAW)
-        data_json = jsonutil.splice(parts, EVENT_RAW, raw)
-    else:
-        if signature is not None:
-            event["signature"] = signature
-        if decision.automatic:
-            event["automatic"] = True
-            event["expression"] = row_rules_expression(rules)
-            event["value"] = decision.auto_expression
-        data_json = jsonutil.dumps_with_raw(event, raw)
+    if signature is not None:
+        event["signature"] = signature
+    if decision.automatic:
+        event["automatic"] = True
+        event["expression"] = row_rules_expression(rules)
+        event["value"] = decision.auto_expression
+    parts = decision.once(("event", state) if signature is None and not decision.automatic else None,
+                          lambda: jsonutil.plain_parts(event, EVENT_RAW))
+    data_json = jsonutil.splice(parts, EVENT_RAW, {"context": row["context"] or "{}", "inputs": check.masked_json})
     append_event(tx, at=now, actor=actor.name, action="request.auto_approved" if decision.automatic
                  else f"request.{'approved' if decision.verdict == APPROVE else 'denied'}",
                  namespace=row["namespace"], flow_id=row["flow_id"], execution_id=execution_id,
                  request_id=request_id, data_json=data_json)
     if state != "PENDING":
-        close_request(tx, request_id, state, by=actor.name, now=now, elapsed=elapsed, inputs=values,
-                      reason=decision.reason, automatic=decision.automatic,
-                      result_json=_result_json(decision, check, state, actor.name, now))
+        # the result document: once per state and moment when the form check is shared, as it is
+        # for every item of a bulk decision on one form
+        result_json = decision.once(
+            ("result", state, actor.name, now, check.values_json) if check.shared else None,
+            lambda: jsonutil.dumps_with_raw(result_document(state, actor.name, now, reason=decision.reason,
+                                                            automatic=decision.automatic),
+                                            {"inputs": check.values_json}))
+        close_request(tx, request_id, state, by=actor.name, now=now, elapsed=elapsed, result_json=result_json)
         enqueue(tx, execution_id)
         if notifications is not None:  # (enqueue sends nothing without a configuration)
             from signoff.engine.notify import outbox
@@ -266,27 +275,13 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
                    if signature else None)
 
 
-def _result_json(decision: DecisionRequest, check: FormCheck, state: str, by: str, now: str) -> str:
-    """The closed request's result document (engine.approvals.close) as canonical JSON: once per
-    call, state and moment when the form check is shared, as it is for every item of a bulk
-    decision on one form."""
-    key = ("result", state, by, now, check.values_json) if check.shared else None
-    text = decision.encoded.get(key) if key is not None else None
-    if text is None:
-        text = jsonutil.dumps_with_raw({"state": state, "by": by, "on": now, "reason": decision.reason,
-                                        "automatic": decision.automatic}, {"inputs": check.values_json})
-        if key is not None:
-            decision.encoded[key] = text
-    return text
-
-
 def _checked_form(row: sqlite3.Row, decision: DecisionRequest,
                   functions: Callable[[sqlite3.Row], Mapping[str, Any]] | None = None) -> FormCheck:
     """The decision's form values checked against the request's frozen form. Without templates
     or conditions in the form, the outcome depends on the form text and the values alone (not
     on the request's context), so a bulk decision checks each distinct form once instead of
-    once per request. ``functions(row)``: the
-    expression functions the form's defaults may call."""
+    once per request. ``functions(row)``: the expression functions the form's defaults may
+    call."""
     text = row["form"] or "[]"
     reusable = ("{{" not in text and "{%" not in text
                 and text.count('"dependsOn":') == text.count('"dependsOn":null'))

@@ -200,14 +200,12 @@ def notify_payload(events: list[tuple[Any, ...]]) -> str:
 def chain_staged_events(events: list[tuple[Any, ...]], head: Any) -> tuple[list[tuple[Any, ...]], int]:
     """The audit rows of the staged ``events`` chained after ``head`` (the newest stored
     ``(seq, hash)``, or None), and the last sequence number."""
-    from hashlib import sha256  # (see event_hash)
-
     seq, prev = (head[0], head[1]) if head else (0, GENESIS)
     rows: list[tuple[Any, ...]] = []
     for event in events:
         seq += 1
         row = (seq, *event)
-        digest = sha256((prev + row_content(row)).encode("utf-8")).hexdigest()
+        digest = event_hash(prev, row_content(row))
         rows.append((*row, prev, digest))
         prev = digest
     return rows, seq

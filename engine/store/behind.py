@@ -148,7 +148,7 @@ def batches(queued: list[tuple[Any, Any]]) -> list[tuple[str, list[Any] | None]]
             run_sql: str | None = None  # the statement of the batch being filled
             run: list[Any] = []
             for sql, params in statements:
-                if sql == run_sql and (params.__class__ is tuple and params or not no_params(params)):
+                if sql == run_sql and not no_params(params):
                     run.append(params)  # (the usual case: the same text again, with values)
                 elif no_params(params):
                     out.append((sql, None))
@@ -225,7 +225,7 @@ class SqliteWriteBehind:
     def execute(self, sql: str, params: Any = ()) -> Any:
         if self._broken is not None:
             raise self._broken
-        kind = _KINDS.get(sql) or classify(sql)
+        kind = classify(sql)
         if kind == WRITE:
             self._queued.append((sql, params))
             return _QUEUED
