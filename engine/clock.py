@@ -30,6 +30,11 @@ class FakeClock:
 
 def format_time(when: datetime) -> str:
     """Fixed-width UTC ISO text, so stored times sort as strings."""
+    if when.tzinfo is UTC and when.year >= 1000:
+        # performance: what the clocks give (aware UTC) spelled by isoformat, ~1.3 us less than
+        # strftime (a start formats six times); the same text: ``+00:00`` becomes ``Z``.
+        # (strftime writes a year before 1000 without padding; that path keeps doing so.)
+        return when.isoformat(timespec="microseconds")[:-6] + "Z"
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

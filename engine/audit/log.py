@@ -69,8 +69,9 @@ def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | 
         return None
     last = tx.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    digest = event_hash(prev, event_content(seq, at, actor, action, namespace, flow_id, execution_id,
-                                            request_id, data_json))
+    # (row_content: event_content's text without the JSON encoder's per-call overhead)
+    digest = event_hash(prev, row_content((seq, at, actor, action, namespace, flow_id, execution_id,
+                                           request_id, data_json)))
     tx.execute(
         "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
