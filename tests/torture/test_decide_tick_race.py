@@ -58,9 +58,14 @@ async def approve_all_in_console(world: PaymentWorld, tmp_path: Path, count: int
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         ticks_before = ticks
         await pilot.press("y")
-        await wait_for(pilot, lambda: table.row_count == len(world.waiting), timeout=120)
+        # a bound for liveness, not a speed: the list changes when the decision worker has
+        # continued what it decided, and with the API refusing each payment spends ~1.5 s in
+        # connect retries, so --long's 200 take about two minutes on two cores (a fixed 120 s
+        # ran out there, the test alone on a quiet machine)
+        bound = max(120.0, 3.0 * count)
+        await wait_for(pilot, lambda: table.row_count == len(world.waiting), timeout=bound)
         assert not isinstance(app.screen, BulkResultScreen)
-        await wait_for(pilot, lambda: settled(world.service.engine), timeout=120)
+        await wait_for(pilot, lambda: settled(world.service.engine), timeout=bound)
         assert ticks > ticks_before, "the tick never ran while the console decided"
 
 
