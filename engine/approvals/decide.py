@@ -117,6 +117,9 @@ class FormCheck(NamedTuple):
     shared: bool
 
 
+#: a deny's form check: it sends no values, so there is nothing to check (read only)
+NO_FORM = FormCheck({}, {}, {}, "{}", "{}", True)
+
 #: the audit event's members given as JSON text (jsonutil.splice), in sorted order
 EVENT_RAW = ("context", "inputs")
 
@@ -203,7 +206,7 @@ def decide_in_tx(tx: sqlite3.Connection, *, now: str, actor: Identity, request_i
     if decision.verdict == APPROVE:
         check = _checked_form(row, decision, functions)
     else:
-        check = FormCheck({}, {}, {}, "{}", "{}", True)
+        check = NO_FORM
     if gates.comment_errors or check.errors:
         errors = {**gates.comment_errors, **check.errors}
         return Outcome(**base, outcome=oc.INVALID_INPUTS, state="PENDING", errors=errors,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
 from signoff.engine.store.sqltext import statement_kind
@@ -45,25 +46,22 @@ def plain_write(sql: str) -> bool:
 #: what :func:`classify` says of a statement text: a plain write, a savepoint statement
 #: (SAVEPOINT / RELEASE / ROLLBACK TO), another transaction-control statement, or a read
 WRITE, SAVEPOINT_STATEMENT, CONTROL, READ = "write", "savepoint", "control", "read"
-_KINDS: dict[str, str] = {}
+
+# performance: the three questions below are asked of every statement of a bulk decision (a
+# handful of texts, 10,000 times each; two regular expressions per statement cost ~5 us), so
+# each answer is kept by statement text. The caches are bounded: texts with values written in
+# are not worth keeping for long.
 
 
+@lru_cache(maxsize=4096)
 def classify(sql: str) -> str:
-    """WRITE, SAVEPOINT_STATEMENT, CONTROL or READ, cached by statement text (performance: the
-    bulk decide loop sends a handful of texts 10,000 times each; two regular expressions per
-    statement cost ~5 us)."""
-    kind = _KINDS.get(sql)
-    if kind is None:
-        word = statement_kind(sql)
-        if word in ("SAVEPOINT", "RELEASE") or (word == "ROLLBACK" and " TO " in f" {sql.upper()} "):
-            kind = SAVEPOINT_STATEMENT
-        elif word:
-            kind = CONTROL
-        else:
-            kind = WRITE if plain_write(sql) else READ
-        if len(_KINDS) < 4096:  # (texts with values written in are not worth keeping)
-            _KINDS[sql] = kind
-    return kind
+    """WRITE, SAVEPOINT_STATEMENT, CONTROL or READ."""
+    word = statement_kind(sql)
+    if word in ("SAVEPOINT", "RELEASE") or (word == "ROLLBACK" and " TO " in f" {sql.upper()} "):
+        return SAVEPOINT_STATEMENT
+    if word:
+        return CONTROL
+    return WRITE if plain_write(sql) else READ
 
 
 def no_params(params: Any) -> bool:
@@ -72,33 +70,17 @@ def no_params(params: Any) -> bool:
     return params is None or (not isinstance(params, Mapping) and len(params) == 0)
 
 
-#: a savepoint statement's text -> (its word, the savepoint's name), and a plain write's text ->
-#: the table it writes (performance: both are asked twice per item of a bulk decision)
-_SAVEPOINTS: dict[str, tuple[str, str]] = {}
-_TABLES: dict[str, str] = {}
-
-
+@lru_cache(maxsize=4096)
 def savepoint_parts(sql: str) -> tuple[str, str]:
     """SAVEPOINT / RELEASE / ROLLBACK and the savepoint's name, of a savepoint statement."""
-    parts = _SAVEPOINTS.get(sql)
-    if parts is None:
-        parts = (statement_kind(sql), sql.split()[-1])
-        if len(_SAVEPOINTS) < 4096:
-            _SAVEPOINTS[sql] = parts
-    return parts
+    return statement_kind(sql), sql.split()[-1]
 
 
+@lru_cache(maxsize=4096)
 def table_of(sql: str) -> str | None:
     """The table a plain write writes (lower case), or None for another statement."""
-    table = _TABLES.get(sql)
-    if table is None:
-        found = TABLE.match(sql)
-        if found is None:
-            return None
-        table = found.group(1).lower()
-        if len(_TABLES) < 4096:
-            _TABLES[sql] = table
-    return table
+    found = TABLE.match(sql)
+    return found.group(1).lower() if found is not None else None
 
 
 def queue_savepoint(queued: list[tuple[Any, Any]], kind: str, sql: str, name: str) -> None:
@@ -272,10 +254,12 @@ class SqliteWriteBehind:
     def _send(self) -> None:
         queued, self._queued = self._queued, []
         # the marks inside the queue are made real in their places; one at its end moves along
-        inside = [mark for mark in self._marks if mark[1] is not None and mark[1] < len(queued)]
+        inside: list[list[Any]] = []
         for mark in self._marks:
-            if mark[1] is not None and mark[1] == len(queued):
+            if mark[1] == len(queued):
                 mark[1] = 0
+            elif mark[1] is not None:
+                inside.append(mark)
         if not queued:
             return
         try:

@@ -57,6 +57,7 @@ from signoff.engine.store.behind import (
     keep_staged_in_step,
     no_params,
     queue_savepoint,
+    savepoint_parts,
 )
 from signoff.engine.store.db import AuditListener, CommitReads, tell_audit_listeners
 from signoff.engine.store.foreground import ForegroundGate
@@ -371,7 +372,7 @@ class Session:
         """SAVEPOINT / RELEASE / ROLLBACK TO, keeping the staged audit events in step."""
         if self.conn is None:
             raise RuntimeError(f"{sql!r} outside a transaction")
-        name = sql.split()[-1]
+        name = savepoint_parts(sql)[1]
         # owed, as BEGIN is: sent with the next statement (a savepoint made and released with
         # nothing sent in between never reaches the server at all)
         queue_savepoint(self._behind if self._behind is not None else self._owed, kind, sql, name)
