@@ -63,19 +63,14 @@ def append_event(tx: Any, *, at: str, actor: str, action: str, namespace: str | 
     ``data``, the data as canonical JSON text already (jsonutil)."""
     if data_json is None:
         data_json = jsonutil.dumps_with_raw(data or {}, raw) if raw else jsonutil.dumps(data or {})
+    event = (at, actor, action, namespace, flow_id, execution_id, request_id, data_json)
     stage = getattr(tx, "stage_audit", None)
     if stage is not None:
-        stage((at, actor, action, namespace, flow_id, execution_id, request_id, data_json))
+        stage(event)
         return None
-    last = tx.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    # (row_content: event_content's text without the JSON encoder's per-call overhead)
-    digest = event_hash(prev, row_content((seq, at, actor, action, namespace, flow_id, execution_id,
-                                           request_id, data_json)))
-    tx.execute(
-        "INSERT INTO audit(seq, at, actor, action, namespace, flow_id, execution_id, request_id, data, prev_hash, hash)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (seq, at, actor, action, namespace, flow_id, execution_id, request_id, data_json, prev, digest))
+    # chained as a write-behind block's staged events are (write_staged_sqlite), one row
+    rows, seq = chain_staged_events([event], tx.execute(STAGED_HEAD_SQL).fetchone())
+    tx.execute(_SQLITE_INSERT_SQL, rows[0])
     _noted(tx, seq)
     return seq
 
